@@ -1,0 +1,18 @@
+//! voxnav: a smart IVR server. Callers say what they want; voxnav recognises it, decides each turn
+//! (answer, walk the dialplan, or transfer to a human) and speaks the reply, all offline.
+//!
+//! # Layout
+//!
+//! ```text
+//! models/   model setup: pinned registry packages, CTranslate2 -> GGML Whisper conversion
+//! speech/   speech engines behind traits: asr (Recognizer + whisper pool), tts (Synthesizer +
+//!           piper pool), text normalisation for speech, fake engines for tests
+//! media/    audio primitives: G.711 codecs, WAV I/O, resampling (RTP sessions come with the SIP issue)
+//! ```
+//!
+//! `src/main.rs` is the command line (`say`, `transcribe`, `models`). The shape the rest grows into
+//! (sip/, net/, nlu/, dialplan/, call/, routing/, ops/) is described in `docs/architecture.md`.
+
+pub mod media;
+pub mod models;
+pub mod speech;
