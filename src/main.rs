@@ -5,7 +5,12 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use voxnav::models::{self, ModelPaths};
+use voxnav::media::{resample::resample, wav};
+use voxnav::models::{self, ModelPaths, paths::WhisperModel};
+use voxnav::speech::{
+    PiperConfig, PiperSynthesizer, RecognizeOptions, Recognizer, Synthesizer, WhisperConfig,
+    WhisperRecognizer, tts::OUTPUT_RATE,
+};
 
 #[derive(Parser)]
 #[command(name = "voxnav", version, about = "Smart IVR: speech-driven voice navigation, offline")]
@@ -19,6 +24,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Speak text with the product voice into an 8 kHz WAV file.
+    Say {
+        text: String,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Transcribe a mono WAV file (any rate; 8 kHz telephone audio is the normal case).
+    Transcribe {
+        input: PathBuf,
+        /// tiny.en or base.
+        #[arg(long, default_value = "base")]
+        model: WhisperModel,
+        /// Beam width; 1 = greedy.
+        #[arg(long, default_value_t = 5)]
+        beam: u32,
+        /// Language code, pinned ("en", or "zh" with base).
+        #[arg(long, default_value = "en")]
+        language: String,
+        /// Domain words to bias recognition.
+        #[arg(long)]
+        prompt: Option<String>,
+        /// Threads for the one job.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// Install or convert speech models.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -41,6 +71,25 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let paths = cli.models_dir.clone().map(ModelPaths::new).unwrap_or_default();
     match cli.command {
+        Command::Say { text, output } => say(&paths, &text, &output)?,
+        Command::Transcribe {
+            input,
+            model,
+            beam,
+            language,
+            prompt,
+            threads,
+        } => {
+            let config = WhisperConfig {
+                model,
+                beam_size: beam,
+                language,
+                prompt,
+                threads_per_job: threads,
+                ..Default::default()
+            };
+            transcribe(&paths, &input, config)?
+        }
         Command::Models(ModelsCommand::Install) => {
             let started = std::time::Instant::now();
             models::install::install(&paths, &mut |m: &str| eprintln!("models: {m}"))?;
@@ -60,6 +109,68 @@ fn main() -> Result<()> {
                 s.vocab_tokens
             );
         }
+    }
+    Ok(())
+}
+
+fn say(paths: &ModelPaths, text: &str, output: &std::path::Path) -> Result<()> {
+    if text.trim().is_empty() {
+        anyhow::bail!("nothing to say: the text is empty");
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let tts = PiperSynthesizer::new(
+        paths,
+        PiperConfig {
+            threads_per_job: threads,
+            ..Default::default()
+        },
+    )?;
+    let mut pcm = Vec::new();
+    let stats = tts.speak(text, &mut |clause| {
+        pcm.extend_from_slice(&clause.pcm);
+        std::ops::ControlFlow::Continue(())
+    })?;
+    let samples = pcm.iter().map(|&s| s as f32 / 32_768.0).collect();
+    wav::write(output, &wav::Audio { samples, sample_rate: OUTPUT_RATE })?;
+    println!(
+        "wrote {}: {:.2} s of 8 kHz audio in {} clauses; first audio {} ms, total {} ms",
+        output.display(),
+        stats.audio.as_secs_f64(),
+        stats.clauses,
+        stats.first_audio.as_millis(),
+        stats.total.as_millis()
+    );
+    Ok(())
+}
+
+fn transcribe(paths: &ModelPaths, input: &std::path::Path, config: WhisperConfig) -> Result<()> {
+    let audio = wav::read(input)?;
+    if audio.samples.is_empty() {
+        anyhow::bail!("{}: the audio is empty", input.display());
+    }
+    // The recognizer takes 8 or 16 kHz; anything else is converted first.
+    let (samples, rate) = match audio.sample_rate {
+        8_000 | 16_000 => (audio.samples, audio.sample_rate),
+        other => (resample(&audio.samples, other, 16_000)?, 16_000),
+    };
+    let asr = WhisperRecognizer::new(paths, config)?;
+    let t = asr.recognize(&samples, rate, &RecognizeOptions::default())?;
+    println!("{}", t.text);
+    eprintln!(
+        "{}: {:.2} s audio, {} ms processing (RTF {:.3}), confidence {:.2}",
+        asr.describe(),
+        t.timings.audio.as_secs_f64(),
+        t.timings.processing.as_millis(),
+        t.timings.real_time_factor(),
+        t.confidence
+    );
+    for seg in &t.segments {
+        eprintln!(
+            "  [{:>6.2} -> {:>6.2}] {}",
+            seg.start.as_secs_f64(),
+            seg.end.as_secs_f64(),
+            seg.text
+        );
     }
     Ok(())
 }
