@@ -8,6 +8,7 @@
 //! speech/   speech engines behind traits: asr (Recognizer + whisper pool), tts (Synthesizer +
 //!           piper pool), text normalisation for speech, fake engines for tests
 //! media/    audio primitives: G.711 codecs, WAV I/O, resampling (RTP sessions come with the SIP issue)
+//! testkit   WER, telephone channel and espeak-ng speech for tests and benchmarks
 //! ```
 //!
 //! `src/main.rs` is the command line (`say`, `transcribe`, `models`). The shape the rest grows into
@@ -16,3 +17,4 @@
 pub mod media;
 pub mod models;
 pub mod speech;
+pub mod testkit;

@@ -13,7 +13,11 @@ use voxnav::speech::{
 };
 
 #[derive(Parser)]
-#[command(name = "voxnav", version, about = "Smart IVR: speech-driven voice navigation, offline")]
+#[command(
+    name = "voxnav",
+    version,
+    about = "Smart IVR: speech-driven voice navigation, offline"
+)]
 struct Cli {
     /// Where the installed models live (default: $VOXNAV_MODELS_DIR, else the repository's models/cache).
     #[arg(long, global = true)]
@@ -49,6 +53,12 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+    /// The speech demo: the bot speaks hotline replies, they cross a G.711 telephone channel, and
+    /// Whisper transcribes what a caller would hear. Writes the audio to --out.
+    Demo {
+        #[arg(long, default_value = "demo-out")]
+        out: PathBuf,
+    },
     /// Install or convert speech models.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -69,9 +79,14 @@ enum ModelsCommand {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let paths = cli.models_dir.clone().map(ModelPaths::new).unwrap_or_default();
+    let paths = cli
+        .models_dir
+        .clone()
+        .map(ModelPaths::new)
+        .unwrap_or_default();
     match cli.command {
         Command::Say { text, output } => say(&paths, &text, &output)?,
+        Command::Demo { out } => demo(&paths, &out)?,
         Command::Transcribe {
             input,
             model,
@@ -131,7 +146,13 @@ fn say(paths: &ModelPaths, text: &str, output: &std::path::Path) -> Result<()> {
         std::ops::ControlFlow::Continue(())
     })?;
     let samples = pcm.iter().map(|&s| s as f32 / 32_768.0).collect();
-    wav::write(output, &wav::Audio { samples, sample_rate: OUTPUT_RATE })?;
+    wav::write(
+        output,
+        &wav::Audio {
+            samples,
+            sample_rate: OUTPUT_RATE,
+        },
+    )?;
     println!(
         "wrote {}: {:.2} s of 8 kHz audio in {} clauses; first audio {} ms, total {} ms",
         output.display(),
@@ -172,5 +193,70 @@ fn transcribe(paths: &ModelPaths, input: &std::path::Path, config: WhisperConfig
             seg.text
         );
     }
+    Ok(())
+}
+
+/// Replies of the demo hotline, chosen to show number reading (order numbers digit by digit,
+/// amounts and times naturally).
+const DEMO_REPLIES: [&str; 3] = [
+    "Thanks for calling the voxnav demo store. How can I help you today?",
+    "Your order 47219 has shipped, and it arrives tomorrow before 5:30 pm.",
+    "Your refund of $12.50 is on its way. Is there anything else I can help you with?",
+];
+
+fn demo(paths: &ModelPaths, out: &std::path::Path) -> Result<()> {
+    use voxnav::media::g711::Law;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let tts = PiperSynthesizer::new(paths, PiperConfig::default())?;
+    let asr = WhisperRecognizer::new(
+        paths,
+        WhisperConfig {
+            threads_per_job: cores,
+            ..Default::default()
+        },
+    )?;
+    println!(
+        "voxnav speech demo: {} | {}",
+        tts.describe(),
+        asr.describe()
+    );
+    for (i, reply) in DEMO_REPLIES.iter().enumerate() {
+        let mut pcm = Vec::new();
+        let stats = tts.speak(reply, &mut |clause| {
+            pcm.extend_from_slice(&clause.pcm);
+            std::ops::ControlFlow::Continue(())
+        })?;
+        // What a caller hears: the reply encoded as PCMU and decoded again.
+        let heard: Vec<f32> = Law::Ulaw
+            .decode(&Law::Ulaw.encode(&pcm))
+            .iter()
+            .map(|&s| s as f32 / 32_768.0)
+            .collect();
+        let file = out.join(format!("reply-{}.wav", i + 1));
+        wav::write(
+            &file,
+            &wav::Audio {
+                samples: heard.clone(),
+                sample_rate: OUTPUT_RATE,
+            },
+        )?;
+        let t = asr.recognize(&heard, OUTPUT_RATE, &RecognizeOptions::default())?;
+        println!("\nbot says:   {reply}");
+        println!(
+            "  audio:    {} ({:.1} s, first audio after {} ms, synthesis {} ms)",
+            file.display(),
+            stats.audio.as_secs_f64(),
+            stats.first_audio.as_millis(),
+            stats.total.as_millis()
+        );
+        println!(
+            "  heard as: {} (whisper {} ms, confidence {:.2})",
+            t.text,
+            t.timings.processing.as_millis(),
+            t.confidence
+        );
+    }
+    println!("\nTry your own: voxnav say \"TEXT\" -o out.wav && voxnav transcribe out.wav");
     Ok(())
 }

@@ -33,7 +33,9 @@ pub fn resample(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, ResampleE
     let mut out = Vec::with_capacity(wanted + delay + CHUNK);
     let mut chunks = input.chunks_exact(CHUNK);
     for chunk in chunks.by_ref() {
-        let block = rs.process(&[chunk], None).map_err(|e| unsupported(e.to_string()))?;
+        let block = rs
+            .process(&[chunk], None)
+            .map_err(|e| unsupported(e.to_string()))?;
         out.extend_from_slice(&block[0]);
     }
     let rest = chunks.remainder();
@@ -83,10 +85,20 @@ mod tests {
         assert_eq!(y.len(), 8_000);
         // A 440 Hz tone keeps its level and phase (no delay left in).
         let expect = tone(440.0, 8_000, 1.0);
-        let err: f32 = y[400..7600].iter().zip(&expect[400..7600]).map(|(a, b)| (a - b).abs()).sum::<f32>() / 7200.0;
+        let err: f32 = y[400..7600]
+            .iter()
+            .zip(&expect[400..7600])
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f32>()
+            / 7200.0;
         assert!(err < 0.01, "mean error {err}");
         assert_eq!(resample(&x[..5], 22_050, 8_000).unwrap().len(), 2);
-        assert_eq!(resample(&tone(1.0, 8_000, 0.5), 8_000, 16_000).unwrap().len(), 8_000);
+        assert_eq!(
+            resample(&tone(1.0, 8_000, 0.5), 8_000, 16_000)
+                .unwrap()
+                .len(),
+            8_000
+        );
     }
 
     #[test]
@@ -94,7 +106,11 @@ mod tests {
         // 6 kHz cannot exist at 8 kHz; a decimator would fold it to 2 kHz.
         let x = tone(6_000.0, 22_050, 1.0);
         let y = resample(&x, 22_050, 8_000).unwrap();
-        assert!(level(&y, 2_000.0, 8_000) < 0.005, "aliased {}", level(&y, 2_000.0, 8_000));
+        assert!(
+            level(&y, 2_000.0, 8_000) < 0.005,
+            "aliased {}",
+            level(&y, 2_000.0, 8_000)
+        );
         let kept = resample(&tone(1_000.0, 22_050, 1.0), 22_050, 8_000).unwrap();
         assert!((level(&kept, 1_000.0, 8_000) - 0.5).abs() < 0.02);
     }

@@ -28,7 +28,11 @@ impl<'a> ByteReader<'a> {
     }
 
     pub fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], ConvertError> {
-        match self.pos.checked_add(n).filter(|&end| end <= self.bytes.len()) {
+        match self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len())
+        {
             Some(end) => {
                 let slice = &self.bytes[self.pos..end];
                 self.pos = end;

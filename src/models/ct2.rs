@@ -169,7 +169,11 @@ fn read_string(r: &mut ByteReader<'_>, what: &str) -> Result<String, ConvertErro
 }
 
 /// Serialises a model in the same format; used by tests to build small synthetic models.
-pub fn write(spec: &str, vars: &[(&str, Vec<usize>, Ct2Type, Vec<u8>)], aliases: &[(&str, &str)]) -> Vec<u8> {
+pub fn write(
+    spec: &str,
+    vars: &[(&str, Vec<usize>, Ct2Type, Vec<u8>)],
+    aliases: &[(&str, &str)],
+) -> Vec<u8> {
     fn put_str(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(&((s.len() + 1) as u16).to_le_bytes());
         out.extend_from_slice(s.as_bytes());
@@ -206,7 +210,12 @@ mod tests {
         write(
             "WhisperSpec",
             &[
-                ("a/num_heads", vec![], Ct2Type::I16, 6i16.to_le_bytes().to_vec()),
+                (
+                    "a/num_heads",
+                    vec![],
+                    Ct2Type::I16,
+                    6i16.to_le_bytes().to_vec(),
+                ),
                 ("a/w", vec![2, 2], Ct2Type::F32, vec![0u8; 16]),
             ],
             &[("a/alias", "a/w")],
@@ -222,7 +231,10 @@ mod tests {
         assert_eq!(m.var("a/num_heads").unwrap().scalar_int(), Some(6));
         assert_eq!(m.var("a/w").unwrap().dims, vec![2, 2]);
         assert_eq!(m.var("a/alias").unwrap().data.len(), 16);
-        assert!(matches!(m.var("nope"), Err(ConvertError::MissingVariable(_))));
+        assert!(matches!(
+            m.var("nope"),
+            Err(ConvertError::MissingVariable(_))
+        ));
     }
 
     #[test]
@@ -231,7 +243,10 @@ mod tests {
         for cut in 0..bytes.len() {
             let err = Ct2Model::parse(&bytes[..cut]).unwrap_err();
             assert!(
-                matches!(err, ConvertError::Truncated { .. } | ConvertError::Corrupt { .. }),
+                matches!(
+                    err,
+                    ConvertError::Truncated { .. } | ConvertError::Corrupt { .. }
+                ),
                 "cut at {cut}: {err}"
             );
         }
@@ -241,12 +256,31 @@ mod tests {
     fn wrong_version_and_bad_sizes_are_refused() {
         let mut bytes = sample();
         bytes[0] = 5;
-        assert!(Ct2Model::parse(&bytes).unwrap_err().to_string().contains("version 5"));
+        assert!(
+            Ct2Model::parse(&bytes)
+                .unwrap_err()
+                .to_string()
+                .contains("version 5")
+        );
 
-        let bad = write("WhisperSpec", &[("x", vec![4], Ct2Type::F16, vec![0u8; 7])], &[]);
-        assert!(Ct2Model::parse(&bad).unwrap_err().to_string().contains("do not match shape"));
+        let bad = write(
+            "WhisperSpec",
+            &[("x", vec![4], Ct2Type::F16, vec![0u8; 7])],
+            &[],
+        );
+        assert!(
+            Ct2Model::parse(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("do not match shape")
+        );
 
         let dangling = write("WhisperSpec", &[], &[("x", "missing")]);
-        assert!(Ct2Model::parse(&dangling).unwrap_err().to_string().contains("missing variable"));
+        assert!(
+            Ct2Model::parse(&dangling)
+                .unwrap_err()
+                .to_string()
+                .contains("missing variable")
+        );
     }
 }

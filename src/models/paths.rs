@@ -83,12 +83,16 @@ impl ModelPaths {
     /// The Piper voice (ONNX graph) and its JSON config.
     pub fn piper_voice(&self) -> (PathBuf, PathBuf) {
         let dir = self.root.join("piper");
-        (dir.join("en_US-joe-medium.onnx"), dir.join("en_US-joe-medium.onnx.json"))
+        (
+            dir.join("en_US-joe-medium.onnx"),
+            dir.join("en_US-joe-medium.onnx.json"),
+        )
     }
 
     /// The ONNX Runtime shared library, loaded at run time.
     pub fn onnxruntime_lib(&self) -> PathBuf {
-        self.root.join(format!("lib/libonnxruntime.so.{ONNXRUNTIME_VERSION}"))
+        self.root
+            .join(format!("lib/libonnxruntime.so.{ONNXRUNTIME_VERSION}"))
     }
 
     /// The directory that contains `espeak-ng-data` (what espeak_Initialize takes).

@@ -23,7 +23,10 @@ fn unicode_to_byte() -> std::collections::HashMap<char, u8> {
             shifted += 1;
             255 + shifted
         };
-        map.insert(char::from_u32(cp).expect("code points below 512 are valid"), b as u8);
+        map.insert(
+            char::from_u32(cp).expect("code points below 512 are valid"),
+            b as u8,
+        );
     }
     map
 }
@@ -48,7 +51,9 @@ pub fn decode_vocabulary(text: &str) -> Result<Vec<Vec<u8>>, ConvertError> {
             })?;
         tokens.push(bytes);
     }
-    Err(ConvertError::Vocabulary(format!("no {END_OF_TEXT} token found")))
+    Err(ConvertError::Vocabulary(format!(
+        "no {END_OF_TEXT} token found"
+    )))
 }
 
 #[cfg(test)]
@@ -58,7 +63,8 @@ mod tests {
     #[test]
     fn maps_gpt2_byte_level_strings_to_bytes() {
         // "Ġhello" = " hello"; "Ċ" = "\n"; "Ã©" = the two UTF-8 bytes of "é".
-        let vocab = decode_vocabulary("!\nĠhello\nĊ\nÃ©\n\n<|endoftext|>\n<|startoftranscript|>").unwrap();
+        let vocab =
+            decode_vocabulary("!\nĠhello\nĊ\nÃ©\n\n<|endoftext|>\n<|startoftranscript|>").unwrap();
         assert_eq!(
             vocab,
             vec![
@@ -83,7 +89,17 @@ mod tests {
 
     #[test]
     fn refuses_foreign_characters_and_missing_end() {
-        assert!(decode_vocabulary("ok\n漢\n<|endoftext|>").unwrap_err().to_string().contains("line 2"));
-        assert!(decode_vocabulary("a\nb\n").unwrap_err().to_string().contains(END_OF_TEXT));
+        assert!(
+            decode_vocabulary("ok\n漢\n<|endoftext|>")
+                .unwrap_err()
+                .to_string()
+                .contains("line 2")
+        );
+        assert!(
+            decode_vocabulary("a\nb\n")
+                .unwrap_err()
+                .to_string()
+                .contains(END_OF_TEXT)
+        );
     }
 }

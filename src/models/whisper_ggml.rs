@@ -68,15 +68,31 @@ pub fn convert_whisper<W: Write>(
     }
     let bank = mel::filter_bank(hparams.n_mels as usize);
     let mut w = GgmlWriter::new(out, &hparams, &bank, mel::N_BINS, &tokens)?;
-    let mut c = Converter { model: &model, w: &mut w };
+    let mut c = Converter {
+        model: &model,
+        w: &mut w,
+    };
 
     let n_audio = hparams.n_audio_state as usize;
     for k in 1..=2 {
-        c.emit_weight(&format!("encoder.conv{k}.weight"), &format!("encoder/conv{k}/weight"))?;
+        c.emit_weight(
+            &format!("encoder.conv{k}.weight"),
+            &format!("encoder/conv{k}/weight"),
+        )?;
         let bias = c.var(&format!("encoder/conv{k}/bias"))?;
-        c.emit(&format!("encoder.conv{k}.bias"), bias, 0..n_audio, &[n_audio, 1], GgmlType::F32)?;
+        c.emit(
+            &format!("encoder.conv{k}.bias"),
+            bias,
+            0..n_audio,
+            &[n_audio, 1],
+            GgmlType::F32,
+        )?;
     }
-    c.emit_full("encoder.positional_embedding", "encoder/position_encodings/encodings", GgmlType::F32)?;
+    c.emit_full(
+        "encoder.positional_embedding",
+        "encoder/position_encodings/encodings",
+        GgmlType::F32,
+    )?;
     for i in 0..hparams.n_audio_layer {
         let (g, e) = (format!("encoder.blocks.{i}"), format!("encoder/layer_{i}"));
         c.self_attention(&g, &e, n_audio)?;
@@ -85,19 +101,53 @@ pub fn convert_whisper<W: Write>(
     c.norm("encoder.ln_post", "encoder/layer_norm")?;
 
     let n_text = hparams.n_text_state as usize;
-    c.emit_weight("decoder.token_embedding.weight", "decoder/embeddings/weight")?;
-    c.emit_full("decoder.positional_embedding", "decoder/position_encodings/encodings", GgmlType::F32)?;
+    c.emit_weight(
+        "decoder.token_embedding.weight",
+        "decoder/embeddings/weight",
+    )?;
+    c.emit_full(
+        "decoder.positional_embedding",
+        "decoder/position_encodings/encodings",
+        GgmlType::F32,
+    )?;
     for i in 0..hparams.n_text_layer {
         let (g, d) = (format!("decoder.blocks.{i}"), format!("decoder/layer_{i}"));
         c.self_attention(&g, &d, n_text)?;
-        c.norm(&format!("{g}.cross_attn_ln"), &format!("{d}/attention/layer_norm"))?;
-        c.linear(&format!("{g}.cross_attn.query"), &format!("{d}/attention/linear_0"))?;
+        c.norm(
+            &format!("{g}.cross_attn_ln"),
+            &format!("{d}/attention/layer_norm"),
+        )?;
+        c.linear(
+            &format!("{g}.cross_attn.query"),
+            &format!("{d}/attention/linear_0"),
+        )?;
         let kv = c.var(&format!("{d}/attention/linear_1/weight"))?;
         let kv_bias = c.var(&format!("{d}/attention/linear_1/bias"))?;
-        c.emit(&format!("{g}.cross_attn.key.weight"), kv, 0..n_text, &[n_text, n_text], GgmlType::F16)?;
-        c.emit(&format!("{g}.cross_attn.value.weight"), kv, n_text..2 * n_text, &[n_text, n_text], GgmlType::F16)?;
-        c.emit(&format!("{g}.cross_attn.value.bias"), kv_bias, n_text..2 * n_text, &[n_text], GgmlType::F32)?;
-        c.linear(&format!("{g}.cross_attn.out"), &format!("{d}/attention/linear_2"))?;
+        c.emit(
+            &format!("{g}.cross_attn.key.weight"),
+            kv,
+            0..n_text,
+            &[n_text, n_text],
+            GgmlType::F16,
+        )?;
+        c.emit(
+            &format!("{g}.cross_attn.value.weight"),
+            kv,
+            n_text..2 * n_text,
+            &[n_text, n_text],
+            GgmlType::F16,
+        )?;
+        c.emit(
+            &format!("{g}.cross_attn.value.bias"),
+            kv_bias,
+            n_text..2 * n_text,
+            &[n_text],
+            GgmlType::F32,
+        )?;
+        c.linear(
+            &format!("{g}.cross_attn.out"),
+            &format!("{d}/attention/linear_2"),
+        )?;
         c.ffn(&g, &d)?;
     }
     c.norm("decoder.ln", "decoder/layer_norm")?;
@@ -141,7 +191,11 @@ fn hparams(model: &Ct2Model<'_>) -> Result<WhisperHparams, ConvertError> {
     };
     let layers = |side: &str| {
         (0..)
-            .take_while(|i| model.vars.contains_key(&format!("{side}/layer_{i}/ffn/linear_0/weight")))
+            .take_while(|i| {
+                model
+                    .vars
+                    .contains_key(&format!("{side}/layer_{i}/ffn/linear_0/weight"))
+            })
             .count() as i32
     };
     let conv1 = dims("encoder/conv1/weight", 3)?;
@@ -162,7 +216,9 @@ fn hparams(model: &Ct2Model<'_>) -> Result<WhisperHparams, ConvertError> {
         ftype: 1,
     };
     if h.n_audio_layer == 0 || h.n_text_layer == 0 {
-        return Err(ConvertError::Shape("model has no encoder or decoder layers".into()));
+        return Err(ConvertError::Shape(
+            "model has no encoder or decoder layers".into(),
+        ));
     }
     if audio_pos[1] != conv1[0] || text_pos[1] != embed[1] {
         return Err(ConvertError::Shape(
@@ -229,23 +285,45 @@ impl<'m, 'a, W: Write> Converter<'m, 'a, W> {
     }
 
     fn norm(&mut self, g: &str, src: &str) -> Result<(), ConvertError> {
-        self.emit_full(&format!("{g}.weight"), &format!("{src}/gamma"), GgmlType::F32)?;
+        self.emit_full(
+            &format!("{g}.weight"),
+            &format!("{src}/gamma"),
+            GgmlType::F32,
+        )?;
         self.emit_full(&format!("{g}.bias"), &format!("{src}/beta"), GgmlType::F32)
     }
 
     /// Self-attention with CTranslate2's fused QKV projection split into three.
     fn self_attention(&mut self, g: &str, src: &str, n: usize) -> Result<(), ConvertError> {
-        self.norm(&format!("{g}.attn_ln"), &format!("{src}/self_attention/layer_norm"))?;
+        self.norm(
+            &format!("{g}.attn_ln"),
+            &format!("{src}/self_attention/layer_norm"),
+        )?;
         let qkv = self.var(&format!("{src}/self_attention/linear_0/weight"))?;
         let qkv_bias = self.var(&format!("{src}/self_attention/linear_0/bias"))?;
         for (part, k) in ["query", "key", "value"].iter().zip(0..) {
             let rows = k * n..(k + 1) * n;
-            self.emit(&format!("{g}.attn.{part}.weight"), qkv, rows.clone(), &[n, n], GgmlType::F16)?;
+            self.emit(
+                &format!("{g}.attn.{part}.weight"),
+                qkv,
+                rows.clone(),
+                &[n, n],
+                GgmlType::F16,
+            )?;
             if *part != "key" {
-                self.emit(&format!("{g}.attn.{part}.bias"), qkv_bias, rows, &[n], GgmlType::F32)?;
+                self.emit(
+                    &format!("{g}.attn.{part}.bias"),
+                    qkv_bias,
+                    rows,
+                    &[n],
+                    GgmlType::F32,
+                )?;
             }
         }
-        self.linear(&format!("{g}.attn.out"), &format!("{src}/self_attention/linear_1"))
+        self.linear(
+            &format!("{g}.attn.out"),
+            &format!("{src}/self_attention/linear_1"),
+        )
     }
 
     fn ffn(&mut self, g: &str, src: &str) -> Result<(), ConvertError> {
@@ -262,10 +340,10 @@ fn convert_elements(
     to: GgmlType,
     name: &str,
 ) -> Result<Vec<u8>, ConvertError> {
-    let as_f32: Box<dyn Fn(&[u8]) -> f32> = match from {
-        Ct2Type::F32 => Box::new(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        Ct2Type::F16 => Box::new(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()),
-        Ct2Type::Bf16 => Box::new(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+    let as_f32: fn(&[u8]) -> f32 = match from {
+        Ct2Type::F32 => |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        Ct2Type::F16 => |b| f16::from_le_bytes([b[0], b[1]]).to_f32(),
+        Ct2Type::Bf16 => |b| bf16::from_le_bytes([b[0], b[1]]).to_f32(),
         other => {
             return Err(ConvertError::Shape(format!(
                 "{name} is {other:?}; quantised models are not supported"
@@ -297,7 +375,9 @@ mod tests {
 
     /// f16 bytes whose values encode their position, so every slice can be traced.
     fn f16_seq(len: usize, base: f32) -> Vec<u8> {
-        (0..len).flat_map(|i| f16::from_f32(base + i as f32).to_le_bytes()).collect()
+        (0..len)
+            .flat_map(|i| f16::from_f32(base + i as f32).to_le_bytes())
+            .collect()
     }
 
     fn var(name: &str, dims: Vec<usize>, base: f32) -> (String, Vec<usize>, Ct2Type, Vec<u8>) {
@@ -325,41 +405,102 @@ mod tests {
                 vars.push(var(&format!("{p}/{ln}/gamma"), vec![N], 1.0));
                 vars.push(var(&format!("{p}/{ln}/beta"), vec![N], 0.0));
             }
-            vars.push(var(&format!("{p}/self_attention/linear_0/weight"), vec![3 * N, N], 0.0));
-            vars.push(var(&format!("{p}/self_attention/linear_0/bias"), vec![3 * N], 100.0));
-            vars.push(var(&format!("{p}/self_attention/linear_1/weight"), vec![N, N], 0.0));
-            vars.push(var(&format!("{p}/self_attention/linear_1/bias"), vec![N], 0.0));
-            vars.push(var(&format!("{p}/ffn/linear_0/weight"), vec![2 * N, N], 0.0));
+            vars.push(var(
+                &format!("{p}/self_attention/linear_0/weight"),
+                vec![3 * N, N],
+                0.0,
+            ));
+            vars.push(var(
+                &format!("{p}/self_attention/linear_0/bias"),
+                vec![3 * N],
+                100.0,
+            ));
+            vars.push(var(
+                &format!("{p}/self_attention/linear_1/weight"),
+                vec![N, N],
+                0.0,
+            ));
+            vars.push(var(
+                &format!("{p}/self_attention/linear_1/bias"),
+                vec![N],
+                0.0,
+            ));
+            vars.push(var(
+                &format!("{p}/ffn/linear_0/weight"),
+                vec![2 * N, N],
+                0.0,
+            ));
             vars.push(var(&format!("{p}/ffn/linear_0/bias"), vec![2 * N], 0.0));
-            vars.push(var(&format!("{p}/ffn/linear_1/weight"), vec![N, 2 * N], 0.0));
+            vars.push(var(
+                &format!("{p}/ffn/linear_1/weight"),
+                vec![N, 2 * N],
+                0.0,
+            ));
             vars.push(var(&format!("{p}/ffn/linear_1/bias"), vec![N], 0.0));
             if attn {
-                vars.push(var(&format!("{p}/attention/layer_norm/gamma"), vec![N], 1.0));
+                vars.push(var(
+                    &format!("{p}/attention/layer_norm/gamma"),
+                    vec![N],
+                    1.0,
+                ));
                 vars.push(var(&format!("{p}/attention/layer_norm/beta"), vec![N], 0.0));
-                vars.push(var(&format!("{p}/attention/linear_0/weight"), vec![N, N], 0.0));
+                vars.push(var(
+                    &format!("{p}/attention/linear_0/weight"),
+                    vec![N, N],
+                    0.0,
+                ));
                 vars.push(var(&format!("{p}/attention/linear_0/bias"), vec![N], 0.0));
-                vars.push(var(&format!("{p}/attention/linear_1/weight"), vec![2 * N, N], 0.0));
-                vars.push(var(&format!("{p}/attention/linear_1/bias"), vec![2 * N], 200.0));
-                vars.push(var(&format!("{p}/attention/linear_2/weight"), vec![N, N], 0.0));
+                vars.push(var(
+                    &format!("{p}/attention/linear_1/weight"),
+                    vec![2 * N, N],
+                    0.0,
+                ));
+                vars.push(var(
+                    &format!("{p}/attention/linear_1/bias"),
+                    vec![2 * N],
+                    200.0,
+                ));
+                vars.push(var(
+                    &format!("{p}/attention/linear_2/weight"),
+                    vec![N, N],
+                    0.0,
+                ));
                 vars.push(var(&format!("{p}/attention/linear_2/bias"), vec![N], 0.0));
             }
         }
         for side in ["encoder", "decoder"] {
-            vars.push((format!("{side}/num_heads"), vec![], Ct2Type::I16, 2i16.to_le_bytes().to_vec()));
+            vars.push((
+                format!("{side}/num_heads"),
+                vec![],
+                Ct2Type::I16,
+                2i16.to_le_bytes().to_vec(),
+            ));
         }
-        let refs: Vec<(&str, Vec<usize>, Ct2Type, Vec<u8>)> =
-            vars.iter().map(|(n, d, t, b)| (n.as_str(), d.clone(), *t, b.clone())).collect();
-        write("WhisperSpec", &refs, &[("decoder/projection/weight", "decoder/embeddings/weight")])
+        let refs: Vec<(&str, Vec<usize>, Ct2Type, Vec<u8>)> = vars
+            .iter()
+            .map(|(n, d, t, b)| (n.as_str(), d.clone(), *t, b.clone()))
+            .collect();
+        write(
+            "WhisperSpec",
+            &refs,
+            &[("decoder/projection/weight", "decoder/embeddings/weight")],
+        )
     }
 
     const VOCAB_TXT: &str = "a\nĠb\nc\nĊ\nĠhi\n<|endoftext|>\n<|startoftranscript|>\n<|en|>\n";
 
     fn tensor<'f>(f: &'f GgmlFile, name: &str) -> &'f (String, Vec<usize>, GgmlType, Vec<u8>) {
-        f.tensors.iter().find(|t| t.0 == name).unwrap_or_else(|| panic!("no tensor {name}"))
+        f.tensors
+            .iter()
+            .find(|t| t.0 == name)
+            .unwrap_or_else(|| panic!("no tensor {name}"))
     }
 
     fn f32s(bytes: &[u8]) -> Vec<f32> {
-        bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+        bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
     }
 
     #[test]
@@ -371,16 +512,34 @@ mod tests {
         assert_eq!(&out[..4], &0x6767_6d6cu32.to_le_bytes());
         let h = f.hparams;
         assert_eq!(
-            [h.n_vocab, h.n_audio_ctx, h.n_audio_state, h.n_audio_head, h.n_audio_layer],
+            [
+                h.n_vocab,
+                h.n_audio_ctx,
+                h.n_audio_state,
+                h.n_audio_head,
+                h.n_audio_layer
+            ],
             [VOCAB as i32, 6, N as i32, 2, 1]
         );
-        assert_eq!([h.n_text_ctx, h.n_text_state, h.n_text_head, h.n_text_layer], [5, N as i32, 2, 1]);
+        assert_eq!(
+            [h.n_text_ctx, h.n_text_state, h.n_text_head, h.n_text_layer],
+            [5, N as i32, 2, 1]
+        );
         assert_eq!((h.n_mels, h.ftype), (80, 1));
         assert_eq!((f.n_mel, f.n_fft), (80, 201));
         assert_eq!(f.mel_filters, mel::filter_bank(80));
 
         // Vocabulary: bytes, only ids below <|endoftext|>.
-        assert_eq!(f.vocab, vec![b"a".to_vec(), b" b".to_vec(), b"c".to_vec(), b"\n".to_vec(), b" hi".to_vec()]);
+        assert_eq!(
+            f.vocab,
+            vec![
+                b"a".to_vec(),
+                b" b".to_vec(),
+                b"c".to_vec(),
+                b"\n".to_vec(),
+                b" hi".to_vec()
+            ]
+        );
         assert_eq!(summary.vocab_tokens, 5);
 
         // Every tensor whisper.cpp requires, once each.
@@ -412,8 +571,14 @@ mod tests {
         assert_eq!(f32s(&cb.3), vec![1.0, 2.0, 3.0, 4.0]);
         assert_eq!(tensor(&f, "encoder.conv1.weight").1, vec![N, MELS, 3]);
         assert_eq!(tensor(&f, "decoder.positional_embedding").2, GgmlType::F32);
-        assert_eq!(tensor(&f, "decoder.token_embedding.weight").2, GgmlType::F16);
-        assert_eq!(f32s(&tensor(&f, "decoder.ln.bias").3), vec![6.0, 7.0, 8.0, 9.0]);
+        assert_eq!(
+            tensor(&f, "decoder.token_embedding.weight").2,
+            GgmlType::F16
+        );
+        assert_eq!(
+            f32s(&tensor(&f, "decoder.ln.bias").3),
+            vec![6.0, 7.0, 8.0, 9.0]
+        );
     }
 
     #[test]
@@ -421,11 +586,19 @@ mod tests {
         let model = synthetic_model();
         for cut in [0, 3, 40, model.len() / 2, model.len() - 1] {
             let err = convert_whisper(&model[..cut], VOCAB_TXT, Vec::new()).unwrap_err();
-            assert!(matches!(err, ConvertError::Truncated { .. }), "cut {cut}: {err}");
+            assert!(
+                matches!(err, ConvertError::Truncated { .. }),
+                "cut {cut}: {err}"
+            );
         }
         let no_encoder_norm = write(
             "WhisperSpec",
-            &[("encoder/conv1/weight", vec![N, MELS, 3], Ct2Type::F16, f16_seq(N * MELS * 3, 0.0))],
+            &[(
+                "encoder/conv1/weight",
+                vec![N, MELS, 3],
+                Ct2Type::F16,
+                f16_seq(N * MELS * 3, 0.0),
+            )],
             &[],
         );
         let err = convert_whisper(&no_encoder_norm, VOCAB_TXT, Vec::new()).unwrap_err();
@@ -437,7 +610,8 @@ mod tests {
 
     #[test]
     fn refuses_a_vocabulary_larger_than_the_embedding() {
-        let long: String = (0..20).map(|i| format!("t{i}\n")).collect::<String>() + "<|endoftext|>\n";
+        let long: String =
+            (0..20).map(|i| format!("t{i}\n")).collect::<String>() + "<|endoftext|>\n";
         let err = convert_whisper(&synthetic_model(), &long, Vec::new()).unwrap_err();
         assert!(matches!(err, ConvertError::Vocabulary(_)), "{err}");
     }

@@ -76,7 +76,9 @@ pub fn validate_input(samples: &[f32], sample_rate: u32) -> Result<(), SpeechErr
         return Err(SpeechError::EmptyAudio);
     }
     if samples.iter().any(|s| !s.is_finite()) {
-        return Err(SpeechError::InvalidAudio("samples contain NaN or infinity".into()));
+        return Err(SpeechError::InvalidAudio(
+            "samples contain NaN or infinity".into(),
+        ));
     }
     Ok(())
 }

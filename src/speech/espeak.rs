@@ -32,11 +32,14 @@ pub fn phonemize(data_parent: &Path, voice: &str, text: &str) -> Result<String, 
             *guard = Some(data_parent.to_path_buf());
         }
     }
-    let voice_c = CString::new(voice).map_err(|_| SpeechError::Config("voice name has a NUL".into()))?;
+    let voice_c =
+        CString::new(voice).map_err(|_| SpeechError::Config("voice name has a NUL".into()))?;
     // SAFETY: espeak is initialised and we hold the process-wide lock.
     let status = unsafe { espeak_rs_sys::espeak_SetVoiceByName(voice_c.as_ptr()) };
     if status != espeak_rs_sys::espeak_ERROR_EE_OK {
-        return Err(SpeechError::Config(format!("espeak-ng has no voice {voice:?}")));
+        return Err(SpeechError::Config(format!(
+            "espeak-ng has no voice {voice:?}"
+        )));
     }
     let text_c = CString::new(text.replace('\0', " "))
         .map_err(|_| SpeechError::Engine("text has a NUL".into()))?;
@@ -67,7 +70,11 @@ pub fn phonemize(data_parent: &Path, voice: &str, text: &str) -> Result<String, 
         }
     }
     // Keep the clause's punctuation (espeak drops it), so the voice pauses and intones.
-    if let Some(p) = text.trim_end().chars().last().filter(|c| ",.;:?!".contains(*c))
+    if let Some(p) = text
+        .trim_end()
+        .chars()
+        .last()
+        .filter(|c| ",.;:?!".contains(*c))
         && !out.ends_with(p)
     {
         out.push(p);
@@ -77,7 +84,9 @@ pub fn phonemize(data_parent: &Path, voice: &str, text: &str) -> Result<String, 
 
 fn initialise(data_parent: &Path) -> Result<(), SpeechError> {
     if !data_parent.join("espeak-ng-data/phontab").exists() {
-        return Err(SpeechError::ModelMissing(data_parent.join("espeak-ng-data")));
+        return Err(SpeechError::ModelMissing(
+            data_parent.join("espeak-ng-data"),
+        ));
     }
     let path = CString::new(data_parent.to_string_lossy().as_bytes())
         .map_err(|_| SpeechError::Config("espeak data path has a NUL".into()))?;

@@ -56,7 +56,11 @@ impl Recognizer for FakeRecognizer {
     ) -> Result<Transcript, SpeechError> {
         validate_input(samples, sample_rate)?;
         let started = Instant::now();
-        let next = self.script.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+        let next = self
+            .script
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front();
         let finish = started + self.latency;
         let stop = options.deadline.map_or(finish, |d| d.min(finish));
         std::thread::sleep(stop.saturating_duration_since(Instant::now()));
@@ -117,7 +121,10 @@ impl Synthesizer for FakeSynthesizer {
         for clause in text::split_clauses(&text::normalize(text)) {
             let n = OUTPUT_RATE as usize * Self::MS_PER_CHAR * clause.text.chars().count() / 1000;
             let mut pcm: Vec<i16> = (0..n)
-                .map(|i| ((i as f32 * 2.0 * std::f32::consts::PI * 440.0 / OUTPUT_RATE as f32).sin() * 8000.0) as i16)
+                .map(|i| {
+                    ((i as f32 * 2.0 * std::f32::consts::PI * 440.0 / OUTPUT_RATE as f32).sin()
+                        * 8000.0) as i16
+                })
                 .collect();
             pcm.extend(silence(clause.pause_ms));
             stats.clauses += 1;
@@ -154,17 +161,38 @@ mod tests {
             FakeHeard::Fail("boom".into()),
         ]);
         let audio = vec![0.0; 8000];
-        let t = r.recognize(&audio, 8000, &RecognizeOptions::default()).unwrap();
+        let t = r
+            .recognize(&audio, 8000, &RecognizeOptions::default())
+            .unwrap();
         assert_eq!((t.text.as_str(), t.confidence), ("order status", 0.8));
         assert_eq!(t.timings.audio, Duration::from_secs(1));
-        assert!(matches!(r.recognize(&audio, 8000, &RecognizeOptions::default()), Err(SpeechError::Engine(_))));
-        assert_eq!(r.recognize(&audio, 8000, &RecognizeOptions::default()).unwrap().text, "");
-        assert!(matches!(r.recognize(&[], 8000, &RecognizeOptions::default()), Err(SpeechError::EmptyAudio)));
-        assert!(matches!(r.recognize(&audio, 44_100, &RecognizeOptions::default()), Err(SpeechError::UnsupportedRate(44_100))));
+        assert!(matches!(
+            r.recognize(&audio, 8000, &RecognizeOptions::default()),
+            Err(SpeechError::Engine(_))
+        ));
+        assert_eq!(
+            r.recognize(&audio, 8000, &RecognizeOptions::default())
+                .unwrap()
+                .text,
+            ""
+        );
+        assert!(matches!(
+            r.recognize(&[], 8000, &RecognizeOptions::default()),
+            Err(SpeechError::EmptyAudio)
+        ));
+        assert!(matches!(
+            r.recognize(&audio, 44_100, &RecognizeOptions::default()),
+            Err(SpeechError::UnsupportedRate(44_100))
+        ));
 
         let slow = FakeRecognizer::hearing(&["hi"]).with_latency(Duration::from_secs(5));
-        let opts = RecognizeOptions { deadline: Some(Instant::now() + Duration::from_millis(10)) };
-        assert!(matches!(slow.recognize(&audio, 8000, &opts), Err(SpeechError::Deadline)));
+        let opts = RecognizeOptions {
+            deadline: Some(Instant::now() + Duration::from_millis(10)),
+        };
+        assert!(matches!(
+            slow.recognize(&audio, 8000, &opts),
+            Err(SpeechError::Deadline)
+        ));
     }
 
     #[test]
@@ -172,12 +200,22 @@ mod tests {
         let s = FakeSynthesizer::default();
         let mut got = Vec::new();
         let stats = s
-            .speak("Your order has shipped. It arrives on the 3rd, by 5:00 pm.", &mut |c| {
-                got.push(c.text);
-                ControlFlow::Continue(())
-            })
+            .speak(
+                "Your order has shipped. It arrives on the 3rd, by 5:00 pm.",
+                &mut |c| {
+                    got.push(c.text);
+                    ControlFlow::Continue(())
+                },
+            )
             .unwrap();
-        assert_eq!(got, vec!["Your order has shipped.", "It arrives on the third,", "by five p m."]);
+        assert_eq!(
+            got,
+            vec![
+                "Your order has shipped.",
+                "It arrives on the third,",
+                "by five p m."
+            ]
+        );
         assert_eq!(stats.clauses, 3);
         let mut first_only = 0;
         s.speak("One two three. Four five six.", &mut |_| {
@@ -186,7 +224,9 @@ mod tests {
         })
         .unwrap();
         assert_eq!(first_only, 1);
-        let failing = FakeSynthesizer { fail_with: Some("down".into()) };
+        let failing = FakeSynthesizer {
+            fail_with: Some("down".into()),
+        };
         assert!(failing.speak_all("hello").is_err());
     }
 }

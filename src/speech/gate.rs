@@ -144,7 +144,10 @@ mod tests {
     fn refuses_past_the_queue_bound_and_honours_deadlines() {
         let gate = JobGate::new(1, 0);
         let held = gate.acquire(None).unwrap();
-        assert_eq!(gate.acquire(None).unwrap_err(), GateError::QueueFull { waiting: 0 });
+        assert_eq!(
+            gate.acquire(None).unwrap_err(),
+            GateError::QueueFull { waiting: 0 }
+        );
         let gate2 = JobGate::new(1, 5);
         let _held2 = gate2.acquire(None).unwrap();
         let err = gate2

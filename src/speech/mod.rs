@@ -88,8 +88,14 @@ mod tests {
     #[test]
     fn budget_refuses_oversubscription() {
         let two = CoreBudget { cores: 2 };
-        assert!(two.check(&WhisperConfig::default(), &PiperConfig::default()).is_ok());
-        let greedy = WhisperConfig { threads_per_job: 2, ..Default::default() };
+        assert!(
+            two.check(&WhisperConfig::default(), &PiperConfig::default())
+                .is_ok()
+        );
+        let greedy = WhisperConfig {
+            threads_per_job: 2,
+            ..Default::default()
+        };
         let err = two.check(&greedy, &PiperConfig::default()).unwrap_err();
         assert!(err.to_string().contains("exceed 2 cores"), "{err}");
     }

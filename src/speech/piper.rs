@@ -37,6 +37,10 @@ pub struct PiperConfig {
     pub max_queue: usize,
     /// Speaking rate: >1 slower, <1 faster (Piper's `length_scale`).
     pub length_scale: Option<f32>,
+    /// Variation in the voice (Piper's `noise_scale`, `noise_w`); `Some(0.0)` for both makes
+    /// synthesis deterministic (tests, cached prompts that must not change between loads).
+    pub noise_scale: Option<f32>,
+    pub noise_w: Option<f32>,
 }
 
 impl Default for PiperConfig {
@@ -47,6 +51,8 @@ impl Default for PiperConfig {
             threads_per_job: 1,
             max_queue: 64,
             length_scale: None,
+            noise_scale: None,
+            noise_w: None,
         }
     }
 }
@@ -87,7 +93,9 @@ impl PiperSynthesizer {
     /// Loads `config.jobs` voice instances. Fails with `ModelMissing` if models are not installed.
     pub fn new(paths: &ModelPaths, config: PiperConfig) -> Result<Self, SpeechError> {
         if config.jobs == 0 || config.threads_per_job == 0 {
-            return Err(SpeechError::Config("jobs and threads_per_job must be at least 1".into()));
+            return Err(SpeechError::Config(
+                "jobs and threads_per_job must be at least 1".into(),
+            ));
         }
         let (onnx, json) = config.voice.clone().unwrap_or_else(|| paths.piper_voice());
         for file in [&onnx, &json, &paths.onnxruntime_lib()] {
@@ -109,11 +117,16 @@ impl PiperSynthesizer {
             let model_config = if i == 0 { None } else { Some(read_config()?) };
             let options = |e: String| SpeechError::Engine(format!("ONNX session options: {e}"));
             let builder = Session::builder().map_err(|e| options(e.to_string()))?;
+            // One option at a time: ort's error type is large, so no closure chain.
             let builder = builder
                 .with_intra_threads(config.threads_per_job)
-                .and_then(|b| b.with_inter_threads(1))
-                // Spinning worker threads would steal the cores whisper needs.
-                .and_then(|b| b.with_intra_op_spinning(false))
+                .map_err(|e| options(e.to_string()))?;
+            let builder = builder
+                .with_inter_threads(1)
+                .map_err(|e| options(e.to_string()))?;
+            // Spinning worker threads would steal the cores whisper needs.
+            let builder = builder
+                .with_intra_op_spinning(false)
                 .map_err(|e| options(e.to_string()))?;
             let mut builder = builder;
             let session = builder
@@ -144,13 +157,24 @@ impl PiperSynthesizer {
         self.gate.load()
     }
 
-    fn synthesize_clause(&self, voice: &mut Piper, clause: &text::Clause) -> Result<Vec<i16>, SpeechError> {
+    fn synthesize_clause(
+        &self,
+        voice: &mut Piper,
+        clause: &text::Clause,
+    ) -> Result<Vec<i16>, SpeechError> {
         let phonemes = espeak::phonemize(&self.espeak_data, &self.espeak_voice, &clause.text)?;
         let mut pcm = if phonemes.trim().is_empty() {
             Vec::new()
         } else {
             let (audio, rate) = voice
-                .create(&phonemes, true, None, self.config.length_scale, None, None)
+                .create(
+                    &phonemes,
+                    true,
+                    None,
+                    self.config.length_scale,
+                    self.config.noise_scale,
+                    self.config.noise_w,
+                )
                 .map_err(|e| SpeechError::Engine(format!("piper: {e}")))?;
             resample(&audio, rate, OUTPUT_RATE)?
                 .into_iter()
@@ -205,7 +229,10 @@ impl Synthesizer for PiperSynthesizer {
                 break;
             }
         }
-        self.voices.lock().unwrap_or_else(|p| p.into_inner()).push(voice);
+        self.voices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(voice);
         drop(permit);
         result?;
         stats.total = started.elapsed();

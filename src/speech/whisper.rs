@@ -18,11 +18,13 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState};
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
 
+use super::SpeechError;
 use super::asr::{AsrTimings, RecognizeOptions, Recognizer, Segment, Transcript, validate_input};
 use super::gate::JobGate;
-use super::SpeechError;
 use crate::media::resample::resample;
 use crate::models::paths::{ModelPaths, WhisperModel};
 
@@ -30,10 +32,16 @@ use crate::models::paths::{ModelPaths, WhisperModel};
 const WHISPER_RATE: u32 = 16_000;
 /// Encoder frames per second of audio (1500 frames per 30 s window).
 const FRAMES_PER_SEC: f64 = 50.0;
-/// Extra encoder frames beyond the utterance; too tight a context makes Whisper cut words.
-const AUDIO_CTX_MARGIN: i32 = 64;
 /// Whisper's full window.
 const MAX_AUDIO_CTX: i32 = 1500;
+/// Silence added before and after the utterance: speech that starts on the first sample loses
+/// its first word ("My order" heard as "I order"), and Whisper ends cleaner after a pause.
+const PAD_SECS: f64 = 0.3;
+/// Token cap per second of audio: fast speech is ~4 words/s, ~1.3 tokens per word, and digit
+/// strings cost ~2 tokens per digit; anything beyond is a hallucination loop.
+const TOKENS_PER_SEC: f64 = 8.0;
+/// Tokens allowed on top (timestamps, punctuation).
+const TOKENS_BASE: usize = 12;
 
 /// How the recognizer is set up.
 #[derive(Debug, Clone)]
@@ -53,10 +61,13 @@ pub struct WhisperConfig {
     pub max_queue: usize,
     /// Domain words that bias recognition ("order number, refund, delivery").
     pub prompt: Option<String>,
-    /// Token cap per utterance.
+    /// Absolute token cap per utterance (the effective cap also scales with its length).
     pub max_tokens: u32,
     /// Trim the encoder window to the utterance.
     pub trim_audio_ctx: bool,
+    /// Encoder frames (20 ms each) kept beyond the utterance when trimming; too tight a window
+    /// makes Whisper drop or invent words.
+    pub audio_ctx_margin: u32,
 }
 
 impl Default for WhisperConfig {
@@ -72,6 +83,7 @@ impl Default for WhisperConfig {
             prompt: None,
             max_tokens: 96,
             trim_audio_ctx: true,
+            audio_ctx_margin: 64,
         }
     }
 }
@@ -83,6 +95,15 @@ pub struct WhisperRecognizer {
     gate: JobGate,
     config: WhisperConfig,
     prompt_tokens: Vec<i32>,
+    eot: i32,
+    n_vocab: usize,
+}
+
+/// What the logits filter needs: forces end-of-text once a sequence reaches `cap` tokens.
+struct TokenCap {
+    cap: usize,
+    eot: i32,
+    n_vocab: usize,
 }
 
 impl WhisperRecognizer {
@@ -103,7 +124,9 @@ impl WhisperRecognizer {
             )));
         }
         if config.jobs == 0 || config.threads_per_job == 0 || config.beam_size == 0 {
-            return Err(SpeechError::Config("jobs, threads_per_job and beam_size must be at least 1".into()));
+            return Err(SpeechError::Config(
+                "jobs, threads_per_job and beam_size must be at least 1".into(),
+            ));
         }
         let ctx = WhisperContext::new_with_params(&path, WhisperContextParameters::default())
             .map_err(|e| SpeechError::Engine(format!("loading {}: {e}", path.display())))?;
@@ -113,7 +136,11 @@ impl WhisperRecognizer {
                 .map_err(|e| SpeechError::Config(format!("prompt cannot be tokenised: {e}")))?,
             _ => Vec::new(),
         };
+        let eot = ctx.token_eot();
+        let n_vocab = ctx.n_vocab().max(0) as usize;
         Ok(Self {
+            eot,
+            n_vocab,
             ctx,
             states: Mutex::new(Vec::new()),
             gate: JobGate::new(config.jobs, config.max_queue),
@@ -143,10 +170,28 @@ impl WhisperRecognizer {
     }
 
     fn return_state(&self, state: WhisperState) {
-        self.states.lock().unwrap_or_else(|p| p.into_inner()).push(state);
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(state);
     }
 
-    fn params<'a>(&'a self, audio_secs: f64, deadline: &'a Option<Instant>) -> FullParams<'a, 'a> {
+    /// The token cap for an utterance of `audio_secs`.
+    fn token_cap(&self, audio_secs: f64) -> TokenCap {
+        let by_length = TOKENS_BASE + (audio_secs * TOKENS_PER_SEC).ceil() as usize;
+        TokenCap {
+            cap: by_length.min(self.config.max_tokens as usize),
+            eot: self.eot,
+            n_vocab: self.n_vocab,
+        }
+    }
+
+    fn params<'a>(
+        &'a self,
+        audio_secs: f64,
+        deadline: &'a Option<Instant>,
+        cap: &'a TokenCap,
+    ) -> FullParams<'a, 'a> {
         let strategy = if self.config.beam_size > 1 {
             SamplingStrategy::BeamSearch {
                 beam_size: self.config.beam_size as i32,
@@ -175,8 +220,15 @@ impl WhisperRecognizer {
             p.set_tokens(&self.prompt_tokens);
         }
         if self.config.trim_audio_ctx && audio_secs < 29.0 {
-            let frames = (audio_secs * FRAMES_PER_SEC).ceil() as i32 + AUDIO_CTX_MARGIN;
+            let frames =
+                (audio_secs * FRAMES_PER_SEC).ceil() as i32 + self.config.audio_ctx_margin as i32;
             p.set_audio_ctx(frames.min(MAX_AUDIO_CTX));
+        }
+        // SAFETY: the filter only reads `cap` (borrowed for 'a, outliving the `full` call) and
+        // writes within the `n_vocab` logits whisper.cpp passes.
+        unsafe {
+            p.set_filter_logits_callback(Some(force_end_at_cap));
+            p.set_filter_logits_callback_user_data(cap as *const TokenCap as *mut c_void);
         }
         if deadline.is_some() {
             // SAFETY: the callback only reads the `Option<Instant>` behind `user_data`, which is
@@ -187,6 +239,29 @@ impl WhisperRecognizer {
             }
         }
         p
+    }
+}
+
+/// whisper.cpp's logits hook: past the cap, only end-of-text may follow. This is the real cap
+/// on decoding (whisper.cpp's `max_tokens` only splits segments).
+unsafe extern "C" fn force_end_at_cap(
+    _ctx: *mut whisper_rs::WhisperSysContext,
+    _state: *mut whisper_rs::WhisperSysState,
+    _tokens: *const whisper_rs::WhisperTokenData,
+    n_tokens: std::ffi::c_int,
+    logits: *mut f32,
+    user_data: *mut c_void,
+) {
+    // SAFETY: `user_data` is the live `TokenCap` set in `params`; `logits` has n_vocab entries.
+    let cap = unsafe { &*(user_data as *const TokenCap) };
+    if (n_tokens.max(0) as usize) < cap.cap || logits.is_null() {
+        return;
+    }
+    let logits = unsafe { std::slice::from_raw_parts_mut(logits, cap.n_vocab) };
+    for (id, l) in logits.iter_mut().enumerate() {
+        if id as i32 != cap.eot {
+            *l = f32::NEG_INFINITY;
+        }
     }
 }
 
@@ -204,6 +279,51 @@ fn silence_native_logs() {
     ONCE.call_once(whisper_rs::install_logging_hooks);
 }
 
+/// Removes Whisper's hallucination loops: a phrase of 4+ words (3+ of them distinct words with
+/// letters) immediately repeated, possibly with a cut-off last copy, is kept once. Digit runs
+/// ("one one one one", "4 7 2 4 7 2") are never touched: callers do say those.
+pub fn collapse_repeated_phrases(text: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let key = |w: &str| {
+        w.trim_matches(|c: char| !c.is_alphanumeric())
+            .to_lowercase()
+    };
+    let keys: Vec<String> = words.iter().map(|w| key(w)).collect();
+    let mut out: Vec<&str> = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        let mut skipped = false;
+        for n in (4..=(words.len() - i) / 2).rev() {
+            let phrase = &keys[i..i + n];
+            let distinct: std::collections::HashSet<&String> = phrase
+                .iter()
+                .filter(|w| w.chars().any(|c| c.is_alphabetic()))
+                .collect();
+            if distinct.len() < 3 || phrase != &keys[i + n..i + 2 * n] {
+                continue;
+            }
+            // Skip every further full copy, then a partial copy at the very end.
+            let mut j = i + n;
+            while j + n <= words.len() && keys[j..j + n] == *phrase {
+                j += n;
+            }
+            let rest = &keys[j..];
+            if !rest.is_empty() && rest.len() < n && phrase.starts_with(rest) {
+                j = words.len();
+            }
+            out.extend_from_slice(&words[i..i + n]);
+            i = j;
+            skipped = true;
+            break;
+        }
+        if !skipped {
+            out.push(words[i]);
+            i += 1;
+        }
+    }
+    out.join(" ")
+}
+
 impl Recognizer for WhisperRecognizer {
     fn recognize(
         &self,
@@ -216,14 +336,19 @@ impl Recognizer for WhisperRecognizer {
         let permit = self.gate.acquire(options.deadline)?;
         let queued = permit.waited;
         let started = Instant::now();
-        let pcm16k = if sample_rate == WHISPER_RATE {
-            std::borrow::Cow::Borrowed(samples)
+        let pad = vec![0f32; (PAD_SECS * WHISPER_RATE as f64) as usize];
+        let mut pcm16k = pad.clone();
+        if sample_rate == WHISPER_RATE {
+            pcm16k.extend_from_slice(samples);
         } else {
-            std::borrow::Cow::Owned(resample(samples, sample_rate, WHISPER_RATE)?)
-        };
+            pcm16k.extend(resample(samples, sample_rate, WHISPER_RATE)?);
+        }
+        pcm16k.extend_from_slice(&pad);
+        let padded_secs = pcm16k.len() as f64 / WHISPER_RATE as f64;
         let mut state = self.take_state()?;
         let deadline = options.deadline;
-        let params = self.params(audio.as_secs_f64(), &deadline);
+        let cap = self.token_cap(audio.as_secs_f64());
+        let params = self.params(padded_secs, &deadline, &cap);
         let result = state.full(params, &pcm16k);
         if let Err(e) = result {
             // A state that failed mid-run is dropped rather than reused.
@@ -239,7 +364,10 @@ impl Recognizer for WhisperRecognizer {
         let eot = self.ctx.token_eot();
         let (mut segments, mut prob_sum, mut prob_n) = (Vec::new(), 0f32, 0usize);
         for seg in state.as_iter() {
-            let text = seg.to_str_lossy().map(|t| t.trim().to_string()).unwrap_or_default();
+            let text = seg
+                .to_str_lossy()
+                .map(|t| t.trim().to_string())
+                .unwrap_or_default();
             for i in 0..seg.n_tokens() {
                 if let Some(tok) = seg.get_token(i)
                     && tok.token_id() < eot
@@ -248,8 +376,13 @@ impl Recognizer for WhisperRecognizer {
                     prob_n += 1;
                 }
             }
-            // Timestamps are in units of 10 ms; the last segment may claim the padded window.
-            let at = |t: i64| Duration::from_millis(t.max(0) as u64 * 10).min(audio);
+            // Timestamps are in units of 10 ms, counted from the start of the padding.
+            let at = |t: i64| {
+                let padded = Duration::from_millis(t.max(0) as u64 * 10);
+                padded
+                    .saturating_sub(Duration::from_secs_f64(PAD_SECS))
+                    .min(audio)
+            };
             segments.push(Segment {
                 text,
                 start: at(seg.start_timestamp()),
@@ -258,15 +391,21 @@ impl Recognizer for WhisperRecognizer {
         }
         self.return_state(state);
         drop(permit);
-        let text = segments
-            .iter()
-            .map(|s| s.text.as_str())
-            .filter(|t| !t.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let text = collapse_repeated_phrases(
+            &segments
+                .iter()
+                .map(|s| s.text.as_str())
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
         Ok(Transcript {
             text,
-            confidence: if prob_n == 0 { 0.0 } else { prob_sum / prob_n as f32 },
+            confidence: if prob_n == 0 {
+                0.0
+            } else {
+                prob_sum / prob_n as f32
+            },
             segments,
             timings: AsrTimings {
                 audio,
@@ -286,5 +425,33 @@ impl Recognizer for WhisperRecognizer {
             "whisper {} {decoding} {}x{} threads",
             self.config.model, self.config.jobs, self.config.threads_per_job
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::collapse_repeated_phrases as collapse;
+
+    #[test]
+    fn hallucination_loops_collapse_but_real_repeats_stay() {
+        assert_eq!(
+            collapse("and I get a refund for the jacket and I get a refund for the jacket."),
+            "and I get a refund for the jacket"
+        );
+        assert_eq!(
+            collapse("The box was damaged. The box was damaged. The box was damaged. The box"),
+            "The box was damaged."
+        );
+        assert_eq!(
+            collapse("one one one one one one"),
+            "one one one one one one"
+        );
+        assert_eq!(
+            collapse("4 7 2 4 7 2 4 7 2 4 7 2"),
+            "4 7 2 4 7 2 4 7 2 4 7 2"
+        );
+        assert_eq!(collapse("no no no I said no"), "no no no I said no");
+        assert_eq!(collapse("check my order please"), "check my order please");
+        assert_eq!(collapse(""), "");
     }
 }

@@ -1,0 +1,38 @@
+# voxnav: the two commands a new machine needs are `make run` and `make test` (see README).
+# Every target installs what is missing first and is quick when all is in place.
+
+CARGO ?= cargo
+BIN := target/release/voxnav
+
+.PHONY: run test deps build models lint portable bench
+
+## Set up and run the main job (until the SIP server lands: the speech demo).
+run: models
+	$(BIN) demo
+
+## Set up and run every check CI runs: format, lint, portable build, all tests.
+test: models lint portable
+	$(CARGO) test --release
+
+deps:
+	scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --release
+
+## Fetch, verify and convert the speech models (idempotent; seconds when done).
+models: build
+	$(BIN) models install
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	# --release shares the native (whisper.cpp, espeak-ng) builds with the test build.
+	$(CARGO) clippy --release --all-targets -- -D warnings
+
+portable: build
+	scripts/check-portable.sh $(BIN)
+
+## Benchmarks: ASR latency/RTF/WER per model and decoding, TTS first audio and RTF.
+bench: models
+	$(CARGO) bench --bench asr
+	$(CARGO) bench --bench tts

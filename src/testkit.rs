@@ -1,0 +1,107 @@
+//! Support for tests and benchmarks: word error rate, the telephone channel, and test speech
+//! from espeak-ng (a different voice from the product's, so tests do not only hear Piper).
+//! Not used by the server.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::media::g711::Law;
+use crate::models::ModelPaths;
+use crate::speech::text;
+
+/// The installed models; tests fail (not skip) without them: the README's test command installs them.
+pub fn installed_models() -> ModelPaths {
+    let paths = ModelPaths::default();
+    assert!(
+        paths
+            .whisper_ggml(crate::models::paths::WhisperModel::Base)
+            .exists(),
+        "models are not installed in {}; run `make test` (or `voxnav models install`)",
+        paths.root.display()
+    );
+    paths
+}
+
+/// Words for WER: numbers normalised to words the same way on both sides, lower case, no
+/// punctuation, so "47219", "4 7 2 1 9" and "four seven two one nine" compare equal.
+pub fn words(s: &str) -> Vec<String> {
+    text::normalize(s)
+        .to_lowercase()
+        .replace(['-', ','], " ")
+        .chars()
+        .filter(|c| c.is_alphanumeric() || c.is_whitespace() || *c == '\'')
+        .collect::<String>()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Word-level Levenshtein distance: (errors, reference length).
+pub fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
+    let (r, h) = (words(reference), words(hypothesis));
+    let mut prev: Vec<usize> = (0..=h.len()).collect();
+    for (i, rw) in r.iter().enumerate() {
+        let mut cur = vec![i + 1; h.len() + 1];
+        for (j, hw) in h.iter().enumerate() {
+            let sub = prev[j] + usize::from(rw != hw);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    (prev[h.len()], r.len())
+}
+
+/// 8 kHz PCM through G.711 mu-law and back: what the recognizer hears on a call.
+pub fn telephone(pcm: &[i16]) -> Vec<f32> {
+    let law = Law::Ulaw;
+    law.decode(&law.encode(pcm))
+        .iter()
+        .map(|&s| s as f32 / 32_768.0)
+        .collect()
+}
+
+/// Speaks `text` with espeak-ng (not the product's voice) into an 8 kHz mono 16-bit WAV.
+pub fn espeak_wav(text: &str, dir: &Path, name: &str) -> PathBuf {
+    espeak_wav_voice(text, "en-us", 8_000, dir, name)
+}
+
+/// Like `espeak_wav` with an espeak-ng voice such as "en-us+m3" and an output rate.
+pub fn espeak_wav_voice(text: &str, voice: &str, rate: u32, dir: &Path, name: &str) -> PathBuf {
+    let raw = dir.join(format!("{name}.22k.wav"));
+    let out = dir.join(format!("{name}.wav"));
+    let status = Command::new("espeak-ng")
+        .args(["-v", voice, "-s", "150", "-w"])
+        .arg(&raw)
+        .arg(text)
+        .status()
+        .expect("espeak-ng is installed by the test setup");
+    assert!(status.success(), "espeak-ng failed");
+    let status = Command::new("sox")
+        .arg(&raw)
+        .args(["-r", &rate.to_string(), "-c", "1", "-b", "16"])
+        .arg(&out)
+        .status()
+        .expect("sox is installed by the test setup");
+    assert!(status.success());
+    out
+}
+
+/// A fresh temporary directory for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("voxnav-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wer_counts_substitutions_insertions_and_deletions() {
+        assert_eq!(word_errors("order 47219", "Order 4 7 2 1 9."), (0, 6));
+        assert_eq!(word_errors("a b c d", "a x c"), (2, 4));
+        assert_eq!(word_errors("a b", "a b c"), (1, 2));
+    }
+}
