@@ -9,7 +9,9 @@ use std::time::Duration;
 use voxnav::media::wav;
 use voxnav::models::paths::WhisperModel;
 use voxnav::speech::{RecognizeOptions, Recognizer, WhisperConfig, WhisperRecognizer};
-use voxnav::testkit::{espeak_wav_voice, installed_models, telephone, temp_dir, word_errors};
+use voxnav::testkit::{
+    espeak_wav_voice, installed_models, median, rss_mb, telephone, temp_dir, word_errors,
+};
 
 const SENTENCES: [&str; 16] = [
     "I want to check the status of my order.",
@@ -34,22 +36,6 @@ const VOICES: [&str; 2] = ["en-us", "en-us+m3"];
 const PROMPT: &str = "Customer service call about an order, delivery, refund, return, payment or price. \
 Order numbers are read digit by digit.";
 const REPEATS: usize = 1;
-
-fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 struct Row {
     name: String,

@@ -8,7 +8,7 @@
 use std::ops::ControlFlow;
 
 use voxnav::speech::{PiperConfig, PiperSynthesizer, Synthesizer};
-use voxnav::testkit::installed_models;
+use voxnav::testkit::{installed_models, median, rss_mb};
 
 const REPLIES: [&str; 4] = [
     "How can I help you today?",
@@ -18,22 +18,6 @@ const REPLIES: [&str; 4] = [
      You can also say agent at any time. What would you like to do?",
 ];
 const RUNS: usize = 5;
-
-fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 struct Row {
     name: String,

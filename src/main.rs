@@ -140,11 +140,7 @@ fn say(paths: &ModelPaths, text: &str, output: &std::path::Path) -> Result<()> {
             ..Default::default()
         },
     )?;
-    let mut pcm = Vec::new();
-    let stats = tts.speak(text, &mut |clause| {
-        pcm.extend_from_slice(&clause.pcm);
-        std::ops::ControlFlow::Continue(())
-    })?;
+    let (pcm, stats) = tts.speak_with_stats(text)?;
     let samples = pcm.iter().map(|&s| s as f32 / 32_768.0).collect();
     wav::write(
         output,
@@ -222,11 +218,7 @@ fn demo(paths: &ModelPaths, out: &std::path::Path) -> Result<()> {
         asr.describe()
     );
     for (i, reply) in DEMO_REPLIES.iter().enumerate() {
-        let mut pcm = Vec::new();
-        let stats = tts.speak(reply, &mut |clause| {
-            pcm.extend_from_slice(&clause.pcm);
-            std::ops::ControlFlow::Continue(())
-        })?;
+        let (pcm, stats) = tts.speak_with_stats(reply)?;
         // What a caller hears: the reply encoded as PCMU and decoded again.
         let heard: Vec<f32> = Law::Ulaw
             .decode(&Law::Ulaw.encode(&pcm))

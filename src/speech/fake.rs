@@ -127,11 +127,7 @@ impl Synthesizer for FakeSynthesizer {
                 })
                 .collect();
             pcm.extend(silence(clause.pause_ms));
-            stats.clauses += 1;
-            stats.audio += Duration::from_secs_f64(pcm.len() as f64 / OUTPUT_RATE as f64);
-            if stats.clauses == 1 {
-                stats.first_audio = started.elapsed();
-            }
+            stats.add_clause(pcm.len(), started.elapsed());
             let spoken = SpokenClause {
                 text: clause.text,
                 pcm,

@@ -12,7 +12,7 @@
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ort::session::Session;
 use piper_rs::{ModelConfig, Piper};
@@ -215,11 +215,7 @@ impl Synthesizer for PiperSynthesizer {
                     break;
                 }
             };
-            stats.clauses += 1;
-            stats.audio += Duration::from_secs_f64(pcm.len() as f64 / OUTPUT_RATE as f64);
-            if stats.clauses == 1 {
-                stats.first_audio = started.elapsed();
-            }
+            stats.add_clause(pcm.len(), started.elapsed());
             let spoken = SpokenClause {
                 text: clause.text.clone(),
                 pcm,

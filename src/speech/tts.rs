@@ -34,6 +34,17 @@ pub struct SynthesisStats {
     pub queued: Duration,
 }
 
+impl SynthesisStats {
+    /// Counts one clause of `samples` at the output rate, ready `since_start` after the call.
+    pub fn add_clause(&mut self, samples: usize, since_start: Duration) {
+        self.clauses += 1;
+        self.audio += Duration::from_secs_f64(samples as f64 / OUTPUT_RATE as f64);
+        if self.clauses == 1 {
+            self.first_audio = since_start;
+        }
+    }
+}
+
 /// A speech synthesizer shared between calls.
 pub trait Synthesizer: Send + Sync {
     /// Speaks `text`, handing each clause to `on_clause` as soon as it is ready. Returning
@@ -49,12 +60,17 @@ pub trait Synthesizer: Send + Sync {
 
     /// Speaks `text` into one buffer (prompt caches, `voxnav say`).
     fn speak_all(&self, text: &str) -> Result<Vec<i16>, SpeechError> {
+        Ok(self.speak_with_stats(text)?.0)
+    }
+
+    /// Speaks `text` into one buffer and reports how long it took.
+    fn speak_with_stats(&self, text: &str) -> Result<(Vec<i16>, SynthesisStats), SpeechError> {
         let mut pcm = Vec::new();
-        self.speak(text, &mut |clause| {
+        let stats = self.speak(text, &mut |clause| {
             pcm.extend_from_slice(&clause.pcm);
             ControlFlow::Continue(())
         })?;
-        Ok(pcm)
+        Ok((pcm, stats))
     }
 }
 
