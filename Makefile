@@ -26,8 +26,7 @@ models: build
 
 lint: deps
 	$(CARGO) fmt --all -- --check
-	# --release shares the native (whisper.cpp, espeak-ng) builds with the test build.
-	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets -- -D warnings
 
 portable: build
 	scripts/check-portable.sh $(BIN)

@@ -10,7 +10,8 @@ use voxnav::media::wav;
 use voxnav::models::paths::WhisperModel;
 use voxnav::speech::{RecognizeOptions, Recognizer, WhisperConfig, WhisperRecognizer};
 use voxnav::testkit::{
-    espeak_wav_voice, installed_models, median, rss_mb, telephone, temp_dir, word_errors,
+    espeak_wav_voice, installed_models, median, peak_rss_mb, peak_rss_of_engine_in_fresh_process,
+    rss_mb, telephone, temp_dir, word_errors,
 };
 
 const SENTENCES: [&str; 16] = [
@@ -79,7 +80,32 @@ fn run(name: &str, config: WhisperConfig, audio: &[Vec<f32>], repeats: usize) ->
     }
 }
 
+/// Child mode for memory figures: load one model, recognise one utterance, print peak RSS.
+fn measure_engine(model: &str) {
+    let model: WhisperModel = model.parse().expect("model name");
+    let asr = WhisperRecognizer::new(
+        &installed_models(),
+        WhisperConfig {
+            model,
+            ..Default::default()
+        },
+    )
+    .expect("model loads");
+    let speech = vec![0.1f32; 8_000 * 3];
+    asr.recognize(&speech, 8_000, &RecognizeOptions::default())
+        .expect("recognises");
+    println!("{:.0}", peak_rss_mb());
+}
+
 fn main() {
+    if let Ok(engine) = std::env::var("VOXNAV_BENCH_ENGINE") {
+        return measure_engine(&engine);
+    }
+    for model in WhisperModel::ALL {
+        let peak = peak_rss_of_engine_in_fresh_process(model.name());
+        let peak = peak.map_or("n/a".to_string(), |mb| format!("{mb:.0}"));
+        println!("peak RSS, fresh process, {model} loaded + one 3 s utterance: {peak} MB");
+    }
     let dir = temp_dir("bench-asr");
     let audio: Vec<Vec<f32>> = VOICES
         .iter()
@@ -184,7 +210,7 @@ fn main() {
     ];
     println!(
         "\n{:<44} {:>9} {:>8} {:>7} {:>6} {:>9} {:>8}",
-        "setting", "median ms", "p90 ms", "RTF", "WER", "vs ref", "RSS MB"
+        "setting", "median ms", "p90 ms", "RTF", "WER", "vs ref", "RSS +MB"
     );
     for r in std::iter::once(&reference).chain(&rows) {
         println!(

@@ -8,7 +8,9 @@
 use std::ops::ControlFlow;
 
 use voxnav::speech::{PiperConfig, PiperSynthesizer, Synthesizer};
-use voxnav::testkit::{installed_models, median, rss_mb};
+use voxnav::testkit::{
+    installed_models, median, peak_rss_mb, peak_rss_of_engine_in_fresh_process, rss_mb,
+};
 
 const REPLIES: [&str; 4] = [
     "How can I help you today?",
@@ -62,7 +64,21 @@ fn run(name: &str, threads: usize) -> Row {
     }
 }
 
+/// Child mode for memory figures: load the voice, speak one reply, print peak RSS.
+fn measure_engine() {
+    let tts =
+        PiperSynthesizer::new(&installed_models(), PiperConfig::default()).expect("voice loads");
+    tts.speak_all(REPLIES[1]).expect("speaks");
+    println!("{:.0}", peak_rss_mb());
+}
+
 fn main() {
+    if std::env::var("VOXNAV_BENCH_ENGINE").is_ok() {
+        return measure_engine();
+    }
+    let peak = peak_rss_of_engine_in_fresh_process("piper");
+    let peak = peak.map_or("n/a".to_string(), |mb| format!("{mb:.0}"));
+    println!("peak RSS, fresh process, piper voice loaded + one reply: {peak} MB");
     println!(
         "{} replies x {RUNS} runs, Piper en_US-joe-medium -> 8 kHz",
         REPLIES.len()
@@ -71,7 +87,7 @@ fn main() {
     let one = run("1 job x 1 thread", 1);
     println!(
         "\n{:<32} {:>14} {:>9} {:>7} {:>12} {:>9} {:>8}",
-        "setting", "first audio ms", "total ms", "RTF", "first/total", "vs ref", "RSS MB"
+        "setting", "first audio ms", "total ms", "RTF", "first/total", "vs ref", "RSS +MB"
     );
     for r in [&reference, &one] {
         println!(

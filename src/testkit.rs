@@ -98,6 +98,35 @@ pub fn rss_mb() -> f64 {
         / 1024.0
 }
 
+/// Peak resident memory of this process in MiB (VmHWM).
+pub fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Runs this benchmark binary again with `VOXNAV_BENCH_ENGINE=engine`, in which mode it loads
+/// only that engine, uses it once and prints its peak RSS as the last line: memory figures from
+/// fresh processes, not polluted by pages an earlier engine freed.
+pub fn peak_rss_of_engine_in_fresh_process(engine: &str) -> Option<f64> {
+    let exe = std::env::current_exe().ok()?;
+    let out = std::process::Command::new(exe)
+        .env("VOXNAV_BENCH_ENGINE", engine)
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// The median of non-empty `values`.
 pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
