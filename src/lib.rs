@@ -8,6 +8,7 @@
 //! speech/   speech engines behind traits: asr (Recognizer + whisper pool), tts (Synthesizer +
 //!           piper pool), text normalisation for speech, fake engines for tests
 //! media/    audio primitives: G.711 codecs, WAV I/O, resampling (RTP sessions come with the SIP issue)
+//! sip/      sans-IO SIP: framing, envelope, validation (RFC 4475 verdicts), responses
 //! testkit   WER, telephone channel and espeak-ng speech for tests and benchmarks
 //! ```
 //!
@@ -16,5 +17,6 @@
 
 pub mod media;
 pub mod models;
+pub mod sip;
 pub mod speech;
 pub mod testkit;

@@ -78,7 +78,8 @@ pub fn espeak_wav_voice(text: &str, voice: &str, rate: u32, dir: &Path, name: &s
     assert!(status.success(), "espeak-ng failed");
     let status = Command::new("sox")
         .arg(&raw)
-        .args(["-r", &rate.to_string(), "-c", "1", "-b", "16"])
+        // -D: no dither, so the same text always gives the same audio (sox dithers by default).
+        .args(["-D", "-r", &rate.to_string(), "-c", "1", "-b", "16"])
         .arg(&out)
         .status()
         .expect("sox is installed by the test setup");

@@ -83,7 +83,7 @@ impl Default for WhisperConfig {
             prompt: None,
             max_tokens: 96,
             trim_audio_ctx: true,
-            audio_ctx_margin: 64,
+            audio_ctx_margin: 150,
         }
     }
 }
