@@ -9,6 +9,7 @@
 //!           piper pool), text normalisation for speech, fake engines for tests
 //! media/    audio primitives: G.711 codecs, WAV I/O, resampling (RTP sessions come with the SIP issue)
 //! sip/      sans-IO SIP: framing, envelope, validation (RFC 4475 verdicts), responses
+//! net/      the only socket code: UDP/TCP SIP listeners driving the sans-IO endpoint
 //! testkit   WER, telephone channel and espeak-ng speech for tests and benchmarks
 //! ```
 //!
@@ -17,6 +18,7 @@
 
 pub mod media;
 pub mod models;
+pub mod net;
 pub mod sip;
 pub mod speech;
 pub mod testkit;

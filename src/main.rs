@@ -28,6 +28,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the SIP server (so far the SIP front door: validation, stateless answers, OPTIONS).
+    Serve {
+        /// SIP address for UDP and TCP, IPv4 or IPv6 (port 0 picks a free port).
+        #[arg(long, default_value = "0.0.0.0:5060")]
+        sip_listen: std::net::SocketAddr,
+    },
     /// Speak text with the product voice into an 8 kHz WAV file.
     Say {
         text: String,
@@ -85,6 +91,7 @@ fn main() -> Result<()> {
         .map(ModelPaths::new)
         .unwrap_or_default();
     match cli.command {
+        Command::Serve { sip_listen } => serve(sip_listen)?,
         Command::Say { text, output } => say(&paths, &text, &output)?,
         Command::Demo { out } => demo(&paths, &out)?,
         Command::Transcribe {
@@ -251,4 +258,38 @@ fn demo(paths: &ModelPaths, out: &std::path::Path) -> Result<()> {
     }
     println!("\nTry your own: voxnav say \"TEXT\" -o out.wav && voxnav transcribe out.wav");
     Ok(())
+}
+
+fn serve(sip_listen: std::net::SocketAddr) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listeners = voxnav::net::SipListeners::bind(sip_listen).await?;
+        let local = listeners.local_addr()?;
+        // Tests and scripts read this line to learn the port when listening on port 0.
+        println!("voxnav: SIP listening on udp+tcp {local}");
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            eprintln!("voxnav: shutting down");
+            signals.cancel();
+        });
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        listeners
+            .serve(voxnav::sip::endpoint::Endpoint::new(seed), shutdown)
+            .await;
+        Ok(())
+    })
 }
