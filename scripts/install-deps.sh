@@ -5,9 +5,10 @@
 #   libsonic-dev             : espeak-ng links libsonic (otherwise its build tries to clone it)
 #   espeak-ng, sox           : test speech (a different voice from the product's) and audio tools
 #   binutils                 : objdump, for the portable-build check
+#   sip-tester               : SIPp and its bundled RTP/DTMF pcaps, the real SIP peer in tests
 set -euo pipefail
 
-packages=(cmake g++ make pkg-config libclang-dev libsonic-dev espeak-ng sox binutils)
+packages=(cmake g++ make pkg-config libclang-dev libsonic-dev espeak-ng sox binutils sip-tester)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

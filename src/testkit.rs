@@ -134,6 +134,30 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// UDP payloads of a classic little-endian pcap file with Ethernet framing and IPv4 (what SIPp
+/// ships in /usr/share/sip-tester). Other records are skipped.
+pub fn pcap_udp_payloads(path: &Path) -> Vec<Vec<u8>> {
+    let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&data[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian pcap");
+    let mut payloads = Vec::new();
+    let mut pos = 24;
+    while pos + 16 <= data.len() {
+        let incl = u32::from_le_bytes(data[pos + 8..pos + 12].try_into().unwrap()) as usize;
+        let frame = &data[(pos + 16).min(data.len())..(pos + 16 + incl).min(data.len())];
+        pos += 16 + incl;
+        // Ethernet (14) with IPv4 ethertype, then IPv4 with protocol 17 (UDP).
+        if frame.len() < 14 + 20 + 8 || frame[12..14] != [0x08, 0x00] || frame[14 + 9] != 17 {
+            continue;
+        }
+        let ihl = (frame[14] & 0x0F) as usize * 4;
+        let udp = 14 + ihl;
+        if let Some(payload) = frame.get(udp + 8..) {
+            payloads.push(payload.to_vec());
+        }
+    }
+    payloads
+}
+
 /// A fresh temporary directory for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("voxnav-test-{name}-{}", std::process::id()));

@@ -15,6 +15,7 @@ pub mod endpoint;
 pub mod envelope;
 pub mod framing;
 pub mod response;
+pub mod sdp;
 pub mod validate;
 
 use std::net::SocketAddr;
