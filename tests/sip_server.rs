@@ -60,12 +60,29 @@ fn options(call_id: &str, via_host: &str) -> String {
     )
 }
 
+/// Sends `bytes` and waits for the reply with the same Call-ID: earlier requests' final
+/// responses are retransmitted until ACKed (Timer G), so other replies may arrive in between.
 fn exchange(sock: &UdpSocket, to: SocketAddr, bytes: &[u8]) -> Option<String> {
+    let call_id = |text: &str| {
+        text.lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                let name = name.trim();
+                (name.eq_ignore_ascii_case("call-id") || name.eq_ignore_ascii_case("i"))
+                    .then(|| value.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    let wanted = call_id(&String::from_utf8_lossy(bytes));
     sock.send_to(bytes, to).unwrap();
     let mut buf = vec![0u8; 65_535];
-    sock.recv_from(&mut buf)
-        .ok()
-        .map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned())
+    loop {
+        let (n, _) = sock.recv_from(&mut buf).ok()?;
+        let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if call_id(&reply) == wanted {
+            return Some(reply);
+        }
+    }
 }
 
 /// The port a reply to `message` sent from 127.0.0.1 will be addressed to (0: any, via rport).

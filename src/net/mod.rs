@@ -80,22 +80,38 @@ impl SipListeners {
     }
 }
 
+fn lock(endpoint: &Mutex<Endpoint>) -> std::sync::MutexGuard<'_, Endpoint> {
+    endpoint.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn handle(
     endpoint: &Mutex<Endpoint>,
     bytes: &[u8],
     from: SocketAddr,
 ) -> Vec<crate::sip::endpoint::Transmit> {
-    endpoint
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .handle_datagram(bytes, from)
+    lock(endpoint).handle_datagram(bytes, from, std::time::Instant::now())
 }
 
 async fn udp_loop(socket: UdpSocket, endpoint: Arc<Mutex<Endpoint>>, shutdown: CancellationToken) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
+        // Sleep until the endpoint's next timer (retransmissions, transaction ends) or a datagram.
+        let deadline = lock(&endpoint).poll_timeout();
+        let timer = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         let received = tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = timer => {
+                let out = lock(&endpoint).handle_timeout(std::time::Instant::now());
+                for t in out {
+                    let _ = socket.send_to(&t.bytes, t.to).await;
+                }
+                continue;
+            }
             r = socket.recv_from(&mut buf) => r,
         };
         let Ok((n, from)) = received else {

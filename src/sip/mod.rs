@@ -16,6 +16,7 @@ pub mod envelope;
 pub mod framing;
 pub mod response;
 pub mod sdp;
+pub mod transaction;
 pub mod validate;
 
 use std::net::SocketAddr;
