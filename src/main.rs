@@ -33,6 +33,9 @@ enum Command {
         /// SIP address for UDP and TCP, IPv4 or IPv6 (port 0 picks a free port).
         #[arg(long, default_value = "0.0.0.0:5060")]
         sip_listen: std::net::SocketAddr,
+        /// Calls at once; more INVITEs get 503 with Retry-After.
+        #[arg(long, default_value_t = 100)]
+        max_calls: usize,
     },
     /// Speak text with the product voice into an 8 kHz WAV file.
     Say {
@@ -91,7 +94,10 @@ fn main() -> Result<()> {
         .map(ModelPaths::new)
         .unwrap_or_default();
     match cli.command {
-        Command::Serve { sip_listen } => serve(sip_listen)?,
+        Command::Serve {
+            sip_listen,
+            max_calls,
+        } => serve(sip_listen, max_calls)?,
         Command::Say { text, output } => say(&paths, &text, &output)?,
         Command::Demo { out } => demo(&paths, &out)?,
         Command::Transcribe {
@@ -260,7 +266,7 @@ fn demo(paths: &ModelPaths, out: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn serve(sip_listen: std::net::SocketAddr) -> Result<()> {
+fn serve(sip_listen: std::net::SocketAddr, max_calls: usize) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -287,9 +293,11 @@ fn serve(sip_listen: std::net::SocketAddr) -> Result<()> {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        listeners
-            .serve(voxnav::sip::endpoint::Endpoint::new(seed), shutdown)
-            .await;
+        let config = voxnav::sip::endpoint::EndpointConfig {
+            max_calls,
+            ..Default::default()
+        };
+        listeners.serve(config, seed, shutdown).await;
         Ok(())
     })
 }

@@ -6,16 +6,23 @@
 //! stream, so the connection is answered 400 where possible and closed. Responses to TCP
 //! requests go back on the same connection (RFC 3261 18.2.2).
 
+pub mod call_media;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::sip::endpoint::Endpoint;
+use tokio::sync::mpsc;
+
+use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointEvent, Transmit};
 use crate::sip::framing::{self, StreamFrame};
+use call_media::{MediaCommand, MediaReport};
 
 /// Largest UDP datagram (65,535 minus the IPv4 and UDP headers is less; this covers both).
 const MAX_DATAGRAM: usize = 65_535;
@@ -63,11 +70,29 @@ impl SipListeners {
         self.udp.local_addr()
     }
 
-    /// Serves until `shutdown` is cancelled, then waits for open connections to finish.
-    pub async fn serve(self, endpoint: Endpoint, shutdown: CancellationToken) {
-        let endpoint = Arc::new(Mutex::new(endpoint));
+    /// Serves until `shutdown` is cancelled, then hangs up every call (BYE) and waits for open
+    /// connections to finish. `seed` makes tags unique across restarts.
+    pub async fn serve(self, config: EndpointConfig, seed: u64, shutdown: CancellationToken) {
+        let local = self
+            .udp
+            .local_addr()
+            .unwrap_or_else(|_| "127.0.0.1:5060".parse().unwrap());
+        // Peers need a reachable address in Via/Contact: the listen address, or loopback when
+        // listening on all interfaces (per-call SDP uses the address facing the caller).
+        let advertised = if local.ip().is_unspecified() {
+            let ip = if local.is_ipv4() { "127.0.0.1" } else { "::1" };
+            SocketAddr::new(ip.parse().unwrap(), local.port())
+        } else {
+            local
+        };
+        let endpoint = Arc::new(Mutex::new(Endpoint::new(seed, advertised, config)));
         let tracker = TaskTracker::new();
-        tracker.spawn(udp_loop(self.udp, endpoint.clone(), shutdown.clone()));
+        tracker.spawn(udp_loop(
+            self.udp,
+            endpoint.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
         tracker.spawn(tcp_accept_loop(
             self.tcp,
             endpoint,
@@ -92,35 +117,161 @@ fn handle(
     lock(endpoint).handle_datagram(bytes, from, std::time::Instant::now())
 }
 
-async fn udp_loop(socket: UdpSocket, endpoint: Arc<Mutex<Endpoint>>, shutdown: CancellationToken) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+async fn send_all(socket: &UdpSocket, out: Vec<Transmit>) {
+    for t in out {
+        let _ = socket.send_to(&t.bytes, t.to).await;
+    }
+}
+
+/// Writes a status line to stdout, ignoring a closed pipe (`println!` would panic and take the
+/// SIP loop down when whoever started the server stopped reading).
+fn status_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// Calls in progress: the command channel of each call's media task.
+type Calls = HashMap<String, mpsc::Sender<MediaCommand>>;
+
+/// Acts on the endpoint's events: media for new calls, updates, digits, stops.
+async fn drain_events(
+    endpoint: &Mutex<Endpoint>,
+    socket: &UdpSocket,
+    calls: &mut Calls,
+    reports: &mpsc::Sender<MediaReport>,
+    tracker: &TaskTracker,
+) {
     loop {
-        // Sleep until the endpoint's next timer (retransmissions, transaction ends) or a datagram.
-        let deadline = lock(&endpoint).poll_timeout();
-        let timer = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
-                None => std::future::pending().await,
-            }
+        let Some(event) = lock(endpoint).poll_event() else {
+            return;
         };
-        let received = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = timer => {
-                let out = lock(&endpoint).handle_timeout(std::time::Instant::now());
-                for t in out {
-                    let _ = socket.send_to(&t.bytes, t.to).await;
+        match event {
+            EndpointEvent::IncomingCall {
+                call_id,
+                media,
+                signalling,
+            } => {
+                let peer_ip = media.as_ref().and_then(|m| m.remote).map(|r| r.ip());
+                let fallback = socket
+                    .local_addr()
+                    .map(|a| a.ip())
+                    .unwrap_or([127, 0, 0, 1].into());
+                let ip = match peer_ip {
+                    Some(ip) => call_media::local_ip_towards(SocketAddr::new(ip, 9), fallback),
+                    None if fallback.is_unspecified() => [127, 0, 0, 1].into(),
+                    None => fallback,
+                };
+                let out = match UdpSocket::bind(SocketAddr::new(ip, 0)).await {
+                    Ok(rtp) => {
+                        let local_rtp = rtp.local_addr().unwrap_or(SocketAddr::new(ip, 0));
+                        let (tx, rx) = mpsc::channel(64);
+                        calls.insert(call_id.clone(), tx);
+                        tracker.spawn(call_media::run(
+                            rtp,
+                            call_id.clone(),
+                            media,
+                            signalling.ip(),
+                            rx,
+                            reports.clone(),
+                        ));
+                        lock(endpoint).answer_call(&call_id, local_rtp, Instant::now())
+                    }
+                    Err(_) => {
+                        lock(endpoint).reject_call(&call_id, 500, "No Media Port", Instant::now())
+                    }
+                };
+                send_all(socket, out).await;
+            }
+            EndpointEvent::CallConfirmed {
+                call_id,
+                media: Some(media),
+            }
+            | EndpointEvent::MediaChanged { call_id, media } => {
+                if let Some(tx) = calls.get(&call_id) {
+                    let _ = tx.send(MediaCommand::Update(media)).await;
                 }
-                continue;
             }
-            r = socket.recv_from(&mut buf) => r,
-        };
-        let Ok((n, from)) = received else {
-            // ICMP errors from earlier sends surface here on some systems; keep serving.
-            continue;
-        };
-        for t in handle(&endpoint, &buf[..n], from) {
-            let _ = socket.send_to(&t.bytes, t.to).await;
+            EndpointEvent::CallConfirmed { media: None, .. } => {}
+            EndpointEvent::Dtmf { call_id, digit } => {
+                if let Some(tx) = calls.get(&call_id) {
+                    let _ = tx.send(MediaCommand::Digit(digit)).await;
+                }
+            }
+            EndpointEvent::CallEnded { call_id, reason } => {
+                if let Some(tx) = calls.remove(&call_id) {
+                    let _ = tx.send(MediaCommand::Stop).await;
+                }
+                status_line(format_args!("voxnav: call {call_id} ended: {reason}"));
+            }
         }
+    }
+}
+
+async fn udp_loop(
+    socket: UdpSocket,
+    endpoint: Arc<Mutex<Endpoint>>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut calls = Calls::new();
+    let (report_tx, mut reports) = mpsc::channel::<MediaReport>(256);
+    // After SIGTERM: calls are hung up and given this long to finish.
+    let mut draining_until: Option<Instant> = None;
+    loop {
+        if let Some(until) = draining_until
+            && (calls.is_empty() || Instant::now() >= until)
+        {
+            for (_, tx) in calls.drain() {
+                let _ = tx.send(MediaCommand::Stop).await;
+            }
+            return;
+        }
+        // Sleep until the endpoint's next timer (retransmissions, transaction ends) or input.
+        let deadline = lock(&endpoint).poll_timeout();
+        let drain_deadline = draining_until;
+        let timer = async {
+            match (deadline, drain_deadline) {
+                (Some(d), Some(u)) => tokio::time::sleep_until(d.min(u).into()).await,
+                (Some(d), None) | (None, Some(d)) => tokio::time::sleep_until(d.into()).await,
+                (None, None) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled(), if draining_until.is_none() => {
+                let ids: Vec<String> = calls.keys().cloned().collect();
+                for call_id in ids {
+                    let out = lock(&endpoint).hangup(&call_id, Instant::now());
+                    send_all(&socket, out).await;
+                }
+                draining_until = Some(Instant::now() + Duration::from_secs(3));
+            }
+            _ = timer => {
+                let out = lock(&endpoint).handle_timeout(Instant::now());
+                send_all(&socket, out).await;
+            }
+            r = socket.recv_from(&mut buf) => {
+                // ICMP errors from earlier sends surface as errors on some systems; keep serving.
+                if let Ok((n, from)) = r {
+                    let out = handle(&endpoint, &buf[..n], from);
+                    send_all(&socket, out).await;
+                }
+            }
+            Some(report) = reports.recv() => match report {
+                MediaReport::Hangup { call_id, why } => {
+                    status_line(format_args!("voxnav: hanging up {call_id}: {why}"));
+                    let out = lock(&endpoint).hangup(&call_id, Instant::now());
+                    send_all(&socket, out).await;
+                }
+                MediaReport::Finished { call_id, sent, received, foreign, digits } => {
+                    // Tests read this line.
+                    status_line(format_args!(
+                        "voxnav: media {call_id}: sent {sent} received {received} foreign {foreign} digits {digits:?}"
+                    ));
+                }
+            },
+        }
+        drain_events(&endpoint, &socket, &mut calls, &report_tx, &tracker).await;
     }
 }
 

@@ -1,25 +1,30 @@
-//! The endpoint's answer to each received message, sans-IO: bytes, a source address and `now`
-//! in; datagrams to send and the next deadline out. The driver in `net/` only moves bytes and
-//! sleeps until `poll_timeout`.
+//! The SIP endpoint, sans-IO: bytes, a source address and `now` in; datagrams to send, events
+//! for the driver (`poll_event`) and the next deadline (`poll_timeout`) out. The driver in
+//! `net/` only moves bytes, binds RTP sockets and sleeps.
 //!
-//! What it answers today (dialogs, SDP negotiation in calls and media come with the rest of the
-//! SIP issue):
+//! What it does:
 //! - malformed requests: the stateless rejection `validate` chose (400, 415, 416, 420, 501...);
-//! - OPTIONS: 200 with Allow, Accept and Supported (RFC 3261 11.2), the usual keep-alive ping;
-//! - CANCEL: 200, and 487 for the INVITE it cancels (9.2); 481 if it matches nothing;
-//! - other valid requests: 480 Temporarily Unavailable with Retry-After, because no call
-//!   handling exists yet; honest to the peer and retryable;
-//! - ACK and responses: matched or dropped (no client transactions exist yet).
+//! - INVITE: SDP negotiated (`sdp`); 488 if no G.711, 503 + Retry-After over the call limit;
+//!   otherwise 100 Trying and `IncomingCall` for the driver, which binds media and calls
+//!   `answer_call` (200 with the SDP answer). An INVITE without SDP gets our offer in the 200 and
+//!   the answer is read from the ACK. A re-INVITE in the dialog (hold/resume) is answered at once;
+//! - ACK confirms the call; BYE (either side) ends it; INFO `application/dtmf-relay` gives digits;
+//!   CANCEL before the answer gives 200 and 487; requests in unknown dialogs get 481;
+//! - OPTIONS: 200 with Allow, Accept and Supported (RFC 3261 11.2);
+//! - other methods: 405 with Allow (REGISTER: voxnav is not a registrar).
 //!
-//! Valid requests go through RFC 3261 server transactions (`transaction`): retransmitted
-//! requests are answered from the transaction, final INVITE responses are retransmitted until
-//! the ACK (Timer G/H), and every transaction ends by a timer, so none is left behind.
+//! Requests go through RFC 3261 server transactions (`transaction`), so retransmissions are
+//! answered from the transaction and every final INVITE response is resent until its ACK; a 2xx
+//! never ACKed ends the call with a BYE (13.3.1.4).
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::dialog::{Dialog, DialogState, contact_uri, tag_of};
 use super::envelope::Envelope;
-use super::transaction::{Incoming, ServerTransactions, TimerConfig, TransactionKey};
+use super::sdp::{self, Negotiated, Offer};
+use super::transaction::{Expired, Incoming, ServerTransactions, TimerConfig, TransactionKey};
 use super::validate::{ACCEPTED_TYPES, ALLOWED_METHODS, SUPPORTED_OPTIONS, Verdict};
 use super::{judge_datagram, response};
 
@@ -28,6 +33,50 @@ use super::{judge_datagram, response};
 pub struct Transmit {
     pub to: SocketAddr,
     pub bytes: Vec<u8>,
+}
+
+/// What the driver must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointEvent {
+    /// A new call: bind media and `answer_call` (or `reject_call`). `media` is None when the
+    /// INVITE had no offer (ours goes in the 200; the answer arrives with the ACK).
+    IncomingCall {
+        call_id: String,
+        media: Option<Negotiated>,
+        /// Where the INVITE came from: the only IP media is sent to before RTP arrives.
+        signalling: SocketAddr,
+    },
+    /// The ACK arrived; `media` is set when it carried the SDP answer.
+    CallConfirmed {
+        call_id: String,
+        media: Option<Negotiated>,
+    },
+    /// A re-INVITE changed the media (hold, resume, new address).
+    MediaChanged { call_id: String, media: Negotiated },
+    /// A digit from SIP INFO (`application/dtmf-relay`).
+    Dtmf { call_id: String, digit: char },
+    /// The call is over; stop its media.
+    CallEnded { call_id: String, reason: String },
+}
+
+/// Settings.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// Calls in progress before new INVITEs get 503.
+    pub max_calls: usize,
+    /// Seconds a refused caller should wait (Retry-After on 503).
+    pub retry_after_secs: u32,
+    pub timers: TimerConfig,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        Self {
+            max_calls: 100,
+            retry_after_secs: 5,
+            timers: TimerConfig::default(),
+        }
+    }
 }
 
 /// Counters for logs and metrics.
@@ -41,29 +90,42 @@ pub struct EndpointStats {
 }
 
 /// The SIP endpoint state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Endpoint {
-    next_tag: u64,
+    config: EndpointConfig,
+    next_id: u64,
     seed: u64,
+    /// Our SIP address as peers should reach it (Via sent-by, Contact).
+    local: SocketAddr,
     transactions: ServerTransactions,
+    dialogs: HashMap<String, Dialog>,
+    /// The SDP offer of each call's INVITE (to build the answer) or our own offer.
+    offers: HashMap<String, Option<Offer>>,
+    events: VecDeque<EndpointEvent>,
     pub stats: EndpointStats,
 }
 
 impl Endpoint {
-    /// `seed` makes To tags unique across restarts (the driver passes the start time).
-    pub fn new(seed: u64) -> Self {
+    /// `seed` makes tags and branches unique across restarts (the driver passes the start time);
+    /// `local` is the SIP address peers reach us on.
+    pub fn new(seed: u64, local: SocketAddr, config: EndpointConfig) -> Self {
         Self {
-            next_tag: 0,
+            transactions: ServerTransactions::new(config.timers),
+            config,
+            next_id: 0,
             seed,
-            transactions: ServerTransactions::new(TimerConfig::default()),
+            local,
+            dialogs: HashMap::new(),
+            offers: HashMap::new(),
+            events: VecDeque::new(),
             stats: EndpointStats::default(),
         }
     }
 
-    fn tag(&mut self) -> String {
-        self.next_tag += 1;
-        // Unique per response of this process; the seed separates restarts (RFC 3261 19.3).
-        format!("vx{:x}{:x}", self.seed, self.next_tag)
+    fn unique(&mut self, prefix: &str) -> String {
+        self.next_id += 1;
+        // Unique per process; the seed separates restarts (RFC 3261 19.3, 8.1.1.7).
+        format!("{prefix}{:x}{:x}", self.seed, self.next_id)
     }
 
     /// Live server transactions (for leak checks and metrics).
@@ -71,16 +133,143 @@ impl Endpoint {
         self.transactions.len()
     }
 
-    /// The next instant `handle_timeout` must be called.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.transactions.poll_timeout()
+    /// Calls in progress.
+    pub fn calls(&self) -> usize {
+        self.dialogs.len()
     }
 
-    /// Runs the timers due at `now`; returns retransmissions to send.
+    /// The next event for the driver.
+    pub fn poll_event(&mut self) -> Option<EndpointEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next instant `handle_timeout` must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let bye = self
+            .dialogs
+            .values()
+            .filter_map(|d| d.bye.as_ref().map(|b| b.next.min(b.give_up)));
+        self.transactions
+            .poll_timeout()
+            .into_iter()
+            .chain(bye)
+            .min()
+    }
+
+    /// Runs the timers due at `now`; returns datagrams to send.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<Transmit> {
-        let (out, _expired) = self.transactions.handle_timeout(now);
+        let (mut out, expired) = self.transactions.handle_timeout(now);
         self.stats.retransmissions += out.len() as u64;
+        for Expired::AckTimeout(key) in expired {
+            // A 2xx never ACKed: end the call with a BYE (RFC 3261 13.3.1.4).
+            let call = self.dialogs.iter().find(|(_, d)| {
+                d.state == DialogState::Answered && TransactionKey::of(&d.invite, "INVITE") == key
+            });
+            if let Some(call_id) = call.map(|(c, _)| c.clone()) {
+                out.extend(self.hangup(&call_id, now));
+            }
+        }
+        let t2 = self.config.timers.t2;
+        let mut gone = Vec::new();
+        for (call_id, d) in &mut self.dialogs {
+            let Some(bye) = d.bye.as_mut() else { continue };
+            if now >= bye.give_up {
+                gone.push(call_id.clone()); // Timer F: tear down locally all the same
+            } else if now >= bye.next {
+                out.push(Transmit {
+                    to: d.peer,
+                    bytes: bye.bytes.clone(),
+                });
+                bye.interval = (bye.interval * 2).min(t2);
+                bye.next = now + bye.interval;
+            }
+        }
+        for call_id in gone {
+            self.end(&call_id, "BYE not answered");
+        }
         out
+    }
+
+    fn end(&mut self, call_id: &str, reason: &str) {
+        if self.dialogs.remove(call_id).is_some() {
+            self.offers.remove(call_id);
+            self.events.push_back(EndpointEvent::CallEnded {
+                call_id: call_id.to_string(),
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    /// Hangs up a call from our side: BYE if it was answered, nothing otherwise.
+    pub fn hangup(&mut self, call_id: &str, now: Instant) -> Vec<Transmit> {
+        let branch = self.unique("z9hG4bKvx");
+        let (via, t1) = (self.local.to_string(), self.config.timers.t1);
+        match self.dialogs.get_mut(call_id) {
+            Some(d) if matches!(d.state, DialogState::Answered | DialogState::Confirmed) => {
+                vec![d.bye(&via, branch, now, t1)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Answers an `IncomingCall` with 200 and SDP for media at `rtp` (our RTP address).
+    pub fn answer_call(&mut self, call_id: &str, rtp: SocketAddr, now: Instant) -> Vec<Transmit> {
+        let session = self.seed ^ self.next_id;
+        let Some(d) = self
+            .dialogs
+            .get_mut(call_id)
+            .filter(|d| d.state == DialogState::Offered)
+        else {
+            return Vec::new();
+        };
+        let body = match (self.offers.get(call_id).and_then(|o| o.as_ref()), &d.media) {
+            (Some(offer), Some(agreed)) => sdp::answer(offer, agreed, rtp, session),
+            _ => sdp::offer(rtp, session),
+        };
+        d.state = DialogState::Answered;
+        d.local_rtp = Some(rtp);
+        let contact = format!("<sip:voxnav@{}>", self.local);
+        let invite = d.invite.clone();
+        let (tag, peer) = (d.local_tag.clone(), d.peer);
+        let bytes = response::build_with_body(
+            &invite,
+            200,
+            "OK",
+            &tag,
+            &[
+                ("Contact".into(), contact),
+                ("Allow".into(), ALLOWED_METHODS.join(", ")),
+            ],
+            peer,
+            Some(("application/sdp", body.as_bytes())),
+        );
+        self.stats.answered += 1;
+        let key = TransactionKey::of(&invite, "INVITE");
+        let to = response::target(&invite, peer);
+        self.transactions.respond(&key, 200, bytes, to, now)
+    }
+
+    /// Refuses an `IncomingCall` (e.g. no RTP port): `status` with `reason`.
+    pub fn reject_call(
+        &mut self,
+        call_id: &str,
+        status: u16,
+        reason: &str,
+        now: Instant,
+    ) -> Vec<Transmit> {
+        let Some(d) = self.dialogs.remove(call_id) else {
+            return Vec::new();
+        };
+        self.offers.remove(call_id);
+        let key = TransactionKey::of(&d.invite, "INVITE");
+        let bytes = response::build(&d.invite, status, reason, &d.local_tag, &[], d.peer);
+        self.transactions.respond(
+            &key,
+            status,
+            bytes,
+            response::target(&d.invite, d.peer),
+            now,
+        )
     }
 
     /// Handles one datagram from `source` at `now`.
@@ -91,52 +280,17 @@ impl Endpoint {
         now: Instant,
     ) -> Vec<Transmit> {
         self.stats.received += 1;
-        let tag = self.tag();
+        let tag = self.unique("vx");
         let judged = judge_datagram(datagram, source, &tag);
         match (&judged.verdict, judged.reply, judged.envelope) {
             (Verdict::Reject(_), Some((bytes, to)), _) => {
                 self.stats.rejected += 1;
                 vec![Transmit { to, bytes }]
             }
-            (Verdict::Request, _, Some(env)) => {
-                let method = env.method().unwrap_or_default().to_string();
-                match self.transactions.on_request(&env, &method, source, now) {
-                    Incoming::New(key) => self.answer_new(&env, &key, &method, &tag, source, now),
-                    Incoming::Retransmission(out) => {
-                        self.stats.retransmissions += out.len() as u64;
-                        out
-                    }
-                    Incoming::Cancel { cancel, invite } => {
-                        let mut out = self.reply(&env, &cancel, 200, "OK", &[], &tag, source, now);
-                        // The 487 goes out in the INVITE's transaction (RFC 3261 9.2); it
-                        // copies the INVITE's headers, which match the CANCEL's except CSeq.
-                        let invite_env = with_cseq_method(&env, "INVITE");
-                        out.extend(self.reply(
-                            &invite_env,
-                            &invite,
-                            487,
-                            "Request Terminated",
-                            &[],
-                            &tag,
-                            source,
-                            now,
-                        ));
-                        out
-                    }
-                    Incoming::CancelUnmatched(key) => self.reply(
-                        &env,
-                        &key,
-                        481,
-                        "Call/Transaction Does Not Exist",
-                        &[],
-                        &tag,
-                        source,
-                        now,
-                    ),
-                    Incoming::AckFor2xx(_) | Incoming::AckForFinal | Incoming::StrayAck => {
-                        Vec::new()
-                    }
-                }
+            (Verdict::Request, _, Some(env)) => self.on_request(&env, &tag, source, now),
+            (Verdict::Response, _, Some(env)) => {
+                self.on_response(&env);
+                Vec::new()
             }
             _ => {
                 self.stats.dropped += 1;
@@ -145,7 +299,100 @@ impl Endpoint {
         }
     }
 
-    fn answer_new(
+    fn on_response(&mut self, env: &Envelope) {
+        // A final response to our BYE (matched by branch) ends the call.
+        let via = env.get("Via").unwrap_or_default();
+        let is_final = matches!(&env.start, super::envelope::StartLine::Response { code, .. } if !code.starts_with('1'));
+        let call = self
+            .dialogs
+            .iter()
+            .find(|(_, d)| d.bye.as_ref().is_some_and(|b| via.contains(&b.branch)));
+        if let (true, Some(call_id)) = (is_final, call.map(|(c, _)| c.clone())) {
+            self.end(&call_id, "hung up by voxnav");
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        env: &Envelope,
+        tag: &str,
+        source: SocketAddr,
+        now: Instant,
+    ) -> Vec<Transmit> {
+        let method = env.method().unwrap_or_default().to_string();
+        match self.transactions.on_request(env, &method, source, now) {
+            Incoming::New(key) => self.on_new_request(env, &key, &method, tag, source, now),
+            Incoming::Retransmission(out) => {
+                self.stats.retransmissions += out.len() as u64;
+                out
+            }
+            Incoming::Cancel { cancel, invite } => {
+                let call_id = env.get("Call-ID").unwrap_or_default().to_string();
+                let mut out = self.reply(env, &cancel, 200, "OK", &[], tag, source, now);
+                // The 487 goes out in the INVITE's transaction (RFC 3261 9.2), with its To tag.
+                if let Some(d) = self
+                    .dialogs
+                    .get(&call_id)
+                    .filter(|d| d.state == DialogState::Offered)
+                {
+                    let (invite_env, local_tag) = (d.invite.clone(), d.local_tag.clone());
+                    out.extend(self.reply(
+                        &invite_env,
+                        &invite,
+                        487,
+                        "Request Terminated",
+                        &[],
+                        &local_tag,
+                        source,
+                        now,
+                    ));
+                    self.end(&call_id, "cancelled by the caller");
+                }
+                out
+            }
+            Incoming::CancelUnmatched(key) => self.reply(
+                env,
+                &key,
+                481,
+                "Call/Transaction Does Not Exist",
+                &[],
+                tag,
+                source,
+                now,
+            ),
+            Incoming::AckFor2xx(_) => {
+                self.on_ack(env);
+                Vec::new()
+            }
+            Incoming::AckForFinal | Incoming::StrayAck => Vec::new(),
+        }
+    }
+
+    fn on_ack(&mut self, env: &Envelope) {
+        let call_id = env.get("Call-ID").unwrap_or_default().to_string();
+        let Some(d) = self.dialogs.get_mut(&call_id) else {
+            return;
+        };
+        let first_ack = d.state == DialogState::Answered;
+        if first_ack {
+            d.state = DialogState::Confirmed;
+        }
+        // INVITE without SDP: the answer to our offer comes in the ACK (RFC 3261 13.2.1).
+        let media = (!env.body.is_empty())
+            .then(|| sdp::parse(&env.body).ok())
+            .flatten()
+            .and_then(|answer| sdp::negotiate(&answer).ok());
+        if media.is_some() {
+            d.media = media.clone();
+        }
+        // The ACK of a re-INVITE's 200 changes nothing.
+        if first_ack || media.is_some() {
+            self.events
+                .push_back(EndpointEvent::CallConfirmed { call_id, media });
+        }
+    }
+
+    fn on_new_request(
         &mut self,
         env: &Envelope,
         key: &TransactionKey,
@@ -154,25 +401,197 @@ impl Endpoint {
         source: SocketAddr,
         now: Instant,
     ) -> Vec<Transmit> {
-        if method == "OPTIONS" {
-            let headers = [
-                ("Allow".to_string(), ALLOWED_METHODS.join(", ")),
-                ("Accept".to_string(), ACCEPTED_TYPES.join(", ")),
-                ("Supported".to_string(), SUPPORTED_OPTIONS.join(", ")),
-            ];
-            return self.reply(env, key, 200, "OK", &headers, tag, source, now);
+        let call_id = env.get("Call-ID").unwrap_or_default().to_string();
+        let to_tag = tag_of(env.get("To").unwrap_or_default());
+        let in_dialog = !to_tag.is_empty();
+        let known = self.dialogs.get(&call_id).is_some_and(|d| {
+            d.local_tag == to_tag && d.remote_tag == tag_of(env.get("From").unwrap_or_default())
+        });
+        match method {
+            "OPTIONS" => {
+                let headers = [
+                    ("Allow".to_string(), ALLOWED_METHODS.join(", ")),
+                    ("Accept".to_string(), ACCEPTED_TYPES.join(", ")),
+                    ("Supported".to_string(), SUPPORTED_OPTIONS.join(", ")),
+                ];
+                self.reply(env, key, 200, "OK", &headers, tag, source, now)
+            }
+            "INVITE" if in_dialog && known => self.on_reinvite(env, key, &call_id, source, now),
+            "INVITE" if !in_dialog => self.on_invite(env, key, &call_id, tag, source, now),
+            "BYE" if known => {
+                let out = self.reply(env, key, 200, "OK", &[], &to_tag, source, now);
+                self.end(&call_id, "caller hung up");
+                out
+            }
+            "INFO" if known => {
+                let digit = dtmf_relay_digit(env);
+                let out = self.reply(env, key, 200, "OK", &[], &to_tag, source, now);
+                if let Some(digit) = digit {
+                    self.events
+                        .push_back(EndpointEvent::Dtmf { call_id, digit });
+                }
+                out
+            }
+            "INVITE" | "BYE" | "INFO" => self.reply(
+                env,
+                key,
+                481,
+                "Call/Transaction Does Not Exist",
+                &[],
+                tag,
+                source,
+                now,
+            ),
+            _ => {
+                let allow = [("Allow".to_string(), ALLOWED_METHODS.join(", "))];
+                self.reply(
+                    env,
+                    key,
+                    405,
+                    "Method Not Allowed",
+                    &allow,
+                    tag,
+                    source,
+                    now,
+                )
+            }
         }
-        let headers = [("Retry-After".to_string(), "60".to_string())];
-        self.reply(
+    }
+
+    fn on_invite(
+        &mut self,
+        env: &Envelope,
+        key: &TransactionKey,
+        call_id: &str,
+        tag: &str,
+        source: SocketAddr,
+        now: Instant,
+    ) -> Vec<Transmit> {
+        if self.dialogs.len() >= self.config.max_calls {
+            let retry = [(
+                "Retry-After".to_string(),
+                self.config.retry_after_secs.to_string(),
+            )];
+            return self.reply(
+                env,
+                key,
+                503,
+                "Service Unavailable",
+                &retry,
+                tag,
+                source,
+                now,
+            );
+        }
+        let (offer, media) = if env.body.is_empty() {
+            (None, None)
+        } else {
+            match sdp::parse(&env.body).and_then(|o| sdp::negotiate(&o).map(|n| (o, n))) {
+                Ok((offer, agreed)) => (Some(offer), Some(agreed)),
+                Err(sdp::SdpError::NoCommonCodec) => {
+                    let warning = [(
+                        "Warning".to_string(),
+                        "305 voxnav \"only PCMU and PCMA\"".to_string(),
+                    )];
+                    return self.reply(
+                        env,
+                        key,
+                        488,
+                        "Not Acceptable Here",
+                        &warning,
+                        tag,
+                        source,
+                        now,
+                    );
+                }
+                Err(e) => {
+                    let warning = [("Warning".to_string(), format!("399 voxnav \"{e}\""))];
+                    return self.reply(env, key, 400, "Bad Request", &warning, tag, source, now);
+                }
+            }
+        };
+        let remote_target = env
+            .get("Contact")
+            .and_then(contact_uri)
+            .unwrap_or_else(|| format!("sip:{source}"));
+        let local_to = env.get("To").unwrap_or_default();
+        let dialog = Dialog {
+            call_id: call_id.to_string(),
+            local_tag: tag.to_string(),
+            remote_tag: tag_of(env.get("From").unwrap_or_default()),
+            remote_name_addr: env.get("From").unwrap_or_default().to_string(),
+            local_name_addr: format!("{local_to};tag={tag}"),
+            remote_target,
+            peer: source,
+            state: DialogState::Offered,
+            local_cseq: 0,
+            media: media.clone(),
+            local_rtp: None,
+            invite: env.clone(),
+            bye: None,
+        };
+        self.dialogs.insert(call_id.to_string(), dialog);
+        self.offers.insert(call_id.to_string(), offer);
+        self.events.push_back(EndpointEvent::IncomingCall {
+            call_id: call_id.to_string(),
+            media,
+            signalling: source,
+        });
+        // 100 Trying stops the caller's INVITE retransmissions while media is set up (17.2.1).
+        self.reply(env, key, 100, "Trying", &[], tag, source, now)
+    }
+
+    fn on_reinvite(
+        &mut self,
+        env: &Envelope,
+        key: &TransactionKey,
+        call_id: &str,
+        source: SocketAddr,
+        now: Instant,
+    ) -> Vec<Transmit> {
+        let to_tag = tag_of(env.get("To").unwrap_or_default());
+        let parsed = sdp::parse(&env.body).and_then(|o| sdp::negotiate(&o).map(|n| (o, n)));
+        let Ok((offer, agreed)) = parsed else {
+            return self.reply(
+                env,
+                key,
+                488,
+                "Not Acceptable Here",
+                &[],
+                &to_tag,
+                source,
+                now,
+            );
+        };
+        let session = self.seed ^ self.next_id;
+        let local = self.local;
+        let Some(rtp) = self.dialogs.get(call_id).and_then(|d| d.local_rtp) else {
+            // An offer while ours is still pending (RFC 3261 14.2).
+            return self.reply(env, key, 491, "Request Pending", &[], &to_tag, source, now);
+        };
+        // Our media address is unchanged; only direction or codec can move (hold, resume).
+        let body = sdp::answer(&offer, &agreed, rtp, session);
+        let contact = [("Contact".to_string(), format!("<sip:voxnav@{local}>"))];
+        let bytes = response::build_with_body(
             env,
-            key,
-            480,
-            "Temporarily Unavailable",
-            &headers,
-            tag,
+            200,
+            "OK",
+            &to_tag,
+            &contact,
             source,
-            now,
-        )
+            Some(("application/sdp", body.as_bytes())),
+        );
+        if let Some(d) = self.dialogs.get_mut(call_id) {
+            d.media = Some(agreed.clone());
+        }
+        self.offers.insert(call_id.to_string(), Some(offer));
+        self.events.push_back(EndpointEvent::MediaChanged {
+            call_id: call_id.to_string(),
+            media: agreed,
+        });
+        self.stats.answered += 1;
+        let to = response::target(env, source);
+        self.transactions.respond(key, 200, bytes, to, now)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -187,109 +606,313 @@ impl Endpoint {
         source: SocketAddr,
         now: Instant,
     ) -> Vec<Transmit> {
-        self.stats.answered += 1;
+        if status >= 200 {
+            self.stats.answered += 1;
+        }
         let bytes = response::build(env, status, reason, tag, headers, source);
         let to = response::target(env, source);
         self.transactions.respond(key, status, bytes, to, now)
     }
 }
 
-/// A copy of a CANCEL's envelope with the CSeq method replaced, for the INVITE's 487.
-fn with_cseq_method(env: &Envelope, method: &str) -> Envelope {
-    let mut copy = env.clone();
-    for h in &mut copy.headers {
-        if h.name.eq_ignore_ascii_case("CSeq") {
-            let number = h.value.split_whitespace().next().unwrap_or("0").to_string();
-            h.value = format!("{number} {method}");
-        }
+/// The digit of an `application/dtmf-relay` INFO body (`Signal=5`).
+fn dtmf_relay_digit(env: &Envelope) -> Option<char> {
+    let ctype = env.get("Content-Type")?.to_ascii_lowercase();
+    if !ctype.starts_with("application/dtmf-relay") {
+        return None;
     }
-    copy
+    String::from_utf8_lossy(&env.body).lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        let d = v.trim().chars().next()?;
+        (k.trim().eq_ignore_ascii_case("signal")
+            && super::super::media::dtmf::event_of(d).is_some())
+        .then(|| d.to_ascii_uppercase())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn options_get_200_with_capabilities_and_ack_gets_nothing() {
-        let mut ep = Endpoint::new(7);
-        let now = Instant::now();
-        let src: SocketAddr = "127.0.0.1:5070".parse().unwrap();
-        let options = "OPTIONS sip:ivr@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1;rport\r\nFrom: <sip:p@h>;tag=1\r\nTo: <sip:ivr@127.0.0.1>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
-        let out = ep.handle_datagram(options.as_bytes(), src, now);
-        let text = String::from_utf8(out[0].bytes.clone()).unwrap();
-        assert!(text.starts_with("SIP/2.0 200 OK\r\n"), "{text}");
-        assert!(text.contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO\r\n"));
-        assert_eq!(out[0].to, src);
-        let ack = options
-            .replace("OPTIONS sip", "ACK sip")
-            .replace("1 OPTIONS", "1 ACK");
-        assert!(ep.handle_datagram(ack.as_bytes(), src, now).is_empty());
-        assert!(ep.handle_datagram(b"\x00\xff garbage", src, now).is_empty());
-        assert_eq!(
-            ep.stats,
-            EndpointStats {
-                received: 3,
-                rejected: 0,
-                dropped: 1,
-                answered: 1,
-                retransmissions: 0
-            }
-        );
-        // The OPTIONS transaction lingers for Timer J (64*T1), then nothing is left.
-        assert_eq!(ep.transactions(), 1);
-        ep.handle_timeout(now + std::time::Duration::from_secs(32));
-        assert_eq!(ep.transactions(), 0);
-    }
-}
-
-#[cfg(test)]
-mod call_tests {
-    use super::*;
     use std::time::Duration;
 
-    const INVITE: &str = "INVITE sip:ivr@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKinv1\r\nFrom: <sip:p@h>;tag=1\r\nTo: <sip:ivr@127.0.0.1>\r\nCall-ID: c2\r\nCSeq: 7 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+    fn src() -> SocketAddr {
+        "127.0.0.1:5070".parse().unwrap()
+    }
+
+    fn endpoint() -> Endpoint {
+        Endpoint::new(
+            7,
+            "127.0.0.1:5060".parse().unwrap(),
+            EndpointConfig::default(),
+        )
+    }
+
+    fn request(
+        method: &str,
+        call: &str,
+        cseq: u32,
+        to_tag: &str,
+        branch: &str,
+        body: &str,
+    ) -> Vec<u8> {
+        let to_tag = if to_tag.is_empty() {
+            String::new()
+        } else {
+            format!(";tag={to_tag}")
+        };
+        let ctype = if body.is_empty() {
+            String::new()
+        } else {
+            "Content-Type: application/sdp\r\n".into()
+        };
+        format!(
+            "{method} sip:ivr@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK{branch}\r\n\
+             From: <sip:caller@127.0.0.1>;tag=c1\r\nTo: <sip:ivr@127.0.0.1>{to_tag}\r\nCall-ID: {call}\r\n\
+             CSeq: {cseq} {method}\r\nContact: <sip:caller@127.0.0.1:5070>\r\nMax-Forwards: 70\r\n\
+             {ctype}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    fn text(t: &Transmit) -> String {
+        String::from_utf8_lossy(&t.bytes).into_owned()
+    }
+
+    fn status(t: &Transmit) -> u16 {
+        text(t)[8..11].parse().unwrap()
+    }
+
+    /// INVITE -> 100, IncomingCall; answer -> 200 with SDP; returns (endpoint, our To tag).
+    fn answered(ep: &mut Endpoint, call: &str, t0: Instant) -> String {
+        let out = ep.handle_datagram(&request("INVITE", call, 1, "", call, SDP), src(), t0);
+        assert_eq!(status(&out[0]), 100);
+        // Skip events left from earlier steps of the test.
+        let (call_id, m) = std::iter::from_fn(|| ep.poll_event())
+            .find_map(|e| match e {
+                EndpointEvent::IncomingCall {
+                    call_id,
+                    media: Some(m),
+                    signalling,
+                } => {
+                    assert_eq!(signalling, src());
+                    Some((call_id, m))
+                }
+                _ => None,
+            })
+            .expect("an IncomingCall event");
+        assert_eq!(
+            (call_id.as_str(), m.codec_pt, m.dtmf_pt),
+            (call, 0, Some(101))
+        );
+        let out = ep.answer_call(call, "127.0.0.1:20000".parse().unwrap(), t0);
+        let ok = text(&out[0]);
+        assert!(ok.starts_with("SIP/2.0 200 OK\r\n"), "{ok}");
+        assert!(
+            ok.contains("Content-Type: application/sdp\r\n")
+                && ok.contains("m=audio 20000 RTP/AVP 0 101\r\n")
+        );
+        assert!(ok.contains("Contact: <sip:voxnav@127.0.0.1:5060>\r\n"));
+        ok.lines()
+            .find(|l| l.starts_with("To:"))
+            .and_then(|l| l.split("tag=").nth(1))
+            .unwrap()
+            .to_string()
+    }
 
     #[test]
-    fn invite_final_response_is_retransmitted_until_ack_and_retransmitted_invites_reanswered() {
-        let mut ep = Endpoint::new(1);
-        let src: SocketAddr = "127.0.0.1:5070".parse().unwrap();
-        let t0 = Instant::now();
-        let first = ep.handle_datagram(INVITE.as_bytes(), src, t0);
-        assert!(String::from_utf8_lossy(&first[0].bytes).starts_with("SIP/2.0 480 "));
-        // The same INVITE again: the same response (same To tag), not a new transaction.
-        let again = ep.handle_datagram(INVITE.as_bytes(), src, t0 + Duration::from_millis(100));
-        assert_eq!(again, first);
-        assert_eq!(ep.transactions(), 1);
-        // Timer G resends at T1 until the ACK.
-        assert_eq!(ep.poll_timeout(), Some(t0 + Duration::from_millis(500)));
-        assert_eq!(ep.handle_timeout(t0 + Duration::from_millis(500)), first);
-        let ack = INVITE
-            .replace("INVITE sip", "ACK sip")
-            .replace("7 INVITE", "7 ACK");
+    fn options_get_200_and_garbage_is_dropped() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let out = ep.handle_datagram(&request("OPTIONS", "o1", 1, "", "o1", ""), src(), now);
+        assert!(text(&out[0]).contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO\r\n"));
         assert!(
-            ep.handle_datagram(ack.as_bytes(), src, t0 + Duration::from_secs(1))
+            ep.handle_datagram(b"\x00\xff garbage", src(), now)
                 .is_empty()
         );
-        assert!(
-            ep.handle_timeout(t0 + Duration::from_secs(2)).is_empty(),
-            "no resend after ACK"
+        assert_eq!(
+            ep.handle_datagram(&request("REGISTER", "r1", 1, "", "r1", ""), src(), now)
+                .iter()
+                .map(status)
+                .collect::<Vec<_>>(),
+            vec![405]
         );
-        ep.handle_timeout(t0 + Duration::from_secs(7));
+        ep.handle_timeout(now + Duration::from_secs(32));
         assert_eq!(ep.transactions(), 0);
     }
 
     #[test]
-    fn cancel_gets_200_and_the_invite_487_only_while_pending() {
-        let mut ep = Endpoint::new(1);
-        let src: SocketAddr = "127.0.0.1:5070".parse().unwrap();
+    fn call_is_answered_confirmed_and_ended_by_the_caller() {
+        let mut ep = endpoint();
         let t0 = Instant::now();
-        ep.handle_datagram(INVITE.as_bytes(), src, t0);
-        // The INVITE was already answered (480), so the CANCEL finds nothing pending: 481.
-        let cancel = INVITE
-            .replace("INVITE sip", "CANCEL sip")
-            .replace("7 INVITE", "7 CANCEL");
-        let out = ep.handle_datagram(cancel.as_bytes(), src, t0);
-        assert!(String::from_utf8_lossy(&out[0].bytes).starts_with("SIP/2.0 481 "));
+        let tag = answered(&mut ep, "call-a", t0);
+        // The 200 is resent until the ACK.
+        assert_eq!(ep.handle_timeout(t0 + Duration::from_millis(500)).len(), 1);
+        ep.handle_datagram(
+            &request("ACK", "call-a", 1, &tag, "ack", ""),
+            src(),
+            t0 + Duration::from_millis(600),
+        );
+        assert!(matches!(
+            ep.poll_event(),
+            Some(EndpointEvent::CallConfirmed { media: None, .. })
+        ));
+        assert!(ep.handle_timeout(t0 + Duration::from_secs(2)).is_empty());
+        // INFO with a digit, then BYE.
+        let info = String::from_utf8(request("INFO", "call-a", 2, &tag, "inf", ""))
+            .unwrap()
+            .replace("Content-Length: 0\r\n\r\n", "Content-Type: application/dtmf-relay\r\nContent-Length: 24\r\n\r\nSignal=5\r\nDuration=160\r\n");
+        assert_eq!(
+            status(&ep.handle_datagram(info.as_bytes(), src(), t0)[0]),
+            200
+        );
+        assert_eq!(
+            ep.poll_event(),
+            Some(EndpointEvent::Dtmf {
+                call_id: "call-a".into(),
+                digit: '5'
+            })
+        );
+        let out = ep.handle_datagram(&request("BYE", "call-a", 3, &tag, "bye", ""), src(), t0);
+        assert_eq!(status(&out[0]), 200);
+        assert!(matches!(
+            ep.poll_event(),
+            Some(EndpointEvent::CallEnded { .. })
+        ));
+        assert_eq!(ep.calls(), 0);
+        // A BYE for a call that no longer exists: 481.
+        let out = ep.handle_datagram(&request("BYE", "call-a", 4, &tag, "bye2", ""), src(), t0);
+        assert_eq!(status(&out[0]), 481);
+    }
+
+    #[test]
+    fn voxnav_hangs_up_with_a_retransmitted_bye_and_gives_up_at_timer_f() {
+        let mut ep = endpoint();
+        let t0 = Instant::now();
+        let tag = answered(&mut ep, "call-b", t0);
+        ep.handle_datagram(&request("ACK", "call-b", 1, &tag, "ackb", ""), src(), t0);
+        let bye = ep.hangup("call-b", t0);
+        let b = text(&bye[0]);
+        assert!(
+            b.starts_with("BYE sip:caller@127.0.0.1:5070 SIP/2.0\r\n"),
+            "{b}"
+        );
+        assert!(b.contains(&format!(";tag={tag}")) && b.contains("CSeq: 1 BYE"));
+        assert_eq!(
+            ep.handle_timeout(t0 + Duration::from_millis(500)).len(),
+            1,
+            "Timer E resend"
+        );
+        // The answer to our BYE ends the call.
+        let branch = b
+            .split("branch=")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap();
+        let ok = format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch={branch}\r\nFrom: <sip:ivr@127.0.0.1>;tag={tag}\r\nTo: <sip:caller@127.0.0.1>;tag=c1\r\nCall-ID: call-b\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"
+        );
+        ep.handle_datagram(ok.as_bytes(), src(), t0 + Duration::from_secs(1));
+        assert!(ep.calls() == 0);
+        // Unanswered, the BYE is abandoned at 64*T1 and the call torn down anyway.
+        let tag = answered(&mut ep, "call-c", t0);
+        ep.handle_datagram(&request("ACK", "call-c", 1, &tag, "ackc", ""), src(), t0);
+        ep.hangup("call-c", t0);
+        ep.handle_timeout(t0 + Duration::from_secs(33));
+        assert_eq!(ep.calls(), 0);
+    }
+
+    #[test]
+    fn cancel_before_answer_codec_mismatch_and_call_limit() {
+        let mut ep = Endpoint::new(
+            1,
+            "127.0.0.1:5060".parse().unwrap(),
+            EndpointConfig {
+                max_calls: 1,
+                ..Default::default()
+            },
+        );
+        let t0 = Instant::now();
+        ep.handle_datagram(&request("INVITE", "call-d", 1, "", "d", SDP), src(), t0);
+        // Over the limit: 503 with Retry-After.
+        let out = ep.handle_datagram(&request("INVITE", "call-e", 1, "", "e", SDP), src(), t0);
+        assert_eq!(status(&out[0]), 503);
+        assert!(text(&out[0]).contains("Retry-After: 5\r\n"));
+        // CANCEL before the answer: 200 for the CANCEL, 487 for the INVITE.
+        let out = ep.handle_datagram(&request("CANCEL", "call-d", 1, "", "d", ""), src(), t0);
+        assert_eq!(out.iter().map(status).collect::<Vec<_>>(), vec![200, 487]);
+        assert!(text(&out[1]).contains("CSeq: 1 INVITE"));
+        assert_eq!(ep.calls(), 0);
+        // No G.711 offered: 488.
+        let g729 = SDP.replace("RTP/AVP 0 101", "RTP/AVP 18");
+        let out = ep.handle_datagram(&request("INVITE", "call-f", 1, "", "f", &g729), src(), t0);
+        assert_eq!(status(&out[0]), 488);
+    }
+
+    #[test]
+    fn reinvite_hold_and_invite_without_sdp() {
+        let mut ep = endpoint();
+        let t0 = Instant::now();
+        let tag = answered(&mut ep, "call-g", t0);
+        ep.handle_datagram(&request("ACK", "call-g", 1, &tag, "ackg", ""), src(), t0);
+        ep.poll_event();
+        let hold = format!("{SDP}a=sendonly\r\n");
+        let out = ep.handle_datagram(
+            &request("INVITE", "call-g", 2, &tag, "hold", &hold),
+            src(),
+            t0,
+        );
+        let ok = text(&out[0]);
+        assert!(
+            ok.starts_with("SIP/2.0 200 OK") && ok.contains("a=recvonly\r\n"),
+            "{ok}"
+        );
+        assert!(
+            ok.contains("m=audio 20000 "),
+            "same media port after re-INVITE: {ok}"
+        );
+        assert!(matches!(
+            ep.poll_event(),
+            Some(EndpointEvent::MediaChanged { .. })
+        ));
+
+        // No offer in the INVITE: our offer goes in the 200, the answer comes in the ACK.
+        let out = ep.handle_datagram(&request("INVITE", "call-h", 1, "", "h", ""), src(), t0);
+        assert_eq!(status(&out[0]), 100);
+        assert_eq!(
+            ep.poll_event(),
+            Some(EndpointEvent::IncomingCall {
+                call_id: "call-h".into(),
+                media: None,
+                signalling: src(),
+            })
+        );
+        let ok = text(&ep.answer_call("call-h", "127.0.0.1:20002".parse().unwrap(), t0)[0]);
+        assert!(ok.contains("m=audio 20002 RTP/AVP 0 8 101\r\n"), "{ok}");
+        let tag = ok
+            .lines()
+            .find(|l| l.starts_with("To:"))
+            .and_then(|l| l.split("tag=").nth(1))
+            .unwrap()
+            .to_string();
+        let answer = SDP.replace("RTP/AVP 0 101", "RTP/AVP 8");
+        let ack = String::from_utf8(request("ACK", "call-h", 1, &tag, "ackh", ""))
+            .unwrap()
+            .replace(
+                "Content-Length: 0\r\n\r\n",
+                &format!(
+                    "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer}",
+                    answer.len()
+                ),
+            );
+        ep.handle_datagram(ack.as_bytes(), src(), t0);
+        let Some(EndpointEvent::CallConfirmed { media: Some(m), .. }) = ep.poll_event() else {
+            panic!()
+        };
+        assert_eq!(m.codec_pt, 8);
     }
 }

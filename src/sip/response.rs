@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use super::envelope::Envelope;
 use super::validate::split_outside_quotes;
 
-/// Serialises a response to `request`.
+/// Serialises a response to `request` with no body.
 pub fn build(
     request: &Envelope,
     status: u16,
@@ -18,6 +18,19 @@ pub fn build(
     to_tag: &str,
     extra_headers: &[(String, String)],
     source: SocketAddr,
+) -> Vec<u8> {
+    build_with_body(request, status, reason, to_tag, extra_headers, source, None)
+}
+
+/// Serialises a response to `request`, with an optional (content type, body).
+pub fn build_with_body(
+    request: &Envelope,
+    status: u16,
+    reason: &str,
+    to_tag: &str,
+    extra_headers: &[(String, String)],
+    source: SocketAddr,
+    body: Option<(&str, &[u8])>,
 ) -> Vec<u8> {
     let mut out = format!("SIP/2.0 {status} {reason}\r\n");
     // Copy the Via entries in order, one per line; entries too broken to parse (RFC 4475
@@ -48,8 +61,24 @@ pub fn build(
     for (name, value) in extra_headers {
         out.push_str(&format!("{name}: {value}\r\n"));
     }
-    out.push_str("Server: voxnav\r\nContent-Length: 0\r\n\r\n");
-    out.into_bytes()
+    out.push_str("Server: voxnav\r\n");
+    let mut bytes = match body {
+        Some((content_type, body)) => {
+            out.push_str(&format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            ));
+            let mut b = out.into_bytes();
+            b.extend_from_slice(body);
+            b
+        }
+        None => {
+            out.push_str("Content-Length: 0\r\n\r\n");
+            out.into_bytes()
+        }
+    };
+    bytes.shrink_to_fit();
+    bytes
 }
 
 fn has_tag(name_addr: &str) -> bool {

@@ -305,6 +305,19 @@ pub fn answer(
     sdp
 }
 
+/// Our offer, for an INVITE that came without one (RFC 3261 13.2.1): PCMU, PCMA and
+/// telephone-event 101, at `local`.
+pub fn offer(local: std::net::SocketAddr, session_id: u64) -> String {
+    let ip = local.ip();
+    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    format!(
+        "v=0\r\no=voxnav {session_id} {session_id} IN {family} {ip}\r\ns=voxnav\r\nc=IN {family} {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
+        port = local.port()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

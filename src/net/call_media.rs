@@ -1,0 +1,232 @@
+//! One call's RTP socket and the built-in test behaviour that runs on it until the dialogplan
+//! engine replaces it: play a short prompt (three beeps), echo every DTMF digit as its tone
+//! pair, hang up on `#`. Digits arrive as RFC 4733 events (the negotiated payload type), as SIP
+//! INFO (forwarded by the SIP loop), or in-band (Goertzel) for trunks that send tones in audio.
+//!
+//! Media is only sent where it is safe: immediately if the SDP address is the IP the INVITE came
+//! from, otherwise only after RTP has arrived from that address (latching). An INVITE can name
+//! any address in SDP; without this rule voxnav could be made to stream RTP at a third party
+//! (a reflection attack).
+//!
+//! Sending is paced on tokio's monotonic interval: 20 ms per packet, timestamp +160, sequence +1,
+//! one SSRC, marker on the first packet; missed ticks are caught up (Burst) so the timestamp
+//! never drifts from the wall clock. Receiving is strict: only packets from the address SDP
+//! gave are used (no RTP bleed); 60 s without any ends the call.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::media::dtmf::{EventReceiver, ToneDetector};
+use crate::media::g711::Law;
+use crate::media::rtp::RtpPacket;
+use crate::sip::sdp::{Direction, Negotiated, PT_PCMA};
+
+/// Samples per 20 ms packet at 8 kHz.
+const FRAME: usize = 160;
+/// RTP silence after which the call is ended (RFC 3550 has no keep-alive; 30-60 s is usual).
+const INACTIVITY: Duration = Duration::from_secs(60);
+
+/// Orders from the SIP loop.
+#[derive(Debug)]
+pub enum MediaCommand {
+    /// A new offer/answer (hold, resume, the answer in the ACK).
+    Update(Negotiated),
+    /// A digit from SIP INFO.
+    Digit(char),
+    /// The call ended.
+    Stop,
+}
+
+/// What the media task reports when it ends or wants the call ended.
+#[derive(Debug)]
+pub enum MediaReport {
+    /// End the call with a BYE (caller pressed #, or RTP stopped).
+    Hangup { call_id: String, why: String },
+    /// Counters at the end of the call.
+    Finished {
+        call_id: String,
+        sent: u64,
+        received: u64,
+        foreign: u64,
+        digits: String,
+    },
+}
+
+fn tone(freqs: &[f32], ms: usize, amplitude: f32) -> Vec<i16> {
+    (0..ms * 8)
+        .map(|i| {
+            let t = i as f32 / 8000.0;
+            let v: f32 = freqs
+                .iter()
+                .map(|f| (2.0 * std::f32::consts::PI * f * t).sin())
+                .sum();
+            (v * amplitude * 32767.0) as i16
+        })
+        .collect()
+}
+
+/// The tone pair of a keypad digit (ITU-T Q.23).
+fn dtmf_tone(digit: char) -> Vec<i16> {
+    let keys = ["123A", "456B", "789C", "*0#D"];
+    let Some((r, c)) = keys
+        .iter()
+        .enumerate()
+        .find_map(|(r, row)| row.find(digit).map(|c| (r, c)))
+    else {
+        return Vec::new();
+    };
+    let rows = [697.0, 770.0, 852.0, 941.0];
+    let cols = [1209.0, 1336.0, 1477.0, 1633.0];
+    let mut out = tone(&[rows[r], cols[c]], 120, 0.25);
+    out.extend(vec![0; 8 * 80]);
+    out
+}
+
+fn prompt() -> Vec<i16> {
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        out.extend(tone(&[440.0], 200, 0.3));
+        out.extend(vec![0; 8 * 150]);
+    }
+    out
+}
+
+/// Runs the media of one call until `Stop`.
+pub async fn run(
+    socket: UdpSocket,
+    call_id: String,
+    mut media: Option<Negotiated>,
+    signalling_ip: std::net::IpAddr,
+    mut commands: mpsc::Receiver<MediaCommand>,
+    reports: mpsc::Sender<MediaReport>,
+) {
+    // RTP heard from the SDP address proves it wants our media.
+    let mut latched = false;
+    let ssrc: u32 = rand_u32(&call_id);
+    let (mut sequence, mut timestamp) = ((ssrc >> 16) as u16, ssrc.rotate_left(7));
+    let mut queue: VecDeque<i16> = prompt().into();
+    let mut events = EventReceiver::default();
+    let mut inband = ToneDetector::default();
+    let (mut sent, mut received, mut foreign, mut digits) = (0u64, 0u64, 0u64, String::new());
+    let mut last_heard = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut buf = vec![0u8; 2048];
+    let mut first = true;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if last_heard.elapsed() > INACTIVITY {
+                    let _ = reports.send(MediaReport::Hangup { call_id: call_id.clone(), why: "no RTP for 60 s".into() }).await;
+                    last_heard = Instant::now();
+                }
+                let Some(m) = media.as_ref() else { continue };
+                let frame: Vec<i16> = (0..FRAME).map(|_| queue.pop_front().unwrap_or(0)).collect();
+                let may_send = matches!(m.direction, Direction::SendRecv | Direction::SendOnly)
+                    && (latched || m.remote.is_some_and(|r| r.ip() == signalling_ip));
+                if let (true, Some(remote)) = (may_send, m.remote) {
+                    let law = if m.codec_pt == PT_PCMA { Law::Alaw } else { Law::Ulaw };
+                    let payload = law.encode(&frame);
+                    let packet = RtpPacket { marker: first, payload_type: m.codec_pt, sequence, timestamp, ssrc, payload: &payload };
+                    if socket.send_to(&packet.to_bytes(), remote).await.is_ok() {
+                        sent += 1;
+                        first = false;
+                    }
+                }
+                // Timestamps advance with the clock even while silent or on hold (RFC 3550 5.1).
+                sequence = sequence.wrapping_add(1);
+                timestamp = timestamp.wrapping_add(FRAME as u32);
+            }
+            r = socket.recv_from(&mut buf) => {
+                let Ok((n, from)) = r else { continue };
+                let Some(m) = media.as_ref() else { continue };
+                // Strict source: only the address SDP named (prevents RTP injection / bleed).
+                if m.remote != Some(from) {
+                    foreign += 1;
+                    continue;
+                }
+                let Ok(packet) = RtpPacket::parse(&buf[..n]) else { continue };
+                received += 1;
+                latched = true;
+                last_heard = Instant::now();
+                let digit = if Some(packet.payload_type) == m.dtmf_pt {
+                    events.on_packet(packet.timestamp, packet.payload)
+                } else if packet.payload_type == m.codec_pt {
+                    let law = if m.codec_pt == PT_PCMA { Law::Alaw } else { Law::Ulaw };
+                    let pcm: Vec<f32> = law.decode(packet.payload).iter().map(|&s| s as f32 / 32768.0).collect();
+                    inband.feed(&pcm).into_iter().next()
+                } else {
+                    None
+                };
+                if let Some(d) = digit {
+                    on_digit(d, &call_id, &mut digits, &mut queue, &reports).await;
+                }
+            }
+            cmd = commands.recv() => match cmd {
+                Some(MediaCommand::Update(m)) => media = Some(m),
+                Some(MediaCommand::Digit(d)) => on_digit(d, &call_id, &mut digits, &mut queue, &reports).await,
+                Some(MediaCommand::Stop) | None => break,
+            },
+        }
+    }
+    let _ = reports
+        .send(MediaReport::Finished {
+            call_id,
+            sent,
+            received,
+            foreign,
+            digits,
+        })
+        .await;
+}
+
+async fn on_digit(
+    digit: char,
+    call_id: &str,
+    digits: &mut String,
+    queue: &mut VecDeque<i16>,
+    reports: &mpsc::Sender<MediaReport>,
+) {
+    digits.push(digit);
+    if digit == '#' {
+        let _ = reports
+            .send(MediaReport::Hangup {
+                call_id: call_id.to_string(),
+                why: "caller pressed #".into(),
+            })
+            .await;
+    } else {
+        queue.extend(dtmf_tone(digit));
+    }
+}
+
+/// A per-call value for SSRC and initial sequence/timestamp (RFC 3550 5.1 wants them random).
+fn rand_u32(call_id: &str) -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(call_id.as_bytes());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() as u32
+}
+
+/// The local address to put in SDP for a peer at `peer`: the source address the kernel picks
+/// to reach it (a connected UDP socket's local address), or `fallback`.
+pub fn local_ip_towards(peer: SocketAddr, fallback: std::net::IpAddr) -> std::net::IpAddr {
+    let bind: SocketAddr = if peer.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap()
+    } else {
+        "[::]:0".parse().unwrap()
+    };
+    std::net::UdpSocket::bind(bind)
+        .and_then(|s| s.connect(peer).and_then(|_| s.local_addr()))
+        .map(|a| a.ip())
+        .unwrap_or(fallback)
+}

@@ -1,0 +1,134 @@
+//! Dialogs (RFC 3261 section 12) as the UAS sees them, and the BYE voxnav sends itself.
+//!
+//! ```text
+//!   INVITE --answer_call (200)--> Answered --ACK--> Confirmed --BYE (either side)--> ended
+//!                                    \--no ACK by 64*T1--> BYE sent (13.3.1.4)
+//! ```
+//! A dialog is identified by Call-ID and the two tags (12.1.1); voxnav's own BYE is a client
+//! non-INVITE transaction: resent at T1 doubling to T2 (Timer E) until any final response, and
+//! abandoned at 64*T1 (Timer F), after which the call is torn down locally all the same.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::endpoint::Transmit;
+use super::envelope::Envelope;
+use super::sdp::Negotiated;
+
+/// Where a dialog is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialogState {
+    /// INVITE received, waiting for the driver to answer.
+    Offered,
+    /// 200 sent, waiting for the ACK.
+    Answered,
+    /// ACK received: the call is up.
+    Confirmed,
+    /// BYE sent by us, waiting for its response.
+    Terminating,
+}
+
+/// One call's signalling state.
+#[derive(Debug, Clone)]
+pub struct Dialog {
+    pub call_id: String,
+    pub local_tag: String,
+    pub remote_tag: String,
+    /// The caller's From header (our To in requests we send) and our To (their From).
+    pub remote_name_addr: String,
+    pub local_name_addr: String,
+    /// Where requests in the dialog go (the Contact URI; we send to the INVITE's source).
+    pub remote_target: String,
+    pub peer: SocketAddr,
+    pub state: DialogState,
+    /// The next CSeq number of requests we send.
+    pub local_cseq: u32,
+    /// The media agreed in the last offer/answer.
+    pub media: Option<Negotiated>,
+    /// Our RTP address, once the call was answered.
+    pub local_rtp: Option<SocketAddr>,
+    /// The envelope of the INVITE, for building its response.
+    pub invite: Envelope,
+    /// BYE we sent: bytes, next resend, interval, give-up deadline.
+    pub bye: Option<PendingBye>,
+}
+
+/// voxnav's own BYE in flight.
+#[derive(Debug, Clone)]
+pub struct PendingBye {
+    pub branch: String,
+    pub bytes: Vec<u8>,
+    pub next: Instant,
+    pub interval: Duration,
+    pub give_up: Instant,
+}
+
+/// The tag parameter of a From/To value.
+pub fn tag_of(name_addr: &str) -> String {
+    let params = name_addr.rsplit_once('>').map_or(name_addr, |(_, p)| p);
+    params
+        .split(';')
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("tag"))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The URI inside a Contact value (`<sip:...>` or a bare URI).
+pub fn contact_uri(contact: &str) -> Option<String> {
+    let c = contact.trim();
+    if let Some(start) = c.find('<') {
+        let end = c[start..].find('>')? + start;
+        return Some(c[start + 1..end].to_string());
+    }
+    Some(c.split(';').next()?.trim().to_string()).filter(|u| !u.is_empty())
+}
+
+impl Dialog {
+    /// Builds our BYE (RFC 3261 15.1.1): From is our side with our tag, To theirs, CSeq ours.
+    pub fn bye(&mut self, local_via: &str, branch: String, now: Instant, t1: Duration) -> Transmit {
+        self.local_cseq += 1;
+        let bytes = format!(
+            "BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {local_via};branch={branch};rport\r\nMax-Forwards: 70\r\n\
+             From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} BYE\r\nUser-Agent: voxnav\r\n\
+             Content-Length: 0\r\n\r\n",
+            target = self.remote_target,
+            from = self.local_name_addr,
+            to = self.remote_name_addr,
+            call_id = self.call_id,
+            cseq = self.local_cseq,
+        )
+        .into_bytes();
+        self.state = DialogState::Terminating;
+        self.bye = Some(PendingBye {
+            branch,
+            bytes: bytes.clone(),
+            next: now + t1,
+            interval: t1,
+            give_up: now + 64 * t1,
+        });
+        Transmit {
+            to: self.peer,
+            bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_and_contacts() {
+        assert_eq!(tag_of("\"A\" <sip:a@b;x=1>;tag=abc;foo"), "abc");
+        assert_eq!(tag_of("sip:a@b;tag=q"), "q");
+        assert_eq!(tag_of("<sip:a@b>"), "");
+        assert_eq!(
+            contact_uri("\"Bob\" <sip:bob@192.0.2.4:5070;transport=udp>;expires=3").as_deref(),
+            Some("sip:bob@192.0.2.4:5070;transport=udp")
+        );
+        assert_eq!(contact_uri("sip:bob@h;q=1").as_deref(), Some("sip:bob@h"));
+        assert_eq!(contact_uri("<sip:broken"), None);
+    }
+}
