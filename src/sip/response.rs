@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 
+use super::dialog::tag_of;
 use super::envelope::Envelope;
 use super::validate::split_outside_quotes;
 
@@ -50,7 +51,7 @@ pub fn build_with_body(
     }
     for name in ["From", "To", "Call-ID", "CSeq"] {
         if let Some(value) = request.get(name) {
-            let value = if name == "To" && status > 100 && !has_tag(value) {
+            let value = if name == "To" && status > 100 && tag_of(value).is_empty() {
                 format!("{value};tag={to_tag}")
             } else {
                 value.to_string()
@@ -79,16 +80,6 @@ pub fn build_with_body(
     };
     bytes.shrink_to_fit();
     bytes
-}
-
-fn has_tag(name_addr: &str) -> bool {
-    // Parameters after the closing '>' (or after the URI in addr-spec form).
-    let params = name_addr.rsplit_once('>').map_or(name_addr, |(_, p)| p);
-    params.split(';').skip(1).any(|p| {
-        p.split('=')
-            .next()
-            .is_some_and(|n| n.trim().eq_ignore_ascii_case("tag"))
-    })
 }
 
 /// A Via entry worth echoing: a protocol and a sent-by before the parameters. Stricter

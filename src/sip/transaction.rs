@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::dialog::tag_of;
 use super::endpoint::Transmit;
 use super::envelope::Envelope;
 
@@ -86,17 +87,6 @@ fn top_via(env: &Envelope) -> (String, String) {
         .map(|(_, v)| v.trim().to_string())
         .unwrap_or_default();
     (sent_by, branch)
-}
-
-fn tag_of(name_addr: &str) -> String {
-    let params = name_addr.rsplit_once('>').map_or(name_addr, |(_, p)| p);
-    params
-        .split(';')
-        .skip(1)
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("tag"))
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_default()
 }
 
 fn cseq(env: &Envelope) -> (u32, String) {
