@@ -36,6 +36,10 @@ impl Server {
 
     /// Sends SIGTERM and checks the server exits by itself, successfully.
     fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
         Command::new("kill")
             .arg(self.child.id().to_string())
             .status()
@@ -49,6 +53,16 @@ impl Server {
         }
         self.child.kill().ok();
         panic!("server did not stop on SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    /// A test that fails before `stop` must not leave its server running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
