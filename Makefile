@@ -31,7 +31,9 @@ lint: deps
 portable: build
 	scripts/check-portable.sh $(BIN)
 
-## Benchmarks: ASR latency/RTF/WER per model and decoding, TTS first audio and RTF.
+## Benchmarks: ASR latency/RTF/WER per model and decoding, TTS first audio and RTF, SIP
+## parse/serialise throughput; sip-test/load.sh RATE CALLS HOLD_MS for call-rate load.
 bench: models
 	$(CARGO) bench --bench asr
 	$(CARGO) bench --bench tts
+	$(CARGO) bench --bench sip
