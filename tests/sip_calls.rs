@@ -177,3 +177,42 @@ fn media_is_not_sent_to_an_address_other_than_the_caller() {
         "RTP was sent to the third-party address"
     );
 }
+
+fn scenario(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sip-test")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn assert_sipp_ok(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: sipp failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn sipp_options_ping_invite_without_sdp_and_hold_resume() {
+    let server = Server::start();
+    assert_sipp_ok(
+        &sipp(&["-sf", &scenario("options.xml")], server.addr),
+        "OPTIONS",
+    );
+    assert_sipp_ok(
+        &sipp(&["-sf", &scenario("uac_nosdp.xml")], server.addr),
+        "INVITE without SDP",
+    );
+    let ended = server
+        .wait_for("voxnav: call ", Duration::from_secs(5))
+        .expect("call ended");
+    assert!(ended.ends_with("caller hung up"), "{ended}");
+    assert_sipp_ok(
+        &sipp(&["-sf", &scenario("uac_hold.xml")], server.addr),
+        "hold/resume",
+    );
+}
