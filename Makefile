@@ -4,21 +4,26 @@
 CARGO ?= cargo
 BIN := target/release/voxnav
 
-.PHONY: run test deps build models lint portable bench
+.PHONY: run test deps build models lint portable fuzz bench
 
 ## Set up and run the main job (until the SIP server lands: the speech demo).
 run: models
 	$(BIN) demo
 
-## Set up and run every check CI runs: format, lint, portable build, all tests.
+## Set up and run every check CI runs: format, lint, portable build, all tests, fuzzing.
 test: models lint portable
 	$(CARGO) test --release
+	scripts/fuzz.sh 20
 
 deps:
 	scripts/install-deps.sh
 
 build: deps
 	$(CARGO) build --release
+
+## Fuzz the SIP, SDP and RTP parsers (seconds per target; crashes land in fuzz/artifacts/).
+fuzz: deps
+	scripts/fuzz.sh 60
 
 ## Fetch, verify and convert the speech models (idempotent; seconds when done).
 models: build

@@ -20,5 +20,7 @@ pub mod media;
 pub mod models;
 pub mod net;
 pub mod sip;
+#[cfg(feature = "speech")]
 pub mod speech;
+#[cfg(feature = "speech")]
 pub mod testkit;
