@@ -12,8 +12,8 @@ run: models
 
 ## Set up and run every check CI runs: format, lint, portable build, all tests, fuzzing.
 test: models lint portable
-	$(CARGO) test --release
 	scripts/fuzz.sh 20
+	$(CARGO) test --release
 
 deps:
 	scripts/install-deps.sh
