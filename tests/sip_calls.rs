@@ -216,3 +216,94 @@ fn sipp_options_ping_invite_without_sdp_and_hold_resume() {
         "hold/resume",
     );
 }
+
+/// During a call, RTP from another address (an injection attempt, "RTP bleed") and garbage on
+/// the RTP port are ignored; only the caller's packets count, and the call still ends cleanly.
+#[test]
+fn foreign_rtp_and_garbage_on_the_rtp_port_are_ignored() {
+    let server = Server::start();
+    let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sip.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let intruder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sip.local_addr().unwrap().port();
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\n",
+        caller_rtp.local_addr().unwrap().port()
+    );
+    let request = |method: &str, cseq: u32, to_tag: &str, body: &str| {
+        let ctype = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        format!(
+            "{method} sip:ivr@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKinj{cseq}{method};rport\r\n\
+             From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:ivr@127.0.0.1>{to_tag}\r\nCall-ID: inject-1\r\nCSeq: {cseq} {method}\r\n\
+             Contact: <sip:x@127.0.0.1:{port}>\r\nMax-Forwards: 70\r\n{ctype}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    sip.send_to(request("INVITE", 1, "", &sdp).as_bytes(), server.addr)
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let ok = loop {
+        let (n, _) = sip.recv_from(&mut buf).expect("a reply to the INVITE");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with("SIP/2.0 200 ") {
+            break text;
+        }
+    };
+    let tag = ok
+        .lines()
+        .find(|l| l.starts_with("To:"))
+        .and_then(|l| l.split("tag=").nth(1))
+        .unwrap()
+        .trim()
+        .to_string();
+    let rtp_port: u16 = ok
+        .lines()
+        .find(|l| l.starts_with("m=audio "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .expect("m=audio port in the 200");
+    sip.send_to(
+        request("ACK", 1, &format!(";tag={tag}"), "").as_bytes(),
+        server.addr,
+    )
+    .unwrap();
+    let server_rtp = SocketAddr::new(server.addr.ip(), rtp_port);
+    let packet = |seq: u16| {
+        let mut p = vec![0x80, 0x00];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        p.extend_from_slice(&[0xFF; 160]);
+        p
+    };
+    for seq in 0..10u16 {
+        caller_rtp.send_to(&packet(seq), server_rtp).unwrap();
+        intruder.send_to(&packet(seq), server_rtp).unwrap();
+        intruder
+            .send_to(b"\x00garbage that is not RTP", server_rtp)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    caller_rtp.send_to(&[0x80; 5], server_rtp).unwrap(); // too short to be RTP
+    sip.send_to(
+        request("BYE", 2, &format!(";tag={tag}"), "").as_bytes(),
+        server.addr,
+    )
+    .unwrap();
+    let media = server
+        .wait_for("voxnav: media inject-1", Duration::from_secs(5))
+        .expect("media report");
+    assert!(
+        media.contains("received 10 "),
+        "only the caller's 10 packets count: {media}"
+    );
+    assert!(
+        media.contains("foreign 20 "),
+        "10 injected packets and 10 garbage datagrams: {media}"
+    );
+}
