@@ -238,6 +238,19 @@ fn tcp_frames_messages_in_pieces_and_closes_on_broken_framing() {
     let n = tcp.read(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200 OK"));
 
+    // Calls over TCP are not supported yet: refused at once (480 with a Warning), not stalled.
+    let invite = msg
+        .replace("OPTIONS sip", "INVITE sip")
+        .replace("1 OPTIONS", "1 INVITE")
+        .replace("tcp-1", "tcp-invite");
+    tcp.write_all(invite.as_bytes()).unwrap();
+    let n = tcp.read(&mut buf).unwrap();
+    let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(
+        reply.starts_with("SIP/2.0 480 ") && reply.contains("use UDP"),
+        "{reply}"
+    );
+
     // A negative Content-Length is unrecoverable on a stream: 400, then the server closes.
     let ncl = std::fs::read(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use tokio::sync::mpsc;
 
-use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointEvent, Transmit};
+use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointEvent, Transmit, Transport};
 use crate::sip::framing::{self, StreamFrame};
 use call_media::{MediaCommand, MediaReport};
 
@@ -113,8 +113,9 @@ fn handle(
     endpoint: &Mutex<Endpoint>,
     bytes: &[u8],
     from: SocketAddr,
-) -> Vec<crate::sip::endpoint::Transmit> {
-    lock(endpoint).handle_datagram(bytes, from, std::time::Instant::now())
+    transport: Transport,
+) -> Vec<Transmit> {
+    lock(endpoint).handle_message(bytes, from, transport, Instant::now())
 }
 
 async fn send_all(socket: &UdpSocket, out: Vec<Transmit>) {
@@ -253,7 +254,7 @@ async fn udp_loop(
             r = socket.recv_from(&mut buf) => {
                 // ICMP errors from earlier sends surface as errors on some systems; keep serving.
                 if let Ok((n, from)) = r {
-                    let out = handle(&endpoint, &buf[..n], from);
+                    let out = handle(&endpoint, &buf[..n], from, Transport::Udp);
                     send_all(&socket, out).await;
                 }
             }
@@ -317,7 +318,7 @@ async fn tcp_connection(
                 Ok(StreamFrame::Complete(frame)) => {
                     let message = frame.message(&buf).to_vec();
                     buf.drain(..frame.consumed());
-                    for t in handle(endpoint, &message, peer) {
+                    for t in handle(endpoint, &message, peer, Transport::Tcp) {
                         if stream.write_all(&t.bytes).await.is_err() {
                             return;
                         }
@@ -330,7 +331,7 @@ async fn tcp_connection(
                 Err(_) => {
                     // Unrecoverable framing: answer what can be answered (the endpoint sees the
                     // bytes as a datagram and rejects them with 400), then close.
-                    for t in handle(endpoint, &buf, peer) {
+                    for t in handle(endpoint, &buf, peer, Transport::Tcp) {
                         let _ = stream.write_all(&t.bytes).await;
                     }
                     return;

@@ -35,6 +35,13 @@ pub struct Transmit {
     pub bytes: Vec<u8>,
 }
 
+/// The transport a message arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
 /// What the driver must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndpointEvent {
@@ -272,11 +279,22 @@ impl Endpoint {
         )
     }
 
-    /// Handles one datagram from `source` at `now`.
+    /// Handles one UDP datagram from `source` at `now`.
     pub fn handle_datagram(
         &mut self,
         datagram: &[u8],
         source: SocketAddr,
+        now: Instant,
+    ) -> Vec<Transmit> {
+        self.handle_message(datagram, source, Transport::Udp, now)
+    }
+
+    /// Handles one framed message from `source`, received over `transport`, at `now`.
+    pub fn handle_message(
+        &mut self,
+        datagram: &[u8],
+        source: SocketAddr,
+        transport: Transport,
         now: Instant,
     ) -> Vec<Transmit> {
         self.stats.received += 1;
@@ -287,7 +305,7 @@ impl Endpoint {
                 self.stats.rejected += 1;
                 vec![Transmit { to, bytes }]
             }
-            (Verdict::Request, _, Some(env)) => self.on_request(&env, &tag, source, now),
+            (Verdict::Request, _, Some(env)) => self.on_request(&env, &tag, source, transport, now),
             (Verdict::Response, _, Some(env)) => {
                 self.on_response(&env);
                 Vec::new()
@@ -317,11 +335,14 @@ impl Endpoint {
         env: &Envelope,
         tag: &str,
         source: SocketAddr,
+        transport: Transport,
         now: Instant,
     ) -> Vec<Transmit> {
         let method = env.method().unwrap_or_default().to_string();
         match self.transactions.on_request(env, &method, source, now) {
-            Incoming::New(key) => self.on_new_request(env, &key, &method, tag, source, now),
+            Incoming::New(key) => {
+                self.on_new_request(env, &key, &method, tag, source, transport, now)
+            }
             Incoming::Retransmission(out) => {
                 self.stats.retransmissions += out.len() as u64;
                 out
@@ -392,6 +413,7 @@ impl Endpoint {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_new_request(
         &mut self,
         env: &Envelope,
@@ -399,6 +421,7 @@ impl Endpoint {
         method: &str,
         tag: &str,
         source: SocketAddr,
+        transport: Transport,
         now: Instant,
     ) -> Vec<Transmit> {
         let call_id = env.get("Call-ID").unwrap_or_default().to_string();
@@ -417,6 +440,24 @@ impl Endpoint {
                 self.reply(env, key, 200, "OK", &headers, tag, source, now)
             }
             "INVITE" if in_dialog && known => self.on_reinvite(env, key, &call_id, source, now),
+            // Calls need their deferred 200 and BYE routed back on the connection, which the
+            // driver cannot do yet: refuse at once instead of stalling after 100 Trying.
+            "INVITE" if !in_dialog && transport == Transport::Tcp => {
+                let warning = [(
+                    "Warning".to_string(),
+                    "399 voxnav \"calls over TCP are not supported yet; use UDP\"".to_string(),
+                )];
+                self.reply(
+                    env,
+                    key,
+                    480,
+                    "Temporarily Unavailable",
+                    &warning,
+                    tag,
+                    source,
+                    now,
+                )
+            }
             "INVITE" if !in_dialog => self.on_invite(env, key, &call_id, tag, source, now),
             "BYE" if known => {
                 let out = self.reply(env, key, 200, "OK", &[], &to_tag, source, now);
@@ -851,6 +892,20 @@ mod tests {
         let g729 = SDP.replace("RTP/AVP 0 101", "RTP/AVP 18");
         let out = ep.handle_datagram(&request("INVITE", "call-f", 1, "", "f", &g729), src(), t0);
         assert_eq!(status(&out[0]), 488);
+    }
+
+    #[test]
+    fn invite_over_tcp_is_refused_at_once_not_left_hanging() {
+        let mut ep = endpoint();
+        let out = ep.handle_message(
+            &request("INVITE", "tcp-1", 1, "", "t1", SDP),
+            src(),
+            Transport::Tcp,
+            Instant::now(),
+        );
+        assert_eq!(out.iter().map(status).collect::<Vec<_>>(), vec![480]);
+        assert!(text(&out[0]).contains("Warning: 399 voxnav"));
+        assert_eq!((ep.poll_event(), ep.calls()), (None, 0));
     }
 
     #[test]
