@@ -80,11 +80,19 @@ pub enum Law {
 
 impl Law {
     pub fn encode(self, pcm: &[i16]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(pcm.len());
+        self.encode_into(pcm, &mut out);
+        out
+    }
+
+    /// Appends the encoding of `pcm` to `out` (no allocation once `out` has grown: the media
+    /// loop reuses one buffer per call).
+    pub fn encode_into(self, pcm: &[i16], out: &mut Vec<u8>) {
         let f = match self {
             Self::Ulaw => linear_to_ulaw,
             Self::Alaw => linear_to_alaw,
         };
-        pcm.iter().map(|&s| f(s)).collect()
+        out.extend(pcm.iter().map(|&s| f(s)));
     }
 
     pub fn decode(self, bytes: &[u8]) -> Vec<i16> {

@@ -91,13 +91,20 @@ impl<'a> RtpPacket<'a> {
     /// Serialises with no CSRCs, extension or padding (what voxnav sends).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(12 + self.payload.len());
+        self.write_to(&mut out);
+        out
+    }
+
+    /// Replaces `out`'s contents with the packet; callers sending every 20 ms reuse one buffer
+    /// (and may append the payload afterwards, encoding straight into it).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.clear();
         out.push(0x80);
         out.push(((self.marker as u8) << 7) | (self.payload_type & 0x7F));
         out.extend_from_slice(&self.sequence.to_be_bytes());
         out.extend_from_slice(&self.timestamp.to_be_bytes());
         out.extend_from_slice(&self.ssrc.to_be_bytes());
         out.extend_from_slice(self.payload);
-        out
     }
 }
 

@@ -116,6 +116,9 @@ pub async fn run(
     let mut ticker = tokio::time::interval(Duration::from_millis(20));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut buf = vec![0u8; 2048];
+    // Reused every 20 ms: no allocation on the send path.
+    let mut frame = [0i16; FRAME];
+    let mut packet: Vec<u8> = Vec::with_capacity(12 + FRAME);
     let mut first = true;
     loop {
         tokio::select! {
@@ -125,14 +128,18 @@ pub async fn run(
                     last_heard = Instant::now();
                 }
                 let Some(m) = media.as_ref() else { continue };
-                let frame: Vec<i16> = (0..FRAME).map(|_| queue.pop_front().unwrap_or(0)).collect();
+                for sample in frame.iter_mut() {
+                    *sample = queue.pop_front().unwrap_or(0);
+                }
                 let may_send = matches!(m.direction, Direction::SendRecv | Direction::SendOnly)
                     && (latched || m.remote.is_some_and(|r| r.ip() == signalling_ip));
                 if let (true, Some(remote)) = (may_send, m.remote) {
                     let law = if m.codec_pt == PT_PCMA { Law::Alaw } else { Law::Ulaw };
-                    let payload = law.encode(&frame);
-                    let packet = RtpPacket { marker: first, payload_type: m.codec_pt, sequence, timestamp, ssrc, payload: &payload };
-                    if socket.send_to(&packet.to_bytes(), remote).await.is_ok() {
+                    // Header, then the payload encoded straight into the same reused buffer.
+                    let header = RtpPacket { marker: first, payload_type: m.codec_pt, sequence, timestamp, ssrc, payload: &[] };
+                    header.write_to(&mut packet);
+                    law.encode_into(&frame, &mut packet);
+                    if socket.send_to(&packet, remote).await.is_ok() {
                         sent += 1;
                         first = false;
                     }
