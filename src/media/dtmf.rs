@@ -141,8 +141,8 @@ impl ToneDetector {
         self.pending.extend_from_slice(samples);
         let mut found = Vec::new();
         while self.pending.len() >= BLOCK {
-            let block: Vec<f32> = self.pending.drain(..BLOCK).collect();
-            let digit = Self::classify(&block);
+            let digit = Self::classify(&self.pending[..BLOCK]);
+            self.pending.drain(..BLOCK);
             if digit.is_some() && digit == self.candidate && self.reported != digit {
                 found.extend(digit);
                 self.reported = digit;

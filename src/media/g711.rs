@@ -95,12 +95,16 @@ impl Law {
         out.extend(pcm.iter().map(|&s| f(s)));
     }
 
+    /// Decodes one byte.
+    pub fn decode_sample(self, byte: u8) -> i16 {
+        match self {
+            Self::Ulaw => ulaw_to_linear(byte),
+            Self::Alaw => alaw_to_linear(byte),
+        }
+    }
+
     pub fn decode(self, bytes: &[u8]) -> Vec<i16> {
-        let f = match self {
-            Self::Ulaw => ulaw_to_linear,
-            Self::Alaw => alaw_to_linear,
-        };
-        bytes.iter().map(|&b| f(b)).collect()
+        bytes.iter().map(|&b| self.decode_sample(b)).collect()
     }
 }
 

@@ -119,6 +119,8 @@ pub async fn run(
     // Reused every 20 ms: no allocation on the send path.
     let mut frame = [0i16; FRAME];
     let mut packet: Vec<u8> = Vec::with_capacity(12 + FRAME);
+    // Reused for every received packet's decoded audio (in-band DTMF detection).
+    let mut received_pcm: Vec<f32> = Vec::with_capacity(FRAME);
     let mut first = true;
     loop {
         tokio::select! {
@@ -164,8 +166,9 @@ pub async fn run(
                     events.on_packet(packet.timestamp, packet.payload)
                 } else if packet.payload_type == m.codec_pt {
                     let law = if m.codec_pt == PT_PCMA { Law::Alaw } else { Law::Ulaw };
-                    let pcm: Vec<f32> = law.decode(packet.payload).iter().map(|&s| s as f32 / 32768.0).collect();
-                    inband.feed(&pcm).into_iter().next()
+                    received_pcm.clear();
+                    received_pcm.extend(packet.payload.iter().map(|&b| law.decode_sample(b) as f32 / 32768.0));
+                    inband.feed(&received_pcm).into_iter().next()
                 } else {
                     None
                 };

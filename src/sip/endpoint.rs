@@ -17,7 +17,7 @@
 //! answered from the transaction and every final INVITE response is resent until its ACK; a 2xx
 //! never ACKed ends the call with a BYE (13.3.1.4).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -106,6 +106,9 @@ pub struct Endpoint {
     local: SocketAddr,
     transactions: ServerTransactions,
     dialogs: HashMap<String, Dialog>,
+    /// Calls with our BYE in flight: the only dialogs timers and responses need to look at,
+    /// so no per-datagram work grows with the number of calls.
+    byes: HashSet<String>,
     /// The SDP offer of each call's INVITE (to build the answer) or our own offer.
     offers: HashMap<String, Option<Offer>>,
     events: VecDeque<EndpointEvent>,
@@ -123,6 +126,7 @@ impl Endpoint {
             seed,
             local,
             dialogs: HashMap::new(),
+            byes: HashSet::new(),
             offers: HashMap::new(),
             events: VecDeque::new(),
             stats: EndpointStats::default(),
@@ -153,9 +157,10 @@ impl Endpoint {
     /// The next instant `handle_timeout` must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let bye = self
-            .dialogs
-            .values()
-            .filter_map(|d| d.bye.as_ref().map(|b| b.next.min(b.give_up)));
+            .byes
+            .iter()
+            .filter_map(|c| self.dialogs.get(c)?.bye.as_ref())
+            .map(|b| b.next.min(b.give_up));
         self.transactions
             .poll_timeout()
             .into_iter()
@@ -178,7 +183,10 @@ impl Endpoint {
         }
         let t2 = self.config.timers.t2;
         let mut gone = Vec::new();
-        for (call_id, d) in &mut self.dialogs {
+        for call_id in &self.byes {
+            let Some(d) = self.dialogs.get_mut(call_id) else {
+                continue;
+            };
             let Some(bye) = d.bye.as_mut() else { continue };
             if now >= bye.give_up {
                 gone.push(call_id.clone()); // Timer F: tear down locally all the same
@@ -200,6 +208,7 @@ impl Endpoint {
     fn end(&mut self, call_id: &str, reason: &str) {
         if self.dialogs.remove(call_id).is_some() {
             self.offers.remove(call_id);
+            self.byes.remove(call_id);
             self.events.push_back(EndpointEvent::CallEnded {
                 call_id: call_id.to_string(),
                 reason: reason.to_string(),
@@ -213,7 +222,9 @@ impl Endpoint {
         let (via, t1) = (self.local.to_string(), self.config.timers.t1);
         match self.dialogs.get_mut(call_id) {
             Some(d) if matches!(d.state, DialogState::Answered | DialogState::Confirmed) => {
-                vec![d.bye(&via, branch, now, t1)]
+                let bye = d.bye(&via, branch, now, t1);
+                self.byes.insert(call_id.to_string());
+                vec![bye]
             }
             _ => Vec::new(),
         }
@@ -321,11 +332,13 @@ impl Endpoint {
         // A final response to our BYE (matched by branch) ends the call.
         let via = env.get("Via").unwrap_or_default();
         let is_final = matches!(&env.start, super::envelope::StartLine::Response { code, .. } if !code.starts_with('1'));
-        let call = self
+        let call_id = env.get("Call-ID").unwrap_or_default().to_string();
+        let ours = self
             .dialogs
-            .iter()
-            .find(|(_, d)| d.bye.as_ref().is_some_and(|b| via.contains(&b.branch)));
-        if let (true, Some(call_id)) = (is_final, call.map(|(c, _)| c.clone())) {
+            .get(&call_id)
+            .and_then(|d| d.bye.as_ref())
+            .is_some_and(|b| via.contains(&b.branch));
+        if is_final && ours {
             self.end(&call_id, "hung up by voxnav");
         }
     }

@@ -18,7 +18,8 @@
 //! RFC 2543 branches by (Call-ID, CSeq, From tag, top Via).
 //! CANCEL finds its INVITE by the same key with method INVITE (9.2).
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -48,7 +49,7 @@ impl Default for TimerConfig {
 }
 
 /// Identifies a server transaction.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TransactionKey {
     /// RFC 3261 branch (magic cookie): branch, sent-by, method (ACK as INVITE), plus Call-ID and
     /// CSeq number, which a retransmission, its CANCEL and its non-2xx ACK all share: a client
@@ -195,17 +196,42 @@ pub enum Expired {
 }
 
 /// All server transactions of the endpoint.
+///
+/// Nothing here scans every transaction per message: at 500 calls/s, transactions lingering for
+/// Timer J number in the tens of thousands. Deadlines live in a min-heap (a timer that was
+/// cancelled stays until it comes due and is then skipped, which bounds the heap to one
+/// 64*T1 window), and INVITEs waiting for the ACK of their 2xx are indexed by Call-ID and CSeq.
 #[derive(Debug, Default)]
 pub struct ServerTransactions {
     config: TimerConfig,
     map: HashMap<TransactionKey, ServerTransaction>,
+    deadlines: BinaryHeap<Reverse<(Instant, TransactionKey)>>,
+    accepted: HashMap<(String, u32), TransactionKey>,
 }
 
 impl ServerTransactions {
     pub fn new(config: TimerConfig) -> Self {
         Self {
             config,
-            map: HashMap::new(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the running timers of `key`, replacing any before.
+    fn arm(&mut self, key: &TransactionKey, timers: Vec<(Timer, Instant)>) {
+        for (_, deadline) in &timers {
+            self.deadlines.push(Reverse((*deadline, key.clone())));
+        }
+        if let Some(t) = self.map.get_mut(key) {
+            t.timers = timers;
+        }
+    }
+
+    fn remove(&mut self, key: &TransactionKey) {
+        if let Some(t) = self.map.remove(key)
+            && t.state == State::Accepted
+        {
+            self.accepted.remove(&(t.call_id, t.cseq));
         }
     }
 
@@ -292,26 +318,25 @@ impl ServerTransactions {
     fn on_ack(&mut self, env: &Envelope, now: Instant) -> Incoming {
         // ACK for a non-2xx shares the INVITE's branch (17.1.1.3).
         let key = TransactionKey::of(env, "ACK");
-        if let Some(t) = self.map.get_mut(&key) {
-            match t.state {
-                State::Completed => {
+        match self.map.get(&key).map(|t| t.state) {
+            Some(State::Completed) => {
+                if let Some(t) = self.map.get_mut(&key) {
                     t.state = State::Confirmed;
-                    t.timers = vec![(Timer::I, now + self.config.t4)];
-                    return Incoming::AckForFinal;
                 }
-                State::Confirmed => return Incoming::AckForFinal,
-                _ => {}
+                self.arm(&key, vec![(Timer::I, now + self.config.t4)]);
+                return Incoming::AckForFinal;
             }
+            Some(State::Confirmed) => return Incoming::AckForFinal,
+            _ => {}
         }
         // ACK for a 2xx is a new transaction with its own branch: match by Call-ID and CSeq.
-        let call_id = env.get("Call-ID").unwrap_or_default();
-        let number = cseq(env).0;
-        let accepted = self.map.iter().find(|(_, t)| {
-            t.invite && t.state == State::Accepted && t.call_id == call_id && t.cseq == number
-        });
-        match accepted.map(|(k, _)| k.clone()) {
+        let index = (
+            env.get("Call-ID").unwrap_or_default().to_string(),
+            cseq(env).0,
+        );
+        match self.accepted.get(&index).cloned() {
             Some(k) => {
-                self.map.remove(&k);
+                self.remove(&k);
                 Incoming::AckFor2xx(k)
             }
             None => Incoming::StrayAck,
@@ -340,56 +365,75 @@ impl ServerTransactions {
         }
         t.last_response = Some(bytes.clone());
         t.response_to = to;
-        match (t.invite, status) {
+        t.retransmit_interval = config.t1;
+        let resend_until_ack = vec![
+            (Timer::G, now + config.t1),
+            (Timer::H, now + 64 * config.t1),
+        ];
+        let timers = match (t.invite, status) {
             (_, 100..=199) => {
                 if !t.invite {
                     t.state = State::Proceeding;
                 }
+                None
             }
             (true, 200..=299) => {
                 t.state = State::Accepted;
-                t.retransmit_interval = config.t1;
-                t.timers = vec![
-                    (Timer::G, now + config.t1),
-                    (Timer::H, now + 64 * config.t1),
-                ];
+                self.accepted
+                    .insert((t.call_id.clone(), t.cseq), key.clone());
+                Some(resend_until_ack)
             }
             (true, _) => {
                 t.state = State::Completed;
-                t.retransmit_interval = config.t1;
-                t.timers = vec![
-                    (Timer::G, now + config.t1),
-                    (Timer::H, now + 64 * config.t1),
-                ];
+                Some(resend_until_ack)
             }
             (false, _) => {
                 t.state = State::Completed;
-                t.timers = vec![(Timer::J, now + 64 * config.t1)];
+                Some(vec![(Timer::J, now + 64 * config.t1)])
             }
+        };
+        if let Some(timers) = timers {
+            self.arm(key, timers);
         }
         vec![Transmit { to, bytes }]
     }
 
-    /// The earliest deadline, for the driver's sleep.
+    /// The earliest deadline, for the driver's sleep (possibly a cancelled timer's: the wake-up
+    /// then does nothing).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.map
-            .values()
-            .flat_map(|t| t.timers.iter().map(|(_, d)| *d))
-            .min()
+        self.deadlines
+            .peek()
+            .map(|Reverse((deadline, _))| *deadline)
     }
 
     /// Fires every timer due at `now`: retransmissions to send, and expiries for the TU.
     /// Terminated transactions are removed.
     pub fn handle_timeout(&mut self, now: Instant) -> (Vec<Transmit>, Vec<Expired>) {
         let config = self.config;
-        let (mut out, mut expired, mut done) = (Vec::new(), Vec::new(), Vec::new());
-        for (key, t) in &mut self.map {
+        let (mut out, mut expired) = (Vec::new(), Vec::new());
+        let mut due_keys = Vec::new();
+        while let Some(Reverse((deadline, _))) = self.deadlines.peek() {
+            if *deadline > now {
+                break;
+            }
+            let Some(Reverse((_, key))) = self.deadlines.pop() else {
+                break;
+            };
+            if !due_keys.contains(&key) {
+                due_keys.push(key);
+            }
+        }
+        for key in due_keys {
+            let Some(t) = self.map.get_mut(&key) else {
+                continue;
+            };
             let due: Vec<Timer> = t
                 .timers
                 .iter()
                 .filter(|(_, d)| *d <= now)
                 .map(|(k, _)| *k)
                 .collect();
+            let mut rearm = None;
             for timer in due {
                 t.timers.retain(|(k, _)| *k != timer);
                 match timer {
@@ -402,7 +446,7 @@ impl ServerTransactions {
                         }
                         // 17.2.1: double up to T2 (also for 2xx, 13.3.1.4).
                         t.retransmit_interval = (t.retransmit_interval * 2).min(config.t2);
-                        t.timers.push((Timer::G, now + t.retransmit_interval));
+                        rearm = Some(now + t.retransmit_interval);
                     }
                     Timer::H => {
                         expired.push(Expired::AckTimeout(key.clone()));
@@ -412,11 +456,11 @@ impl ServerTransactions {
                 }
             }
             if t.state == State::Terminated {
-                done.push(key.clone());
+                self.remove(&key);
+            } else if let Some(next) = rearm {
+                t.timers.push((Timer::G, next));
+                self.deadlines.push(Reverse((next, key)));
             }
-        }
-        for key in done {
-            self.map.remove(&key);
         }
         (out, expired)
     }
