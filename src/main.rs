@@ -36,6 +36,12 @@ enum Command {
         /// Calls at once; more INVITEs get 503 with Retry-After.
         #[arg(long, default_value_t = 100)]
         max_calls: usize,
+        /// RTP port range, LOW-HIGH (even ports for RTP, the next odd one for RTCP).
+        #[arg(long, default_value = "10000-20000", value_parser = parse_ports)]
+        rtp_ports: voxnav::media::ports::PortPool,
+        /// Milliseconds to ring (180 Ringing) before answering.
+        #[arg(long, default_value_t = 0)]
+        ring_ms: u64,
     },
     /// Speak text with the product voice into an 8 kHz WAV file.
     Say {
@@ -97,7 +103,19 @@ fn main() -> Result<()> {
         Command::Serve {
             sip_listen,
             max_calls,
-        } => serve(sip_listen, max_calls)?,
+            rtp_ports,
+            ring_ms,
+        } => serve(
+            sip_listen,
+            voxnav::net::ServeConfig {
+                endpoint: voxnav::sip::endpoint::EndpointConfig {
+                    max_calls,
+                    ..Default::default()
+                },
+                rtp_ports,
+                ring: std::time::Duration::from_millis(ring_ms),
+            },
+        )?,
         Command::Say { text, output } => say(&paths, &text, &output)?,
         Command::Demo { out } => demo(&paths, &out)?,
         Command::Transcribe {
@@ -266,7 +284,11 @@ fn demo(paths: &ModelPaths, out: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn serve(sip_listen: std::net::SocketAddr, max_calls: usize) -> Result<()> {
+fn parse_ports(text: &str) -> Result<voxnav::media::ports::PortPool, String> {
+    voxnav::media::ports::PortPool::parse(text)
+}
+
+fn serve(sip_listen: std::net::SocketAddr, config: voxnav::net::ServeConfig) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -293,10 +315,6 @@ fn serve(sip_listen: std::net::SocketAddr, max_calls: usize) -> Result<()> {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let config = voxnav::sip::endpoint::EndpointConfig {
-            max_calls,
-            ..Default::default()
-        };
         listeners.serve(config, seed, shutdown).await;
         Ok(())
     })

@@ -16,8 +16,14 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// With extra `serve` options (e.g. `--ring-ms`).
+    fn start_with(options: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_voxnav"))
             .args(["serve", "--sip-listen", "127.0.0.1:0"])
+            .args(options)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -217,84 +223,122 @@ fn sipp_options_ping_invite_without_sdp_and_hold_resume() {
     );
 }
 
-/// During a call, RTP from another address (an injection attempt, "RTP bleed") and garbage on
-/// the RTP port are ignored; only the caller's packets count, and the call still ends cleanly.
-#[test]
-fn foreign_rtp_and_garbage_on_the_rtp_port_are_ignored() {
-    let server = Server::start();
-    let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sip.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let caller_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let intruder = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = sip.local_addr().unwrap().port();
-    let sdp = format!(
-        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\n",
-        caller_rtp.local_addr().unwrap().port()
-    );
-    let request = |method: &str, cseq: u32, to_tag: &str, body: &str| {
+/// A call placed by hand over UDP (no SIPp), for tests that need to control every packet.
+struct RawCall {
+    sip: UdpSocket,
+    server: SocketAddr,
+    call_id: String,
+    tag: String,
+    /// voxnav's RTP address from the 200's SDP.
+    server_rtp: SocketAddr,
+}
+
+impl RawCall {
+    fn request(&self, method: &str, cseq: u32, body: &str) -> String {
+        let port = self.sip.local_addr().unwrap().port();
+        let to_tag = if self.tag.is_empty() {
+            String::new()
+        } else {
+            format!(";tag={}", self.tag)
+        };
         let ctype = if body.is_empty() {
             ""
         } else {
             "Content-Type: application/sdp\r\n"
         };
         format!(
-            "{method} sip:ivr@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKinj{cseq}{method};rport\r\n\
-             From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:ivr@127.0.0.1>{to_tag}\r\nCall-ID: inject-1\r\nCSeq: {cseq} {method}\r\n\
+            "{method} sip:ivr@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{}{cseq}{method};rport\r\n\
+             From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:ivr@127.0.0.1>{to_tag}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n\
              Contact: <sip:x@127.0.0.1:{port}>\r\nMax-Forwards: 70\r\n{ctype}Content-Length: {}\r\n\r\n{body}",
+            self.call_id,
+            self.call_id,
             body.len()
         )
-    };
-    sip.send_to(request("INVITE", 1, "", &sdp).as_bytes(), server.addr)
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    let ok = loop {
-        let (n, _) = sip.recv_from(&mut buf).expect("a reply to the INVITE");
-        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-        if text.starts_with("SIP/2.0 200 ") {
-            break text;
-        }
-    };
-    let tag = ok
-        .lines()
-        .find(|l| l.starts_with("To:"))
-        .and_then(|l| l.split("tag=").nth(1))
-        .unwrap()
-        .trim()
-        .to_string();
-    let rtp_port: u16 = ok
-        .lines()
-        .find(|l| l.starts_with("m=audio "))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|p| p.parse().ok())
-        .expect("m=audio port in the 200");
-    sip.send_to(
-        request("ACK", 1, &format!(";tag={tag}"), "").as_bytes(),
-        server.addr,
-    )
-    .unwrap();
-    let server_rtp = SocketAddr::new(server.addr.ip(), rtp_port);
-    let packet = |seq: u16| {
-        let mut p = vec![0x80, 0x00];
-        p.extend_from_slice(&seq.to_be_bytes());
-        p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-        p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
-        p.extend_from_slice(&[0xFF; 160]);
-        p
-    };
+    }
+
+    /// INVITE with PCMU media at `caller_rtp`, wait for the 200, ACK.
+    fn start(server: SocketAddr, call_id: &str, caller_rtp: SocketAddr) -> RawCall {
+        let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sip.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut call = RawCall {
+            sip,
+            server,
+            call_id: call_id.to_string(),
+            tag: String::new(),
+            server_rtp: server,
+        };
+        let sdp = format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\n",
+            caller_rtp.port()
+        );
+        call.send(&call.request("INVITE", 1, &sdp));
+        let mut buf = [0u8; 4096];
+        let ok = loop {
+            let (n, _) = call.sip.recv_from(&mut buf).expect("a reply to the INVITE");
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if text.starts_with("SIP/2.0 200 ") {
+                break text;
+            }
+        };
+        call.tag = ok
+            .lines()
+            .find(|l| l.starts_with("To:"))
+            .and_then(|l| l.split("tag=").nth(1))
+            .unwrap()
+            .trim()
+            .to_string();
+        let rtp_port: u16 = ok
+            .lines()
+            .find(|l| l.starts_with("m=audio "))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .expect("m=audio port in the 200");
+        call.server_rtp = SocketAddr::new(server.ip(), rtp_port);
+        call.send(&call.request("ACK", 1, ""));
+        call
+    }
+
+    fn send(&self, message: &str) {
+        self.sip.send_to(message.as_bytes(), self.server).unwrap();
+    }
+
+    fn bye(&self) {
+        self.send(&self.request("BYE", 2, ""));
+    }
+}
+
+/// An RTP packet of PCMU silence-ish bytes.
+fn rtp_packet(seq: u16, ssrc: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 0x00];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&[0xFF; 160]);
+    p
+}
+
+/// During a call, RTP from another address (an injection attempt, "RTP bleed") and garbage on
+/// the RTP port are ignored; only the caller's packets count, and the call still ends cleanly.
+#[test]
+fn foreign_rtp_and_garbage_on_the_rtp_port_are_ignored() {
+    let server = Server::start();
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let intruder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let call = RawCall::start(server.addr, "inject-1", caller_rtp.local_addr().unwrap());
     for seq in 0..10u16 {
-        caller_rtp.send_to(&packet(seq), server_rtp).unwrap();
-        intruder.send_to(&packet(seq), server_rtp).unwrap();
+        caller_rtp
+            .send_to(&rtp_packet(seq, 0x1234_5678), call.server_rtp)
+            .unwrap();
         intruder
-            .send_to(b"\x00garbage that is not RTP", server_rtp)
+            .send_to(&rtp_packet(seq, 0x1234_5678), call.server_rtp)
+            .unwrap();
+        intruder
+            .send_to(b"\x00garbage that is not RTP", call.server_rtp)
             .unwrap();
         std::thread::sleep(Duration::from_millis(20));
     }
-    caller_rtp.send_to(&[0x80; 5], server_rtp).unwrap(); // too short to be RTP
-    sip.send_to(
-        request("BYE", 2, &format!(";tag={tag}"), "").as_bytes(),
-        server.addr,
-    )
-    .unwrap();
+    caller_rtp.send_to(&[0x80; 5], call.server_rtp).unwrap(); // too short to be RTP
+    call.bye();
     let media = server
         .wait_for("voxnav: media inject-1", Duration::from_secs(5))
         .expect("media report");
@@ -305,5 +349,175 @@ fn foreign_rtp_and_garbage_on_the_rtp_port_are_ignored() {
     assert!(
         media.contains("foreign 20 "),
         "10 injected packets and 10 garbage datagrams: {media}"
+    );
+}
+
+/// An RTP/RTCP pair of sockets on an even port and the next one (RFC 3550 11).
+fn rtp_pair() -> (UdpSocket, UdpSocket) {
+    for _ in 0..100 {
+        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = rtp.local_addr().unwrap().port();
+        if port.is_multiple_of(2)
+            && let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", port + 1))
+        {
+            return (rtp, rtcp);
+        }
+    }
+    panic!("no free even/odd port pair");
+}
+
+/// Reordered and lost packets go through the jitter buffer (played in order, the lost one
+/// concealed), and RTCP flows both ways: voxnav's sender report reaches the caller's RTCP
+/// port with our reception report about the caller, and the caller's report is counted.
+#[test]
+fn jitter_buffer_reorders_and_conceals_and_rtcp_reports_flow() {
+    use voxnav::media::rtcp::{self, RtcpPacket};
+    let server = Server::start();
+    let (caller_rtp, caller_rtcp) = rtp_pair();
+    caller_rtcp
+        .set_read_timeout(Some(Duration::from_secs(9)))
+        .unwrap();
+    let call = RawCall::start(server.addr, "jitter-1", caller_rtp.local_addr().unwrap());
+    // 0..50 with 10 and 11 swapped, 12 swapped with 13, and 20 lost.
+    let mut order: Vec<u16> = (0..50).filter(|&s| s != 20).collect();
+    order.swap(10, 11);
+    order.swap(12, 13);
+    for seq in order {
+        caller_rtp
+            .send_to(&rtp_packet(seq, 0xABCD), call.server_rtp)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Our own sender report to voxnav's RTCP port.
+    let mut report = Vec::new();
+    let sender = rtcp::SenderInfo {
+        ntp: rtcp::ntp_time(std::time::SystemTime::now()),
+        rtp_timestamp: 49 * 160,
+        packets: 49,
+        octets: 49 * 160,
+    };
+    rtcp::build_report(0xABCD, Some(sender), None, "caller@test", &mut report);
+    let server_rtcp = SocketAddr::new(call.server_rtp.ip(), call.server_rtp.port() + 1);
+    caller_rtcp.send_to(&report, server_rtcp).unwrap();
+    // voxnav reports within 2.5-7.5 s of the call's start.
+    let mut buf = [0u8; 1500];
+    let (n, from) = caller_rtcp
+        .recv_from(&mut buf)
+        .expect("an RTCP report from voxnav");
+    assert_eq!(from, server_rtcp);
+    let packets = rtcp::parse(&buf[..n]).expect("valid compound RTCP");
+    let RtcpPacket::SenderReport {
+        packets: sent,
+        reports,
+        ..
+    } = &packets[0]
+    else {
+        panic!("expected a sender report first: {packets:?}");
+    };
+    assert!(*sent > 0);
+    assert_eq!(
+        reports.len(),
+        1,
+        "one reception report block about the caller"
+    );
+    assert_eq!(reports[0].ssrc, 0xABCD);
+    assert_eq!(reports[0].cumulative_lost, 1, "packet 20 was never sent");
+    assert!(
+        matches!(&packets[1], RtcpPacket::Sdes { cname: Some(c), .. } if c.starts_with("voxnav@"))
+    );
+    call.bye();
+    let media = server
+        .wait_for("voxnav: media jitter-1", Duration::from_secs(5))
+        .expect("media report");
+    let field = |name: &str| -> u64 {
+        let words: Vec<&str> = media.split_whitespace().collect();
+        let i = words.iter().position(|w| *w == name).unwrap();
+        words[i + 1].parse().unwrap()
+    };
+    assert_eq!(field("received"), 49, "{media}");
+    // Normally "played 49 concealed 1"; a scheduling stall on a loaded machine may turn a
+    // swapped packet into a concealed one, so allow two of the four swapped to be late.
+    assert!(field("played") >= 47, "{media}");
+    assert!(field("concealed") >= 1, "packet 20 is concealed: {media}");
+    assert_eq!(field("rtcp_received"), 1, "{media}");
+}
+
+#[test]
+fn sipp_cancel_before_answer_gets_487_and_no_media_starts() {
+    let server = Server::start_with(&["--ring-ms", "1500"]);
+    assert_sipp_ok(
+        &sipp(&["-sf", &scenario("uac_cancel.xml")], server.addr),
+        "CANCEL",
+    );
+    let ended = server
+        .wait_for("voxnav: ", Duration::from_secs(5))
+        .expect("call ended");
+    assert!(ended.ends_with("ended: cancelled by the caller"), "{ended}");
+    assert!(
+        server
+            .wait_for("voxnav: media", Duration::from_millis(500))
+            .is_none(),
+        "a cancelled call must not start media"
+    );
+}
+
+/// A retransmitted INVITE is one call, answered from its transaction; an ACK that comes late
+/// (as if the first were lost) gets the 200 resent meanwhile.
+#[test]
+fn sipp_retransmitted_invite_and_late_ack() {
+    let server = Server::start_with(&["--ring-ms", "1000"]);
+    let trace = std::env::temp_dir().join(format!("voxnav-retx-{}.log", std::process::id()));
+    let out = sipp(
+        &[
+            "-sf",
+            &scenario("uac_retransmit.xml"),
+            "-trace_msg",
+            "-message_file",
+            trace.to_str().unwrap(),
+        ],
+        server.addr,
+    );
+    assert_sipp_ok(&out, "retransmissions");
+    let log = std::fs::read_to_string(&trace).unwrap_or_default();
+    let _ = std::fs::remove_file(&trace);
+    let lines: Vec<&str> = log.lines().collect();
+    let ack = lines
+        .iter()
+        .position(|l| l.starts_with("ACK "))
+        .expect("ACK sent");
+    let oks = lines[..ack]
+        .iter()
+        .filter(|l| l.starts_with("SIP/2.0 200 OK"))
+        .count();
+    assert!(
+        oks >= 2,
+        "the 200 is resent while the ACK is missing: {oks}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("SIP/2.0 100 "))
+            .count(),
+        1,
+        "the retransmitted INVITE is answered from the transaction (180), not as a new call"
+    );
+    let ended = server
+        .wait_for("voxnav: call ", Duration::from_secs(5))
+        .expect("call ended");
+    assert!(ended.ends_with("caller hung up"), "{ended}");
+    assert!(
+        server
+            .wait_for("voxnav: call ", Duration::from_millis(500))
+            .is_none(),
+        "one call, not two"
+    );
+}
+
+#[test]
+fn sipp_session_timer_accepted_and_refreshed_by_update() {
+    let server = Server::start();
+    assert_sipp_ok(
+        &sipp(&["-sf", &scenario("uac_session_timer.xml")], server.addr),
+        "session timer",
     );
 }

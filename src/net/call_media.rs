@@ -11,7 +11,14 @@
 //! Sending is paced on tokio's monotonic interval: 20 ms per packet, timestamp +160, sequence +1,
 //! one SSRC, marker on the first packet; missed ticks are caught up (Burst) so the timestamp
 //! never drifts from the wall clock. Receiving is strict: only packets from the address SDP
-//! gave are used (no RTP bleed); 60 s without any ends the call.
+//! gave are used (no RTP bleed); 60 s without any ends the call. Received audio goes through
+//! the jitter buffer (`media::jitter`: reordering, concealment) and is read one frame per tick,
+//! which is where speech recognition will read it.
+//!
+//! RTCP runs on the RTP port + 1 (RFC 3550 11): a sender or receiver report with our CNAME
+//! every 5 s (6.2, randomised by +/-50% so calls started together do not report together), to
+//! the peer's RTP port + 1, under the same safety rule as media. Reports from the peer feed the
+//! LSR/DLSR fields of ours.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -22,6 +29,8 @@ use tokio::sync::mpsc;
 
 use crate::media::dtmf::{EventReceiver, ToneDetector};
 use crate::media::g711::Law;
+use crate::media::jitter::{JitterBuffer, Playout};
+use crate::media::rtcp::{self, ReceptionStats, RtcpPacket, SenderInfo};
 use crate::media::rtp::RtpPacket;
 use crate::sip::sdp::{Direction, Negotiated, PT_PCMA};
 
@@ -29,6 +38,50 @@ use crate::sip::sdp::{Direction, Negotiated, PT_PCMA};
 const FRAME: usize = 160;
 /// RTP silence after which the call is ended (RFC 3550 has no keep-alive; 30-60 s is usual).
 const INACTIVITY: Duration = Duration::from_secs(60);
+/// Frames buffered before playout (40 ms): absorbs the jitter of a LAN or a good trunk.
+const JITTER_DEPTH: usize = 2;
+/// The mean RTCP report interval (RFC 3550 6.2 minimum).
+const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// One call's media sockets: RTP on an even port, RTCP on the next (RFC 3550 11).
+#[derive(Debug)]
+pub struct MediaSockets {
+    pub rtp: UdpSocket,
+    pub rtcp: UdpSocket,
+}
+
+/// Counters reported when a call's media ends.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MediaCounters {
+    pub sent: u64,
+    pub received: u64,
+    pub foreign: u64,
+    /// Frames played out of the jitter buffer, and frames concealed (lost or too late).
+    pub played: u64,
+    pub concealed: u64,
+    /// RTCP reports sent and received.
+    pub rtcp_sent: u64,
+    pub rtcp_received: u64,
+    pub digits: String,
+}
+
+impl std::fmt::Display for MediaCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Tests read these words; `digits` stays last.
+        write!(
+            f,
+            "sent {} received {} foreign {} played {} concealed {} rtcp_sent {} rtcp_received {} digits {:?}",
+            self.sent,
+            self.received,
+            self.foreign,
+            self.played,
+            self.concealed,
+            self.rtcp_sent,
+            self.rtcp_received,
+            self.digits
+        )
+    }
+}
 
 /// Orders from the SIP loop.
 #[derive(Debug)]
@@ -46,13 +99,11 @@ pub enum MediaCommand {
 pub enum MediaReport {
     /// End the call with a BYE (caller pressed #, or RTP stopped).
     Hangup { call_id: String, why: String },
-    /// Counters at the end of the call.
+    /// The media task ended: its counters, and the RTP port it held (back to the pool).
     Finished {
         call_id: String,
-        sent: u64,
-        received: u64,
-        foreign: u64,
-        digits: String,
+        port: u16,
+        counters: MediaCounters,
     },
 }
 
@@ -97,13 +148,21 @@ fn prompt() -> Vec<i16> {
 
 /// Runs the media of one call until `Stop`.
 pub async fn run(
-    socket: UdpSocket,
+    sockets: MediaSockets,
     call_id: String,
     mut media: Option<Negotiated>,
     signalling_ip: std::net::IpAddr,
     mut commands: mpsc::Receiver<MediaCommand>,
     reports: mpsc::Sender<MediaReport>,
 ) {
+    let MediaSockets { rtp: socket, rtcp } = sockets;
+    let port = socket.local_addr().map_or(0, |a| a.port());
+    let cname = format!(
+        "voxnav@{}",
+        socket
+            .local_addr()
+            .map_or_else(|_| "?".into(), |a| a.ip().to_string())
+    );
     // RTP heard from the SDP address proves it wants our media.
     let mut latched = false;
     let ssrc: u32 = rand_u32(&call_id);
@@ -111,87 +170,146 @@ pub async fn run(
     let mut queue: VecDeque<i16> = prompt().into();
     let mut events = EventReceiver::default();
     let mut inband = ToneDetector::default();
-    let (mut sent, mut received, mut foreign, mut digits) = (0u64, 0u64, 0u64, String::new());
+    let mut jitter = JitterBuffer::new(JITTER_DEPTH);
+    let mut reception = ReceptionStats::default();
+    let mut counters = MediaCounters::default();
+    let started = Instant::now();
     let mut last_heard = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_millis(20));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut next_report = started + rtcp_interval(ssrc);
     let mut buf = vec![0u8; 2048];
+    let mut rtcp_buf = vec![0u8; 2048];
     // Reused every 20 ms: no allocation on the send path.
     let mut frame = [0i16; FRAME];
     let mut packet: Vec<u8> = Vec::with_capacity(12 + FRAME);
-    // Reused for every received packet's decoded audio (in-band DTMF detection).
-    let mut received_pcm: Vec<f32> = Vec::with_capacity(FRAME);
+    let mut report: Vec<u8> = Vec::with_capacity(128);
+    // Reused for every received packet's decoded audio, and for the frame played out.
+    let mut received_pcm: Vec<i16> = Vec::with_capacity(FRAME);
+    let mut playout_pcm: Vec<f32> = Vec::with_capacity(FRAME);
     let mut first = true;
     loop {
+        let may_send = |m: &Negotiated, latched: bool| {
+            matches!(m.direction, Direction::SendRecv | Direction::SendOnly)
+                && (latched || m.remote.is_some_and(|r| r.ip() == signalling_ip))
+        };
         tokio::select! {
             _ = ticker.tick() => {
                 if last_heard.elapsed() > INACTIVITY {
                     let _ = reports.send(MediaReport::Hangup { call_id: call_id.clone(), why: "no RTP for 60 s".into() }).await;
                     last_heard = Instant::now();
                 }
+                // One frame of the caller's audio, in order, losses concealed.
+                let heard = match jitter.pop() {
+                    Playout::Frame(pcm) | Playout::Concealed(pcm) => Some(pcm),
+                    Playout::Empty => None,
+                };
+                if let Some(pcm) = heard {
+                    playout_pcm.clear();
+                    playout_pcm.extend(pcm.iter().map(|&s| s as f32 / 32768.0));
+                    if let Some(d) = inband.feed(&playout_pcm).into_iter().next() {
+                        on_digit(d, &call_id, &mut counters.digits, &mut queue, &reports).await;
+                    }
+                }
                 let Some(m) = media.as_ref() else { continue };
                 for sample in frame.iter_mut() {
                     *sample = queue.pop_front().unwrap_or(0);
                 }
-                let may_send = matches!(m.direction, Direction::SendRecv | Direction::SendOnly)
-                    && (latched || m.remote.is_some_and(|r| r.ip() == signalling_ip));
-                if let (true, Some(remote)) = (may_send, m.remote) {
+                if let (true, Some(remote)) = (may_send(m, latched), m.remote) {
                     let law = if m.codec_pt == PT_PCMA { Law::Alaw } else { Law::Ulaw };
                     // Header, then the payload encoded straight into the same reused buffer.
                     let header = RtpPacket { marker: first, payload_type: m.codec_pt, sequence, timestamp, ssrc, payload: &[] };
                     header.write_to(&mut packet);
                     law.encode_into(&frame, &mut packet);
                     if socket.send_to(&packet, remote).await.is_ok() {
-                        sent += 1;
+                        counters.sent += 1;
                         first = false;
                     }
                 }
                 // Timestamps advance with the clock even while silent or on hold (RFC 3550 5.1).
                 sequence = sequence.wrapping_add(1);
                 timestamp = timestamp.wrapping_add(FRAME as u32);
+                if Instant::now() >= next_report {
+                    next_report = Instant::now() + rtcp_interval(ssrc ^ sequence as u32);
+                    if let (true, Some(remote)) = (may_send(m, latched), m.remote) {
+                        let sender = (counters.sent > 0).then(|| SenderInfo {
+                            ntp: rtcp::ntp_time(std::time::SystemTime::now()),
+                            rtp_timestamp: timestamp,
+                            packets: counters.sent as u32,
+                            octets: (counters.sent * FRAME as u64) as u32,
+                        });
+                        let block = reception.report(started.elapsed().as_millis() as u64);
+                        rtcp::build_report(ssrc, sender, block, &cname, &mut report);
+                        let to = SocketAddr::new(remote.ip(), remote.port().wrapping_add(1));
+                        if rtcp.send_to(&report, to).await.is_ok() {
+                            counters.rtcp_sent += 1;
+                        }
+                    }
+                }
             }
             r = socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
                 let Some(m) = media.as_ref() else { continue };
                 // Strict source: only the address SDP named (prevents RTP injection / bleed).
                 if m.remote != Some(from) {
-                    foreign += 1;
+                    counters.foreign += 1;
                     continue;
                 }
                 let Ok(packet) = RtpPacket::parse(&buf[..n]) else { continue };
-                received += 1;
+                counters.received += 1;
                 latched = true;
                 last_heard = Instant::now();
-                let digit = if Some(packet.payload_type) == m.dtmf_pt {
-                    events.on_packet(packet.timestamp, packet.payload)
+                // Arrival in timestamp units (8 kHz) for the interarrival jitter (RFC 3550 A.8).
+                let arrival = (started.elapsed().as_micros() / 125) as u32;
+                reception.on_rtp(packet.ssrc, packet.sequence, packet.timestamp, arrival);
+                if Some(packet.payload_type) == m.dtmf_pt {
+                    if let Some(d) = events.on_packet(packet.timestamp, packet.payload) {
+                        on_digit(d, &call_id, &mut counters.digits, &mut queue, &reports).await;
+                    }
                 } else if packet.payload_type == m.codec_pt {
                     let law = if m.codec_pt == PT_PCMA { Law::Alaw } else { Law::Ulaw };
                     received_pcm.clear();
-                    received_pcm.extend(packet.payload.iter().map(|&b| law.decode_sample(b) as f32 / 32768.0));
-                    inband.feed(&received_pcm).into_iter().next()
-                } else {
-                    None
-                };
-                if let Some(d) = digit {
-                    on_digit(d, &call_id, &mut digits, &mut queue, &reports).await;
+                    received_pcm.extend(packet.payload.iter().map(|&b| law.decode_sample(b)));
+                    jitter.push(packet.sequence, &received_pcm);
+                }
+            }
+            r = rtcp.recv_from(&mut rtcp_buf) => {
+                let Ok((n, from)) = r else { continue };
+                let Some(m) = media.as_ref() else { continue };
+                if m.remote.map(|r| r.ip()) != Some(from.ip()) {
+                    counters.foreign += 1;
+                    continue;
+                }
+                let Ok(packets) = rtcp::parse(&rtcp_buf[..n]) else { continue };
+                counters.rtcp_received += 1;
+                for p in packets {
+                    if let RtcpPacket::SenderReport { ntp, .. } = p {
+                        reception.on_sender_report(ntp, started.elapsed().as_millis() as u64);
+                    }
                 }
             }
             cmd = commands.recv() => match cmd {
                 Some(MediaCommand::Update(m)) => media = Some(m),
-                Some(MediaCommand::Digit(d)) => on_digit(d, &call_id, &mut digits, &mut queue, &reports).await,
+                Some(MediaCommand::Digit(d)) => on_digit(d, &call_id, &mut counters.digits, &mut queue, &reports).await,
                 Some(MediaCommand::Stop) | None => break,
             },
         }
     }
+    counters.played = jitter.stats.played;
+    counters.concealed = jitter.stats.concealed;
     let _ = reports
         .send(MediaReport::Finished {
             call_id,
-            sent,
-            received,
-            foreign,
-            digits,
+            port,
+            counters,
         })
         .await;
+}
+
+/// The next RTCP interval: 5 s randomised to 2.5-7.5 s (RFC 3550 6.2, 6.3.1).
+fn rtcp_interval(seed: u32) -> Duration {
+    let spread = seed.wrapping_mul(2_654_435_761) % 1000;
+    RTCP_INTERVAL / 2 + RTCP_INTERVAL * spread / 1000
 }
 
 async fn on_digit(

@@ -8,7 +8,7 @@
 
 pub mod call_media;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,9 +20,11 @@ use tokio_util::task::TaskTracker;
 
 use tokio::sync::mpsc;
 
+use crate::media::ports::PortPool;
 use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointEvent, Transmit, Transport};
 use crate::sip::framing::{self, StreamFrame};
-use call_media::{MediaCommand, MediaReport};
+use crate::sip::sdp::Negotiated;
+use call_media::{MediaCommand, MediaReport, MediaSockets};
 
 /// Largest UDP datagram (65,535 minus the IPv4 and UDP headers is less; this covers both).
 const MAX_DATAGRAM: usize = 65_535;
@@ -40,6 +42,27 @@ pub enum NetError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// How the server runs: SIP settings, media ports, answering.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub endpoint: EndpointConfig,
+    /// RTP ports (even; RTCP on the next odd port).
+    pub rtp_ports: PortPool,
+    /// Ring (180 Ringing) this long before answering; zero answers at once. Gives callers
+    /// (and tests) a window to CANCEL.
+    pub ring: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: EndpointConfig::default(),
+            rtp_ports: PortPool::new(10_000..=20_000).expect("a valid default range"),
+            ring: Duration::ZERO,
+        }
+    }
 }
 
 /// The bound sockets, before serving starts (so callers can learn the port of `:0`).
@@ -72,7 +95,7 @@ impl SipListeners {
 
     /// Serves until `shutdown` is cancelled, then hangs up every call (BYE) and waits for open
     /// connections to finish. `seed` makes tags unique across restarts.
-    pub async fn serve(self, config: EndpointConfig, seed: u64, shutdown: CancellationToken) {
+    pub async fn serve(self, config: ServeConfig, seed: u64, shutdown: CancellationToken) {
         let local = self
             .udp
             .local_addr()
@@ -85,10 +108,17 @@ impl SipListeners {
         } else {
             local
         };
-        let endpoint = Arc::new(Mutex::new(Endpoint::new(seed, advertised, config)));
+        let endpoint = Arc::new(Mutex::new(Endpoint::new(seed, advertised, config.endpoint)));
         let tracker = TaskTracker::new();
+        let media = MediaState {
+            calls: HashMap::new(),
+            ports: config.rtp_ports,
+            ring: config.ring,
+            ringing: VecDeque::new(),
+        };
         tracker.spawn(udp_loop(
             self.udp,
+            media,
             endpoint.clone(),
             shutdown.clone(),
             tracker.clone(),
@@ -131,14 +161,91 @@ fn status_line(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
-/// Calls in progress: the command channel of each call's media task.
-type Calls = HashMap<String, mpsc::Sender<MediaCommand>>;
+/// A call waiting to be answered (ringing).
+struct Ringing {
+    answer_at: Instant,
+    call_id: String,
+    media: Option<Negotiated>,
+    signalling: SocketAddr,
+}
+
+/// The driver's media side: each call's media task, the port pool, calls still ringing.
+struct MediaState {
+    /// Calls in progress: the command channel of each call's media task.
+    calls: HashMap<String, mpsc::Sender<MediaCommand>>,
+    ports: PortPool,
+    ring: Duration,
+    /// In answer order (one ring duration for all, so first in is first due).
+    ringing: VecDeque<Ringing>,
+}
+
+/// Tries to bind an RTP/RTCP pair from the pool on `ip`; ports other programs hold are skipped.
+async fn bind_media(ip: std::net::IpAddr, ports: &mut PortPool) -> Option<MediaSockets> {
+    for _ in 0..16 {
+        let port = ports.allocate()?;
+        let rtp = UdpSocket::bind(SocketAddr::new(ip, port)).await;
+        let rtcp = UdpSocket::bind(SocketAddr::new(ip, port + 1)).await;
+        match (rtp, rtcp) {
+            (Ok(rtp), Ok(rtcp)) => return Some(MediaSockets { rtp, rtcp }),
+            _ => ports.release(port),
+        }
+    }
+    None
+}
+
+/// Binds media for a call and answers it (or refuses it with 500 when no port is free).
+async fn start_call(
+    endpoint: &Mutex<Endpoint>,
+    socket: &UdpSocket,
+    state: &mut MediaState,
+    call: Ringing,
+    reports: &mpsc::Sender<MediaReport>,
+    tracker: &TaskTracker,
+) {
+    let Ringing {
+        call_id,
+        media,
+        signalling,
+        ..
+    } = call;
+    if !lock(endpoint).is_ringing(&call_id) {
+        return; // cancelled while ringing
+    }
+    let peer_ip = media.as_ref().and_then(|m| m.remote).map(|r| r.ip());
+    let fallback = socket
+        .local_addr()
+        .map(|a| a.ip())
+        .unwrap_or([127, 0, 0, 1].into());
+    let ip = match peer_ip {
+        Some(ip) => call_media::local_ip_towards(SocketAddr::new(ip, 9), fallback),
+        None if fallback.is_unspecified() => [127, 0, 0, 1].into(),
+        None => fallback,
+    };
+    let out = match bind_media(ip, &mut state.ports).await {
+        Some(sockets) => {
+            let local_rtp = sockets.rtp.local_addr().unwrap_or(SocketAddr::new(ip, 0));
+            let (tx, rx) = mpsc::channel(64);
+            state.calls.insert(call_id.clone(), tx);
+            tracker.spawn(call_media::run(
+                sockets,
+                call_id.clone(),
+                media,
+                signalling.ip(),
+                rx,
+                reports.clone(),
+            ));
+            lock(endpoint).answer_call(&call_id, local_rtp, Instant::now())
+        }
+        None => lock(endpoint).reject_call(&call_id, 500, "No Media Port", Instant::now()),
+    };
+    send_all(socket, out).await;
+}
 
 /// Acts on the endpoint's events: media for new calls, updates, digits, stops.
 async fn drain_events(
     endpoint: &Mutex<Endpoint>,
     socket: &UdpSocket,
-    calls: &mut Calls,
+    state: &mut MediaState,
     reports: &mpsc::Sender<MediaReport>,
     tracker: &TaskTracker,
 ) {
@@ -152,54 +259,43 @@ async fn drain_events(
                 media,
                 signalling,
             } => {
-                let peer_ip = media.as_ref().and_then(|m| m.remote).map(|r| r.ip());
-                let fallback = socket
-                    .local_addr()
-                    .map(|a| a.ip())
-                    .unwrap_or([127, 0, 0, 1].into());
-                let ip = match peer_ip {
-                    Some(ip) => call_media::local_ip_towards(SocketAddr::new(ip, 9), fallback),
-                    None if fallback.is_unspecified() => [127, 0, 0, 1].into(),
-                    None => fallback,
+                let now = Instant::now();
+                let call = Ringing {
+                    answer_at: now + state.ring,
+                    call_id,
+                    media,
+                    signalling,
                 };
-                let out = match UdpSocket::bind(SocketAddr::new(ip, 0)).await {
-                    Ok(rtp) => {
-                        let local_rtp = rtp.local_addr().unwrap_or(SocketAddr::new(ip, 0));
-                        let (tx, rx) = mpsc::channel(64);
-                        calls.insert(call_id.clone(), tx);
-                        tracker.spawn(call_media::run(
-                            rtp,
-                            call_id.clone(),
-                            media,
-                            signalling.ip(),
-                            rx,
-                            reports.clone(),
-                        ));
-                        lock(endpoint).answer_call(&call_id, local_rtp, Instant::now())
-                    }
-                    Err(_) => {
-                        lock(endpoint).reject_call(&call_id, 500, "No Media Port", Instant::now())
-                    }
-                };
-                send_all(socket, out).await;
+                if state.ring.is_zero() {
+                    start_call(endpoint, socket, state, call, reports, tracker).await;
+                } else {
+                    let out = lock(endpoint).ring(&call.call_id, now);
+                    send_all(socket, out).await;
+                    state.ringing.push_back(call);
+                }
             }
             EndpointEvent::CallConfirmed {
                 call_id,
                 media: Some(media),
             }
             | EndpointEvent::MediaChanged { call_id, media } => {
-                if let Some(tx) = calls.get(&call_id) {
+                if let Some(tx) = state.calls.get(&call_id) {
                     let _ = tx.send(MediaCommand::Update(media)).await;
                 }
             }
             EndpointEvent::CallConfirmed { media: None, .. } => {}
             EndpointEvent::Dtmf { call_id, digit } => {
-                if let Some(tx) = calls.get(&call_id) {
+                if let Some(tx) = state.calls.get(&call_id) {
                     let _ = tx.send(MediaCommand::Digit(digit)).await;
                 }
             }
+            EndpointEvent::SessionExpired { call_id } => {
+                status_line(format_args!(
+                    "voxnav: call {call_id}: session timer expired without a refresh; hanging up"
+                ));
+            }
             EndpointEvent::CallEnded { call_id, reason } => {
-                if let Some(tx) = calls.remove(&call_id) {
+                if let Some(tx) = state.calls.remove(&call_id) {
                     let _ = tx.send(MediaCommand::Stop).await;
                 }
                 status_line(format_args!("voxnav: call {call_id} ended: {reason}"));
@@ -210,46 +306,61 @@ async fn drain_events(
 
 async fn udp_loop(
     socket: UdpSocket,
+    mut state: MediaState,
     endpoint: Arc<Mutex<Endpoint>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut calls = Calls::new();
     let (report_tx, mut reports) = mpsc::channel::<MediaReport>(256);
     // After SIGTERM: calls are hung up and given this long to finish.
     let mut draining_until: Option<Instant> = None;
     loop {
         if let Some(until) = draining_until
-            && (calls.is_empty() || Instant::now() >= until)
+            && (state.calls.is_empty() || Instant::now() >= until)
         {
-            for (_, tx) in calls.drain() {
+            for (_, tx) in state.calls.drain() {
                 let _ = tx.send(MediaCommand::Stop).await;
             }
             return;
         }
-        // Sleep until the endpoint's next timer (retransmissions, transaction ends) or input.
-        let deadline = lock(&endpoint).poll_timeout();
-        let drain_deadline = draining_until;
+        // Sleep until the endpoint's next timer (retransmissions, transaction ends), the next
+        // ringing call to answer, or input.
+        let deadline = [
+            lock(&endpoint).poll_timeout(),
+            draining_until,
+            state.ringing.front().map(|r| r.answer_at),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let timer = async {
-            match (deadline, drain_deadline) {
-                (Some(d), Some(u)) => tokio::time::sleep_until(d.min(u).into()).await,
-                (Some(d), None) | (None, Some(d)) => tokio::time::sleep_until(d.into()).await,
-                (None, None) => std::future::pending().await,
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
             }
         };
         tokio::select! {
             _ = shutdown.cancelled(), if draining_until.is_none() => {
-                let ids: Vec<String> = calls.keys().cloned().collect();
-                for call_id in ids {
-                    let out = lock(&endpoint).hangup(&call_id, Instant::now());
-                    send_all(&socket, out).await;
+                let now = Instant::now();
+                let mut out = Vec::new();
+                for call in state.ringing.drain(..) {
+                    out.extend(lock(&endpoint).reject_call(&call.call_id, 503, "Service Unavailable", now));
                 }
+                for call_id in state.calls.keys() {
+                    out.extend(lock(&endpoint).hangup(call_id, now));
+                }
+                send_all(&socket, out).await;
                 draining_until = Some(Instant::now() + Duration::from_secs(3));
             }
             _ = timer => {
                 let out = lock(&endpoint).handle_timeout(Instant::now());
                 send_all(&socket, out).await;
+                while state.ringing.front().is_some_and(|r| r.answer_at <= Instant::now()) {
+                    if let Some(call) = state.ringing.pop_front() {
+                        start_call(&endpoint, &socket, &mut state, call, &report_tx, &tracker).await;
+                    }
+                }
             }
             r = socket.recv_from(&mut buf) => {
                 // ICMP errors from earlier sends surface as errors on some systems; keep serving.
@@ -264,15 +375,14 @@ async fn udp_loop(
                     let out = lock(&endpoint).hangup(&call_id, Instant::now());
                     send_all(&socket, out).await;
                 }
-                MediaReport::Finished { call_id, sent, received, foreign, digits } => {
+                MediaReport::Finished { call_id, port, counters } => {
+                    state.ports.release(port);
                     // Tests read this line.
-                    status_line(format_args!(
-                        "voxnav: media {call_id}: sent {sent} received {received} foreign {foreign} digits {digits:?}"
-                    ));
+                    status_line(format_args!("voxnav: media {call_id}: {counters}"));
                 }
             },
         }
-        drain_events(&endpoint, &socket, &mut calls, &report_tx, &tracker).await;
+        drain_events(&endpoint, &socket, &mut state, &report_tx, &tracker).await;
     }
 }
 

@@ -51,6 +51,10 @@ pub struct Dialog {
     pub invite: Envelope,
     /// BYE we sent: bytes, next resend, interval, give-up deadline.
     pub bye: Option<PendingBye>,
+    /// The session interval agreed (RFC 4028), in seconds, and when voxnav sends BYE unless
+    /// the caller refreshes first.
+    pub session_interval: Option<u32>,
+    pub session_deadline: Option<Instant>,
 }
 
 /// voxnav's own BYE in flight.

@@ -17,13 +17,15 @@
 //! answered from the transaction and every final INVITE response is resent until its ACK; a 2xx
 //! never ACKed ends the call with a BYE (13.3.1.4).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::dialog::{Dialog, DialogState, contact_uri, tag_of};
 use super::envelope::Envelope;
 use super::sdp::{self, Negotiated, Offer};
+use super::session_timer::{self, Negotiation};
 use super::transaction::{Expired, Incoming, ServerTransactions, TimerConfig, TransactionKey};
 use super::validate::{ACCEPTED_TYPES, ALLOWED_METHODS, SUPPORTED_OPTIONS, Verdict};
 use super::{judge_datagram, response};
@@ -62,6 +64,8 @@ pub enum EndpointEvent {
     MediaChanged { call_id: String, media: Negotiated },
     /// A digit from SIP INFO (`application/dtmf-relay`).
     Dtmf { call_id: String, digit: char },
+    /// The caller did not refresh the session in time (RFC 4028); voxnav sent BYE.
+    SessionExpired { call_id: String },
     /// The call is over; stop its media.
     CallEnded { call_id: String, reason: String },
 }
@@ -111,6 +115,9 @@ pub struct Endpoint {
     byes: HashSet<String>,
     /// The SDP offer of each call's INVITE (to build the answer) or our own offer.
     offers: HashMap<String, Option<Offer>>,
+    /// Session-timer deadlines (RFC 4028), soonest first; an entry is stale when the call has
+    /// been refreshed since (its dialog holds a later deadline) and is skipped.
+    session_deadlines: BinaryHeap<Reverse<(Instant, String)>>,
     events: VecDeque<EndpointEvent>,
     pub stats: EndpointStats,
 }
@@ -128,6 +135,7 @@ impl Endpoint {
             dialogs: HashMap::new(),
             byes: HashSet::new(),
             offers: HashMap::new(),
+            session_deadlines: BinaryHeap::new(),
             events: VecDeque::new(),
             stats: EndpointStats::default(),
         }
@@ -161,10 +169,12 @@ impl Endpoint {
             .iter()
             .filter_map(|c| self.dialogs.get(c)?.bye.as_ref())
             .map(|b| b.next.min(b.give_up));
+        let session = self.session_deadlines.peek().map(|Reverse((at, _))| *at);
         self.transactions
             .poll_timeout()
             .into_iter()
             .chain(bye)
+            .chain(session)
             .min()
     }
 
@@ -202,7 +212,37 @@ impl Endpoint {
         for call_id in gone {
             self.end(&call_id, "BYE not answered");
         }
+        while let Some(Reverse((at, _))) = self.session_deadlines.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((at, call_id))) = self.session_deadlines.pop() else {
+                break;
+            };
+            let current = self.dialogs.get(&call_id).and_then(|d| d.session_deadline);
+            if current == Some(at) {
+                // No refresh within the session interval: the caller is gone (RFC 4028 10).
+                self.events.push_back(EndpointEvent::SessionExpired {
+                    call_id: call_id.clone(),
+                });
+                out.extend(self.hangup(&call_id, now));
+            }
+        }
         out
+    }
+
+    /// (Re)starts a call's session timer after a 2xx that carries `Session-Expires`.
+    fn arm_session_timer(&mut self, call_id: &str, now: Instant) {
+        let Some(d) = self.dialogs.get_mut(call_id) else {
+            return;
+        };
+        let Some(interval) = d.session_interval else {
+            return;
+        };
+        let at = now + session_timer::teardown_after(interval);
+        d.session_deadline = Some(at);
+        self.session_deadlines
+            .push(Reverse((at, call_id.to_string())));
     }
 
     fn end(&mut self, call_id: &str, reason: &str) {
@@ -249,22 +289,55 @@ impl Endpoint {
         let contact = format!("<sip:voxnav@{}>", self.local);
         let invite = d.invite.clone();
         let (tag, peer) = (d.local_tag.clone(), d.peer);
+        let mut headers = vec![
+            ("Contact".into(), contact),
+            ("Allow".into(), ALLOWED_METHODS.join(", ")),
+            ("Supported".into(), SUPPORTED_OPTIONS.join(", ")),
+        ];
+        headers.extend(
+            d.session_interval
+                .map_or_else(Vec::new, session_timer::response_headers),
+        );
         let bytes = response::build_with_body(
             &invite,
             200,
             "OK",
             &tag,
-            &[
-                ("Contact".into(), contact),
-                ("Allow".into(), ALLOWED_METHODS.join(", ")),
-            ],
+            &headers,
             peer,
             Some(("application/sdp", body.as_bytes())),
         );
         self.stats.answered += 1;
+        self.arm_session_timer(call_id, now);
         let key = TransactionKey::of(&invite, "INVITE");
         let to = response::target(&invite, peer);
         self.transactions.respond(&key, 200, bytes, to, now)
+    }
+
+    /// Sends 180 Ringing for an `IncomingCall` not yet answered (the driver answers later).
+    pub fn ring(&mut self, call_id: &str, now: Instant) -> Vec<Transmit> {
+        let Some(d) = self
+            .dialogs
+            .get(call_id)
+            .filter(|d| d.state == DialogState::Offered)
+        else {
+            return Vec::new();
+        };
+        let contact = [(
+            "Contact".to_string(),
+            format!("<sip:voxnav@{}>", self.local),
+        )];
+        let bytes = response::build(&d.invite, 180, "Ringing", &d.local_tag, &contact, d.peer);
+        let key = TransactionKey::of(&d.invite, "INVITE");
+        let to = response::target(&d.invite, d.peer);
+        self.transactions.respond(&key, 180, bytes, to, now)
+    }
+
+    /// True while a call is offered and not yet answered (nor cancelled).
+    pub fn is_ringing(&self, call_id: &str) -> bool {
+        self.dialogs
+            .get(call_id)
+            .is_some_and(|d| d.state == DialogState::Offered)
     }
 
     /// Refuses an `IncomingCall` (e.g. no RTP port): `status` with `reason`.
@@ -477,6 +550,14 @@ impl Endpoint {
                 self.end(&call_id, "caller hung up");
                 out
             }
+            // UPDATE (RFC 3311): a session refresh (RFC 4028) or, with SDP, a media change.
+            "UPDATE" if known && !env.body.is_empty() => {
+                self.on_reinvite(env, key, &call_id, source, now)
+            }
+            "UPDATE" if known => {
+                let headers = self.refresh_session(env, &call_id, now);
+                self.reply(env, key, 200, "OK", &headers, &to_tag, source, now)
+            }
             "INFO" if known => {
                 let digit = dtmf_relay_digit(env);
                 let out = self.reply(env, key, 200, "OK", &[], &to_tag, source, now);
@@ -486,7 +567,7 @@ impl Endpoint {
                 }
                 out
             }
-            "INVITE" | "BYE" | "INFO" => self.reply(
+            "INVITE" | "BYE" | "INFO" | "UPDATE" => self.reply(
                 env,
                 key,
                 481,
@@ -564,6 +645,24 @@ impl Endpoint {
                 }
             }
         };
+        let session_interval = match session_timer::negotiate(env) {
+            Negotiation::None => None,
+            Negotiation::Use(interval) => Some(interval),
+            Negotiation::TooSmall => {
+                // RFC 4028 8.1: refuse with our minimum so the caller can retry with it.
+                let min_se = [("Min-SE".to_string(), session_timer::MIN_SE.to_string())];
+                return self.reply(
+                    env,
+                    key,
+                    422,
+                    "Session Interval Too Small",
+                    &min_se,
+                    tag,
+                    source,
+                    now,
+                );
+            }
+        };
         let remote_target = env
             .get("Contact")
             .and_then(contact_uri)
@@ -583,6 +682,8 @@ impl Endpoint {
             local_rtp: None,
             invite: env.clone(),
             bye: None,
+            session_interval,
+            session_deadline: None,
         };
         self.dialogs.insert(call_id.to_string(), dialog);
         self.offers.insert(call_id.to_string(), offer);
@@ -625,13 +726,14 @@ impl Endpoint {
         };
         // Our media address is unchanged; only direction or codec can move (hold, resume).
         let body = sdp::answer(&offer, &agreed, rtp, session);
-        let contact = [("Contact".to_string(), format!("<sip:voxnav@{local}>"))];
+        let mut headers = vec![("Contact".to_string(), format!("<sip:voxnav@{local}>"))];
+        headers.extend(self.refresh_session(env, call_id, now));
         let bytes = response::build_with_body(
             env,
             200,
             "OK",
             &to_tag,
-            &contact,
+            &headers,
             source,
             Some(("application/sdp", body.as_bytes())),
         );
@@ -646,6 +748,29 @@ impl Endpoint {
         self.stats.answered += 1;
         let to = response::target(env, source);
         self.transactions.respond(key, 200, bytes, to, now)
+    }
+
+    /// A re-INVITE or UPDATE in a call with a session timer refreshes it (RFC 4028 9-10): the
+    /// request may change the interval; the 2xx repeats it and the timer restarts.
+    fn refresh_session(
+        &mut self,
+        env: &Envelope,
+        call_id: &str,
+        now: Instant,
+    ) -> Vec<(String, String)> {
+        let Some(d) = self.dialogs.get_mut(call_id) else {
+            return Vec::new();
+        };
+        let Some(current) = d.session_interval else {
+            return Vec::new();
+        };
+        let interval = match session_timer::negotiate(env) {
+            Negotiation::Use(interval) => interval,
+            _ => current,
+        };
+        d.session_interval = Some(interval);
+        self.arm_session_timer(call_id, now);
+        session_timer::response_headers(interval)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -781,7 +906,10 @@ mod tests {
         let mut ep = endpoint();
         let now = Instant::now();
         let out = ep.handle_datagram(&request("OPTIONS", "o1", 1, "", "o1", ""), src(), now);
-        assert!(text(&out[0]).contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO\r\n"));
+        assert!(
+            text(&out[0]).contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE\r\n")
+        );
+        assert!(text(&out[0]).contains("Supported: timer\r\n"));
         assert!(
             ep.handle_datagram(b"\x00\xff garbage", src(), now)
                 .is_empty()
@@ -878,6 +1006,80 @@ mod tests {
         ep.hangup("call-c", t0);
         ep.handle_timeout(t0 + Duration::from_secs(33));
         assert_eq!(ep.calls(), 0);
+    }
+
+    /// An INVITE asking for a session timer (RFC 4028) with `extra` headers.
+    fn invite_with(call: &str, extra: &str) -> Vec<u8> {
+        String::from_utf8(request("INVITE", call, 1, "", call, SDP))
+            .unwrap()
+            .replace(
+                "Max-Forwards: 70\r\n",
+                &format!("Max-Forwards: 70\r\n{extra}"),
+            )
+            .into_bytes()
+    }
+
+    #[test]
+    fn session_timer_refused_below_min_se_accepted_refreshed_and_enforced() {
+        let mut ep = endpoint();
+        let t0 = Instant::now();
+        // Below Min-SE: 422 with our minimum (RFC 4028 8.1).
+        let out = ep.handle_datagram(
+            &invite_with("st-small", "Supported: timer\r\nSession-Expires: 30\r\n"),
+            src(),
+            t0,
+        );
+        assert_eq!(status(&out[0]), 422);
+        assert!(text(&out[0]).contains("Min-SE: 90\r\n"));
+        assert_eq!(ep.calls(), 0);
+        // Accepted: the 200 carries the interval, refresher=uac and Require: timer.
+        let out = ep.handle_datagram(
+            &invite_with(
+                "st",
+                "Supported: timer\r\nSession-Expires: 90;refresher=uac\r\n",
+            ),
+            src(),
+            t0,
+        );
+        assert_eq!(status(&out[0]), 100);
+        let ok = text(&ep.answer_call("st", "127.0.0.1:20000".parse().unwrap(), t0)[0]);
+        assert!(
+            ok.contains("Session-Expires: 90;refresher=uac\r\nRequire: timer\r\n"),
+            "{ok}"
+        );
+        let tag = ok
+            .split(";tag=")
+            .nth(2)
+            .unwrap()
+            .split("\r\n")
+            .next()
+            .unwrap()
+            .to_string();
+        ep.handle_datagram(&request("ACK", "st", 1, &tag, "ack", ""), src(), t0);
+        // A refresh by UPDATE at 50 s moves the teardown from 60 s to 110 s.
+        let update = ep.handle_datagram(
+            &request("UPDATE", "st", 2, &tag, "upd", ""),
+            src(),
+            t0 + Duration::from_secs(50),
+        );
+        assert_eq!(status(&update[0]), 200);
+        assert!(text(&update[0]).contains("Session-Expires: 90;refresher=uac\r\n"));
+        let at_60 = ep.handle_timeout(t0 + Duration::from_secs(61));
+        assert!(
+            at_60.iter().all(|t| !text(t).starts_with("BYE")),
+            "refreshed: no BYE yet"
+        );
+        assert_eq!(ep.calls(), 1);
+        let at_110 = ep.handle_timeout(t0 + Duration::from_secs(111));
+        assert!(text(&at_110[0]).starts_with("BYE "), "{}", text(&at_110[0]));
+        assert!(std::iter::from_fn(|| ep.poll_event()).any(|e| e
+            == EndpointEvent::SessionExpired {
+                call_id: "st".into()
+            }));
+        // Without `timer` in Supported (a proxy added the header): no session timer.
+        ep.handle_datagram(&invite_with("st2", "Session-Expires: 1800\r\n"), src(), t0);
+        let ok = text(&ep.answer_call("st2", "127.0.0.1:20002".parse().unwrap(), t0)[0]);
+        assert!(!ok.contains("Session-Expires"), "{ok}");
     }
 
     #[test]

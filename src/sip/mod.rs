@@ -17,6 +17,7 @@ pub mod envelope;
 pub mod framing;
 pub mod response;
 pub mod sdp;
+pub mod session_timer;
 pub mod transaction;
 pub mod validate;
 

@@ -8,7 +8,9 @@
 use super::envelope::{Envelope, StartLine};
 
 /// Methods voxnav implements as a UAS.
-pub const ALLOWED_METHODS: &[&str] = &["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO"];
+pub const ALLOWED_METHODS: &[&str] = &[
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE",
+];
 /// Methods that are standard SIP but that voxnav does not implement; valid syntax, answered by
 /// the endpoint (a REGISTER is well formed but we are not a registrar).
 const OTHER_KNOWN_METHODS: &[&str] = &[
@@ -19,10 +21,9 @@ const OTHER_KNOWN_METHODS: &[&str] = &[
     "PUBLISH",
     "REFER",
     "MESSAGE",
-    "UPDATE",
 ];
-/// Option tags voxnav supports in Require (none yet; `timer` comes with RFC 4028 support).
-pub const SUPPORTED_OPTIONS: &[&str] = &[];
+/// Option tags voxnav supports in Require: session timers (RFC 4028, `session_timer`).
+pub const SUPPORTED_OPTIONS: &[&str] = &["timer"];
 /// Body types voxnav accepts.
 pub const ACCEPTED_TYPES: &[&str] = &[
     "application/sdp",
