@@ -6,9 +6,10 @@
 #   espeak-ng, sox           : test speech (a different voice from the product's) and audio tools
 #   binutils                 : objdump, for the portable-build check
 #   sip-tester               : SIPp and its bundled RTP/DTMF pcaps, the real SIP peer in tests
+#   baresip-core             : a real softphone (headless) calling voxnav in tests
 set -euo pipefail
 
-packages=(cmake g++ make pkg-config libclang-dev libsonic-dev espeak-ng sox binutils sip-tester)
+packages=(cmake g++ make pkg-config libclang-dev libsonic-dev espeak-ng sox binutils sip-tester baresip-core)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

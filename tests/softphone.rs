@@ -1,0 +1,149 @@
+//! A real softphone calls voxnav: baresip (Debian's baresip-core), headless, with its
+//! microphone replaced by a WAV file (`aufile`) and everything it hears recorded (`sndfile`).
+//! The caller's audio holds silence, the DTMF tones of `5` and then `#`, in-band (the fallback
+//! for trunks that send tones in audio). The far end must hear voxnav's prompt (three 440 Hz
+//! beeps) and the echo of `5`; voxnav must detect both digits and hang up on `#`.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use voxnav::media::dtmf::ToneDetector;
+use voxnav::media::wav::{self, Audio};
+
+fn tone(freqs: &[f32], secs: f32) -> Vec<f32> {
+    (0..(secs * 8000.0) as usize)
+        .map(|i| {
+            let t = i as f32 / 8000.0;
+            freqs
+                .iter()
+                .map(|f| 0.2 * (2.0 * std::f32::consts::PI * f * t).sin())
+                .sum()
+        })
+        .collect()
+}
+
+/// Energy at `freq` relative to the whole signal, per 20 ms block (Goertzel).
+fn fraction_at(block: &[f32], freq: f32) -> f32 {
+    let k = 2.0 * (2.0 * std::f32::consts::PI * freq / 8000.0).cos();
+    let (mut s1, mut s2) = (0.0f32, 0.0f32);
+    for &x in block {
+        let s = x + k * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let power = s1 * s1 + s2 * s2 - k * s1 * s2;
+    let total: f32 = block.iter().map(|x| x * x).sum::<f32>() * block.len() as f32 / 2.0;
+    if total <= 1e-9 { 0.0 } else { power / total }
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn baresip_calls_voxnav_hears_the_prompt_and_the_digit_echo() {
+    let dir = std::env::temp_dir().join(format!("voxnav-baresip-{}", std::process::id()));
+    let rec = dir.join("rec");
+    std::fs::create_dir_all(&rec).unwrap();
+    // The caller's "microphone": 1.5 s silence, 5, 1.5 s, #, 3 s.
+    let silence = |s: f32| vec![0.0f32; (s * 8000.0) as usize];
+    let mut mic = silence(1.5);
+    mic.extend(tone(&[770.0, 1336.0], 0.2));
+    mic.extend(silence(1.5));
+    mic.extend(tone(&[941.0, 1477.0], 0.2));
+    mic.extend(silence(3.0));
+    let mic_path = dir.join("caller.wav");
+    wav::write(
+        &mic_path,
+        &Audio {
+            samples: mic,
+            sample_rate: 8000,
+        },
+    )
+    .unwrap();
+
+    let mut server = Command::new(env!("CARGO_BIN_EXE_voxnav"))
+        .args(["serve", "--sip-listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("server starts");
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first.rsplit(' ').next().unwrap().to_string();
+
+    let conf = dir.join("conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("config"),
+        format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{}\nnet_interface 127.0.0.1\n\
+             audio_player aubridge,spk\naudio_alert aubridge,spk\naudio_source aufile,{}\n\
+             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
+             module aubridge.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\n\
+             snd_path {}\n",
+            free_port(),
+            mic_path.display(),
+            rec.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(conf.join("accounts"), "<sip:caller@127.0.0.1>;regint=0\n").unwrap();
+    let baresip = Command::new("baresip")
+        .args(["-f", conf.to_str().unwrap()])
+        .args(["-e", &format!("/dial sip:ivr@{addr}"), "-t", "7"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("baresip is installed (baresip-core)");
+    assert!(baresip.success(), "baresip exited with {baresip}");
+    let _ = server.kill();
+    let report: Vec<String> = lines.map_while(Result::ok).collect();
+    let _ = server.wait();
+
+    let joined = report.join("\n");
+    assert!(
+        joined.contains("hanging up") && joined.contains("caller pressed #"),
+        "{joined}"
+    );
+    let media = report
+        .iter()
+        .find(|l| l.starts_with("voxnav: media "))
+        .unwrap_or_else(|| panic!("media report: {joined}"));
+    assert!(media.ends_with("digits \"5#\""), "{media}");
+
+    // What baresip heard (decoded from voxnav's RTP).
+    let heard_path = std::fs::read_dir(&rec)
+        .unwrap()
+        .map_while(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .expect("baresip recorded what it heard");
+    let heard = wav::read(Path::new(&heard_path)).expect("a readable recording");
+    assert_eq!(heard.sample_rate, 8000);
+    let beep_blocks = heard
+        .samples
+        .chunks_exact(160)
+        .filter(|b| fraction_at(b, 440.0) > 0.8)
+        .count();
+    // Three 200 ms beeps: 30 blocks of 20 ms (a few lost at the edges).
+    assert!(
+        (20..=40).contains(&beep_blocks),
+        "440 Hz prompt blocks heard: {beep_blocks}"
+    );
+    let mut detector = ToneDetector::default();
+    let digits: Vec<char> = heard
+        .samples
+        .chunks(160)
+        .flat_map(|b| detector.feed(b))
+        .collect();
+    assert_eq!(digits, vec!['5'], "the echo of 5 reached the caller");
+    let _ = std::fs::remove_dir_all(&dir);
+}
