@@ -8,7 +8,6 @@ use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use voxnav::media::dtmf::ToneDetector;
 use voxnav::media::wav::{self, Audio};
