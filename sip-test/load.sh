@@ -35,6 +35,6 @@ read -r utime stime < <(awk '{print $14, $15}' "/proc/$server/stat")
 peak=$(awk '/VmHWM/ {print $2}' "/proc/$server/status")
 elapsed=$(python3 -c "print(f'{$end - $start:.1f}')")
 echo "server: cpu $(( (utime + stime) * 1000 / ticks )) ms over $elapsed s, peak RSS $((peak / 1024)) MB"
-echo "server: media reports $(grep -c 'voxnav: media' "$work/server.log"), with RTP received $(grep 'voxnav: media' "$work/server.log" | grep -vc 'received 0 ')"
+echo "server: media reports $(grep -c 'voxnav: media' "$work/server.log"), with RTP received $(grep 'voxnav: media' "$work/server.log" | grep -vc ' received 0 foreign')"
 echo "sipp exit status: $sipp_exit"
 exit "$sipp_exit"

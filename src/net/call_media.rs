@@ -32,6 +32,7 @@ use crate::media::g711::Law;
 use crate::media::jitter::{JitterBuffer, Playout};
 use crate::media::rtcp::{self, ReceptionStats, RtcpPacket, SenderInfo};
 use crate::media::rtp::RtpPacket;
+use crate::media::timing::SendTiming;
 use crate::sip::sdp::{Direction, Negotiated, PT_PCMA};
 
 /// Samples per 20 ms packet at 8 kHz.
@@ -62,6 +63,11 @@ pub struct MediaCounters {
     /// RTCP reports sent and received.
     pub rtcp_sent: u64,
     pub rtcp_received: u64,
+    /// Gap between consecutive RTP sends vs 20 ms: p50 and p99 deviation in microseconds,
+    /// and how many gaps deviated by more than 2 ms.
+    pub gap_p50_us: u64,
+    pub gap_p99_us: u64,
+    pub gaps_over_2ms: u64,
     pub digits: String,
 }
 
@@ -70,7 +76,8 @@ impl std::fmt::Display for MediaCounters {
         // Tests read these words; `digits` stays last.
         write!(
             f,
-            "sent {} received {} foreign {} played {} concealed {} rtcp_sent {} rtcp_received {} digits {:?}",
+            "sent {} received {} foreign {} played {} concealed {} rtcp_sent {} rtcp_received {} \
+             gap_p50_us {} gap_p99_us {} gaps_over_2ms {} digits {:?}",
             self.sent,
             self.received,
             self.foreign,
@@ -78,6 +85,9 @@ impl std::fmt::Display for MediaCounters {
             self.concealed,
             self.rtcp_sent,
             self.rtcp_received,
+            self.gap_p50_us,
+            self.gap_p99_us,
+            self.gaps_over_2ms,
             self.digits
         )
     }
@@ -188,6 +198,8 @@ pub async fn run(
     let mut received_pcm: Vec<i16> = Vec::with_capacity(FRAME);
     let mut playout_pcm: Vec<f32> = Vec::with_capacity(FRAME);
     let mut first = true;
+    let mut timing = SendTiming::new(Duration::from_millis(20));
+    let mut last_send: Option<Instant> = None;
     loop {
         let may_send = |m: &Negotiated, latched: bool| {
             matches!(m.direction, Direction::SendRecv | Direction::SendOnly)
@@ -224,7 +236,14 @@ pub async fn run(
                     if socket.send_to(&packet, remote).await.is_ok() {
                         counters.sent += 1;
                         first = false;
+                        let now = Instant::now();
+                        if let Some(last) = last_send {
+                            timing.record(now - last);
+                        }
+                        last_send = Some(now);
                     }
+                } else {
+                    last_send = None; // on hold or not yet latched: no gap to measure
                 }
                 // Timestamps advance with the clock even while silent or on hold (RFC 3550 5.1).
                 sequence = sequence.wrapping_add(1);
@@ -295,6 +314,9 @@ pub async fn run(
             },
         }
     }
+    counters.gap_p50_us = timing.quantile(0.5).as_micros() as u64;
+    counters.gap_p99_us = timing.quantile(0.99).as_micros() as u64;
+    counters.gaps_over_2ms = timing.outside(Duration::from_millis(2));
     counters.played = jitter.stats.played;
     counters.concealed = jitter.stats.concealed;
     let _ = reports
