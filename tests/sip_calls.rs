@@ -125,6 +125,22 @@ fn sipp_uac_basic_call_with_audio_both_ways() {
     assert_eq!(field("foreign"), 0, "{media}");
 }
 
+/// The same call over TCP: SIPp connects, and the deferred 200 and everything after it come
+/// back on that connection; RTP is UDP as always.
+#[test]
+fn sipp_uac_call_over_tcp() {
+    let server = Server::start();
+    let out = sipp(
+        &["-t", "t1", "-sn", "uac", "-d", "1000", "-rtp_echo"],
+        server.addr,
+    );
+    assert_sipp_ok(&out, "call over TCP");
+    let media = server
+        .wait_for("voxnav: media ", Duration::from_secs(10))
+        .expect("media report at the end of the call");
+    assert!(!media.contains(" received 0 "), "{media}");
+}
+
 #[test]
 fn sipp_dtmf_reaches_the_server_and_pound_hangs_up() {
     let server = Server::start();

@@ -38,6 +38,16 @@ fn fraction_at(block: &[f32], freq: f32) -> f32 {
     if total <= 1e-9 { 0.0 } else { power / total }
 }
 
+/// The server process, killed however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -68,13 +78,15 @@ fn baresip_calls_voxnav_hears_the_prompt_and_the_digit_echo() {
     )
     .unwrap();
 
-    let mut server = Command::new(env!("CARGO_BIN_EXE_voxnav"))
-        .args(["serve", "--sip-listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server starts");
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let mut server = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_voxnav"))
+            .args(["serve", "--sip-listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("server starts"),
+    );
+    let mut lines = BufReader::new(server.0.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     let addr = first.rsplit(' ').next().unwrap().to_string();
 
@@ -103,9 +115,8 @@ fn baresip_calls_voxnav_hears_the_prompt_and_the_digit_echo() {
         .status()
         .expect("baresip is installed (baresip-core)");
     assert!(baresip.success(), "baresip exited with {baresip}");
-    let _ = server.kill();
+    let _ = server.0.kill();
     let report: Vec<String> = lines.map_while(Result::ok).collect();
-    let _ = server.wait();
 
     let joined = report.join("\n");
     assert!(

@@ -4,7 +4,10 @@
 //! TCP follows RFC 3261 18.3 framing (`frame_stream`): a partial message waits for more bytes;
 //! a framing error (e.g. a negative Content-Length, RFC 4475 3.1.2.3) is unrecoverable on a
 //! stream, so the connection is answered 400 where possible and closed. Responses to TCP
-//! requests go back on the same connection (RFC 3261 18.2.2).
+//! requests go back on the same connection (RFC 3261 18.2.2), and so does everything sent
+//! later to that peer (a deferred 200, its retransmissions, our BYE): each open connection is
+//! registered by its peer address in `Outbound`. A call whose connection has closed falls back
+//! to UDP at the same address (RFC 3261 18.2.2 would open a new connection; not built).
 
 pub mod call_media;
 
@@ -18,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::media::ports::PortPool;
 use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointEvent, Transmit, Transport};
@@ -116,16 +119,33 @@ impl SipListeners {
             ring: config.ring,
             ringing: VecDeque::new(),
         };
-        tracker.spawn(udp_loop(
-            self.udp,
+        let outbound = Arc::new(Outbound {
+            udp: self.udp,
+            tcp: Mutex::new(HashMap::new()),
+        });
+        let wake = Arc::new(Notify::new());
+        let drained = CancellationToken::new();
+        let udp = udp_loop(
+            outbound.clone(),
             media,
             endpoint.clone(),
+            wake.clone(),
             shutdown.clone(),
             tracker.clone(),
-        ));
+        );
+        let done = drained.clone();
+        tracker.spawn(async move {
+            udp.await;
+            done.cancel();
+        });
         tracker.spawn(tcp_accept_loop(
             self.tcp,
-            endpoint,
+            Shared {
+                endpoint,
+                outbound,
+                wake,
+                drained,
+            },
             shutdown.clone(),
             tracker.clone(),
         ));
@@ -148,17 +168,39 @@ fn handle(
     lock(endpoint).handle_message(bytes, from, transport, Instant::now())
 }
 
-async fn send_all(socket: &UdpSocket, out: Vec<Transmit>) {
-    for t in out {
-        let _ = socket.send_to(&t.bytes, t.to).await;
-    }
-}
-
 /// Writes a status line to stdout, ignoring a closed pipe (`println!` would panic and take the
 /// SIP loop down when whoever started the server stopped reading).
 fn status_line(line: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// Where datagrams go: the UDP socket, or the open TCP connection of the peer they are for.
+struct Outbound {
+    udp: UdpSocket,
+    tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+}
+
+impl Outbound {
+    async fn send(&self, out: Vec<Transmit>) {
+        for t in out {
+            let connection = self
+                .tcp
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&t.to)
+                .cloned();
+            match connection {
+                // A full queue means the peer stopped reading: drop rather than block SIP.
+                Some(tx) => {
+                    let _ = tx.try_send(t.bytes);
+                }
+                None => {
+                    let _ = self.udp.send_to(&t.bytes, t.to).await;
+                }
+            }
+        }
+    }
 }
 
 /// A call waiting to be answered (ringing).
@@ -196,7 +238,7 @@ async fn bind_media(ip: std::net::IpAddr, ports: &mut PortPool) -> Option<MediaS
 /// Binds media for a call and answers it (or refuses it with 500 when no port is free).
 async fn start_call(
     endpoint: &Mutex<Endpoint>,
-    socket: &UdpSocket,
+    socket: &Outbound,
     state: &mut MediaState,
     call: Ringing,
     reports: &mpsc::Sender<MediaReport>,
@@ -213,6 +255,7 @@ async fn start_call(
     }
     let peer_ip = media.as_ref().and_then(|m| m.remote).map(|r| r.ip());
     let fallback = socket
+        .udp
         .local_addr()
         .map(|a| a.ip())
         .unwrap_or([127, 0, 0, 1].into());
@@ -238,13 +281,13 @@ async fn start_call(
         }
         None => lock(endpoint).reject_call(&call_id, 500, "No Media Port", Instant::now()),
     };
-    send_all(socket, out).await;
+    socket.send(out).await;
 }
 
 /// Acts on the endpoint's events: media for new calls, updates, digits, stops.
 async fn drain_events(
     endpoint: &Mutex<Endpoint>,
-    socket: &UdpSocket,
+    socket: &Outbound,
     state: &mut MediaState,
     reports: &mpsc::Sender<MediaReport>,
     tracker: &TaskTracker,
@@ -270,7 +313,7 @@ async fn drain_events(
                     start_call(endpoint, socket, state, call, reports, tracker).await;
                 } else {
                     let out = lock(endpoint).ring(&call.call_id, now);
-                    send_all(socket, out).await;
+                    socket.send(out).await;
                     state.ringing.push_back(call);
                 }
             }
@@ -305,9 +348,10 @@ async fn drain_events(
 }
 
 async fn udp_loop(
-    socket: UdpSocket,
+    socket: Arc<Outbound>,
     mut state: MediaState,
     endpoint: Arc<Mutex<Endpoint>>,
+    wake: Arc<Notify>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -350,30 +394,32 @@ async fn udp_loop(
                 for call_id in state.calls.keys() {
                     out.extend(lock(&endpoint).hangup(call_id, now));
                 }
-                send_all(&socket, out).await;
+                socket.send(out).await;
                 draining_until = Some(Instant::now() + Duration::from_secs(3));
             }
             _ = timer => {
                 let out = lock(&endpoint).handle_timeout(Instant::now());
-                send_all(&socket, out).await;
+                socket.send(out).await;
                 while state.ringing.front().is_some_and(|r| r.answer_at <= Instant::now()) {
                     if let Some(call) = state.ringing.pop_front() {
                         start_call(&endpoint, &socket, &mut state, call, &report_tx, &tracker).await;
                     }
                 }
             }
-            r = socket.recv_from(&mut buf) => {
+            // A TCP connection handled a message: its events (a new call...) are ours to run.
+            _ = wake.notified() => {}
+            r = socket.udp.recv_from(&mut buf) => {
                 // ICMP errors from earlier sends surface as errors on some systems; keep serving.
                 if let Ok((n, from)) = r {
                     let out = handle(&endpoint, &buf[..n], from, Transport::Udp);
-                    send_all(&socket, out).await;
+                    socket.send(out).await;
                 }
             }
             Some(report) = reports.recv() => match report {
                 MediaReport::Hangup { call_id, why } => {
                     status_line(format_args!("voxnav: hanging up {call_id}: {why}"));
                     let out = lock(&endpoint).hangup(&call_id, Instant::now());
-                    send_all(&socket, out).await;
+                    socket.send(out).await;
                 }
                 MediaReport::Finished { call_id, port, counters } => {
                     state.ports.release(port);
@@ -386,9 +432,20 @@ async fn udp_loop(
     }
 }
 
+/// What a TCP connection task shares with the UDP loop.
+#[derive(Clone)]
+struct Shared {
+    endpoint: Arc<Mutex<Endpoint>>,
+    outbound: Arc<Outbound>,
+    wake: Arc<Notify>,
+    /// Cancelled when the UDP loop has finished draining calls after SIGTERM: connections
+    /// stay open until then so BYEs for calls over TCP can still be written.
+    drained: CancellationToken,
+}
+
 async fn tcp_accept_loop(
     listener: TcpListener,
-    endpoint: Arc<Mutex<Endpoint>>,
+    shared: Shared,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -405,19 +462,30 @@ async fn tcp_accept_loop(
             continue; // dropping the stream closes it
         }
         open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (endpoint, shutdown, open) = (endpoint.clone(), shutdown.clone(), open.clone());
+        let (shared, open) = (shared.clone(), open.clone());
         tracker.spawn(async move {
-            tcp_connection(stream, peer, &endpoint, &shutdown).await;
+            let (tx, rx) = mpsc::channel(64);
+            lock_peers(&shared.outbound).insert(peer, tx);
+            tcp_connection(stream, peer, &shared, rx).await;
+            lock_peers(&shared.outbound).remove(&peer);
             open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         });
     }
 }
 
+fn lock_peers(
+    outbound: &Outbound,
+) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>> {
+    outbound.tcp.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One TCP connection: frames and handles incoming messages, and writes whatever the endpoint
+/// sends to this peer (direct replies, and later ones through `outgoing`).
 async fn tcp_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
-    endpoint: &Mutex<Endpoint>,
-    shutdown: &CancellationToken,
+    shared: &Shared,
+    mut outgoing: mpsc::Receiver<Vec<u8>>,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
@@ -428,11 +496,12 @@ async fn tcp_connection(
                 Ok(StreamFrame::Complete(frame)) => {
                     let message = frame.message(&buf).to_vec();
                     buf.drain(..frame.consumed());
-                    for t in handle(endpoint, &message, peer, Transport::Tcp) {
+                    for t in handle(&shared.endpoint, &message, peer, Transport::Tcp) {
                         if stream.write_all(&t.bytes).await.is_err() {
                             return;
                         }
                     }
+                    shared.wake.notify_one();
                 }
                 Ok(StreamFrame::Incomplete { keepalive }) => {
                     buf.drain(..keepalive);
@@ -441,20 +510,24 @@ async fn tcp_connection(
                 Err(_) => {
                     // Unrecoverable framing: answer what can be answered (the endpoint sees the
                     // bytes as a datagram and rejects them with 400), then close.
-                    for t in handle(endpoint, &buf, peer, Transport::Tcp) {
+                    for t in handle(&shared.endpoint, &buf, peer, Transport::Tcp) {
                         let _ = stream.write_all(&t.bytes).await;
                     }
                     return;
                 }
             }
         }
-        let read = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = stream.read(&mut chunk) => r,
-        };
-        match read {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        tokio::select! {
+            _ = shared.drained.cancelled() => return,
+            Some(bytes) = outgoing.recv() => {
+                if stream.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            r = stream.read(&mut chunk) => match r {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            },
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct Dialog {
     /// Where requests in the dialog go (the Contact URI; we send to the INVITE's source).
     pub remote_target: String,
     pub peer: SocketAddr,
+    /// The transport the INVITE came on; our requests (BYE) use it too.
+    pub transport: super::endpoint::Transport,
     pub state: DialogState,
     /// The next CSeq number of requests we send.
     pub local_cseq: u32,
@@ -94,7 +96,7 @@ impl Dialog {
     pub fn bye(&mut self, local_via: &str, branch: String, now: Instant, t1: Duration) -> Transmit {
         self.local_cseq += 1;
         let bytes = format!(
-            "BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {local_via};branch={branch};rport\r\nMax-Forwards: 70\r\n\
+            "BYE {target} SIP/2.0\r\nVia: SIP/2.0/{transport} {local_via};branch={branch};rport\r\nMax-Forwards: 70\r\n\
              From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} BYE\r\nUser-Agent: voxnav\r\n\
              Content-Length: 0\r\n\r\n",
             target = self.remote_target,
@@ -102,6 +104,10 @@ impl Dialog {
             to = self.remote_name_addr,
             call_id = self.call_id,
             cseq = self.local_cseq,
+            transport = match self.transport {
+                super::endpoint::Transport::Udp => "UDP",
+                super::endpoint::Transport::Tcp => "TCP",
+            },
         )
         .into_bytes();
         self.state = DialogState::Terminating;

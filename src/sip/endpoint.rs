@@ -526,25 +526,9 @@ impl Endpoint {
                 self.reply(env, key, 200, "OK", &headers, tag, source, now)
             }
             "INVITE" if in_dialog && known => self.on_reinvite(env, key, &call_id, source, now),
-            // Calls need their deferred 200 and BYE routed back on the connection, which the
-            // driver cannot do yet: refuse at once instead of stalling after 100 Trying.
-            "INVITE" if !in_dialog && transport == Transport::Tcp => {
-                let warning = [(
-                    "Warning".to_string(),
-                    "399 voxnav \"calls over TCP are not supported yet; use UDP\"".to_string(),
-                )];
-                self.reply(
-                    env,
-                    key,
-                    480,
-                    "Temporarily Unavailable",
-                    &warning,
-                    tag,
-                    source,
-                    now,
-                )
+            "INVITE" if !in_dialog => {
+                self.on_invite(env, key, &call_id, tag, source, transport, now)
             }
-            "INVITE" if !in_dialog => self.on_invite(env, key, &call_id, tag, source, now),
             "BYE" if known => {
                 let out = self.reply(env, key, 200, "OK", &[], &to_tag, source, now);
                 self.end(&call_id, "caller hung up");
@@ -593,6 +577,7 @@ impl Endpoint {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_invite(
         &mut self,
         env: &Envelope,
@@ -600,6 +585,7 @@ impl Endpoint {
         call_id: &str,
         tag: &str,
         source: SocketAddr,
+        transport: Transport,
         now: Instant,
     ) -> Vec<Transmit> {
         if self.dialogs.len() >= self.config.max_calls {
@@ -676,6 +662,7 @@ impl Endpoint {
             local_name_addr: format!("{local_to};tag={tag}"),
             remote_target,
             peer: source,
+            transport,
             state: DialogState::Offered,
             local_cseq: 0,
             media: media.clone(),
@@ -1110,17 +1097,33 @@ mod tests {
     }
 
     #[test]
-    fn invite_over_tcp_is_refused_at_once_not_left_hanging() {
+    fn a_call_over_tcp_sends_its_bye_with_a_tcp_via() {
         let mut ep = endpoint();
+        let t0 = Instant::now();
         let out = ep.handle_message(
             &request("INVITE", "tcp-1", 1, "", "t1", SDP),
             src(),
             Transport::Tcp,
-            Instant::now(),
+            t0,
         );
-        assert_eq!(out.iter().map(status).collect::<Vec<_>>(), vec![480]);
-        assert!(text(&out[0]).contains("Warning: 399 voxnav"));
-        assert_eq!((ep.poll_event(), ep.calls()), (None, 0));
+        assert_eq!(status(&out[0]), 100);
+        let ok = text(&ep.answer_call("tcp-1", "127.0.0.1:20000".parse().unwrap(), t0)[0]);
+        let tag = ok
+            .split(";tag=")
+            .nth(2)
+            .unwrap()
+            .split("\r\n")
+            .next()
+            .unwrap()
+            .to_string();
+        ep.handle_message(
+            &request("ACK", "tcp-1", 1, &tag, "ack", ""),
+            src(),
+            Transport::Tcp,
+            t0,
+        );
+        let bye = text(&ep.hangup("tcp-1", t0)[0]);
+        assert!(bye.contains("Via: SIP/2.0/TCP 127.0.0.1:5060;"), "{bye}");
     }
 
     #[test]
