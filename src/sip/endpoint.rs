@@ -995,6 +995,69 @@ mod tests {
         assert_eq!(ep.calls(), 0);
     }
 
+    /// Thousands of calls ending every way a call can end leave nothing behind: no dialog,
+    /// transaction, offer, pending BYE or session deadline.
+    #[test]
+    fn thousands_of_calls_leave_no_state_behind() {
+        let mut ep = Endpoint::new(
+            1,
+            "127.0.0.1:5060".parse().unwrap(),
+            EndpointConfig {
+                max_calls: 10_000,
+                ..Default::default()
+            },
+        );
+        let t0 = Instant::now();
+        for i in 0..3000u32 {
+            let call = format!("many-{i}");
+            let now = t0 + Duration::from_millis(i as u64);
+            match i % 4 {
+                // Caller hangs up.
+                0 => {
+                    let tag = answered(&mut ep, &call, now);
+                    ep.handle_datagram(&request("ACK", &call, 1, &tag, "a", ""), src(), now);
+                    ep.handle_datagram(&request("BYE", &call, 2, &tag, "b", ""), src(), now);
+                }
+                // voxnav hangs up, with a session timer armed.
+                1 => {
+                    let invite = invite_with(&call, "Supported: timer\r\nSession-Expires: 90\r\n");
+                    ep.handle_datagram(&invite, src(), now);
+                    let ok =
+                        text(&ep.answer_call(&call, "127.0.0.1:20000".parse().unwrap(), now)[0]);
+                    let tag = ok
+                        .split(";tag=")
+                        .nth(2)
+                        .unwrap()
+                        .split("\r\n")
+                        .next()
+                        .unwrap()
+                        .to_string();
+                    ep.handle_datagram(&request("ACK", &call, 1, &tag, "a", ""), src(), now);
+                    ep.hangup(&call, now);
+                }
+                // Cancelled before the answer.
+                2 => {
+                    ep.handle_datagram(&request("INVITE", &call, 1, "", &call, SDP), src(), now);
+                    ep.handle_datagram(&request("CANCEL", &call, 1, "", &call, ""), src(), now);
+                }
+                // Answered, never ACKed: BYE at 64*T1, never answered either.
+                _ => {
+                    answered(&mut ep, &call, now);
+                }
+            }
+            while ep.poll_event().is_some() {}
+        }
+        // Long after every timer (Timer F/H, BYE give-up, session deadlines).
+        for s in [40u64, 80, 200] {
+            ep.handle_timeout(t0 + Duration::from_secs(s));
+            while ep.poll_event().is_some() {}
+        }
+        assert_eq!(ep.calls(), 0);
+        assert_eq!(ep.transactions(), 0);
+        assert!(ep.offers.is_empty() && ep.byes.is_empty());
+        assert!(ep.session_deadlines.is_empty());
+    }
+
     /// An INVITE asking for a session timer (RFC 4028) with `extra` headers.
     fn invite_with(call: &str, extra: &str) -> Vec<u8> {
         String::from_utf8(request("INVITE", call, 1, "", call, SDP))
