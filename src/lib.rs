@@ -7,9 +7,11 @@
 //! models/   model setup: pinned registry packages, CTranslate2 -> GGML Whisper conversion
 //! speech/   speech engines behind traits: asr (Recognizer + whisper pool), tts (Synthesizer +
 //!           piper pool), text normalisation for speech, fake engines for tests
-//! media/    audio primitives: G.711 codecs, WAV I/O, resampling (RTP sessions come with the SIP issue)
-//! sip/      sans-IO SIP: framing, envelope, validation (RFC 4475 verdicts), responses
-//! net/      the only socket code: UDP/TCP SIP listeners driving the sans-IO endpoint
+//! media/    sans-IO audio and RTP: G.711, RTP/RTCP, jitter buffer, port pool, DTMF, WAV, resampling
+//! sip/      sans-IO SIP: framing, envelope, validation (RFC 4475 verdicts), transactions,
+//!           dialogs, SDP, session timers, the endpoint
+//! net/      the only socket code: UDP/TCP SIP listeners driving the endpoint, per-call RTP
+//! nlu/      sentence embeddings (MiniLM in pure Rust), intent router, slots, knowledge base
 //! testkit   WER, telephone channel and espeak-ng speech for tests and benchmarks
 //! ```
 //!
@@ -19,6 +21,7 @@
 pub mod media;
 pub mod models;
 pub mod net;
+pub mod nlu;
 pub mod sip;
 #[cfg(feature = "speech")]
 pub mod speech;

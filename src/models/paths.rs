@@ -95,6 +95,12 @@ impl ModelPaths {
             .join(format!("lib/libonnxruntime.so.{ONNXRUNTIME_VERSION}"))
     }
 
+    /// all-MiniLM-L6-v2: safetensors weights and the WordPiece vocabulary.
+    pub fn minilm(&self) -> (PathBuf, PathBuf) {
+        let dir = self.root.join("minilm");
+        (dir.join("model.safetensors"), dir.join("vocab.txt"))
+    }
+
     /// The directory that contains `espeak-ng-data` (what espeak_Initialize takes).
     pub fn espeak_data_parent(&self) -> PathBuf {
         self.root.clone()
