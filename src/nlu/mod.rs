@@ -1,4 +1,7 @@
-//! Natural-language understanding: sentence embeddings (`minilm`), the intent router, slot
-//! extraction, sentiment and knowledge-base retrieval.
+//! Natural-language understanding: sentence embeddings (`minilm`), lexical features
+//! (`lexical`), the intent router (`intent`), slot extraction (`slots`), sentiment
+//! (`sentiment`) and knowledge-base retrieval (`kb`).
 
+pub mod intent;
+pub mod lexical;
 pub mod minilm;
