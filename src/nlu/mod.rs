@@ -3,5 +3,8 @@
 //! (`sentiment`) and knowledge-base retrieval (`kb`).
 
 pub mod intent;
+pub mod kb;
 pub mod lexical;
 pub mod minilm;
+pub mod sentiment;
+pub mod slots;
