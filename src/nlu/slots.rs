@@ -79,7 +79,7 @@ pub fn digits(text: &str) -> Option<String> {
         let w = ws[i].as_str();
         // Homophones only inside a run of numbers.
         let inside = i > 0 && i + 1 < ws.len() && is_numeric(&ws[i - 1]) && is_numeric(&ws[i + 1]);
-        if !is_numeric(w) && !(inside && unit(w).is_some()) {
+        if !(is_numeric(w) || inside && unit(w).is_some()) {
             i += 1;
             continue;
         }
