@@ -77,6 +77,54 @@ enum Command {
     /// Install or convert speech models.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Check dialplans (a file, or every *.yaml in a folder): syntax and semantics, every
+    /// problem as file:line:col with a hint. Exit 1 if any is refused.
+    Check { path: PathBuf },
+    /// Talk to a hotline in text. Lines are what the caller says; `#dtmf 1234`, `#silence`
+    /// and `#hangup` are the other inputs. With --json: one JSON object per bot turn.
+    Simulate {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Start the built-in demo order service and point `orders_api` at it.
+        #[arg(long)]
+        demo_orders: bool,
+        /// Set a dialplan variable, NAME=VALUE (repeatable).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+    },
+    /// Run the scripted conversations (*.tests.yaml) under a path; report failures and the
+    /// nodes and branches no test reaches. Exit 1 if any test fails.
+    Test {
+        path: PathBuf,
+        /// Start the built-in demo order service and point `orders_api` at it.
+        #[arg(long)]
+        demo_orders: bool,
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+    },
+    /// Run the demo order service alone (GET /orders/NUMBER -> JSON).
+    DemoOrders {
+        #[arg(long, default_value = "127.0.0.1:8089")]
+        listen: String,
+    },
+}
+
+fn parse_vars(
+    list: &[String],
+    demo_orders: bool,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut vars = std::collections::BTreeMap::new();
+    for v in list {
+        let (k, val) = v
+            .split_once('=')
+            .with_context(|| format!("--set {v}: expected NAME=VALUE"))?;
+        vars.insert(k.to_string(), val.to_string());
+    }
+    if demo_orders {
+        voxnav::dialplan::cli::start_demo_orders(&mut vars)?;
+    }
+    Ok(vars)
 }
 
 #[derive(Subcommand)]
@@ -135,6 +183,40 @@ fn main() -> Result<()> {
                 ..Default::default()
             };
             transcribe(&paths, &input, config)?
+        }
+        Command::Check { path } => {
+            if !voxnav::dialplan::cli::check(&path) {
+                std::process::exit(1);
+            }
+        }
+        Command::Simulate {
+            file,
+            json,
+            demo_orders,
+            vars,
+        } => {
+            let vars = parse_vars(&vars, demo_orders)?;
+            let embedder = voxnav::dialplan::cli::embedder(&paths)?;
+            let hotline = voxnav::dialplan::cli::hotline(&file, embedder)?;
+            voxnav::dialplan::cli::simulate(hotline, vars, json)?;
+        }
+        Command::Test {
+            path,
+            demo_orders,
+            vars,
+        } => {
+            let vars = parse_vars(&vars, demo_orders)?;
+            let embedder = voxnav::dialplan::cli::embedder(&paths)?;
+            if !voxnav::dialplan::cli::test(&path, embedder, vars)? {
+                std::process::exit(1);
+            }
+        }
+        Command::DemoOrders { listen } => {
+            let addr = voxnav::net::http::spawn_demo_orders(&listen, std::time::Duration::ZERO)?;
+            println!("voxnav: demo order service on http://{addr}/orders/NUMBER");
+            loop {
+                std::thread::park();
+            }
         }
         Command::Models(ModelsCommand::Install) => {
             let started = std::time::Instant::now();

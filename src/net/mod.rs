@@ -10,6 +10,7 @@
 //! to UDP at the same address (RFC 3261 18.2.2 would open a new connection; not built).
 
 pub mod call_media;
+pub mod http;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

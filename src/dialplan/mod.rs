@@ -1,0 +1,20 @@
+//! Dialplans: YAML files admins write (one per hotline), read with positions (`yaml`), into a
+//! checked model (`load`, `check`, `model`, one file per node kind in `nodes/`), run per call by
+//! the sans-IO engine (`engine`).
+
+pub mod check;
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod load;
+pub mod model;
+pub mod nodes;
+pub mod read;
+pub mod registry;
+pub mod sim;
+pub mod testing;
+pub mod yaml;
+
+pub use error::DialplanError;
+pub use load::{load_file, load_str};
+pub use model::Dialplan;

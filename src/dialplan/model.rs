@@ -1,0 +1,148 @@
+//! The dialplan as voxnav runs it, after reading and checking (`load`).
+
+use std::collections::BTreeMap;
+
+use super::nodes;
+use super::yaml::Pos;
+
+/// A reference to a node (by its qualified id: `node`, or `flow/node` inside a sub-flow).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ref {
+    pub name: String,
+    pub pos: Pos,
+}
+
+/// Something to say: a prompt id resolved to its text, or inline text; `{{variables}}` are
+/// filled when spoken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Speech {
+    pub text: String,
+    pub pos: Pos,
+}
+
+/// The language of a hotline (ASR language, NLU path, voice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    English,
+    Mandarin,
+}
+
+/// Slot types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotKind {
+    /// A number said digit by digit, in groups, or typed: `min`-`max` digits.
+    Digits {
+        min: usize,
+        max: usize,
+    },
+    YesNo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotDef {
+    pub name: String,
+    pub kind: SlotKind,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntentDef {
+    pub name: String,
+    pub examples: Vec<String>,
+    pub keywords: Vec<String>,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KbDef {
+    pub id: String,
+    pub questions: Vec<String>,
+    pub answer: String,
+    pub pos: Pos,
+}
+
+/// Tunables with defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Turns (caller inputs) before the max-turns handler.
+    pub max_turns: u32,
+    /// Intent confidence below which an utterance counts as not understood.
+    pub min_confidence: f32,
+    /// Knowledge-base score needed to answer from it.
+    pub kb_threshold: f32,
+    /// Milliseconds of silence before no-input.
+    pub no_input_ms: u64,
+    /// Sentiment score at or above which the caller counts as angry.
+    pub anger_threshold: f32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_turns: 15,
+            min_confidence: 0.35,
+            kb_threshold: 0.6,
+            no_input_ms: 6000,
+            anger_threshold: 0.8,
+        }
+    }
+}
+
+/// Global handlers, applied at every `ask`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Handlers {
+    /// The caller asks for a human (the `agent` intent).
+    pub agent: Option<Ref>,
+    /// The caller says goodbye (the `goodbye` intent).
+    pub goodbye: Option<Ref>,
+    /// The caller sounds angry or frustrated.
+    pub angry: Option<Ref>,
+    /// Silence after an ask's own no-input reprompts ran out.
+    pub no_input: Option<Ref>,
+    /// Not understood after an ask's own no-match reprompts ran out.
+    pub no_match: Option<Ref>,
+    /// More turns than `settings.max_turns`.
+    pub max_turns: Option<Ref>,
+}
+
+/// One node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeDef {
+    pub id: String,
+    pub kind: nodes::Node,
+    /// Where to go after this node (kinds that branch say so themselves).
+    pub next: Option<Ref>,
+    pub pos: Pos,
+}
+
+/// A loaded, checked dialplan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dialplan {
+    pub file: String,
+    pub name: String,
+    pub language: Language,
+    pub asr_model: String,
+    pub voice: String,
+    pub settings: Settings,
+    pub intents: Vec<IntentDef>,
+    pub slots: Vec<SlotDef>,
+    pub knowledge: Vec<KbDef>,
+    pub prompts: BTreeMap<String, String>,
+    /// Initial variables (`vars:`), e.g. backend addresses; overridable at start.
+    pub vars: BTreeMap<String, String>,
+    pub handlers: Handlers,
+    pub start: Ref,
+    pub nodes: BTreeMap<String, NodeDef>,
+    /// Sub-flows: name -> qualified id of the first node.
+    pub flows: BTreeMap<String, String>,
+}
+
+impl Dialplan {
+    pub fn node(&self, id: &str) -> Option<&NodeDef> {
+        self.nodes.get(id)
+    }
+
+    pub fn slot(&self, name: &str) -> Option<&SlotDef> {
+        self.slots.iter().find(|s| s.name == name)
+    }
+}

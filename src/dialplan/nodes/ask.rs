@@ -1,0 +1,94 @@
+//! `ask`: speak a prompt and listen for speech and/or keypad digits.
+//!
+//! ```yaml
+//! get_order:
+//!   ask:
+//!     prompt: ask_order_number
+//!     slot: order_number       # fill a slot (its type decides what counts), or
+//!     intents: [order_status, cancel_order]   # expect intents (any intent if omitted)
+//!     kb: true                 # a question the knowledge base answers is accepted too
+//!     dtmf: 10                 # keypad: up to 10 digits, `#` ends early
+//!     timeout_ms: 6000         # silence before no-input (default: settings.no_input_ms)
+//!     barge_in: true           # the caller may interrupt the prompt (default true)
+//!     no_input: [reprompt_1, reprompt_2]   # escalating reprompts on silence
+//!     no_match: [not_understood_1]         # escalating reprompts when not understood
+//!     fail: transfer_agent     # after the reprompts (default: the global handlers)
+//!   next: route_order
+//! ```
+
+use crate::dialplan::model::{Ref, Speech};
+use crate::dialplan::read::{Ctx, MapReader, boolean, number, texts};
+use crate::dialplan::yaml::{Pos, Yaml};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    pub prompt: Speech,
+    pub slot: Option<(String, Pos)>,
+    /// Expected intents (empty: any).
+    pub intents: Vec<(String, Pos)>,
+    pub kb: bool,
+    pub dtmf_max: usize,
+    pub timeout_ms: Option<u64>,
+    pub barge_in: bool,
+    pub no_input: Vec<Speech>,
+    pub no_match: Vec<Speech>,
+    pub fail: Option<Ref>,
+}
+
+pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Ask> {
+    let mut m = MapReader::new(value, "ask", cx.p);
+    let prompt = m
+        .require("prompt", cx.p)
+        .and_then(|y| cx.speech(y, "prompt"));
+    let slot = m
+        .get("slot")
+        .and_then(|y| crate::dialplan::read::text(y, "slot", cx.p));
+    let intents = m
+        .get("intents")
+        .map(|y| texts(y, "intents", cx.p))
+        .unwrap_or_default();
+    let kb = m
+        .get("kb")
+        .and_then(|y| boolean(y, "kb", cx.p))
+        .unwrap_or(false);
+    let dtmf_max = m
+        .get("dtmf")
+        .and_then(|y| number(y, "dtmf", cx.p))
+        .unwrap_or(0) as usize;
+    let timeout_ms = m
+        .get("timeout_ms")
+        .and_then(|y| number(y, "timeout_ms", cx.p));
+    let barge_in = m
+        .get("barge_in")
+        .and_then(|y| boolean(y, "barge_in", cx.p))
+        .unwrap_or(true);
+    let no_input = m
+        .get("no_input")
+        .map(|y| cx.speeches(y, "no_input"))
+        .unwrap_or_default();
+    let no_match = m
+        .get("no_match")
+        .map(|y| cx.speeches(y, "no_match"))
+        .unwrap_or_default();
+    let fail = m.get("fail").and_then(|y| cx.reference(y, "fail"));
+    if slot.is_some() && !intents.is_empty() {
+        cx.p.add(
+            m.pos,
+            "an ask fills a slot or expects intents, not both",
+            "split it into two asks",
+        );
+    }
+    m.finish(&[], cx.p);
+    Some(Ask {
+        prompt: prompt?,
+        slot,
+        intents,
+        kb,
+        dtmf_max,
+        timeout_ms,
+        barge_in,
+        no_input,
+        no_match,
+        fail,
+    })
+}

@@ -1,0 +1,21 @@
+//! `call`: run a reusable sub-flow (`flows:`), then continue at `next` when it `return`s.
+//!
+//! ```yaml
+//! get_number:
+//!   call: collect_order_number
+//!   next: lookup
+//! ```
+
+use crate::dialplan::read::{Ctx, MapReader, text};
+use crate::dialplan::yaml::{Pos, Yaml};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub flow: String,
+    pub pos: Pos,
+}
+
+pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Call> {
+    let (flow, pos) = text(value, "call", cx.p)?;
+    Some(Call { flow, pos })
+}

@@ -1,0 +1,21 @@
+//! `goto`: jump to another node.
+//!
+//! ```yaml
+//! again:
+//!   goto: menu
+//! ```
+
+use crate::dialplan::model::Ref;
+use crate::dialplan::read::{Ctx, MapReader};
+use crate::dialplan::yaml::Yaml;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Goto {
+    pub target: Ref,
+}
+
+pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Goto> {
+    Some(Goto {
+        target: cx.reference(value, "goto")?,
+    })
+}

@@ -1,0 +1,24 @@
+//! `hangup`: say goodbye (optional) and end the call.
+//!
+//! ```yaml
+//! bye:
+//!   hangup: goodbye_prompt
+//! ```
+
+use crate::dialplan::model::Speech;
+use crate::dialplan::read::{Ctx, MapReader};
+use crate::dialplan::yaml::Yaml;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hangup {
+    pub say: Option<Speech>,
+}
+
+pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Hangup> {
+    let say = if value.is_null() || value.as_str() == Some("true") {
+        None
+    } else {
+        cx.speech(value, "hangup")
+    };
+    Some(Hangup { say })
+}

@@ -1,0 +1,90 @@
+//! Node kinds, one file each: how a node is read from YAML and which nodes it can lead to.
+//! How each behaves in a call is in `engine`, which matches on `Node`.
+
+pub mod answer;
+pub mod ask;
+pub mod branch;
+pub mod call;
+pub mod goto;
+pub mod hangup;
+pub mod http;
+pub mod route;
+pub mod say;
+pub mod set;
+pub mod transfer;
+
+use super::model::Ref;
+
+/// Every node kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node {
+    Say(say::Say),
+    Ask(ask::Ask),
+    Route(route::Route),
+    Answer(answer::Answer),
+    Http(http::Http),
+    Set(set::Set),
+    Branch(branch::Branch),
+    Transfer(transfer::Transfer),
+    Hangup(hangup::Hangup),
+    Goto(goto::Goto),
+    Call(call::Call),
+    /// End of a sub-flow: back to the node after the `call`.
+    Return,
+}
+
+/// The keys that name a node's kind.
+pub const KINDS: &[&str] = &[
+    "say", "ask", "route", "answer", "http", "set", "branch", "transfer", "hangup", "goto", "call",
+    "return",
+];
+
+impl Node {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Node::Say(_) => "say",
+            Node::Ask(_) => "ask",
+            Node::Route(_) => "route",
+            Node::Answer(_) => "answer",
+            Node::Http(_) => "http",
+            Node::Set(_) => "set",
+            Node::Branch(_) => "branch",
+            Node::Transfer(_) => "transfer",
+            Node::Hangup(_) => "hangup",
+            Node::Goto(_) => "goto",
+            Node::Call(_) => "call",
+            Node::Return => "return",
+        }
+    }
+
+    /// Nodes this one can lead to, besides its `next`.
+    pub fn targets(&self) -> Vec<&Ref> {
+        match self {
+            Node::Route(r) => r.targets(),
+            Node::Answer(a) => a.none.iter().collect(),
+            Node::Http(h) => h.not_found.iter().chain([&h.error]).collect(),
+            Node::Branch(b) => b.targets(),
+            Node::Goto(g) => vec![&g.target],
+            Node::Ask(a) => a.fail.iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the node ends the call (no `next` needed).
+    pub fn ends_call(&self) -> bool {
+        matches!(self, Node::Transfer(_) | Node::Hangup(_))
+    }
+
+    /// Whether control never falls through to `next` (it always jumps elsewhere).
+    pub fn always_jumps(&self) -> bool {
+        matches!(
+            self,
+            Node::Route(_) | Node::Branch(_) | Node::Goto(_) | Node::Return
+        ) || self.ends_call()
+    }
+
+    /// Whether a call waits here for the caller (so a loop through it is not endless).
+    pub fn waits_for_caller(&self) -> bool {
+        matches!(self, Node::Ask(_))
+    }
+}

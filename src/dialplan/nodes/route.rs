@@ -1,0 +1,60 @@
+//! `route`: branch on what the last `ask` understood.
+//!
+//! ```yaml
+//! route_menu:
+//!   route:
+//!     order_status: get_order     # intent -> node
+//!     return_refund: refund_info
+//!     kb: answer_faq              # the knowledge base had the answer
+//!     default: not_understood     # anything else
+//! ```
+
+use crate::dialplan::model::Ref;
+use crate::dialplan::read::{Ctx, MapReader};
+use crate::dialplan::yaml::{Pos, Yaml};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// (intent, its position, target).
+    pub cases: Vec<(String, Pos, Ref)>,
+    pub kb: Option<Ref>,
+    pub default: Ref,
+}
+
+impl Route {
+    pub fn targets(&self) -> Vec<&Ref> {
+        self.cases
+            .iter()
+            .map(|(_, _, r)| r)
+            .chain(self.kb.iter())
+            .chain([&self.default])
+            .collect()
+    }
+}
+
+pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Route> {
+    let m = MapReader::new(value, "route", cx.p);
+    let (mut cases, mut kb, mut default) = (Vec::new(), None, None);
+    for (k, v) in m.entries() {
+        let Some(target) = cx.reference(v, "route target") else {
+            continue;
+        };
+        match k.name.as_str() {
+            "kb" => kb = Some(target),
+            "default" => default = Some(target),
+            intent => cases.push((intent.to_string(), k.pos, target)),
+        }
+    }
+    if default.is_none() {
+        cx.p.add(
+            m.pos,
+            "route needs a `default` branch",
+            "add `default: <node>` for anything not listed (out of scope, low confidence)",
+        );
+    }
+    Some(Route {
+        cases,
+        kb,
+        default: default?,
+    })
+}

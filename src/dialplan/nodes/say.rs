@@ -1,0 +1,29 @@
+//! `say`: speak a prompt or text, then go to `next`.
+//!
+//! ```yaml
+//! welcome:
+//!   say: greeting          # a prompt id, or the text itself
+//!   barge_in: false        # optional: the caller cannot interrupt this one
+//!   next: menu
+//! ```
+
+use crate::dialplan::model::Speech;
+use crate::dialplan::read::{Ctx, MapReader, boolean};
+use crate::dialplan::yaml::Yaml;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Say {
+    pub speech: Speech,
+    pub barge_in: bool,
+}
+
+pub fn read(value: &Yaml, node: &mut MapReader, cx: &mut Ctx) -> Option<Say> {
+    let barge_in = node
+        .get("barge_in")
+        .and_then(|b| boolean(b, "barge_in", cx.p))
+        .unwrap_or(true);
+    Some(Say {
+        speech: cx.speech(value, "say")?,
+        barge_in,
+    })
+}

@@ -1,0 +1,25 @@
+//! `set`: assign variables (values may use `{{other}}` variables).
+//!
+//! ```yaml
+//! remember:
+//!   set: { queue: billing, reason: "payment problem" }
+//!   next: handoff
+//! ```
+
+use crate::dialplan::read::{Ctx, MapReader, text};
+use crate::dialplan::yaml::{Pos, Yaml};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Set {
+    pub values: Vec<(String, Pos, String)>,
+}
+
+pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Set> {
+    let m = MapReader::new(value, "set", cx.p);
+    let values = m
+        .entries()
+        .iter()
+        .filter_map(|(k, v)| text(v, "value", cx.p).map(|(t, _)| (k.name.clone(), k.pos, t)))
+        .collect();
+    Some(Set { values })
+}

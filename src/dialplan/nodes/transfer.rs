@@ -1,0 +1,61 @@
+//! `transfer`: hand the caller to a human, with the reason and the transcript.
+//!
+//! ```yaml
+//! to_billing:
+//!   transfer: { queue: billing, reason: "payment problem", say: connecting_you }
+//!   # or { uri: "sip:agent@192.0.2.10", ... }
+//! ```
+
+use crate::dialplan::model::Speech;
+use crate::dialplan::read::{Ctx, MapReader, text};
+use crate::dialplan::yaml::Yaml;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Queue(String),
+    Uri(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    pub target: Target,
+    pub reason: String,
+    pub say: Option<Speech>,
+}
+
+pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Transfer> {
+    let mut m = MapReader::new(value, "transfer", cx.p);
+    let queue = m.get("queue").and_then(|y| text(y, "queue", cx.p));
+    let uri = m.get("uri").and_then(|y| text(y, "uri", cx.p));
+    let reason = m
+        .get("reason")
+        .and_then(|y| text(y, "reason", cx.p))
+        .map(|(t, _)| t)
+        .unwrap_or_default();
+    let say = m.get("say").and_then(|y| cx.speech(y, "say"));
+    let pos = m.pos;
+    m.finish(&[], cx.p);
+    let target = match (queue, uri) {
+        (Some((q, _)), None) => Target::Queue(q),
+        (None, Some((u, upos))) => {
+            if !(u.starts_with("sip:") || u.starts_with("sips:")) || !u.contains('@') && u.len() < 6
+            {
+                cx.p.add(
+                    upos,
+                    format!("`{u}` is not a SIP URI"),
+                    "e.g. sip:agent@192.0.2.10",
+                );
+            }
+            Target::Uri(u)
+        }
+        _ => {
+            cx.p.add(pos, "transfer needs exactly one of `queue` or `uri`", "");
+            return None;
+        }
+    };
+    Some(Transfer {
+        target,
+        reason,
+        say,
+    })
+}

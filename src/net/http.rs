@@ -1,0 +1,191 @@
+//! A small blocking HTTP/1.1 client for dialplan `http` nodes (plain http, JSON replies), and
+//! the demo order service the demo hotline looks orders up in, so the demo runs offline.
+//! Every wait is bounded by the node's timeout: connect, write and read.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// Performs one request; returns (status, body) or why it failed.
+pub fn fetch(
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let with_port = if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:80")
+    };
+    let deadline = Instant::now() + timeout;
+    let addr: SocketAddr = with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("{host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host}: no address"))?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
+    stream.set_write_timeout(Some(left())).ok();
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if Instant::now() >= deadline {
+            return Err(format!("timed out after {} ms", timeout.as_millis()));
+        }
+        stream.set_read_timeout(Some(left())).ok();
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                reply.extend_from_slice(&chunk[..n]);
+                if reply.len() > 1 << 20 {
+                    return Err("reply larger than 1 MB".into());
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!("timed out after {} ms", timeout.as_millis()));
+            }
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    let text = String::from_utf8_lossy(&reply);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("malformed HTTP reply")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("malformed HTTP status line")?;
+    Ok((status, body.to_string()))
+}
+
+/// The demo orders: (order number, status, detail).
+pub const DEMO_ORDERS: &[(&str, &str, &str)] = &[
+    (
+        "472198",
+        "shipped",
+        "It left our warehouse yesterday and should arrive on Thursday.",
+    ),
+    (
+        "123456",
+        "processing",
+        "We are packing it now; it will ship within one working day.",
+    ),
+    (
+        "555123",
+        "delivered",
+        "It was delivered on Monday and signed for at the front door.",
+    ),
+    (
+        "900001",
+        "cancelled",
+        "It was cancelled at your request and the refund is on its way.",
+    ),
+];
+
+/// Serves `GET /orders/{number}` from `DEMO_ORDERS` (404 with `{}` for unknown numbers) until
+/// the process ends. `delay` makes every reply slow, to exercise timeouts.
+pub fn spawn_demo_orders(listen: &str, delay: Duration) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(listen)?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = answer(stream, delay);
+            });
+        }
+    });
+    Ok(addr)
+}
+
+fn answer(stream: TcpStream, delay: Duration) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    // Drain the headers.
+    let mut header = String::new();
+    while reader.read_line(&mut header)? > 2 {
+        header.clear();
+    }
+    std::thread::sleep(delay);
+    let path = line.split_whitespace().nth(1).unwrap_or("/");
+    let number = path.strip_prefix("/orders/").unwrap_or("");
+    let (status, body) = match DEMO_ORDERS.iter().find(|(n, _, _)| *n == number) {
+        Some((n, s, d)) => (
+            "200 OK",
+            serde_json::json!({ "order": n, "status": s, "detail": d }).to_string(),
+        ),
+        None => ("404 Not Found", "{}".to_string()),
+    };
+    let mut stream = stream;
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_orders_found_missing_and_slow() {
+        let addr = spawn_demo_orders("127.0.0.1:0", Duration::ZERO).unwrap();
+        let (status, body) = fetch(
+            "GET",
+            &format!("http://{addr}/orders/472198"),
+            None,
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        assert_eq!(status, 200);
+        assert!(body.contains("\"status\":\"shipped\""), "{body}");
+        let (status, _) = fetch(
+            "GET",
+            &format!("http://{addr}/orders/1"),
+            None,
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        assert_eq!(status, 404);
+        let slow = spawn_demo_orders("127.0.0.1:0", Duration::from_millis(800)).unwrap();
+        let started = Instant::now();
+        let err = fetch(
+            "GET",
+            &format!("http://{slow}/orders/472198"),
+            None,
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
+        assert!(err.contains("timed out"), "{err}");
+        assert!(started.elapsed() < Duration::from_millis(700));
+        assert!(fetch("GET", "ftp://x/y", None, Duration::from_secs(1)).is_err());
+    }
+}
