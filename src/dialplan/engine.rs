@@ -479,7 +479,10 @@ impl CallEngine {
                 && let Some(kb) = hotline.kb.best(hotline.embedder.as_ref(), text)
             {
                 self.record.kb_score = Some(kb.score);
-                let unsure = m.intent.is_none() || m.confidence < 0.6 || kb.score >= 0.75;
+                // A confident intent keeps the turn unless the entry matches very closely.
+                let unsure = m.intent.is_none()
+                    || m.confidence < plan.settings.min_confidence
+                    || kb.score >= 0.7;
                 if kb.score >= plan.settings.kb_threshold && unsure {
                     self.record.kb = Some(kb.id.clone());
                     self.vars.insert("kb_id".into(), kb.id.clone());
@@ -895,5 +898,158 @@ pub fn language_code(l: Language) -> &'static str {
     match l {
         Language::English => "en",
         Language::Mandarin => "zh",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nlu::intent::BagOfWords;
+
+    const PLAN: &str = r#"
+name: unit
+settings: { max_turns: 6, min_confidence: 0.2 }
+intents:
+  status:
+    examples: [where is my order, order status, track my order]
+  agent:
+    examples: [talk to a human, a human please, a real human person]
+slots:
+  num: { type: digits, min_digits: 4, max_digits: 6 }
+prompts:
+  menu: "What do you need?"
+handlers: { agent: human, no_input: human, no_match: human, max_turns: human }
+start: menu
+nodes:
+  menu:
+    ask: { prompt: menu, no_input: ["Hello?"], no_match: ["Say it again?"] }
+    next: route
+  route:
+    route: { status: get_num, default: menu }
+  get_num:
+    ask: { prompt: "Your number?", slot: num, dtmf: 6, no_input: ["Number?"], no_match: ["Four to six digits please."] }
+    next: lookup
+  lookup:
+    http: { url: "http://127.0.0.1:9/orders/{{num}}", timeout_ms: 100, filler: "One moment.", set: { status: status } }
+    next: tell
+    error: sorry
+  tell:
+    say: "It is {{status}}."
+    next: menu
+  sorry:
+    say: "The order system is down."
+    next: human
+  human:
+    transfer: { queue: general, reason: "needs a person" }
+"#;
+
+    fn call() -> CallEngine {
+        let plan = crate::dialplan::load_str("unit.yaml", PLAN).unwrap();
+        CallEngine::new(
+            Arc::new(Hotline::build(plan, Arc::new(BagOfWords))),
+            BTreeMap::new(),
+        )
+    }
+
+    fn speech(t: &str) -> Event {
+        Event::Speech {
+            text: t.into(),
+            confidence: 0.9,
+        }
+    }
+
+    #[test]
+    fn slot_then_backend_reply_or_failure_with_a_spoken_fallback() {
+        let mut c = call();
+        let start = c.handle(Event::Start);
+        assert_eq!(start.actions.last().unwrap().name(), "listen");
+        let s = c.handle(speech("where is my order"));
+        assert_eq!(
+            s.decision.as_ref().unwrap().intent.as_deref(),
+            Some("status")
+        );
+        let s = c.handle(Event::Dtmf("4721".into()));
+        assert!(
+            matches!(s.actions.last(), Some(Action::Http { url, timeout_ms: 100, .. }) if url.ends_with("/orders/4721")),
+            "{:?}",
+            s.actions
+        );
+        let s = c.handle(Event::HttpResponse {
+            status: 200,
+            body: r#"{"status":"shipped"}"#.into(),
+        });
+        let d = s.decision.unwrap();
+        assert_eq!(d.decision, DecisionKind::Answer);
+        assert!(d.say.iter().any(|t| t == "It is shipped."), "{:?}", d.say);
+        // Again, and the backend fails: a spoken fallback, then a human, never silence.
+        c.handle(speech("order status"));
+        c.handle(Event::Dtmf("4721".into()));
+        let s = c.handle(Event::HttpFailed("timed out after 100 ms".into()));
+        let d = s.decision.unwrap();
+        assert_eq!(d.decision, DecisionKind::Transfer);
+        assert!(d.say.iter().any(|t| t == "The order system is down."));
+        assert!(
+            d.reason.contains("backend failed: timed out"),
+            "{}",
+            d.reason
+        );
+        assert!(
+            matches!(s.actions.last(), Some(Action::Transfer { transcript, .. }) if transcript.iter().any(|l| l == "caller: order status"))
+        );
+        assert!(c.is_ended());
+    }
+
+    #[test]
+    fn reprompts_escalate_then_the_handler_and_max_turns() {
+        let mut c = call();
+        c.handle(Event::Start);
+        let s = c.handle(Event::NoInput);
+        assert!(matches!(&s.actions[0], Action::Say { text, .. } if text == "Hello?"));
+        let s = c.handle(Event::NoInput);
+        assert_eq!(
+            s.decision.unwrap().decision,
+            DecisionKind::Transfer,
+            "no-input handler after the reprompt"
+        );
+
+        let mut c = call();
+        c.handle(Event::Start);
+        let s = c.handle(speech("zzz qqq"));
+        assert!(
+            matches!(&s.actions[0], Action::Say { text, .. } if text == "Say it again?"),
+            "{:?}",
+            s
+        );
+
+        let plan =
+            crate::dialplan::load_str("unit.yaml", &PLAN.replace("max_turns: 6", "max_turns: 2"))
+                .unwrap();
+        let mut c = CallEngine::new(
+            Arc::new(Hotline::build(plan, Arc::new(BagOfWords))),
+            BTreeMap::new(),
+        );
+        c.handle(Event::Start);
+        c.handle(speech("where is my order"));
+        c.handle(Event::Dtmf("12".into())); // too short: no-match reprompt, turn 2
+        let s = c.handle(Event::Dtmf("1234".into())); // turn 3 > max_turns 2
+        let d = s.decision.unwrap();
+        assert_eq!(d.decision, DecisionKind::Transfer);
+        assert!(d.reason.contains("more than 2 turns"), "{}", d.reason);
+    }
+
+    #[test]
+    fn a_request_for_a_human_wins_at_any_ask() {
+        let mut c = call();
+        c.handle(Event::Start);
+        c.handle(speech("where is my order"));
+        let s = c.handle(speech("a human please"));
+        let d = s.decision.unwrap();
+        assert_eq!(
+            (d.decision, d.reason.as_str()),
+            (
+                DecisionKind::Transfer,
+                "caller asked for a human; needs a person"
+            )
+        );
     }
 }
