@@ -479,10 +479,11 @@ impl CallEngine {
                 && let Some(kb) = hotline.kb.best(hotline.embedder.as_ref(), text)
             {
                 self.record.kb_score = Some(kb.score);
-                // A confident intent keeps the turn unless the entry matches very closely.
+                // A confident intent keeps the turn unless a question variant is closer to
+                // what was said than any intent example is.
                 let unsure = m.intent.is_none()
                     || m.confidence < plan.settings.min_confidence
-                    || kb.score >= 0.7;
+                    || kb.score >= m.nearest;
                 if kb.score >= plan.settings.kb_threshold && unsure {
                     self.record.kb = Some(kb.id.clone());
                     self.vars.insert("kb_id".into(), kb.id.clone());

@@ -65,7 +65,7 @@ impl Default for RouterConfig {
             embedding_weight: 0.75,
             keyword_boost: 0.25,
             oos_percentile: 0.05,
-            l2: 1.0,
+            l2: 0.1,
             seed: 7,
         }
     }
