@@ -30,18 +30,22 @@ struct Cli {
 enum Command {
     /// Run the SIP server (so far the SIP front door: validation, stateless answers, OPTIONS).
     Serve {
-        /// SIP address for UDP and TCP, IPv4 or IPv6 (port 0 picks a free port).
-        #[arg(long, default_value = "0.0.0.0:5060")]
-        sip_listen: std::net::SocketAddr,
-        /// Calls at once; more INVITEs get 503 with Retry-After.
-        #[arg(long, default_value_t = 100)]
-        max_calls: usize,
-        /// RTP port range, LOW-HIGH (even ports for RTP, the next odd one for RTCP).
-        #[arg(long, default_value = "10000-20000", value_parser = parse_ports)]
-        rtp_ports: voxnav::media::ports::PortPool,
-        /// Milliseconds to ring (180 Ringing) before answering.
-        #[arg(long, default_value_t = 0)]
-        ring_ms: u64,
+        /// Server config file (YAML: sip.listen, sip.max_calls, sip.ring_ms, media.rtp_ports);
+        /// options given here override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// SIP address for UDP and TCP, IPv4 or IPv6 (port 0 picks a free port) [default: 0.0.0.0:5060].
+        #[arg(long)]
+        sip_listen: Option<std::net::SocketAddr>,
+        /// Calls at once; more INVITEs get 503 with Retry-After [default: 100].
+        #[arg(long)]
+        max_calls: Option<usize>,
+        /// RTP port range, LOW-HIGH (even ports for RTP, the next odd one for RTCP) [default: 10000-20000].
+        #[arg(long, value_parser = parse_ports)]
+        rtp_ports: Option<voxnav::media::ports::PortPool>,
+        /// Milliseconds to ring (180 Ringing) before answering [default: 0].
+        #[arg(long)]
+        ring_ms: Option<u64>,
     },
     /// Speak text with the product voice into an 8 kHz WAV file.
     Say {
@@ -149,21 +153,31 @@ fn main() -> Result<()> {
         .unwrap_or_default();
     match cli.command {
         Command::Serve {
+            config,
             sip_listen,
             max_calls,
             rtp_ports,
             ring_ms,
-        } => serve(
-            sip_listen,
-            voxnav::net::ServeConfig {
-                endpoint: voxnav::sip::endpoint::EndpointConfig {
-                    max_calls,
-                    ..Default::default()
+        } => {
+            let file = match &config {
+                Some(path) => voxnav::config::read(path).map_err(anyhow::Error::msg)?,
+                None => voxnav::config::ServerConfig::default(),
+            };
+            let defaults = voxnav::net::ServeConfig::default();
+            serve(
+                sip_listen
+                    .or(file.sip_listen)
+                    .unwrap_or_else(|| "0.0.0.0:5060".parse().unwrap()),
+                voxnav::net::ServeConfig {
+                    endpoint: voxnav::sip::endpoint::EndpointConfig {
+                        max_calls: max_calls.or(file.max_calls).unwrap_or(100),
+                        ..Default::default()
+                    },
+                    rtp_ports: rtp_ports.or(file.rtp_ports).unwrap_or(defaults.rtp_ports),
+                    ring: std::time::Duration::from_millis(ring_ms.or(file.ring_ms).unwrap_or(0)),
                 },
-                rtp_ports,
-                ring: std::time::Duration::from_millis(ring_ms),
-            },
-        )?,
+            )?
+        }
         Command::Say { text, output } => say(&paths, &text, &output)?,
         Command::Demo { out } => demo(&paths, &out)?,
         Command::Transcribe {

@@ -1,0 +1,117 @@
+//! The server's configuration file (`voxnav serve --config FILE`), YAML read with positions:
+//!
+//! ```yaml
+//! sip:
+//!   listen: 0.0.0.0:5060     # UDP and TCP, IPv4 or IPv6
+//!   max_calls: 100           # more get 503 with Retry-After
+//!   ring_ms: 0               # ring (180) this long before answering
+//! media:
+//!   rtp_ports: 10000-20000   # even RTP ports, RTCP on the next odd one
+//! ```
+//!
+//! Command-line options override the file; the file overrides the built-in defaults.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::dialplan::error::Problems;
+use crate::dialplan::read::{MapReader, number, text};
+use crate::dialplan::yaml;
+use crate::media::ports::PortPool;
+
+/// Settings from the file (None where it is silent).
+#[derive(Debug, Clone, Default)]
+pub struct ServerConfig {
+    pub sip_listen: Option<SocketAddr>,
+    pub max_calls: Option<usize>,
+    pub ring_ms: Option<u64>,
+    pub rtp_ports: Option<PortPool>,
+}
+
+/// Reads a config file; every problem as file:line:col.
+pub fn read(path: &Path) -> Result<ServerConfig, String> {
+    let shown = path.display().to_string();
+    let source = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
+    let tree = yaml::parse(&source)
+        .map_err(|e| format!("{shown}:{}:{}: YAML: {}", e.pos.line, e.pos.col, e.message))?;
+    let mut p = Problems::new(&shown);
+    let mut config = ServerConfig::default();
+    let mut top = MapReader::new(&tree, "the server config", &mut p);
+    if let Some(sip) = top.get("sip") {
+        let mut m = MapReader::new(sip, "sip", &mut p);
+        if let Some((t, pos)) = m.get("listen").and_then(|y| text(y, "listen", &mut p)) {
+            match t.parse() {
+                Ok(a) => config.sip_listen = Some(a),
+                Err(_) => p.add(
+                    pos,
+                    format!("`{t}` is not ADDRESS:PORT"),
+                    "e.g. 0.0.0.0:5060 or [::]:5060",
+                ),
+            }
+        }
+        config.max_calls = m
+            .get("max_calls")
+            .and_then(|y| number(y, "max_calls", &mut p))
+            .map(|n| n as usize);
+        config.ring_ms = m.get("ring_ms").and_then(|y| number(y, "ring_ms", &mut p));
+        m.finish(&[], &mut p);
+    }
+    if let Some(media) = top.get("media") {
+        let mut m = MapReader::new(media, "media", &mut p);
+        if let Some((t, pos)) = m
+            .get("rtp_ports")
+            .and_then(|y| text(y, "rtp_ports", &mut p))
+        {
+            match PortPool::parse(&t) {
+                Ok(pool) => config.rtp_ports = Some(pool),
+                Err(e) => p.add(pos, e, ""),
+            }
+        }
+        m.finish(&[], &mut p);
+    }
+    top.finish(&[], &mut p);
+    if p.list.is_empty() {
+        Ok(config)
+    } else {
+        Err(p
+            .list
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_settings_and_reports_problems_with_positions() {
+        let dir = std::env::temp_dir().join(format!("voxnav-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.yaml");
+        std::fs::write(
+            &good,
+            "sip:\n  listen: 127.0.0.1:5070\n  max_calls: 7\nmedia:\n  rtp_ports: 30000-30100\n",
+        )
+        .unwrap();
+        let c = read(&good).unwrap();
+        assert_eq!(c.sip_listen, Some("127.0.0.1:5070".parse().unwrap()));
+        assert_eq!((c.max_calls, c.ring_ms), (Some(7), None));
+        assert_eq!(c.rtp_ports.unwrap().capacity(), 50);
+        let bad = dir.join("bad.yaml");
+        std::fs::write(&bad, "sip:\n  listen: here\n  max_cals: 7\n").unwrap();
+        let e = read(&bad).unwrap_err();
+        assert!(
+            e.contains("bad.yaml:2:11: `here` is not ADDRESS:PORT"),
+            "{e}"
+        );
+        assert!(
+            e.contains("bad.yaml:3:3: unknown key `max_cals` in sip")
+                && e.contains("did you mean `max_calls`?"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
