@@ -54,12 +54,22 @@ impl Hotline {
             .iter()
             .map(|i| (i.name.clone(), i.keywords.clone()))
             .collect();
-        let router = IntentRouter::train(
-            embedder.as_ref(),
-            &examples,
-            &keywords,
-            RouterConfig::default(),
-        );
+        // The embedding model is English: for Mandarin the character-level view leads, in
+        // routing, out-of-scope detection and the knowledge base alike.
+        let (weight, kb_weight) = match plan.language {
+            Language::English => (RouterConfig::default().embedding_weight, 0.8),
+            Language::Mandarin => (0.3, 0.3),
+        };
+        let config = RouterConfig {
+            embedding_weight: weight,
+            similarity_weight: if plan.language == Language::Mandarin {
+                0.3
+            } else {
+                1.0
+            },
+            ..Default::default()
+        };
+        let router = IntentRouter::train(embedder.as_ref(), &examples, &keywords, config);
         let entries = plan
             .knowledge
             .iter()
@@ -69,7 +79,12 @@ impl Hotline {
                 answer: k.answer.clone(),
             })
             .collect();
-        let kb = KnowledgeBase::build(embedder.as_ref(), entries, plan.settings.kb_threshold);
+        let kb = KnowledgeBase::build(
+            embedder.as_ref(),
+            entries,
+            plan.settings.kb_threshold,
+            kb_weight,
+        );
         Self {
             plan,
             router,

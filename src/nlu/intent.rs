@@ -50,6 +50,10 @@ impl Embedder for BagOfWords {
 pub struct RouterConfig {
     /// Weight of the embedding classifier against the lexical one.
     pub embedding_weight: f32,
+    /// Weight of embedding similarity against lexical similarity in the nearest-example score
+    /// used for out-of-scope detection (1.0 for English; lower where the embedding model is
+    /// weak, e.g. Mandarin with an English MiniLM).
+    pub similarity_weight: f32,
     /// Probability added to an intent whose keyword appears.
     pub keyword_boost: f32,
     /// Percentile of in-scope leave-one-out similarities used as the out-of-scope threshold.
@@ -63,6 +67,7 @@ impl Default for RouterConfig {
     fn default() -> Self {
         Self {
             embedding_weight: 0.75,
+            similarity_weight: 1.0,
             keyword_boost: 0.25,
             oos_percentile: 0.05,
             l2: 0.1,
@@ -249,11 +254,12 @@ impl IntentRouter {
         let labels: Vec<usize> = embeddings.iter().map(|(c, _)| *c).collect();
         let weights = train_logistic(&features, &labels, intents.len(), config.l2, config.seed);
         let idf = Idf::fit(examples.iter().map(|e| e.text.as_str()));
-        let lexical = examples
+        // Leave-one-out: how close each example is to the rest of its own intent.
+        let lexical: Vec<(usize, Sparse)> = examples
             .iter()
             .map(|e| (index(&e.intent).unwrap_or(0), idf.vector(&e.text)))
             .collect();
-        // Leave-one-out: how close each example is to the rest of its own intent.
+        let sw = config.similarity_weight;
         let mut loo: Vec<f32> = embeddings
             .iter()
             .enumerate()
@@ -262,7 +268,9 @@ impl IntentRouter {
                     .iter()
                     .enumerate()
                     .filter(|(j, (cj, _))| *j != i && cj == c)
-                    .map(|(_, (_, u))| dot(v, u))
+                    .map(|(j, (_, u))| {
+                        sw * dot(v, u) + (1.0 - sw) * cosine(&lexical[i].1, &lexical[j].1)
+                    })
                     .fold(None, |m: Option<f32>, x| Some(m.map_or(x, |m| m.max(x))))
             })
             .collect();
@@ -336,10 +344,12 @@ impl IntentRouter {
         }
         let total: f32 = p.iter().sum();
         p.iter_mut().for_each(|v| *v /= total);
+        let sw = self.config.similarity_weight;
         let nearest = self
             .embeddings
             .iter()
-            .map(|(_, v)| dot(v, &e))
+            .zip(&self.lexical)
+            .map(|((_, v), (_, l))| sw * dot(v, &e) + (1.0 - sw) * cosine(&q, l))
             .fold(f32::NEG_INFINITY, f32::max);
         (p, nearest)
     }

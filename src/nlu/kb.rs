@@ -29,13 +29,19 @@ pub struct KnowledgeBase {
     /// (entry index, embedding, lexical vector) per question variant.
     variants: Vec<(usize, Vec<f32>, Sparse)>,
     pub threshold: f32,
+    /// Weight of meaning (embedding) against surface (TF-IDF) in the score.
+    pub embedding_weight: f32,
 }
 
-/// Weight of meaning against surface in the score.
-const EMBEDDING_WEIGHT: f32 = 0.8;
-
 impl KnowledgeBase {
-    pub fn build(embedder: &dyn Embedder, entries: Vec<Entry>, threshold: f32) -> Self {
+    /// `embedding_weight`: 0.8 suits English with MiniLM; lower it where the embedding model
+    /// is weak for the language.
+    pub fn build(
+        embedder: &dyn Embedder,
+        entries: Vec<Entry>,
+        threshold: f32,
+        embedding_weight: f32,
+    ) -> Self {
         let idf = Idf::fit(
             entries
                 .iter()
@@ -56,6 +62,7 @@ impl KnowledgeBase {
             idf,
             variants,
             threshold,
+            embedding_weight,
         }
     }
 
@@ -73,7 +80,8 @@ impl KnowledgeBase {
         let q = self.idf.vector(text);
         let mut best: Option<(usize, f32)> = None;
         for (i, emb, lex) in &self.variants {
-            let s = EMBEDDING_WEIGHT * dot(&e, emb) + (1.0 - EMBEDDING_WEIGHT) * cosine(&q, lex);
+            let w = self.embedding_weight;
+            let s = w * dot(&e, emb) + (1.0 - w) * cosine(&q, lex);
             if best.is_none_or(|(_, b)| s > b) {
                 best = Some((*i, s));
             }
@@ -119,6 +127,7 @@ mod tests {
                 },
             ],
             0.4,
+            0.8,
         );
         assert_eq!(
             kb.lookup(&BagOfWords, "when are you open today")
