@@ -112,6 +112,9 @@ pub enum Event {
         body: String,
     },
     HttpFailed(String),
+    /// The transfer could not be completed (no agent answered, the queue is closed): the
+    /// caller is told and the call ends politely rather than in silence.
+    TransferFailed(String),
     /// The caller hung up.
     Hangup,
 }
@@ -215,6 +218,8 @@ enum Waiting {
     Nothing,
     Ask(String),
     Http(String),
+    /// Handed over; the call ends unless the transfer fails.
+    Transferred,
     Ended,
 }
 
@@ -296,8 +301,9 @@ impl CallEngine {
         &self.hotline
     }
 
+    /// Whether the call is over (hung up, or handed to a human).
     pub fn is_ended(&self) -> bool {
-        self.waiting == Waiting::Ended
+        matches!(self.waiting, Waiting::Ended | Waiting::Transferred)
     }
 
     pub fn var(&self, name: &str) -> Option<&str> {
@@ -325,7 +331,10 @@ impl CallEngine {
         let mut actions = Vec::new();
         self.record = empty_record();
         self.record.turn = self.turn;
-        if self.waiting == Waiting::Ended {
+        let transfer_news = matches!(event, Event::TransferFailed(_) | Event::Hangup);
+        if self.waiting == Waiting::Ended
+            || (self.waiting == Waiting::Transferred && !transfer_news)
+        {
             return Step {
                 actions,
                 decision: None,
@@ -351,6 +360,20 @@ impl CallEngine {
             }
             Event::HttpResponse { status, body } => self.on_http(Ok((status, body)), &mut actions),
             Event::HttpFailed(why) => self.on_http(Err(why), &mut actions),
+            Event::TransferFailed(why) => {
+                self.record.input = "(transfer failed)".into();
+                self.record.decision = DecisionKind::End;
+                self.record.reason = format!("transfer failed: {why}");
+                self.say(
+                    &mut actions,
+                    "Sorry, no colleague is free right now. Please call again later. Goodbye.",
+                    false,
+                );
+                actions.push(Action::Hangup {
+                    reason: self.record.reason.clone(),
+                });
+                self.waiting = Waiting::Ended;
+            }
             Event::Speech { text, confidence } => {
                 self.turn += 1;
                 self.record.turn = self.turn;
@@ -739,7 +762,7 @@ impl CallEngine {
             transcript: self.transcript.clone(),
         });
         self.record.decision = DecisionKind::Transfer;
-        self.waiting = Waiting::Ended;
+        self.waiting = Waiting::Transferred;
     }
 
     /// Walks nodes from `id` until the call waits (ask, http) or ends.
@@ -1066,6 +1089,18 @@ nodes:
                 DecisionKind::Transfer,
                 "caller asked for a human; needs a person"
             )
+        );
+        assert!(c.is_ended());
+        // No agent free: the caller is told, not left in silence.
+        let s = c.handle(Event::TransferFailed("queue general: no agent".into()));
+        assert!(
+            matches!(&s.actions[..], [Action::Say { .. }, Action::Hangup { .. }]),
+            "{:?}",
+            s.actions
+        );
+        assert!(
+            c.handle(Event::NoInput).decision.is_none(),
+            "nothing after the end"
         );
     }
 }
