@@ -180,11 +180,19 @@ fn main() {
     });
     save_cache(&cache);
     let embed_secs = started.elapsed().as_secs_f64();
-    println!(
-        "embedded {} sentences in {embed_secs:.1} s on 2 threads ({:.1} ms each per thread)",
-        texts.len(),
-        embed_secs * 2000.0 / texts.len() as f64
-    );
+    if embed_secs < 5.0 {
+        println!(
+            "{} sentence embeddings loaded from {}",
+            texts.len(),
+            cache_path().display()
+        );
+    } else {
+        println!(
+            "embedded {} sentences in {embed_secs:.1} s on 2 threads ({:.1} ms each per thread)",
+            texts.len(),
+            embed_secs * 2000.0 / texts.len() as f64
+        );
+    }
 
     let configs: [(&str, RouterConfig); 3] = [
         (
