@@ -18,6 +18,7 @@
 //! `src/main.rs` is the command line (`say`, `transcribe`, `models`). The shape the rest grows into
 //! (sip/, net/, nlu/, dialplan/, call/, routing/, ops/) is described in `docs/architecture.md`.
 
+pub mod call;
 pub mod config;
 pub mod dialplan;
 pub mod media;

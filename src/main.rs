@@ -46,6 +46,13 @@ enum Command {
         /// Milliseconds to ring (180 Ringing) before answering [default: 0].
         #[arg(long)]
         ring_ms: Option<u64>,
+        /// Answer calls with this dialplan (speech in, decisions, speech out); without it the
+        /// built-in test behaviour answers. The file is reloaded when it changes.
+        #[arg(long)]
+        dialplan: Option<PathBuf>,
+        /// Start the built-in demo order service and point `orders_api` at it.
+        #[arg(long)]
+        demo_orders: bool,
     },
     /// Speak text with the product voice into an 8 kHz WAV file.
     Say {
@@ -158,7 +165,13 @@ fn main() -> Result<()> {
             max_calls,
             rtp_ports,
             ring_ms,
+            dialplan,
+            demo_orders,
         } => {
+            let brains = match &dialplan {
+                Some(path) => Some(call_brains(&paths, path, demo_orders)?),
+                None => None,
+            };
             let file = match &config {
                 Some(path) => voxnav::config::read(path).map_err(anyhow::Error::msg)?,
                 None => voxnav::config::ServerConfig::default(),
@@ -175,6 +188,7 @@ fn main() -> Result<()> {
                     },
                     rtp_ports: rtp_ports.or(file.rtp_ports).unwrap_or(defaults.rtp_ports),
                     ring: std::time::Duration::from_millis(ring_ms.or(file.ring_ms).unwrap_or(0)),
+                    brains,
                 },
             )?
         }
@@ -378,6 +392,70 @@ fn demo(paths: &ModelPaths, out: &std::path::Path) -> Result<()> {
     }
     println!("\nTry your own: voxnav say \"TEXT\" -o out.wav && voxnav transcribe out.wav");
     Ok(())
+}
+
+/// The dialplan brain for live calls: the hotline (reloaded when its file changes), Whisper and
+/// Piper with one thread each (ASR + TTS threads <= 2 cores).
+fn call_brains(
+    paths: &ModelPaths,
+    dialplan: &std::path::Path,
+    demo_orders: bool,
+) -> Result<voxnav::net::call_media::BrainFactory> {
+    use std::sync::Arc;
+    let vars = parse_vars(&[], demo_orders)?;
+    let embedder = voxnav::dialplan::cli::embedder(paths)?;
+    let registry = Arc::new(
+        voxnav::dialplan::registry::HotlineRegistry::load(dialplan, embedder)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let plan = registry.current();
+    let whisper = WhisperConfig {
+        model: plan.plan.asr_model.parse().map_err(anyhow::Error::msg)?,
+        language: voxnav::dialplan::engine::language_code(plan.plan.language).into(),
+        ..Default::default()
+    };
+    let piper = PiperConfig::default();
+    voxnav::speech::CoreBudget::detect().check(&whisper, &piper)?;
+    let asr: Arc<dyn Recognizer> = Arc::new(WhisperRecognizer::new(paths, whisper)?);
+    let tts: Arc<dyn Synthesizer> = Arc::new(PiperSynthesizer::new(paths, piper)?);
+    eprintln!(
+        "voxnav: dialplan {} ({}) answers calls",
+        dialplan.display(),
+        plan.plan.name
+    );
+    // Hot reload: a changed file is loaded and checked; a broken one leaves the old version.
+    let (watch, path) = (registry.clone(), dialplan.to_path_buf());
+    std::thread::spawn(move || {
+        let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let mut last = modified(&path);
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            let now = modified(&path);
+            if now != last {
+                last = now;
+                match watch.reload() {
+                    Ok(v) => eprintln!(
+                        "voxnav: {} reloaded (version {v}); calls in progress keep theirs",
+                        path.display()
+                    ),
+                    Err(e) => eprintln!(
+                        "voxnav: {} refused, still serving the previous version:\n{e}",
+                        path.display()
+                    ),
+                }
+            }
+        }
+    });
+    let services = Arc::new(voxnav::call::brain::Services {
+        registry,
+        asr,
+        tts,
+        vars,
+    });
+    Ok(Arc::new(move |call_id: &str| {
+        Box::new(voxnav::call::brain::Brain::new(call_id, services.clone()))
+            as Box<dyn voxnav::net::call_media::CallBrain>
+    }))
 }
 
 fn parse_ports(text: &str) -> Result<voxnav::media::ports::PortPool, String> {

@@ -93,6 +93,23 @@ impl std::fmt::Display for MediaCounters {
     }
 }
 
+/// What runs a call instead of the built-in test behaviour (the dialplan, `call::brain`). The
+/// media task calls it every 20 ms; it never blocks (slow work runs elsewhere and is collected
+/// in `tick`).
+pub trait CallBrain: Send {
+    /// The call was answered.
+    fn start(&mut self, out: &mut VecDeque<i16>);
+    /// One 20 ms frame of the caller's audio (played out of the jitter buffer), in [-1, 1].
+    fn frame(&mut self, pcm: &[f32], out: &mut VecDeque<i16>);
+    /// A keypad digit (RFC 4733, SIP INFO or in-band).
+    fn digit(&mut self, digit: char, out: &mut VecDeque<i16>);
+    /// Every 20 ms: collect finished work, run timers; Some(reason) ends the call.
+    fn tick(&mut self, out: &mut VecDeque<i16>) -> Option<String>;
+}
+
+/// Makes the brain of a new call (given its Call-ID).
+pub type BrainFactory = std::sync::Arc<dyn Fn(&str) -> Box<dyn CallBrain> + Send + Sync>;
+
 /// Orders from the SIP loop.
 #[derive(Debug)]
 pub enum MediaCommand {
@@ -164,6 +181,7 @@ pub async fn run(
     signalling_ip: std::net::IpAddr,
     mut commands: mpsc::Receiver<MediaCommand>,
     reports: mpsc::Sender<MediaReport>,
+    mut brain: Option<Box<dyn CallBrain>>,
 ) {
     let MediaSockets { rtp: socket, rtcp } = sockets;
     let port = socket.local_addr().map_or(0, |a| a.port());
@@ -177,7 +195,12 @@ pub async fn run(
     let mut latched = false;
     let ssrc: u32 = rand_u32(&call_id);
     let (mut sequence, mut timestamp) = ((ssrc >> 16) as u16, ssrc.rotate_left(7));
-    let mut queue: VecDeque<i16> = prompt().into();
+    let mut queue: VecDeque<i16> = VecDeque::new();
+    match brain.as_mut() {
+        Some(b) => b.start(&mut queue),
+        None => queue.extend(prompt()),
+    }
+    let mut hung_up = false;
     let mut events = EventReceiver::default();
     let mut inband = ToneDetector::default();
     let mut jitter = JitterBuffer::new(JITTER_DEPTH);
@@ -197,6 +220,7 @@ pub async fn run(
     // Reused for every received packet's decoded audio, and for the frame played out.
     let mut received_pcm: Vec<i16> = Vec::with_capacity(FRAME);
     let mut playout_pcm: Vec<f32> = Vec::with_capacity(FRAME);
+    let mut silence = [0.0f32; FRAME];
     let mut first = true;
     let mut timing = SendTiming::new(Duration::from_millis(20));
     let mut last_send: Option<Instant> = None;
@@ -216,12 +240,30 @@ pub async fn run(
                     Playout::Frame(pcm) | Playout::Concealed(pcm) => Some(pcm),
                     Playout::Empty => None,
                 };
+                if heard.is_none()
+                    && let Some(b) = brain.as_mut()
+                {
+                    // No packet this tick (end of a talk spurt, silence suppression): time
+                    // still passes for the endpointer, as silence.
+                    silence.fill(0.0);
+                    b.frame(&silence, &mut queue);
+                }
                 if let Some(pcm) = heard {
                     playout_pcm.clear();
                     playout_pcm.extend(pcm.iter().map(|&s| s as f32 / 32768.0));
-                    if let Some(d) = inband.feed(&playout_pcm).into_iter().next() {
-                        on_digit(d, &call_id, &mut counters.digits, &mut queue, &reports).await;
+                    if let Some(b) = brain.as_mut() {
+                        b.frame(&playout_pcm, &mut queue);
                     }
+                    if let Some(d) = inband.feed(&playout_pcm).into_iter().next() {
+                        on_digit(d, &call_id, &mut counters.digits, &mut queue, &reports, brain.as_deref_mut()).await;
+                    }
+                }
+                if let Some(b) = brain.as_mut()
+                    && let Some(why) = b.tick(&mut queue)
+                    && !hung_up
+                {
+                    hung_up = true;
+                    let _ = reports.send(MediaReport::Hangup { call_id: call_id.clone(), why }).await;
                 }
                 let Some(m) = media.as_ref() else { continue };
                 for sample in frame.iter_mut() {
@@ -283,7 +325,7 @@ pub async fn run(
                 reception.on_rtp(packet.ssrc, packet.sequence, packet.timestamp, arrival);
                 if Some(packet.payload_type) == m.dtmf_pt {
                     if let Some(d) = events.on_packet(packet.timestamp, packet.payload) {
-                        on_digit(d, &call_id, &mut counters.digits, &mut queue, &reports).await;
+                        on_digit(d, &call_id, &mut counters.digits, &mut queue, &reports, brain.as_deref_mut()).await;
                     }
                 } else if packet.payload_type == m.codec_pt {
                     let law = if m.codec_pt == PT_PCMA { Law::Alaw } else { Law::Ulaw };
@@ -309,7 +351,7 @@ pub async fn run(
             }
             cmd = commands.recv() => match cmd {
                 Some(MediaCommand::Update(m)) => media = Some(m),
-                Some(MediaCommand::Digit(d)) => on_digit(d, &call_id, &mut counters.digits, &mut queue, &reports).await,
+                Some(MediaCommand::Digit(d)) => on_digit(d, &call_id, &mut counters.digits, &mut queue, &reports, brain.as_deref_mut()).await,
                 Some(MediaCommand::Stop) | None => break,
             },
         }
@@ -340,8 +382,13 @@ async fn on_digit(
     digits: &mut String,
     queue: &mut VecDeque<i16>,
     reports: &mpsc::Sender<MediaReport>,
+    brain: Option<&mut (dyn CallBrain + 'static)>,
 ) {
     digits.push(digit);
+    if let Some(b) = brain {
+        b.digit(digit, queue);
+        return;
+    }
     if digit == '#' {
         let _ = reports
             .send(MediaReport::Hangup {

@@ -49,7 +49,7 @@ pub enum NetError {
 }
 
 /// How the server runs: SIP settings, media ports, answering.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeConfig {
     pub endpoint: EndpointConfig,
     /// RTP ports (even; RTCP on the next odd port).
@@ -57,6 +57,19 @@ pub struct ServeConfig {
     /// Ring (180 Ringing) this long before answering; zero answers at once. Gives callers
     /// (and tests) a window to CANCEL.
     pub ring: Duration,
+    /// What runs each answered call; None runs the built-in test behaviour.
+    pub brains: Option<call_media::BrainFactory>,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("endpoint", &self.endpoint)
+            .field("rtp_ports", &self.rtp_ports)
+            .field("ring", &self.ring)
+            .field("brains", &self.brains.is_some())
+            .finish()
+    }
 }
 
 impl Default for ServeConfig {
@@ -65,6 +78,7 @@ impl Default for ServeConfig {
             endpoint: EndpointConfig::default(),
             rtp_ports: PortPool::new(10_000..=20_000).expect("a valid default range"),
             ring: Duration::ZERO,
+            brains: None,
         }
     }
 }
@@ -119,6 +133,7 @@ impl SipListeners {
             ports: config.rtp_ports,
             ring: config.ring,
             ringing: VecDeque::new(),
+            brains: config.brains.clone(),
         };
         let outbound = Arc::new(Outbound {
             udp: self.udp,
@@ -220,6 +235,7 @@ struct MediaState {
     ring: Duration,
     /// In answer order (one ring duration for all, so first in is first due).
     ringing: VecDeque<Ringing>,
+    brains: Option<call_media::BrainFactory>,
 }
 
 /// Tries to bind an RTP/RTCP pair from the pool on `ip`; ports other programs hold are skipped.
@@ -270,6 +286,7 @@ async fn start_call(
             let local_rtp = sockets.rtp.local_addr().unwrap_or(SocketAddr::new(ip, 0));
             let (tx, rx) = mpsc::channel(64);
             state.calls.insert(call_id.clone(), tx);
+            let brain = state.brains.as_ref().map(|make| make(&call_id));
             tracker.spawn(call_media::run(
                 sockets,
                 call_id.clone(),
@@ -277,6 +294,7 @@ async fn start_call(
                 signalling.ip(),
                 rx,
                 reports.clone(),
+                brain,
             ));
             lock(endpoint).answer_call(&call_id, local_rtp, Instant::now())
         }

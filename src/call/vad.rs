@@ -1,0 +1,256 @@
+//! Voice activity detection and endpointing, sans-IO: 20 ms frames of 8 kHz audio in, events
+//! out. Energy against an adaptive noise floor: a frame is voiced when it is 9 dB above the
+//! floor and above -45 dBFS. Speech starts after 120 ms of voiced frames (the barge-in signal;
+//! clicks and line noise are shorter), and an utterance ends after 700 ms of silence (long
+//! enough for people reading out numbers; see `EndpointerConfig`). Utterances with less than
+//! 250 ms of voice ("uh-huh", a cough) are reported as too short and not recognised.
+
+use std::collections::VecDeque;
+
+/// Tuning, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct EndpointerConfig {
+    pub start_ms: u32,
+    pub end_silence_ms: u32,
+    pub min_voiced_ms: u32,
+    pub max_utterance_ms: u32,
+    /// Audio kept from before the start, so the first syllable is not clipped.
+    pub pre_roll_ms: u32,
+    /// Voiced means this many dB above the noise floor...
+    pub above_floor_db: f32,
+    /// ...and at least this loud.
+    pub min_level_dbfs: f32,
+}
+
+impl Default for EndpointerConfig {
+    fn default() -> Self {
+        Self {
+            start_ms: 120,
+            end_silence_ms: 700,
+            min_voiced_ms: 250,
+            max_utterance_ms: 15_000,
+            pre_roll_ms: 200,
+            above_floor_db: 9.0,
+            min_level_dbfs: -45.0,
+        }
+    }
+}
+
+/// What a frame led to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VadEvent {
+    /// The caller started speaking (stop the prompt if barge-in is on).
+    SpeechStart,
+    /// A complete utterance (pre-roll included), ready for recognition.
+    Utterance(Vec<f32>),
+    /// Speech that was too short to be a request (backchannel, cough): ignore it.
+    TooShort,
+}
+
+const FRAME_MS: u32 = 20;
+
+/// The endpointer state for one call.
+#[derive(Debug)]
+pub struct Endpointer {
+    config: EndpointerConfig,
+    noise_floor_db: f32,
+    pre_roll: VecDeque<Vec<f32>>,
+    /// Voiced frames in a row before speech is declared.
+    onset: Vec<Vec<f32>>,
+    /// The utterance being collected, once speech started.
+    speech: Option<Vec<f32>>,
+    voiced_ms: u32,
+    silence_ms: u32,
+    length_ms: u32,
+}
+
+fn level_dbfs(frame: &[f32]) -> f32 {
+    let power = frame.iter().map(|s| s * s).sum::<f32>() / frame.len().max(1) as f32;
+    10.0 * power.max(1e-10).log10()
+}
+
+impl Endpointer {
+    pub fn new(config: EndpointerConfig) -> Self {
+        Self {
+            config,
+            noise_floor_db: -60.0,
+            pre_roll: VecDeque::new(),
+            onset: Vec::new(),
+            speech: None,
+            voiced_ms: 0,
+            silence_ms: 0,
+            length_ms: 0,
+        }
+    }
+
+    /// True while an utterance is being collected.
+    pub fn in_speech(&self) -> bool {
+        self.speech.is_some()
+    }
+
+    /// Forgets any partial utterance (e.g. while the bot talks with barge-in off).
+    pub fn reset(&mut self) {
+        self.onset.clear();
+        self.speech = None;
+        self.voiced_ms = 0;
+        self.silence_ms = 0;
+        self.length_ms = 0;
+    }
+
+    /// One 20 ms frame.
+    pub fn feed(&mut self, frame: &[f32]) -> Option<VadEvent> {
+        let level = level_dbfs(frame);
+        let voiced = level > self.noise_floor_db + self.config.above_floor_db
+            && level > self.config.min_level_dbfs;
+        if let Some(speech) = self.speech.as_mut() {
+            speech.extend_from_slice(frame);
+            self.length_ms += FRAME_MS;
+            if voiced {
+                self.voiced_ms += FRAME_MS;
+                self.silence_ms = 0;
+            } else {
+                self.silence_ms += FRAME_MS;
+            }
+            let ended = self.silence_ms >= self.config.end_silence_ms
+                || self.length_ms >= self.config.max_utterance_ms;
+            if ended {
+                let audio = self.speech.take().unwrap_or_default();
+                let enough = self.voiced_ms >= self.config.min_voiced_ms;
+                self.reset();
+                return Some(if enough {
+                    VadEvent::Utterance(audio)
+                } else {
+                    VadEvent::TooShort
+                });
+            }
+            return None;
+        }
+        if voiced {
+            self.onset.push(frame.to_vec());
+            if self.onset.len() as u32 * FRAME_MS >= self.config.start_ms {
+                let mut audio: Vec<f32> = self.pre_roll.drain(..).flatten().collect();
+                let onset_frames = std::mem::take(&mut self.onset);
+                self.voiced_ms = onset_frames.len() as u32 * FRAME_MS;
+                self.length_ms = self.voiced_ms;
+                audio.extend(onset_frames.into_iter().flatten());
+                self.speech = Some(audio);
+                return Some(VadEvent::SpeechStart);
+            }
+            return None;
+        }
+        // Unvoiced: the onset was a blip; it becomes pre-roll, and the floor adapts.
+        for f in self.onset.drain(..) {
+            self.pre_roll.push_back(f);
+        }
+        self.pre_roll.push_back(frame.to_vec());
+        while self.pre_roll.len() as u32 * FRAME_MS > self.config.pre_roll_ms {
+            self.pre_roll.pop_front();
+        }
+        // Slow adaptation (about 1 s), faster downward so a quieter line is learnt quickly.
+        let alpha = if level < self.noise_floor_db {
+            0.2
+        } else {
+            0.02
+        };
+        self.noise_floor_db += alpha * (level - self.noise_floor_db);
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(ms: u32, amplitude: f32) -> Vec<Vec<f32>> {
+        let samples: Vec<f32> = (0..ms * 8)
+            .map(|i| amplitude * (2.0 * std::f32::consts::PI * 300.0 * i as f32 / 8000.0).sin())
+            .collect();
+        samples.chunks(160).map(<[f32]>::to_vec).collect()
+    }
+
+    fn noise(ms: u32, amplitude: f32, seed: &mut u32) -> Vec<Vec<f32>> {
+        let samples: Vec<f32> = (0..ms * 8)
+            .map(|_| {
+                *seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                amplitude * ((*seed >> 16) as f32 / 32_768.0 - 1.0)
+            })
+            .collect();
+        samples.chunks(160).map(<[f32]>::to_vec).collect()
+    }
+
+    fn run(ep: &mut Endpointer, frames: Vec<Vec<f32>>) -> Vec<VadEvent> {
+        frames.iter().filter_map(|f| ep.feed(f)).collect()
+    }
+
+    #[test]
+    fn one_utterance_with_pre_roll_and_hangover() {
+        let mut seed = 1;
+        let mut ep = Endpointer::new(EndpointerConfig::default());
+        let mut frames = noise(1000, 0.002, &mut seed);
+        frames.extend(tone(1000, 0.3));
+        frames.extend(noise(1000, 0.002, &mut seed));
+        let events = run(&mut ep, frames);
+        assert_eq!(
+            events.len(),
+            2,
+            "{:?}",
+            events
+                .iter()
+                .map(|e| matches!(e, VadEvent::SpeechStart))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(events[0], VadEvent::SpeechStart);
+        let VadEvent::Utterance(audio) = &events[1] else {
+            panic!("{:?}", events[1])
+        };
+        let ms = audio.len() as u32 / 8;
+        // 200 ms pre-roll + 1000 ms voice + 700 ms hangover.
+        assert!((1850..=1950).contains(&ms), "{ms} ms");
+    }
+
+    #[test]
+    fn pauses_between_digits_do_not_end_the_utterance() {
+        let mut ep = Endpointer::new(EndpointerConfig::default());
+        let mut frames = tone(300, 0.3);
+        for _ in 0..5 {
+            frames.extend(tone(300, 0.0)); // a 300 ms pause between groups
+            frames.extend(tone(300, 0.3));
+        }
+        frames.extend(tone(800, 0.0));
+        let events = run(&mut ep, frames);
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e, VadEvent::Utterance(_)))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn clicks_backchannels_and_steady_noise() {
+        let mut seed = 9;
+        let mut ep = Endpointer::new(EndpointerConfig::default());
+        // A 60 ms click: no speech at all.
+        let mut frames = tone(60, 0.5);
+        frames.extend(tone(500, 0.0));
+        assert!(run(&mut ep, frames).is_empty());
+        // A 160 ms "uh-huh": speech starts (barge-in may pause the prompt) but it is too short.
+        let mut frames = tone(160, 0.3);
+        frames.extend(tone(800, 0.0));
+        assert_eq!(
+            run(&mut ep, frames),
+            vec![VadEvent::SpeechStart, VadEvent::TooShort]
+        );
+        // Steady line noise at -30 dBFS: the floor rises to it and it is not speech.
+        let mut ep = Endpointer::new(EndpointerConfig::default());
+        let events = run(&mut ep, noise(5000, 0.05, &mut seed));
+        assert!(
+            events.len() <= 2,
+            "a loud line may trigger once while the floor adapts: {}",
+            events.len()
+        );
+        let events = run(&mut ep, noise(3000, 0.05, &mut seed));
+        assert!(events.is_empty(), "adapted");
+    }
+}

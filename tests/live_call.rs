@@ -1,0 +1,129 @@
+//! A live call to the demo hotline with real speech: SIPp dials `voxnav serve --dialplan`,
+//! waits into the greeting, then speaks (espeak-ng, not the product's voice, as telephone-band
+//! mu-law RTP). voxnav endpoints the utterance, recognises it with Whisper, routes it with the
+//! MiniLM router and answers by voice; the test reads the decision records it prints.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use voxnav::media::g711::Law;
+use voxnav::media::wav;
+use voxnav::testkit::{espeak_wav, temp_dir};
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_caller_asks_for_their_order_by_voice_and_is_asked_for_the_number() {
+    let dir = temp_dir("live-call");
+    // The caller's words as raw 8 kHz mu-law, where the SIPp scenario streams them from.
+    let speech = wav::read(&espeak_wav(
+        "I want to track my order please",
+        &dir,
+        "caller",
+    ))
+    .unwrap();
+    let pcm: Vec<i16> = speech.samples.iter().map(|&s| wav::f32_to_i16(s)).collect();
+    std::fs::write(dir.join("caller.ulaw"), Law::Ulaw.encode(&pcm)).unwrap();
+
+    let port = free_port();
+    let mut server = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_voxnav"))
+            .args(["serve", "--sip-listen", &format!("127.0.0.1:{port}")])
+            .args(["--dialplan", "dialplans/hotline.yaml", "--demo-orders"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("server starts"),
+    );
+    let (tx, lines) = mpsc::channel();
+    let stdout = server.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Models load before the SIP socket opens.
+    let first = lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("listening line");
+    assert!(first.contains("SIP listening"), "{first}");
+
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/sip-test/uac_speech.xml");
+    let out = Command::new("sipp")
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+            "-mp",
+            &(free_port() & !1).to_string(),
+        ])
+        .args([
+            "-m",
+            "1",
+            "-l",
+            "1",
+            "-timeout",
+            "40",
+            "-timeout_error",
+            "-nostdin",
+        ])
+        .args(["-sf", scenario, &format!("127.0.0.1:{port}")])
+        .current_dir(&dir)
+        .output()
+        .expect("sipp");
+    assert!(
+        out.status.success(),
+        "sipp: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let mut decisions = Vec::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
+        if let Some(json) = line.strip_prefix("voxnav: decision ") {
+            decisions.push(serde_json::from_str::<serde_json::Value>(json).unwrap());
+        }
+        if line.starts_with("voxnav: media ") {
+            break;
+        }
+    }
+    assert!(
+        decisions.len() >= 2,
+        "greeting and one caller turn: {decisions:#?}"
+    );
+    assert!(
+        decisions[0]["say"]
+            .as_str()
+            .unwrap()
+            .contains("Thanks for calling")
+    );
+    let turn = &decisions[1];
+    let heard = turn["input"].as_str().unwrap().to_lowercase();
+    assert!(heard.contains("order"), "what Whisper heard: {heard}");
+    assert_eq!(turn["intent"], "order_status", "{turn}");
+    assert_eq!(turn["node"], "order_lookup/ask_number", "{turn}");
+    assert!(
+        turn["say"].as_str().unwrap().contains("order number"),
+        "{turn}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
