@@ -6,9 +6,13 @@ BIN := target/release/voxnav
 
 .PHONY: run test deps build models lint portable fuzz bench
 
-## Set up and run the main job (until the SIP server lands: the speech demo).
+## Set up and run the main job: the SIP server answering the demo hotline by voice, with the
+## demo order service, on SIP_LISTEN (default 127.0.0.1:5060). Ctrl-C stops it.
+SIP_LISTEN ?= 127.0.0.1:5060
 run: models
-	$(BIN) demo
+	@echo "voxnav: call sip:hotline@$(SIP_LISTEN) with a softphone (e.g. baresip: /dial sip:hotline@$(SIP_LISTEN));"
+	@echo "voxnav: try order numbers 472198, 123456, 555123; 'voxnav simulate dialplans/hotline.yaml --demo-orders' talks in text."
+	$(BIN) serve --sip-listen $(SIP_LISTEN) --dialplan dialplans/hotline.yaml --demo-orders
 
 ## Set up and run every check CI runs: format, lint, portable build, all tests, fuzzing.
 test: models lint portable
