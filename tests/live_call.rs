@@ -98,9 +98,13 @@ fn a_caller_asks_for_their_order_by_voice_and_is_asked_for_the_number() {
     );
 
     let mut decisions = Vec::new();
+    let mut latencies = Vec::new();
     while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
         if let Some(json) = line.strip_prefix("voxnav: decision ") {
             decisions.push(serde_json::from_str::<serde_json::Value>(json).unwrap());
+        }
+        if let Some(json) = line.strip_prefix("voxnav: latency ") {
+            latencies.push(serde_json::from_str::<serde_json::Value>(json).unwrap());
         }
         if line.starts_with("voxnav: media ") {
             break;
@@ -125,5 +129,15 @@ fn a_caller_asks_for_their_order_by_voice_and_is_asked_for_the_number() {
         turn["say"].as_str().unwrap().contains("order number"),
         "{turn}"
     );
+    // The turn was timed: endpoint -> ASR -> decision -> reply audio queued.
+    let latency = latencies.first().expect("a latency record for the turn");
+    for key in [
+        "asr_ms",
+        "decide_ms",
+        "reply_audio_ms",
+        "detected_to_audio_ms",
+    ] {
+        assert!(latency[key].as_u64().is_some(), "{latency}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -61,6 +61,16 @@ pub struct Brain {
     end_after_audio: Option<String>,
     /// Work in flight (TTS, ASR, HTTP): input waits for it.
     busy: usize,
+    /// The turn being timed: when the endpoint fired, ASR finished, the engine decided.
+    timing: Option<TurnTiming>,
+}
+
+/// Per-turn latency marks (printed as `voxnav: latency {json}` when the reply is queued).
+#[derive(Debug, Clone, Copy)]
+struct TurnTiming {
+    endpoint: Instant,
+    asr_done: Option<Instant>,
+    decided: Option<Instant>,
 }
 
 impl Brain {
@@ -79,6 +89,7 @@ impl Brain {
             digits: String::new(),
             end_after_audio: None,
             busy: 0,
+            timing: None,
         }
     }
 
@@ -97,6 +108,9 @@ impl Brain {
 
     fn handle(&mut self, event: Event) {
         let step = self.engine.handle(event);
+        if let Some(t) = self.timing.as_mut() {
+            t.decided.get_or_insert(Instant::now());
+        }
         self.log(&step);
         self.apply(step.actions);
     }
@@ -186,8 +200,31 @@ impl Brain {
         }
     }
 
+    /// The reply of a timed turn is queued: its first packet leaves on the next 20 ms tick.
+    fn log_latency(&self, t: TurnTiming) {
+        let now = Instant::now();
+        let ms = |a: Instant, b: Instant| b.saturating_duration_since(a).as_millis() as u64;
+        let asr = t.asr_done.unwrap_or(t.endpoint);
+        let decided = t.decided.unwrap_or(asr);
+        let json = serde_json::json!({
+            "call": self.call_id,
+            "endpoint_silence_ms": EndpointerConfig::default().end_silence_ms,
+            "asr_ms": ms(t.endpoint, asr),
+            "decide_ms": ms(asr, decided),
+            "reply_audio_ms": ms(decided, now),
+            "detected_to_audio_ms": ms(t.endpoint, now) + 20,
+        });
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout().lock(), "voxnav: latency {json}");
+    }
+
     fn recognise(&mut self, audio: Vec<f32>) {
         self.listening = None;
+        self.timing = Some(TurnTiming {
+            endpoint: Instant::now(),
+            asr_done: None,
+            decided: None,
+        });
         let (asr, tx) = (self.services.asr.clone(), self.tx.clone());
         self.busy += 1;
         std::thread::spawn(move || {
@@ -257,9 +294,15 @@ impl CallBrain for Brain {
                 } => {
                     self.barge_in = barge_in;
                     out.extend(pcm);
+                    if let Some(t) = self.timing.take() {
+                        self.log_latency(t);
+                    }
                     self.apply(rest);
                 }
                 Done::Heard(Ok((text, confidence))) if !text.trim().is_empty() => {
+                    if let Some(t) = self.timing.as_mut() {
+                        t.asr_done = Some(Instant::now());
+                    }
                     self.handle(Event::Speech { text, confidence });
                 }
                 Done::Heard(Ok(_)) => self.handle(Event::NoInput),
