@@ -81,7 +81,36 @@ pub fn fetch(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or("malformed HTTP status line")?;
-    Ok((status, body.to_string()))
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+/// Decodes a chunked body (RFC 9112 7.1); trailers are ignored.
+fn dechunk(mut rest: &str) -> Result<String, String> {
+    let mut out = String::new();
+    loop {
+        let (size_line, after) = rest.split_once("\r\n").ok_or("truncated chunked body")?;
+        let size_hex = size_line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_hex, 16)
+            .map_err(|_| format!("bad chunk size {size_hex:?}"))?;
+        if size == 0 {
+            return Ok(out);
+        }
+        let chunk = after.get(..size).ok_or("truncated chunk")?;
+        out.push_str(chunk);
+        rest = after
+            .get(size..)
+            .and_then(|r| r.strip_prefix("\r\n"))
+            .ok_or("chunk not followed by CRLF")?;
+    }
 }
 
 /// The demo orders: (order number, status, detail).
@@ -187,5 +216,27 @@ mod tests {
         assert!(err.contains("timed out"), "{err}");
         assert!(started.elapsed() < Duration::from_millis(700));
         assert!(fetch("GET", "ftp://x/y", None, Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn chunked_replies_are_decoded() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7\r\n{\"a\":\"b\r\n2;x=y\r\n\"}\r\n0\r\n\r\n");
+        });
+        let (status, body) = fetch(
+            "GET",
+            &format!("http://{addr}/x"),
+            None,
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        assert_eq!((status, body.as_str()), (200, "{\"a\":\"b\"}"));
+        assert!(dechunk("5\r\nab").is_err());
+        assert!(dechunk("zz\r\n").is_err());
     }
 }
