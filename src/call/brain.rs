@@ -61,6 +61,8 @@ pub struct Brain {
     end_after_audio: Option<String>,
     /// Work in flight (TTS, ASR, HTTP): input waits for it.
     busy: usize,
+    /// An utterance that ended while work was in flight.
+    pending: Option<Vec<f32>>,
     /// The turn being timed: when the endpoint fired, ASR finished, the engine decided.
     timing: Option<TurnTiming>,
 }
@@ -89,6 +91,7 @@ impl Brain {
             digits: String::new(),
             end_after_audio: None,
             busy: 0,
+            pending: None,
             timing: None,
         }
     }
@@ -261,6 +264,9 @@ impl CallBrain for Brain {
             VadEvent::Utterance(audio) if self.listening.is_some() && self.busy == 0 => {
                 self.recognise(audio)
             }
+            // Said while recognition or synthesis of the last turn is still running: kept
+            // (the latest one) and recognised as soon as the call listens again.
+            VadEvent::Utterance(audio) => self.pending = Some(audio),
             _ => {}
         }
     }
@@ -325,6 +331,12 @@ impl CallBrain for Brain {
                 Done::Http(Ok((status, body))) => self.handle(Event::HttpResponse { status, body }),
                 Done::Http(Err(e)) => self.handle(Event::HttpFailed(e)),
             }
+        }
+        if self.busy == 0
+            && self.listening.is_some()
+            && let Some(audio) = self.pending.take()
+        {
+            self.recognise(audio);
         }
         if out.is_empty() && self.busy == 0 {
             if let Some(reason) = self.end_after_audio.take() {
