@@ -451,6 +451,27 @@ fn call_brains(
         asr,
         tts,
         vars,
+        prompts: Default::default(),
+    });
+    // Fixed prompts are synthesised once, in the background (calls before it finishes
+    // synthesise on the fly); again after each reload, for new texts.
+    let warm = services.clone();
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        warm.prompts.warm(&warm.registry, warm.tts.as_ref());
+        eprintln!(
+            "voxnav: {} fixed prompts synthesised in {:.1} s",
+            warm.prompts.len(),
+            started.elapsed().as_secs_f64()
+        );
+        let mut version = warm.registry.version();
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            if warm.registry.version() != version {
+                version = warm.registry.version();
+                warm.prompts.warm(&warm.registry, warm.tts.as_ref());
+            }
+        }
     });
     Ok(Arc::new(move |call_id: &str| {
         Box::new(voxnav::call::brain::Brain::new(call_id, services.clone()))

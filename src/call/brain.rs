@@ -24,6 +24,48 @@ pub struct Services {
     pub asr: Arc<dyn Recognizer>,
     pub tts: Arc<dyn Synthesizer>,
     pub vars: BTreeMap<String, String>,
+    /// Synthesised static prompts (texts without `{{variables}}`), by text.
+    pub prompts: PromptCache,
+}
+
+/// 8 kHz audio of the dialplan's fixed texts, synthesised once (`warm`) instead of per call.
+#[derive(Default)]
+pub struct PromptCache {
+    audio: std::sync::RwLock<std::collections::HashMap<String, Arc<Vec<i16>>>>,
+}
+
+impl PromptCache {
+    pub fn get(&self, text: &str) -> Option<Arc<Vec<i16>>> {
+        self.audio
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(text)
+            .cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.audio.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Synthesises every fixed text of the current dialplan not cached yet.
+    pub fn warm(&self, registry: &HotlineRegistry, tts: &dyn Synthesizer) {
+        let hotline = registry.current();
+        for text in hotline.plan.static_texts() {
+            if self.get(&text).is_some() {
+                continue;
+            }
+            if let Ok((pcm, _)) = tts.speak_with_stats(&text) {
+                self.audio
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(text, Arc::new(pcm));
+            }
+        }
+    }
 }
 
 /// Work finished off the media task.
@@ -131,12 +173,17 @@ impl Brain {
         }
         let rest: Vec<Action> = rest.collect();
         if !texts.is_empty() {
-            let (tts, tx) = (self.services.tts.clone(), self.tx.clone());
+            let (services, tx) = (self.services.clone(), self.tx.clone());
             self.busy += 1;
             std::thread::spawn(move || {
                 let mut pcm = Vec::new();
                 for t in texts {
-                    match tts.speak_with_stats(&t) {
+                    if let Some(cached) = services.prompts.get(&t) {
+                        pcm.extend_from_slice(&cached);
+                        pcm.extend(std::iter::repeat_n(0i16, 8 * 250));
+                        continue;
+                    }
+                    match services.tts.speak_with_stats(&t) {
                         Ok((audio, _)) => {
                             pcm.extend(audio);
                             pcm.extend(std::iter::repeat_n(0i16, 8 * 250)); // a breath between

@@ -145,4 +145,40 @@ impl Dialplan {
     pub fn slot(&self, name: &str) -> Option<&SlotDef> {
         self.slots.iter().find(|s| s.name == name)
     }
+
+    /// Every text the dialplan may say that has no `{{variables}}`, whitespace-normalised as
+    /// the engine speaks it: what can be synthesised once at load.
+    pub fn static_texts(&self) -> Vec<String> {
+        use super::nodes::Node;
+        let mut out: Vec<String> = Vec::new();
+        let mut add = |t: &str| {
+            if !t.contains("{{") {
+                let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
+                if !t.is_empty() && !out.contains(&t) {
+                    out.push(t);
+                }
+            }
+        };
+        for node in self.nodes.values() {
+            match &node.kind {
+                Node::Say(s) => add(&s.speech.text),
+                Node::Ask(a) => {
+                    for s in std::iter::once(&a.prompt)
+                        .chain(&a.no_input)
+                        .chain(&a.no_match)
+                    {
+                        add(&s.text);
+                    }
+                }
+                Node::Http(h) => h.filler.iter().for_each(|f| add(&f.text)),
+                Node::Transfer(t) => t.say.iter().for_each(|s| add(&s.text)),
+                Node::Hangup(h) => h.say.iter().for_each(|s| add(&s.text)),
+                _ => {}
+            }
+        }
+        for k in &self.knowledge {
+            add(&k.answer);
+        }
+        out
+    }
 }
