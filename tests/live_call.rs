@@ -1,7 +1,9 @@
 //! A live call to the demo hotline with real speech: SIPp dials `voxnav serve --dialplan`,
 //! waits into the greeting, then speaks (espeak-ng, not the product's voice, as telephone-band
 //! mu-law RTP). voxnav endpoints the utterance, recognises it with Whisper, routes it with the
-//! MiniLM router and answers by voice; the test reads the decision records it prints.
+//! MiniLM router and asks for the order number by voice; the caller types 472198# (RFC 4733),
+//! voxnav looks it up in the demo order service and says the status. The test reads the
+//! decision and latency records voxnav prints.
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
@@ -31,7 +33,7 @@ fn free_port() -> u16 {
 }
 
 #[test]
-fn a_caller_asks_for_their_order_by_voice_and_is_asked_for_the_number() {
+fn a_caller_asks_for_their_order_by_voice_then_types_the_number_and_hears_the_status() {
     let dir = temp_dir("live-call");
     // The caller's words as raw 8 kHz mu-law, where the SIPp scenario streams them from.
     let speech = wav::read(&espeak_wav(
@@ -67,7 +69,7 @@ fn a_caller_asks_for_their_order_by_voice_and_is_asked_for_the_number() {
         .expect("listening line");
     assert!(first.contains("SIP listening"), "{first}");
 
-    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/sip-test/uac_speech.xml");
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/sip-test/uac_speech_dtmf.xml");
     let out = Command::new("sipp")
         .args([
             "-i",
@@ -83,7 +85,7 @@ fn a_caller_asks_for_their_order_by_voice_and_is_asked_for_the_number() {
             "-l",
             "1",
             "-timeout",
-            "40",
+            "60",
             "-timeout_error",
             "-nostdin",
         ])
@@ -128,6 +130,25 @@ fn a_caller_asks_for_their_order_by_voice_and_is_asked_for_the_number() {
     assert!(
         turn["say"].as_str().unwrap().contains("order number"),
         "{turn}"
+    );
+    // The keypad turn fills the slot and starts the lookup; the backend reply is answered.
+    let typed = decisions
+        .iter()
+        .find(|d| d["input"] == "#dtmf 472198")
+        .expect("the keypad turn");
+    assert_eq!(typed["slots"]["order_number"], "472198", "{typed}");
+    assert_eq!(typed["action"], "http", "{typed}");
+    let answer = decisions
+        .iter()
+        .find(|d| d["input"] == "(backend reply)")
+        .expect("the lookup reply");
+    assert_eq!(answer["decision"], "answer", "{answer}");
+    assert!(
+        answer["say"]
+            .as_str()
+            .unwrap()
+            .contains("Order 472198 is shipped"),
+        "{answer}"
     );
     // The turn was timed: endpoint -> ASR -> decision -> reply audio queued.
     let latency = latencies.first().expect("a latency record for the turn");
