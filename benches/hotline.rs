@@ -8,44 +8,18 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use voxnav::dialplan::engine::{CallEngine, Event, Hotline};
+use voxnav::dialplan::engine::Hotline;
 use voxnav::models::paths::ModelPaths;
 use voxnav::nlu::minilm::MiniLm;
 use voxnav::testkit::median;
 
-/// What the menu decided for a phrase: an intent, `kb:<id>`, or `none`.
-fn decide(hotline: &Arc<Hotline>, phrase: &str) -> String {
-    let mut call = CallEngine::new(hotline.clone(), Default::default());
-    call.handle(Event::Start);
-    let d = call
-        .handle(Event::Speech {
-            text: phrase.into(),
-            confidence: 0.9,
-        })
-        .decision
-        .unwrap();
-    if let Some(kb) = d.kb {
-        return format!("kb:{kb}");
-    }
-    if d.reason.starts_with("not understood") {
-        return "none".into();
-    }
-    d.intent.unwrap_or_else(|| "none".into())
-}
-
 fn main() {
     let root = env!("CARGO_MANIFEST_DIR");
     let path = std::path::Path::new(root).join("dialplans/hotline.yaml");
-    let cases: Vec<(String, String)> =
-        std::fs::read_to_string(std::path::Path::new(root).join("dialplans/hotline.heldout.tsv"))
-            .unwrap()
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .filter_map(|l| {
-                l.split_once('\t')
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-            })
-            .collect();
+    let cases = voxnav::dialplan::testing::read_heldout(
+        &std::path::Path::new(root).join("dialplans/hotline.heldout.tsv"),
+    )
+    .unwrap();
     let (weights, vocab) = ModelPaths::default().minilm();
     let embedder: Arc<dyn voxnav::nlu::intent::Embedder> =
         Arc::new(MiniLm::load(&weights, &vocab).expect("models install"));
@@ -62,7 +36,7 @@ fn main() {
     let mut wrong = Vec::new();
     for (phrase, want) in &cases {
         let started = Instant::now();
-        let got = decide(&hotline, phrase);
+        let got = voxnav::dialplan::testing::first_turn_decision(&hotline, phrase);
         times.push(started.elapsed().as_secs_f64() * 1000.0);
         if &got != want {
             wrong.push(format!("  {phrase:?}: expected {want}, got {got}"));

@@ -11,20 +11,12 @@
 //! `cargo bench --bench media_load` (about 4 minutes; needs SIPp from sip-tester).
 
 use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use voxnav::testkit::free_udp_port;
 use voxnav::testkit::median;
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// CPU time (utime + stime) of a process in milliseconds, and its resident memory in KB.
 fn cpu_ms_and_rss_kb(pid: u32) -> (u64, u64) {
@@ -60,7 +52,7 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
-        let port = free_port();
+        let port = free_udp_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_voxnav"))
             .args(["serve", "--sip-listen", &format!("127.0.0.1:{port}")])
             .args(["--max-calls", "5000", "--rtp-ports", "30000-39999"])
@@ -110,7 +102,7 @@ fn field(line: &str, name: &str) -> u64 {
 
 /// Starts SIPp `uac` against `target`; `extra` are scenario options.
 fn sipp_uac(target: &str, extra: &[&str], stat: &std::path::Path) -> Child {
-    let (sip, media) = (free_port(), free_port() & !1);
+    let (sip, media) = (free_udp_port(), free_udp_port() & !1);
     Command::new("sipp")
         .args(["-sn", "uac", "-i", "127.0.0.1", "-p", &sip.to_string()])
         .args(["-mp", &media.to_string()])
@@ -252,7 +244,7 @@ fn main() {
     }
     drop(server);
     // SIPp's own ceiling: uac against a SIPp uas, no media.
-    let uas_port = free_port();
+    let uas_port = free_udp_port();
     let mut uas = Command::new("sipp")
         .args(["-sn", "uas", "-i", "127.0.0.1", "-p", &uas_port.to_string()])
         .args(["-nostdin", "-buff_size", "4194304"])

@@ -158,6 +158,24 @@ pub fn pcap_udp_payloads(path: &Path) -> Vec<Vec<u8>> {
     payloads
 }
 
+/// A UDP port free on loopback right now (for peers a test starts on their own ports).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback UDP port")
+}
+
+/// A child process killed and reaped however the test ends (a failed assert included).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A fresh temporary directory for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("voxnav-test-{name}-{}", std::process::id()));

@@ -227,7 +227,7 @@ fn broken_dialplans_are_refused_with_positions_and_hints() {
 #[test]
 fn held_out_phrasings_are_understood() {
     use std::sync::Arc;
-    use voxnav::dialplan::engine::{CallEngine, Event, Hotline};
+    use voxnav::dialplan::engine::Hotline;
     let root = env!("CARGO_MANIFEST_DIR");
     let plan = voxnav::dialplan::load_file(std::path::Path::new(&format!(
         "{root}/dialplans/hotline.yaml"
@@ -237,33 +237,14 @@ fn held_out_phrasings_are_understood() {
     let embedder =
         Arc::new(voxnav::nlu::minilm::MiniLm::load(&weights, &vocab).expect("models installed"));
     let hotline = Arc::new(Hotline::build(plan, embedder));
-    let cases: Vec<(String, String)> =
-        std::fs::read_to_string(format!("{root}/dialplans/hotline.heldout.tsv"))
-            .unwrap()
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .filter_map(|l| {
-                l.split_once('\t')
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-            })
-            .collect();
+    let cases = voxnav::dialplan::testing::read_heldout(std::path::Path::new(&format!(
+        "{root}/dialplans/hotline.heldout.tsv"
+    )))
+    .unwrap();
     assert!(cases.len() >= 40);
     let mut misses = Vec::new();
     for (phrase, want) in &cases {
-        let mut call = CallEngine::new(hotline.clone(), Default::default());
-        call.handle(Event::Start);
-        let d = call
-            .handle(Event::Speech {
-                text: phrase.clone(),
-                confidence: 0.9,
-            })
-            .decision
-            .unwrap();
-        let got = match (&d.kb, d.reason.starts_with("not understood"), &d.intent) {
-            (Some(kb), _, _) => format!("kb:{kb}"),
-            (None, true, _) | (None, false, None) => "none".to_string(),
-            (None, false, Some(i)) => i.clone(),
-        };
+        let got = voxnav::dialplan::testing::first_turn_decision(&hotline, phrase);
         if &got != want {
             misses.push(format!("{phrase}: expected {want}, got {got}"));
         }

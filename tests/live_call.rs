@@ -6,31 +6,14 @@
 //! decision and latency records voxnav prints.
 
 use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use voxnav::media::g711::Law;
 use voxnav::media::wav;
+use voxnav::testkit::{KillOnDrop, free_udp_port};
 use voxnav::testkit::{espeak_wav, temp_dir};
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[test]
 fn a_caller_asks_for_their_order_by_voice_then_types_the_number_and_hears_the_status() {
@@ -45,7 +28,7 @@ fn a_caller_asks_for_their_order_by_voice_then_types_the_number_and_hears_the_st
     let pcm: Vec<i16> = speech.samples.iter().map(|&s| wav::f32_to_i16(s)).collect();
     std::fs::write(dir.join("caller.ulaw"), Law::Ulaw.encode(&pcm)).unwrap();
 
-    let port = free_port();
+    let port = free_udp_port();
     let mut server = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_voxnav"))
             .args(["serve", "--sip-listen", &format!("127.0.0.1:{port}")])
@@ -75,9 +58,9 @@ fn a_caller_asks_for_their_order_by_voice_then_types_the_number_and_hears_the_st
             "-i",
             "127.0.0.1",
             "-p",
-            &free_port().to_string(),
+            &free_udp_port().to_string(),
             "-mp",
-            &(free_port() & !1).to_string(),
+            &(free_udp_port() & !1).to_string(),
         ])
         .args([
             "-m",

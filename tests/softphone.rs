@@ -5,12 +5,12 @@
 //! beeps) and the echo of `5`; voxnav must detect both digits and hang up on `#`.
 
 use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use voxnav::media::dtmf::ToneDetector;
 use voxnav::media::wav::{self, Audio};
+use voxnav::testkit::{KillOnDrop, free_udp_port};
 
 fn tone(freqs: &[f32], secs: f32) -> Vec<f32> {
     (0..(secs * 8000.0) as usize)
@@ -36,24 +36,6 @@ fn fraction_at(block: &[f32], freq: f32) -> f32 {
     let power = s1 * s1 + s2 * s2 - k * s1 * s2;
     let total: f32 = block.iter().map(|x| x * x).sum::<f32>() * block.len() as f32 / 2.0;
     if total <= 1e-9 { 0.0 } else { power / total }
-}
-
-/// The server process, killed however the test ends.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]
@@ -100,7 +82,7 @@ fn baresip_calls_voxnav_hears_the_prompt_and_the_digit_echo() {
              module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
              module aubridge.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\n\
              snd_path {}\n",
-            free_port(),
+            free_udp_port(),
             mic_path.display(),
             rec.display()
         ),

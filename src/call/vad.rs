@@ -54,9 +54,11 @@ const FRAME_MS: u32 = 20;
 pub struct Endpointer {
     config: EndpointerConfig,
     noise_floor_db: f32,
-    pre_roll: VecDeque<Vec<f32>>,
+    /// The last `pre_roll_ms` of samples before any onset (a ring: no allocation per frame).
+    pre_roll: VecDeque<f32>,
     /// Voiced frames in a row before speech is declared.
-    onset: Vec<Vec<f32>>,
+    onset: Vec<f32>,
+    onset_frames: u32,
     /// The utterance being collected, once speech started.
     speech: Option<Vec<f32>>,
     voiced_ms: u32,
@@ -76,6 +78,7 @@ impl Endpointer {
             noise_floor_db: -60.0,
             pre_roll: VecDeque::new(),
             onset: Vec::new(),
+            onset_frames: 0,
             speech: None,
             voiced_ms: 0,
             silence_ms: 0,
@@ -91,6 +94,7 @@ impl Endpointer {
     /// Forgets any partial utterance (e.g. while the bot talks with barge-in off).
     pub fn reset(&mut self) {
         self.onset.clear();
+        self.onset_frames = 0;
         self.speech = None;
         self.voiced_ms = 0;
         self.silence_ms = 0;
@@ -126,25 +130,26 @@ impl Endpointer {
             return None;
         }
         if voiced {
-            self.onset.push(frame.to_vec());
-            if self.onset.len() as u32 * FRAME_MS >= self.config.start_ms {
-                let mut audio: Vec<f32> = self.pre_roll.drain(..).flatten().collect();
-                let onset_frames = std::mem::take(&mut self.onset);
-                self.voiced_ms = onset_frames.len() as u32 * FRAME_MS;
+            self.onset.extend_from_slice(frame);
+            self.onset_frames += 1;
+            if self.onset_frames * FRAME_MS >= self.config.start_ms {
+                let mut audio: Vec<f32> = self.pre_roll.drain(..).collect();
+                audio.append(&mut self.onset);
+                self.voiced_ms = self.onset_frames * FRAME_MS;
                 self.length_ms = self.voiced_ms;
-                audio.extend(onset_frames.into_iter().flatten());
+                self.onset_frames = 0;
                 self.speech = Some(audio);
                 return Some(VadEvent::SpeechStart);
             }
             return None;
         }
         // Unvoiced: the onset was a blip; it becomes pre-roll, and the floor adapts.
-        for f in self.onset.drain(..) {
-            self.pre_roll.push_back(f);
-        }
-        self.pre_roll.push_back(frame.to_vec());
-        while self.pre_roll.len() as u32 * FRAME_MS > self.config.pre_roll_ms {
-            self.pre_roll.pop_front();
+        self.pre_roll.extend(self.onset.drain(..));
+        self.onset_frames = 0;
+        self.pre_roll.extend(frame.iter().copied());
+        let keep = (self.config.pre_roll_ms * 8) as usize;
+        if self.pre_roll.len() > keep {
+            self.pre_roll.drain(..self.pre_roll.len() - keep);
         }
         // Slow adaptation (about 1 s), faster downward so a quieter line is learnt quickly.
         let alpha = if level < self.noise_floor_db {

@@ -486,7 +486,9 @@ impl CallEngine {
                 self.listen(&ask, actions);
                 return;
             }
-            let m = hotline.router.classify(hotline.embedder.as_ref(), text);
+            // One embedding serves the router and the knowledge base.
+            let embedding = hotline.embedder.embed(text);
+            let m = hotline.router.classify_embedded(&embedding, text);
             self.record.intent = m.intent.clone();
             self.record.confidence = m.confidence;
             self.record.out_of_scope = m.out_of_scope;
@@ -514,7 +516,7 @@ impl CallEngine {
             }
             // The knowledge base wins when it fits and the intent is unsure or absent.
             if ask.kb
-                && let Some(kb) = hotline.kb.best(hotline.embedder.as_ref(), text)
+                && let Some(kb) = hotline.kb.best_embedded(&embedding, text)
             {
                 self.record.kb_score = Some(kb.score);
                 // A confident intent keeps the turn unless a question variant is closer to

@@ -247,3 +247,37 @@ fn note_path(
         edges.insert((w[0].clone(), w[1].clone()));
     }
 }
+
+/// Held-out phrasings (`phrase<TAB>expected` lines; `#` comments): what a hotline's first `ask`
+/// should make of each, as an intent name, `kb:<entry id>` or `none`.
+pub fn read_heldout(path: &Path) -> std::io::Result<Vec<(String, String)>> {
+    Ok(std::fs::read_to_string(path)?
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            l.split_once('\t')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        })
+        .collect())
+}
+
+/// What the hotline's first `ask` decides for `phrase`: an intent, `kb:<id>`, or `none`
+/// (out of scope or not understood). Scored against `read_heldout`.
+pub fn first_turn_decision(hotline: &Arc<Hotline>, phrase: &str) -> String {
+    let mut call = CallEngine::new(hotline.clone(), BTreeMap::new());
+    call.handle(Event::Start);
+    let Some(d) = call
+        .handle(Event::Speech {
+            text: phrase.into(),
+            confidence: 0.9,
+        })
+        .decision
+    else {
+        return "none".into();
+    };
+    match (d.kb, d.reason.starts_with("not understood"), d.intent) {
+        (Some(kb), _, _) => format!("kb:{kb}"),
+        (None, false, Some(i)) => i,
+        _ => "none".into(),
+    }
+}

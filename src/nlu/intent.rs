@@ -304,14 +304,14 @@ impl IntentRouter {
     }
 
     /// Combined probabilities per intent (same order as `intents`), and the nearest-example
-    /// similarity.
-    pub fn scores(&self, embedder: &dyn Embedder, text: &str) -> (Vec<f32>, f32) {
+    /// similarity, for `text` whose embedding is `e` (callers that also query the knowledge
+    /// base embed once and pass it to both).
+    pub fn scores(&self, e: &[f32], text: &str) -> (Vec<f32>, f32) {
         let classes = self.intents.len();
         if classes == 0 {
             return (Vec::new(), 0.0);
         }
-        let e = embedder.embed(text);
-        let x = &e;
+        let x = e;
         let mut p_emb: Vec<f32> = self
             .weights
             .iter()
@@ -349,14 +349,19 @@ impl IntentRouter {
             .embeddings
             .iter()
             .zip(&self.lexical)
-            .map(|((_, v), (_, l))| sw * dot(v, &e) + (1.0 - sw) * cosine(&q, l))
+            .map(|((_, v), (_, l))| sw * dot(v, e) + (1.0 - sw) * cosine(&q, l))
             .fold(f32::NEG_INFINITY, f32::max);
         (p, nearest)
     }
 
     /// The intent of `text`, or out of scope.
     pub fn classify(&self, embedder: &dyn Embedder, text: &str) -> IntentMatch {
-        let (p, nearest) = self.scores(embedder, text);
+        self.classify_embedded(&embedder.embed(text), text)
+    }
+
+    /// `classify` for a text already embedded as `e`.
+    pub fn classify_embedded(&self, e: &[f32], text: &str) -> IntentMatch {
+        let (p, nearest) = self.scores(e, text);
         let Some((best, &confidence)) = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))
         else {
             return IntentMatch {

@@ -76,12 +76,16 @@ impl KnowledgeBase {
 
     /// The best entry and its score, whether or not it passes the threshold.
     pub fn best(&self, embedder: &dyn Embedder, text: &str) -> Option<KbMatch> {
-        let e = embedder.embed(text);
+        self.best_embedded(&embedder.embed(text), text)
+    }
+
+    /// `best` for a text already embedded as `e`.
+    pub fn best_embedded(&self, e: &[f32], text: &str) -> Option<KbMatch> {
         let q = self.idf.vector(text);
         let mut best: Option<(usize, f32)> = None;
         for (i, emb, lex) in &self.variants {
             let w = self.embedding_weight;
-            let s = w * dot(&e, emb) + (1.0 - w) * cosine(&q, lex);
+            let s = w * dot(e, emb) + (1.0 - w) * cosine(&q, lex);
             if best.is_none_or(|(_, b)| s > b) {
                 best = Some((*i, s));
             }

@@ -815,6 +815,17 @@ mod tests {
         )
     }
 
+    fn endpoint_with_max_calls(max_calls: usize) -> Endpoint {
+        Endpoint::new(
+            1,
+            "127.0.0.1:5060".parse().unwrap(),
+            EndpointConfig {
+                max_calls,
+                ..Default::default()
+            },
+        )
+    }
+
     fn request(
         method: &str,
         call: &str,
@@ -881,7 +892,13 @@ mod tests {
                 && ok.contains("m=audio 20000 RTP/AVP 0 101\r\n")
         );
         assert!(ok.contains("Contact: <sip:voxnav@127.0.0.1:5060>\r\n"));
-        ok.lines()
+        to_tag(&ok)
+    }
+
+    /// Our To tag in a response voxnav sent.
+    fn to_tag(response: &str) -> String {
+        response
+            .lines()
             .find(|l| l.starts_with("To:"))
             .and_then(|l| l.split("tag=").nth(1))
             .unwrap()
@@ -999,14 +1016,7 @@ mod tests {
     /// transaction, offer, pending BYE or session deadline.
     #[test]
     fn thousands_of_calls_leave_no_state_behind() {
-        let mut ep = Endpoint::new(
-            1,
-            "127.0.0.1:5060".parse().unwrap(),
-            EndpointConfig {
-                max_calls: 10_000,
-                ..Default::default()
-            },
-        );
+        let mut ep = endpoint_with_max_calls(10_000);
         let t0 = Instant::now();
         for i in 0..3000u32 {
             let call = format!("many-{i}");
@@ -1024,14 +1034,7 @@ mod tests {
                     ep.handle_datagram(&invite, src(), now);
                     let ok =
                         text(&ep.answer_call(&call, "127.0.0.1:20000".parse().unwrap(), now)[0]);
-                    let tag = ok
-                        .split(";tag=")
-                        .nth(2)
-                        .unwrap()
-                        .split("\r\n")
-                        .next()
-                        .unwrap()
-                        .to_string();
+                    let tag = to_tag(&ok);
                     ep.handle_datagram(&request("ACK", &call, 1, &tag, "a", ""), src(), now);
                     ep.hangup(&call, now);
                 }
@@ -1097,14 +1100,7 @@ mod tests {
             ok.contains("Session-Expires: 90;refresher=uac\r\nRequire: timer\r\n"),
             "{ok}"
         );
-        let tag = ok
-            .split(";tag=")
-            .nth(2)
-            .unwrap()
-            .split("\r\n")
-            .next()
-            .unwrap()
-            .to_string();
+        let tag = to_tag(&ok);
         ep.handle_datagram(&request("ACK", "st", 1, &tag, "ack", ""), src(), t0);
         // A refresh by UPDATE at 50 s moves the teardown from 60 s to 110 s.
         let update = ep.handle_datagram(
@@ -1134,14 +1130,7 @@ mod tests {
 
     #[test]
     fn cancel_before_answer_codec_mismatch_and_call_limit() {
-        let mut ep = Endpoint::new(
-            1,
-            "127.0.0.1:5060".parse().unwrap(),
-            EndpointConfig {
-                max_calls: 1,
-                ..Default::default()
-            },
-        );
+        let mut ep = endpoint_with_max_calls(1);
         let t0 = Instant::now();
         ep.handle_datagram(&request("INVITE", "call-d", 1, "", "d", SDP), src(), t0);
         // Over the limit: 503 with Retry-After.
@@ -1171,14 +1160,7 @@ mod tests {
         );
         assert_eq!(status(&out[0]), 100);
         let ok = text(&ep.answer_call("tcp-1", "127.0.0.1:20000".parse().unwrap(), t0)[0]);
-        let tag = ok
-            .split(";tag=")
-            .nth(2)
-            .unwrap()
-            .split("\r\n")
-            .next()
-            .unwrap()
-            .to_string();
+        let tag = to_tag(&ok);
         ep.handle_message(
             &request("ACK", "tcp-1", 1, &tag, "ack", ""),
             src(),
