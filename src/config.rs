@@ -7,6 +7,11 @@
 //!   ring_ms: 0               # ring (180) this long before answering
 //! media:
 //!   rtp_ports: 10000-20000   # even RTP ports, RTCP on the next odd one
+//! transfer:                  # where dialplan transfers ring (a bridge to a SIP phone)
+//!   default: sip:desk@192.0.2.10        # the seat for queues not listed
+//!   queues:
+//!     billing: sip:billing@192.0.2.11
+//!   ring_timeout_s: 20       # then the caller goes back to the dialplan's fallback
 //! ```
 //!
 //! Command-line options override the file; the file overrides the built-in defaults.
@@ -26,6 +31,22 @@ pub struct ServerConfig {
     pub max_calls: Option<usize>,
     pub ring_ms: Option<u64>,
     pub rtp_ports: Option<PortPool>,
+    pub agent_default: Option<String>,
+    pub agent_queues: std::collections::BTreeMap<String, String>,
+    pub ring_timeout_s: Option<u64>,
+}
+
+fn sip_uri(y: &yaml::Yaml, what: &str, p: &mut Problems) -> Option<String> {
+    let (t, pos) = text(y, what, p)?;
+    if crate::sip::uac::uri_host_port(&t).is_none() {
+        p.add(
+            pos,
+            format!("`{t}` is not a sip: URI with a host"),
+            "e.g. sip:agent@192.0.2.10:5060",
+        );
+        return None;
+    }
+    Some(t)
 }
 
 /// Reads a config file; every problem as file:line:col.
@@ -67,6 +88,22 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
                 Err(e) => p.add(pos, e, ""),
             }
         }
+        m.finish(&[], &mut p);
+    }
+    if let Some(transfer) = top.get("transfer") {
+        let mut m = MapReader::new(transfer, "transfer", &mut p);
+        config.agent_default = m.get("default").and_then(|y| sip_uri(y, "default", &mut p));
+        if let Some(queues) = m.get("queues") {
+            let q = MapReader::new(queues, "queues", &mut p);
+            for (name, value) in q.entries() {
+                if let Some(uri) = sip_uri(value, "a queue's seat", &mut p) {
+                    config.agent_queues.insert(name.name.clone(), uri);
+                }
+            }
+        }
+        config.ring_timeout_s = m
+            .get("ring_timeout_s")
+            .and_then(|y| number(y, "ring_timeout_s", &mut p));
         m.finish(&[], &mut p);
     }
     top.finish(&[], &mut p);

@@ -53,6 +53,31 @@ enum Command {
         /// Start the built-in demo order service and point `orders_api` at it.
         #[arg(long)]
         demo_orders: bool,
+        /// The agent seat (SIP URI) transfers ring, for every queue the config file does not
+        /// map (config `transfer.default`); without one, a transfer goes to the dialplan's
+        /// fallback.
+        #[arg(long, value_name = "SIP_URI")]
+        agent: Option<String>,
+    },
+    /// A scripted test caller: dial a SIP URI, play the script's caller turns (text spoken
+    /// with the product voice, WAV files, keypad digits, silences, barge-in), record and
+    /// transcribe what the bot says, print the transcript with each turn's voice-to-voice
+    /// latency (last voiced caller packet -> first voiced bot packet).
+    Call {
+        /// e.g. sip:ivr@127.0.0.1:5060
+        target: String,
+        /// The call script (YAML; see sip-test/calls/).
+        #[arg(long)]
+        script: PathBuf,
+        /// Write the bot's side of the call to this WAV file (8 kHz).
+        #[arg(long)]
+        record: Option<PathBuf>,
+        /// Do not transcribe the bot (latency figures only, no Whisper load).
+        #[arg(long)]
+        no_transcribe: bool,
+        /// Print the result as one JSON object (`voxnav call {...}`).
+        #[arg(long)]
+        json: bool,
     },
     /// Speak text with the product voice into an 8 kHz WAV file.
     Say {
@@ -167,14 +192,25 @@ fn main() -> Result<()> {
             ring_ms,
             dialplan,
             demo_orders,
+            agent,
         } => {
-            let brains = match &dialplan {
-                Some(path) => Some(call_brains(&paths, path, demo_orders)?),
-                None => None,
-            };
             let file = match &config {
                 Some(path) => voxnav::config::read(path).map_err(anyhow::Error::msg)?,
                 None => voxnav::config::ServerConfig::default(),
+            };
+            if let Some(uri) = &agent
+                && voxnav::sip::uac::uri_host_port(uri).is_none()
+            {
+                anyhow::bail!("--agent {uri}: not a sip: URI with a host");
+            }
+            let agents = voxnav::call::transfer::AgentDirectory {
+                queues: file.agent_queues.clone(),
+                default: agent.or(file.agent_default.clone()),
+                ring_timeout: std::time::Duration::from_secs(file.ring_timeout_s.unwrap_or(20)),
+            };
+            let brains = match &dialplan {
+                Some(path) => Some(call_brains(&paths, path, demo_orders, agents)?),
+                None => None,
             };
             let defaults = voxnav::net::ServeConfig::default();
             serve(
@@ -193,6 +229,20 @@ fn main() -> Result<()> {
             )?
         }
         Command::Say { text, output } => say(&paths, &text, &output)?,
+        Command::Call {
+            target,
+            script,
+            record,
+            no_transcribe,
+            json,
+        } => test_call(
+            &paths,
+            &target,
+            &script,
+            record.as_deref(),
+            !no_transcribe,
+            json,
+        )?,
         Command::Demo { out } => demo(&paths, &out)?,
         Command::Transcribe {
             input,
@@ -301,6 +351,164 @@ fn say(paths: &ModelPaths, text: &str, output: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// `voxnav call`: places the scripted call, then transcribes the bot's replies.
+fn test_call(
+    paths: &ModelPaths,
+    target: &str,
+    script_path: &std::path::Path,
+    record_to: Option<&std::path::Path>,
+    transcribe_bot: bool,
+    json: bool,
+) -> Result<()> {
+    use voxnav::call::caller::{self, CallerInput};
+    let script = caller::read_script(script_path).map_err(anyhow::Error::msg)?;
+    let needs_voice = script
+        .iter()
+        .any(|t| matches!(t.input, CallerInput::Say(_)));
+    // One thread: the caller usually shares the machine with the server it calls.
+    let tts = if needs_voice {
+        Some(PiperSynthesizer::new(paths, PiperConfig::default())?)
+    } else {
+        None
+    };
+    let speak = |text: &str| -> std::result::Result<Vec<i16>, String> {
+        tts.as_ref()
+            .ok_or_else(|| "no voice loaded".to_string())?
+            .speak_all(text)
+            .map_err(|e| e.to_string())
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let record = runtime.block_on(caller::run(target, &script, &speak));
+    if let Some(path) = record_to {
+        let samples = record
+            .bot_audio
+            .iter()
+            .map(|&s| s as f32 / 32_768.0)
+            .collect();
+        wav::write(
+            path,
+            &wav::Audio {
+                samples,
+                sample_rate: OUTPUT_RATE,
+            },
+        )?;
+    }
+    // The bot's words per reply, recognised after the call (2 threads: the call is over).
+    let mut bot_texts = Vec::new();
+    if transcribe_bot && !record.bot_audio.is_empty() {
+        let asr = WhisperRecognizer::new(
+            paths,
+            WhisperConfig {
+                threads_per_job: 2,
+                ..Default::default()
+            },
+        )?;
+        for (from, to) in caller::bot_segments(&record) {
+            let audio: Vec<f32> = record.bot_audio[from..to]
+                .iter()
+                .map(|&s| s as f32 / 32_768.0)
+                .collect();
+            let voiced = audio
+                .chunks(160)
+                .filter(|c| (c.iter().map(|s| s * s).sum::<f32>() / c.len() as f32).sqrt() > 0.01);
+            let text = if voiced.count() < 15 {
+                String::new()
+            } else {
+                asr.recognize(&audio, 8000, &RecognizeOptions::default())
+                    .map(|t| t.text)
+                    .unwrap_or_else(|e| format!("(not recognised: {e})"))
+            };
+            bot_texts.push(((from / 8) as u64, text));
+        }
+    }
+    let latencies: Vec<u64> = record
+        .turns
+        .iter()
+        .filter_map(|t| t.voice_to_voice.map(|d| d.as_millis() as u64))
+        .collect();
+    let describe = |input: &CallerInput| match input {
+        CallerInput::Say(t) => format!("say {t:?}"),
+        CallerInput::Wav(p) => format!("wav {}", p.display()),
+        CallerInput::Dtmf(d) => format!("dtmf {d}"),
+        CallerInput::Silence(d) => format!("silence {} ms", d.as_millis()),
+        CallerInput::Hangup => "hang up".into(),
+    };
+    if json {
+        let turns: Vec<serde_json::Value> = record
+            .turns
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "input": describe(&t.input),
+                    "started_ms": t.started.as_millis() as u64,
+                    "ended_ms": t.ended.as_millis() as u64,
+                    "voice_to_voice_ms": t.voice_to_voice.map(|d| d.as_millis() as u64),
+                })
+            })
+            .collect();
+        let bot: Vec<serde_json::Value> = bot_texts
+            .iter()
+            .map(|(at, text)| serde_json::json!({"from_ms": at, "text": text}))
+            .collect();
+        let out = serde_json::json!({
+            "target": target,
+            "answered_ms": record.answered_after.map(|d| d.as_millis() as u64),
+            "failure": record.failure,
+            "ended": record.ended,
+            "turns": turns,
+            "bot": bot,
+            "voice_to_voice_ms": latencies,
+        });
+        println!("voxnav call {out}");
+    } else {
+        match record.answered_after {
+            Some(d) => println!("answered after {} ms", d.as_millis()),
+            None => println!(
+                "not answered: {}",
+                record.failure.as_deref().unwrap_or("no reason given")
+            ),
+        }
+        // Interleave the bot's replies and the caller's turns on the call's timeline.
+        let mut lines: Vec<(u64, String)> = bot_texts
+            .iter()
+            .filter(|(_, t)| !t.is_empty())
+            .map(|(at, t)| (*at, format!("bot     {t}")))
+            .collect();
+        for t in &record.turns {
+            let latency = t
+                .voice_to_voice
+                .map(|d| format!("  [bot answered after {} ms]", d.as_millis()))
+                .unwrap_or_default();
+            lines.push((
+                t.started.as_millis() as u64,
+                format!("caller  {}{latency}", describe(&t.input)),
+            ));
+        }
+        lines.sort_by_key(|(at, _)| *at);
+        for (at, line) in lines {
+            println!("{:>7.1} s  {line}", at as f64 / 1000.0);
+        }
+        let mut sorted = latencies.clone();
+        sorted.sort_unstable();
+        if !sorted.is_empty() {
+            println!(
+                "voice-to-voice: median {} ms, max {} ms over {} turns",
+                sorted[sorted.len() / 2],
+                sorted[sorted.len() - 1],
+                sorted.len()
+            );
+        }
+        println!("ended: {}", record.ended);
+    }
+    if record.answered_after.is_none() {
+        anyhow::bail!("the call was not answered");
+    }
+    Ok(())
+}
+
 fn transcribe(paths: &ModelPaths, input: &std::path::Path, config: WhisperConfig) -> Result<()> {
     let audio = wav::read(input)?;
     if audio.samples.is_empty() {
@@ -400,6 +608,7 @@ fn call_brains(
     paths: &ModelPaths,
     dialplan: &std::path::Path,
     demo_orders: bool,
+    agents: voxnav::call::transfer::AgentDirectory,
 ) -> Result<voxnav::net::call_media::BrainFactory> {
     use std::sync::Arc;
     let vars = parse_vars(&[], demo_orders)?;
@@ -415,9 +624,14 @@ fn call_brains(
         ..Default::default()
     };
     let piper = PiperConfig::default();
-    voxnav::speech::CoreBudget::detect().check(&whisper, &piper)?;
-    let asr: Arc<dyn Recognizer> = Arc::new(WhisperRecognizer::new(paths, whisper)?);
-    let tts: Arc<dyn Synthesizer> = Arc::new(PiperSynthesizer::new(paths, piper)?);
+    let budget = voxnav::speech::CoreBudget::detect();
+    budget.check(&whisper, &piper)?;
+    // One slot per core, shared: a recognition borrows the second core while TTS is idle.
+    let cores = Arc::new(voxnav::speech::gate::JobGate::new(budget.cores, 4096));
+    let asr: Arc<dyn Recognizer> =
+        Arc::new(WhisperRecognizer::new(paths, whisper)?.with_shared_cores(cores.clone()));
+    let tts: Arc<dyn Synthesizer> =
+        Arc::new(PiperSynthesizer::new(paths, piper)?.with_shared_cores(cores));
     eprintln!(
         "voxnav: dialplan {} ({}) answers calls",
         dialplan.display(),
@@ -452,6 +666,7 @@ fn call_brains(
         tts,
         vars,
         prompts: Default::default(),
+        agents,
     });
     // Fixed prompts are synthesised once, in the background (calls before it finishes
     // synthesise on the fly); again after each reload, for new texts.

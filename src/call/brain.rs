@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
+use super::transfer::{AgentBridge, AgentDirectory, BridgeStatus};
 use super::vad::{Endpointer, EndpointerConfig, VadEvent};
 use crate::dialplan::engine::{Action, CallEngine, Event, Step};
 use crate::dialplan::registry::HotlineRegistry;
@@ -26,6 +27,8 @@ pub struct Services {
     pub vars: BTreeMap<String, String>,
     /// Synthesised static prompts (texts without `{{variables}}`), by text.
     pub prompts: PromptCache,
+    /// Where transfers are dialled.
+    pub agents: AgentDirectory,
 }
 
 /// 8 kHz audio of the dialplan's fixed texts, synthesised once (`warm`) instead of per call.
@@ -68,17 +71,41 @@ impl PromptCache {
     }
 }
 
+/// What recognition returns to the brain: (text, confidence) or why it failed.
+type Heard = Result<(String, f32), String>;
+
 /// Work finished off the media task.
 enum Done {
-    /// Synthesised audio for the Say actions of a step, and the actions after them.
-    Spoken {
+    /// Audio of a reply, clause by clause as synthesis produces it (the first clause plays
+    /// while later ones are still being synthesised).
+    Clause {
         pcm: Vec<i16>,
         barge_in: bool,
+    },
+    /// The Say actions of a step are all synthesised; the actions after them.
+    Spoken {
         rest: Vec<Action>,
     },
-    Heard(Result<(String, f32), String>),
+    Heard(Heard),
+    /// A speculative recognition of the first `samples` samples of an utterance.
+    Speculated {
+        samples: usize,
+        heard: Heard,
+    },
     Http(Result<(u16, String), String>),
 }
+
+/// Recognition started at a pause, before the endpoint.
+struct Speculation {
+    samples: usize,
+    heard: Option<Heard>,
+}
+
+/// Callers ahead in the ASR queue beyond which a caller is offered the keypad rather than
+/// being left to wait in silence.
+const KEYPAD_OFFER_QUEUE: usize = 2;
+/// Recognition (queue wait included) past this gives up and offers the keypad.
+const ASR_DEADLINE: Duration = Duration::from_secs(5);
 
 struct Listening {
     timeout: Duration,
@@ -103,16 +130,24 @@ pub struct Brain {
     end_after_audio: Option<String>,
     /// Work in flight (TTS, ASR, HTTP): input waits for it.
     busy: usize,
-    /// An utterance that ended while work was in flight.
-    pending: Option<Vec<f32>>,
+    /// An utterance that ended while work was in flight, and when it ended.
+    pending: Option<(Vec<f32>, Instant)>,
+    /// Recognition started at the caller's last pause.
+    speculation: Option<Speculation>,
+    /// Set to stop the synthesis in flight (barge-in).
+    stop_synthesis: Arc<std::sync::atomic::AtomicBool>,
     /// The turn being timed: when the endpoint fired, ASR finished, the engine decided.
     timing: Option<TurnTiming>,
+    /// A transfer in progress: the agent's leg (ringing, then bridged).
+    bridge: Option<AgentBridge>,
 }
 
 /// Per-turn latency marks (printed as `voxnav: latency {json}` when the reply is queued).
 #[derive(Debug, Clone, Copy)]
 struct TurnTiming {
     endpoint: Instant,
+    /// The text came from recognition started at a pause.
+    speculative: bool,
     asr_done: Option<Instant>,
     decided: Option<Instant>,
 }
@@ -134,7 +169,52 @@ impl Brain {
             end_after_audio: None,
             busy: 0,
             pending: None,
+            speculation: None,
+            stop_synthesis: Default::default(),
             timing: None,
+            bridge: None,
+        }
+    }
+
+    /// Prints a `voxnav: transfer {json}` line (what ops and tests follow a bridge by).
+    fn log_transfer(&self, status: &str, why: &str) {
+        let Some(b) = self.bridge.as_ref() else {
+            return;
+        };
+        let json = serde_json::json!({
+            "call": self.call_id,
+            "agent": b.uri,
+            "status": status,
+            "why": why,
+            "after_ms": b.elapsed().as_millis() as u64,
+            "frames_to_agent": b.to_agent,
+            "frames_to_caller": b.to_caller,
+        });
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout().lock(), "voxnav: transfer {json}");
+    }
+
+    /// Follows the agent leg; Some(reason) ends the call.
+    fn tick_bridge(&mut self, out: &mut VecDeque<i16>) -> Option<String> {
+        let change = self.bridge.as_mut()?.tick(out)?;
+        match change {
+            BridgeStatus::Ringing => None,
+            BridgeStatus::Connected => {
+                self.log_transfer("connected", "");
+                None
+            }
+            BridgeStatus::Failed(why) => {
+                // Busy, no answer, unreachable: back to the dialplan's fallback.
+                self.log_transfer("failed", &why);
+                self.bridge = None;
+                self.handle(Event::TransferFailed(why));
+                None
+            }
+            BridgeStatus::Ended(why) => {
+                self.log_transfer("ended", &why);
+                self.bridge = None;
+                Some(format!("transferred call ended: {why}"))
+            }
         }
     }
 
@@ -174,28 +254,45 @@ impl Brain {
         let rest: Vec<Action> = rest.collect();
         if !texts.is_empty() {
             let (services, tx) = (self.services.clone(), self.tx.clone());
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            self.stop_synthesis = stop.clone();
             self.busy += 1;
             std::thread::spawn(move || {
-                let mut pcm = Vec::new();
+                use std::sync::atomic::Ordering;
+                // A breath between the texts of a turn.
+                let breath = || std::iter::repeat_n(0i16, 8 * 250);
                 for t in texts {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                     if let Some(cached) = services.prompts.get(&t) {
-                        pcm.extend_from_slice(&cached);
-                        pcm.extend(std::iter::repeat_n(0i16, 8 * 250));
+                        let mut pcm = cached.to_vec();
+                        pcm.extend(breath());
+                        let _ = tx.send(Done::Clause { pcm, barge_in });
                         continue;
                     }
-                    match services.tts.speak_with_stats(&t) {
-                        Ok((audio, _)) => {
-                            pcm.extend(audio);
-                            pcm.extend(std::iter::repeat_n(0i16, 8 * 250)); // a breath between
+                    // Dynamic text: each clause goes out as soon as it is synthesised.
+                    let spoken = services.tts.speak(&t, &mut |clause| {
+                        if stop.load(Ordering::Relaxed) {
+                            return std::ops::ControlFlow::Break(());
+                        }
+                        let _ = tx.send(Done::Clause {
+                            pcm: clause.pcm,
+                            barge_in,
+                        });
+                        std::ops::ControlFlow::Continue(())
+                    });
+                    match spoken {
+                        Ok(_) => {
+                            let _ = tx.send(Done::Clause {
+                                pcm: breath().collect(),
+                                barge_in,
+                            });
                         }
                         Err(e) => eprintln!("voxnav: TTS failed: {e}"),
                     }
                 }
-                let _ = tx.send(Done::Spoken {
-                    pcm,
-                    barge_in,
-                    rest,
-                });
+                let _ = tx.send(Done::Spoken { rest });
             });
             return;
         }
@@ -208,6 +305,7 @@ impl Brain {
                     ..
                 } => {
                     self.endpointer.reset();
+                    self.speculation = None;
                     self.listening = Some(Listening {
                         timeout: Duration::from_millis(timeout_ms),
                         dtmf_max,
@@ -232,13 +330,26 @@ impl Brain {
                         let _ = tx.send(Done::Http(r));
                     });
                 }
-                Action::Transfer { target, reason, .. } => {
-                    // Bridging to the agent is not built yet: the decision record carries the
-                    // target, reason and transcript; the call ends after the notice plays.
-                    self.end_after_audio = Some(format!(
-                        "transfer to {target} ({reason}); bridging not built"
-                    ));
-                }
+                Action::Transfer {
+                    target,
+                    reason,
+                    transcript,
+                } => match self.services.agents.resolve(&target) {
+                    Some(uri) => {
+                        // Dialled now, while the notice plays; hold audio follows it.
+                        self.bridge = Some(AgentBridge::dial(
+                            &uri,
+                            &reason,
+                            &transcript,
+                            &self.call_id,
+                            self.services.agents.ring_timeout,
+                        ));
+                        self.log_transfer("dialling", &reason);
+                    }
+                    None => self.handle(Event::TransferFailed(format!(
+                        "no agent seat configured for {target}"
+                    ))),
+                },
                 Action::Hangup { reason } => {
                     self.end_after_audio = Some(if reason.is_empty() {
                         "dialplan hung up".into()
@@ -259,6 +370,7 @@ impl Brain {
         let json = serde_json::json!({
             "call": self.call_id,
             "endpoint_silence_ms": EndpointerConfig::default().end_silence_ms,
+            "speculative": t.speculative,
             "asr_ms": ms(t.endpoint, asr),
             "decide_ms": ms(asr, decided),
             "reply_audio_ms": ms(decided, now),
@@ -268,18 +380,36 @@ impl Brain {
         let _ = writeln!(std::io::stdout().lock(), "voxnav: latency {json}");
     }
 
-    fn recognise(&mut self, audio: Vec<f32>) {
+    /// The utterance that ended at `endpoint`: the speculative result if it covered exactly
+    /// this audio, else recognition now (or the keypad, when the ASR queue is too long).
+    fn recognise(&mut self, audio: Vec<f32>, endpoint: Instant) {
         self.listening = None;
         self.timing = Some(TurnTiming {
-            endpoint: Instant::now(),
+            endpoint,
+            speculative: false,
             asr_done: None,
             decided: None,
         });
+        if let Some(spec) = self.speculation.take()
+            && spec.samples == audio.len()
+            && let Some(heard) = spec.heard
+        {
+            if let Some(t) = self.timing.as_mut() {
+                t.speculative = true;
+            }
+            self.on_heard(heard);
+            return;
+        }
+        let (_, waiting) = self.services.asr.queue();
+        if waiting >= KEYPAD_OFFER_QUEUE {
+            self.on_heard(Err(format!("{waiting} callers ahead in the ASR queue")));
+            return;
+        }
         let (asr, tx) = (self.services.asr.clone(), self.tx.clone());
         self.busy += 1;
         std::thread::spawn(move || {
             let options = RecognizeOptions {
-                deadline: Some(Instant::now() + Duration::from_secs(10)),
+                deadline: Some(Instant::now() + ASR_DEADLINE),
             };
             let r = asr
                 .recognize(&audio, 8000, &options)
@@ -287,6 +417,61 @@ impl Brain {
                 .map_err(|e| e.to_string());
             let _ = tx.send(Done::Heard(r));
         });
+    }
+
+    /// Starts recognising at a pause, if the engine is idle (speculation never makes another
+    /// caller wait).
+    fn speculate(&mut self, audio: Vec<f32>) {
+        if self.services.asr.queue() != (0, 0) {
+            return;
+        }
+        let samples = audio.len();
+        self.speculation = Some(Speculation {
+            samples,
+            heard: None,
+        });
+        let (asr, tx) = (self.services.asr.clone(), self.tx.clone());
+        self.busy += 1;
+        std::thread::spawn(move || {
+            let options = RecognizeOptions {
+                deadline: Some(Instant::now() + ASR_DEADLINE),
+            };
+            let heard = asr
+                .recognize(&audio, 8000, &options)
+                .map(|t| (t.text, t.confidence))
+                .map_err(|e| e.to_string());
+            let _ = tx.send(Done::Speculated { samples, heard });
+        });
+    }
+
+    /// What recognition made of the caller's turn.
+    fn on_heard(&mut self, heard: Heard) {
+        match heard {
+            Ok((text, confidence)) if !text.trim().is_empty() => {
+                if let Some(t) = self.timing.as_mut() {
+                    t.asr_done = Some(Instant::now());
+                }
+                self.handle(Event::Speech { text, confidence });
+            }
+            Ok(_) => self.handle(Event::NoInput),
+            Err(e) => {
+                // Recognition failed or the queue is too long: the keypad still works; say so
+                // rather than go silent.
+                eprintln!("voxnav: ASR unavailable: {e}");
+                self.timing = None;
+                self.apply(vec![
+                    Action::Say {
+                        text: "Sorry, I couldn't catch that. You can also use your keypad.".into(),
+                        barge_in: true,
+                    },
+                    Action::Listen {
+                        timeout_ms: 8000,
+                        dtmf_max: 10,
+                        expect: "keypad".into(),
+                    },
+                ]);
+            }
+        }
     }
 }
 
@@ -296,34 +481,50 @@ impl CallBrain for Brain {
     }
 
     fn frame(&mut self, pcm: &[f32], out: &mut VecDeque<i16>) {
+        if let Some(bridge) = self.bridge.as_mut() {
+            // Transferred: the caller talks to the agent (or hears hold audio), not the bot.
+            bridge.caller_frame(pcm);
+            return;
+        }
         let Some(event) = self.endpointer.feed(pcm) else {
             return;
         };
         match event {
             VadEvent::SpeechStart => {
                 if self.barge_in && !out.is_empty() && self.listening.is_some() {
-                    out.clear(); // barge-in: stop the prompt
+                    out.clear(); // barge-in: stop the prompt, and the synthesis behind it
+                    self.stop_synthesis
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                 }
                 if let Some(l) = self.listening.as_mut() {
                     l.deadline = None; // the caller is talking: no no-input
                 }
             }
-            VadEvent::Utterance(audio) if self.listening.is_some() && self.busy == 0 => {
-                self.recognise(audio)
+            VadEvent::Pause(audio) if self.listening.is_some() && self.busy == 0 => {
+                self.speculate(audio)
             }
-            // Said while recognition or synthesis of the last turn is still running: kept
-            // (the latest one) and recognised as soon as the call listens again.
-            VadEvent::Utterance(audio) => self.pending = Some(audio),
+            VadEvent::Utterance(audio) if self.listening.is_some() && self.busy == 0 => {
+                self.recognise(audio, Instant::now())
+            }
+            // Said while recognition or synthesis is still running (a speculation included):
+            // kept (the latest one) and recognised as soon as the call listens again.
+            VadEvent::Utterance(audio) => self.pending = Some((audio, Instant::now())),
             _ => {}
         }
     }
 
     fn digit(&mut self, d: char, out: &mut VecDeque<i16>) {
+        if let Some(bridge) = self.bridge.as_mut() {
+            bridge.caller_digit(d);
+            return;
+        }
         let Some(l) = self.listening.as_ref() else {
             return;
         };
         if self.barge_in {
             out.clear();
+            self.stop_synthesis
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let max = l.dtmf_max.max(1);
         if d != '#' {
@@ -338,52 +539,53 @@ impl CallBrain for Brain {
 
     fn tick(&mut self, out: &mut VecDeque<i16>) -> Option<String> {
         while let Ok(done) = self.rx.try_recv() {
-            self.busy = self.busy.saturating_sub(1);
             match done {
-                Done::Spoken {
-                    pcm,
-                    barge_in,
-                    rest,
-                } => {
+                Done::Clause { pcm, barge_in } => {
                     self.barge_in = barge_in;
+                    if self
+                        .stop_synthesis
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                    {
+                        continue; // the caller barged in: the rest of this reply is dropped
+                    }
                     out.extend(pcm);
                     if let Some(t) = self.timing.take() {
                         self.log_latency(t);
                     }
+                }
+                Done::Spoken { rest } => {
+                    self.busy = self.busy.saturating_sub(1);
                     self.apply(rest);
                 }
-                Done::Heard(Ok((text, confidence))) if !text.trim().is_empty() => {
-                    if let Some(t) = self.timing.as_mut() {
-                        t.asr_done = Some(Instant::now());
+                Done::Heard(heard) => {
+                    self.busy = self.busy.saturating_sub(1);
+                    self.on_heard(heard);
+                }
+                Done::Speculated { samples, heard } => {
+                    self.busy = self.busy.saturating_sub(1);
+                    if let Some(s) = self.speculation.as_mut()
+                        && s.samples == samples
+                    {
+                        s.heard = Some(heard);
                     }
-                    self.handle(Event::Speech { text, confidence });
                 }
-                Done::Heard(Ok(_)) => self.handle(Event::NoInput),
-                Done::Heard(Err(e)) => {
-                    // Recognition failed: the keypad still works; say so rather than go silent.
-                    eprintln!("voxnav: ASR failed: {e}");
-                    self.apply(vec![
-                        Action::Say {
-                            text: "Sorry, I couldn't hear that. You can also use your keypad."
-                                .into(),
-                            barge_in: true,
-                        },
-                        Action::Listen {
-                            timeout_ms: 8000,
-                            dtmf_max: 10,
-                            expect: "keypad".into(),
-                        },
-                    ]);
+                Done::Http(r) => {
+                    self.busy = self.busy.saturating_sub(1);
+                    match r {
+                        Ok((status, body)) => self.handle(Event::HttpResponse { status, body }),
+                        Err(e) => self.handle(Event::HttpFailed(e)),
+                    }
                 }
-                Done::Http(Ok((status, body))) => self.handle(Event::HttpResponse { status, body }),
-                Done::Http(Err(e)) => self.handle(Event::HttpFailed(e)),
             }
+        }
+        if self.bridge.is_some() {
+            return self.tick_bridge(out);
         }
         if self.busy == 0
             && self.listening.is_some()
-            && let Some(audio) = self.pending.take()
+            && let Some((audio, endpoint)) = self.pending.take()
         {
-            self.recognise(audio);
+            self.recognise(audio, endpoint);
         }
         if out.is_empty() && self.busy == 0 {
             if let Some(reason) = self.end_after_audio.take() {

@@ -4,6 +4,12 @@
 //! clicks and line noise are shorter), and an utterance ends after 700 ms of silence (long
 //! enough for people reading out numbers; see `EndpointerConfig`). Utterances with less than
 //! 250 ms of voice ("uh-huh", a cough) are reported as too short and not recognised.
+//!
+//! Speculation: at the first 240 ms pause of an utterance long enough to count, `Pause` hands
+//! over the audio so far, so recognition can start while the endpointer still waits for the
+//! 700 ms that make it final. The final `Utterance` is cut the same way (voice plus 240 ms of
+//! its trailing silence): if the caller said nothing more, it is exactly the speculative audio
+//! (same length) and the speculative result can be used as it is.
 
 use std::collections::VecDeque;
 
@@ -16,6 +22,9 @@ pub struct EndpointerConfig {
     pub max_utterance_ms: u32,
     /// Audio kept from before the start, so the first syllable is not clipped.
     pub pre_roll_ms: u32,
+    /// A pause this long hands the audio so far to speculative recognition (0: never); the
+    /// utterance keeps this much of its trailing silence.
+    pub speculate_ms: u32,
     /// Voiced means this many dB above the noise floor...
     pub above_floor_db: f32,
     /// ...and at least this loud.
@@ -30,6 +39,7 @@ impl Default for EndpointerConfig {
             min_voiced_ms: 250,
             max_utterance_ms: 15_000,
             pre_roll_ms: 200,
+            speculate_ms: 240,
             above_floor_db: 9.0,
             min_level_dbfs: -45.0,
         }
@@ -43,6 +53,9 @@ pub enum VadEvent {
     SpeechStart,
     /// A complete utterance (pre-roll included), ready for recognition.
     Utterance(Vec<f32>),
+    /// The caller paused (`speculate_ms`): the utterance so far, which becomes final unless
+    /// they go on.
+    Pause(Vec<f32>),
     /// Speech that was too short to be a request (backchannel, cough): ignore it.
     TooShort,
 }
@@ -118,7 +131,10 @@ impl Endpointer {
             let ended = self.silence_ms >= self.config.end_silence_ms
                 || self.length_ms >= self.config.max_utterance_ms;
             if ended {
-                let audio = self.speech.take().unwrap_or_default();
+                let mut audio = self.speech.take().unwrap_or_default();
+                // Keep `speculate_ms` of the trailing silence (see the module notes).
+                let extra = self.silence_ms.saturating_sub(self.config.speculate_ms) * 8;
+                audio.truncate(audio.len().saturating_sub(extra as usize));
                 let enough = self.voiced_ms >= self.config.min_voiced_ms;
                 self.reset();
                 return Some(if enough {
@@ -126,6 +142,12 @@ impl Endpointer {
                 } else {
                     VadEvent::TooShort
                 });
+            }
+            if self.config.speculate_ms > 0
+                && self.silence_ms == self.config.speculate_ms
+                && self.voiced_ms >= self.config.min_voiced_ms
+            {
+                return Some(VadEvent::Pause(speech.clone()));
             }
             return None;
         }
@@ -194,7 +216,8 @@ mod tests {
         let mut frames = noise(1000, 0.002, &mut seed);
         frames.extend(tone(1000, 0.3));
         frames.extend(noise(1000, 0.002, &mut seed));
-        let events = run(&mut ep, frames);
+        let mut events = run(&mut ep, frames);
+        events.retain(|e| !matches!(e, VadEvent::Pause(_)));
         assert_eq!(
             events.len(),
             2,
@@ -209,8 +232,43 @@ mod tests {
             panic!("{:?}", events[1])
         };
         let ms = audio.len() as u32 / 8;
-        // 200 ms pre-roll + 1000 ms voice + 700 ms hangover.
-        assert!((1850..=1950).contains(&ms), "{ms} ms");
+        // 200 ms pre-roll + 1000 ms voice + 240 ms of the trailing silence.
+        assert!((1400..=1480).contains(&ms), "{ms} ms");
+    }
+
+    #[test]
+    fn a_pause_hands_over_exactly_the_audio_the_utterance_ends_with() {
+        let mut ep = Endpointer::new(EndpointerConfig::default());
+        let mut frames = tone(800, 0.3);
+        frames.extend(tone(1000, 0.0));
+        let events = run(&mut ep, frames);
+        let [
+            VadEvent::SpeechStart,
+            VadEvent::Pause(early),
+            VadEvent::Utterance(last),
+        ] = &events[..]
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!(early, last, "nothing said after the pause: same audio");
+        // The caller goes on after the pause: the utterance is longer than the speculation.
+        let mut frames = tone(800, 0.3);
+        frames.extend(tone(300, 0.0));
+        frames.extend(tone(500, 0.3));
+        frames.extend(tone(1000, 0.0));
+        let events = run(&mut ep, frames);
+        let pauses: Vec<usize> = events
+            .iter()
+            .filter_map(|e| match e {
+                VadEvent::Pause(a) => Some(a.len()),
+                _ => None,
+            })
+            .collect();
+        let Some(VadEvent::Utterance(last)) = events.last() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(pauses.len(), 2, "one pause per stop: {pauses:?}");
+        assert!(pauses[0] < last.len() && pauses[1] == last.len());
     }
 
     #[test]

@@ -240,6 +240,10 @@ pub struct CallEngine {
     failures: usize,
     last_prompt: String,
     transcript: Vec<String>,
+    /// Where the call goes if the transfer in progress fails (the transfer node's `fallback`).
+    transfer_fallback: Option<String>,
+    /// Transfers that failed on this call: after two the call ends rather than loop.
+    transfer_failures: usize,
     /// Built during an event.
     record: Decision,
 }
@@ -293,6 +297,8 @@ impl CallEngine {
             failures: 0,
             last_prompt: String::new(),
             transcript: Vec::new(),
+            transfer_fallback: None,
+            transfer_failures: 0,
             record: empty_record(),
         }
     }
@@ -360,6 +366,17 @@ impl CallEngine {
             }
             Event::HttpResponse { status, body } => self.on_http(Ok((status, body)), &mut actions),
             Event::HttpFailed(why) => self.on_http(Err(why), &mut actions),
+            Event::TransferFailed(why)
+                if self.transfer_fallback.is_some() && self.transfer_failures == 0 =>
+            {
+                self.transfer_failures += 1;
+                // The dialplan says where to go when no agent answers: back into the flow.
+                self.record.input = "(transfer failed)".into();
+                self.record.reason = format!("transfer failed: {why}");
+                self.waiting = Waiting::Nothing;
+                let fallback = self.transfer_fallback.take().unwrap_or_default();
+                self.run(&fallback, &mut actions);
+            }
             Event::TransferFailed(why) => {
                 self.record.input = "(transfer failed)".into();
                 self.record.decision = DecisionKind::End;
@@ -427,7 +444,7 @@ impl CallEngine {
             None => {
                 // No handler: a human is better than a dead end.
                 self.say(actions, "Let me connect you to a colleague.", false);
-                self.transfer(Target::Queue("general".into()), reason, actions);
+                self.transfer(Target::Queue("general".into()), reason, None, actions);
             }
         }
     }
@@ -753,7 +770,14 @@ impl CallEngine {
         }
     }
 
-    fn transfer(&mut self, target: Target, reason: &str, actions: &mut Vec<Action>) {
+    fn transfer(
+        &mut self,
+        target: Target,
+        reason: &str,
+        fallback: Option<String>,
+        actions: &mut Vec<Action>,
+    ) {
+        self.transfer_fallback = fallback;
         let target = match target {
             Target::Queue(q) => format!("queue:{q}"),
             Target::Uri(u) => u,
@@ -869,7 +893,8 @@ impl CallEngine {
                     } else if !self.record.reason.contains(&reason) {
                         self.record.reason = format!("{}; {reason}", self.record.reason);
                     }
-                    self.transfer(t.target.clone(), &reason, actions);
+                    let fallback = t.fallback.as_ref().map(|f| f.name.clone());
+                    self.transfer(t.target.clone(), &reason, fallback, actions);
                     return;
                 }
                 Node::Hangup(h) => {

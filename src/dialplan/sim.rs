@@ -12,7 +12,8 @@ pub type HttpFn<'a> =
     &'a dyn Fn(&str, &str, Option<&str>, Duration) -> Result<(u16, String), String>;
 
 /// A caller line as the simulator reads it: plain text is speech; `#dtmf 1234`, `#silence`,
-/// `#hangup` are the other inputs.
+/// `#hangup` are the other inputs, and `#no-agent` says the transfer just made failed (busy, no
+/// answer).
 pub fn parse_line(line: &str) -> Option<Event> {
     let line = line.trim();
     if line.is_empty() {
@@ -24,6 +25,7 @@ pub fn parse_line(line: &str) -> Option<Event> {
     match line {
         "#silence" => Some(Event::NoInput),
         "#hangup" => Some(Event::Hangup),
+        "#no-agent" => Some(Event::TransferFailed("no agent answered".into())),
         _ => Some(Event::Speech {
             text: line.to_string(),
             confidence: 0.95,

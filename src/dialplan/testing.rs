@@ -6,7 +6,7 @@
 //! tests:
 //!   - name: order status by voice
 //!     turns:
-//!       - caller: where is my order          # or "#dtmf 472198", "#silence", "#hangup"
+//!       - caller: where is my order          # or "#dtmf 472198", "#silence", "#hangup", "#no-agent"
 //!         expect: { intent: order_status, decision: dialplan, node: order_lookup/ask_number }
 //!       - caller: four seven two one nine eight
 //!         expect: { decision: answer, say: shipped, slot: "order_number=472198" }

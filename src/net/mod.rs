@@ -11,6 +11,7 @@
 
 pub mod call_media;
 pub mod http;
+pub mod leg;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

@@ -19,6 +19,7 @@ pub mod response;
 pub mod sdp;
 pub mod session_timer;
 pub mod transaction;
+pub mod uac;
 pub mod validate;
 
 use std::net::SocketAddr;

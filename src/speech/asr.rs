@@ -65,6 +65,11 @@ pub trait Recognizer: Send + Sync {
 
     /// A short name for logs and records ("whisper base beam5").
     fn describe(&self) -> String;
+
+    /// Jobs running and waiting in the engine's queue (for load decisions and metrics).
+    fn queue(&self) -> (usize, usize) {
+        (0, 0)
+    }
 }
 
 /// Checks what every recognizer requires of its input.

@@ -61,6 +61,19 @@ impl JobGate {
         self.counts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A slot now if one is free and nobody waits, else None (never waits).
+    pub fn try_acquire(&self) -> Option<Permit<'_>> {
+        let mut c = self.lock();
+        if c.running < self.slots && c.waiting == 0 {
+            c.running += 1;
+            return Some(Permit {
+                gate: self,
+                waited: Duration::ZERO,
+            });
+        }
+        None
+    }
+
     /// Waits for a slot until `deadline` (if any).
     pub fn acquire(&self, deadline: Option<Instant>) -> Result<Permit<'_>, GateError> {
         let started = Instant::now();
@@ -138,6 +151,10 @@ mod tests {
         handles.into_iter().for_each(|h| h.join().unwrap());
         assert_eq!(peak.load(Ordering::SeqCst), 2);
         assert_eq!(gate.load(), (0, 0));
+        let a = gate.try_acquire().expect("free");
+        let b = gate.try_acquire().expect("free");
+        assert!(gate.try_acquire().is_none(), "both slots taken");
+        drop((a, b));
     }
 
     #[test]

@@ -61,6 +61,8 @@ impl Default for PiperConfig {
 pub struct PiperSynthesizer {
     voices: Mutex<Vec<Piper>>,
     gate: JobGate,
+    /// The process's cores, shared with ASR (see `WhisperRecognizer::with_shared_cores`).
+    cores: Option<std::sync::Arc<JobGate>>,
     espeak_voice: String,
     voice_rate: u32,
     espeak_data: PathBuf,
@@ -145,11 +147,18 @@ impl PiperSynthesizer {
         Ok(Self {
             voices: Mutex::new(voices),
             gate: JobGate::new(config.jobs, config.max_queue),
+            cores: None,
             espeak_voice,
             voice_rate,
             espeak_data: paths.espeak_data_parent(),
             config,
         })
+    }
+
+    /// Shares the cores with ASR: a synthesis holds one per thread while it runs.
+    pub fn with_shared_cores(mut self, cores: std::sync::Arc<JobGate>) -> Self {
+        self.cores = Some(cores);
+        self
     }
 
     /// Running and waiting syntheses (for metrics).
@@ -195,8 +204,18 @@ impl Synthesizer for PiperSynthesizer {
         let started = Instant::now();
         let clauses = text::split_clauses(&text::normalize(text));
         let permit = self.gate.acquire(None)?;
+        let mut core_permits = Vec::new();
+        if let Some(cores) = self.cores.as_deref() {
+            for _ in 0..self.config.threads_per_job {
+                core_permits.push(cores.acquire(None)?);
+            }
+        }
         let mut stats = SynthesisStats {
-            queued: permit.waited,
+            queued: permit.waited
+                + core_permits
+                    .iter()
+                    .map(|p| p.waited)
+                    .sum::<std::time::Duration>(),
             ..Default::default()
         };
         let mut voice = self

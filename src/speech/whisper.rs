@@ -93,6 +93,8 @@ pub struct WhisperRecognizer {
     ctx: WhisperContext,
     states: Mutex<Vec<WhisperState>>,
     gate: JobGate,
+    /// The process's cores, shared with TTS: each job holds one per thread it runs.
+    cores: Option<std::sync::Arc<JobGate>>,
     config: WhisperConfig,
     prompt_tokens: Vec<i32>,
     eot: i32,
@@ -144,9 +146,19 @@ impl WhisperRecognizer {
             ctx,
             states: Mutex::new(Vec::new()),
             gate: JobGate::new(config.jobs, config.max_queue),
+            cores: None,
             config,
             prompt_tokens,
         })
+    }
+
+    /// Shares the cores with other engines (`cores` has one slot per core): a job takes one
+    /// for each of its `threads_per_job` threads, and borrows one more while it is free, so a
+    /// recognition runs on two threads when TTS is idle and on one when it is not. Threads
+    /// never exceed the cores.
+    pub fn with_shared_cores(mut self, cores: std::sync::Arc<JobGate>) -> Self {
+        self.cores = Some(cores);
+        self
     }
 
     pub fn config(&self) -> &WhisperConfig {
@@ -188,6 +200,7 @@ impl WhisperRecognizer {
 
     fn params<'a>(
         &'a self,
+        threads: usize,
         audio_secs: f64,
         deadline: &'a Option<Instant>,
         cap: &'a TokenCap,
@@ -201,7 +214,7 @@ impl WhisperRecognizer {
             SamplingStrategy::Greedy { best_of: 1 }
         };
         let mut p = FullParams::new(strategy);
-        p.set_n_threads(self.config.threads_per_job as i32);
+        p.set_n_threads(threads as i32);
         p.set_language(Some(&self.config.language));
         p.set_detect_language(false);
         p.set_translate(false);
@@ -334,7 +347,16 @@ impl Recognizer for WhisperRecognizer {
         validate_input(samples, sample_rate)?;
         let audio = Duration::from_secs_f64(samples.len() as f64 / sample_rate as f64);
         let permit = self.gate.acquire(options.deadline)?;
-        let queued = permit.waited;
+        // The shared cores: this job's own threads, plus one borrowed while it is free.
+        let mut core_permits = Vec::new();
+        if let Some(cores) = self.cores.as_deref() {
+            for _ in 0..self.config.threads_per_job {
+                core_permits.push(cores.acquire(options.deadline)?);
+            }
+            core_permits.extend(cores.try_acquire());
+        }
+        let threads = core_permits.len().max(self.config.threads_per_job);
+        let queued = permit.waited + core_permits.iter().map(|p| p.waited).sum::<Duration>();
         let started = Instant::now();
         let pad = vec![0f32; (PAD_SECS * WHISPER_RATE as f64) as usize];
         let mut pcm16k = pad.clone();
@@ -348,7 +370,7 @@ impl Recognizer for WhisperRecognizer {
         let mut state = self.take_state()?;
         let deadline = options.deadline;
         let cap = self.token_cap(audio.as_secs_f64());
-        let params = self.params(padded_secs, &deadline, &cap);
+        let params = self.params(threads, padded_secs, &deadline, &cap);
         let result = state.full(params, &pcm16k);
         if let Err(e) = result {
             // A state that failed mid-run is dropped rather than reused.
@@ -390,6 +412,7 @@ impl Recognizer for WhisperRecognizer {
             });
         }
         self.return_state(state);
+        drop(core_permits);
         drop(permit);
         let text = collapse_repeated_phrases(
             &segments
@@ -413,6 +436,10 @@ impl Recognizer for WhisperRecognizer {
                 processing: started.elapsed(),
             },
         })
+    }
+
+    fn queue(&self) -> (usize, usize) {
+        self.gate.load()
     }
 
     fn describe(&self) -> String {

@@ -66,6 +66,7 @@ impl Node {
             Node::Branch(b) => b.targets(),
             Node::Goto(g) => vec![&g.target],
             Node::Ask(a) => a.fail.iter().collect(),
+            Node::Transfer(t) => t.fallback.iter().collect(),
             _ => Vec::new(),
         }
     }

@@ -4,9 +4,12 @@
 //! to_billing:
 //!   transfer: { queue: billing, reason: "payment problem", say: connecting_you }
 //!   # or { uri: "sip:agent@192.0.2.10", ... }
+//!   # optional: where the call goes when no agent answers (busy, no answer, unreachable);
+//!   # without it the caller hears an apology and the call ends.
+//!   fallback: agents_busy
 //! ```
 
-use crate::dialplan::model::Speech;
+use crate::dialplan::model::{Ref, Speech};
 use crate::dialplan::read::{Ctx, MapReader, text};
 use crate::dialplan::yaml::Yaml;
 
@@ -21,6 +24,7 @@ pub struct Transfer {
     pub target: Target,
     pub reason: String,
     pub say: Option<Speech>,
+    pub fallback: Option<Ref>,
 }
 
 pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Transfer> {
@@ -33,6 +37,7 @@ pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Transfe
         .map(|(t, _)| t)
         .unwrap_or_default();
     let say = m.get("say").and_then(|y| cx.speech(y, "say"));
+    let fallback = m.get("fallback").and_then(|y| cx.reference(y, "fallback"));
     let pos = m.pos;
     m.finish(&[], cx.p);
     let target = match (queue, uri) {
@@ -57,5 +62,6 @@ pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Transfe
         target,
         reason,
         say,
+        fallback,
     })
 }
