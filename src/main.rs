@@ -446,6 +446,7 @@ fn test_call(
                     "started_ms": t.started.as_millis() as u64,
                     "ended_ms": t.ended.as_millis() as u64,
                     "voice_to_voice_ms": t.voice_to_voice.map(|d| d.as_millis() as u64),
+                    "talked_over_ms": t.talked_over.map(|d| d.as_millis() as u64),
                 })
             })
             .collect();
@@ -628,8 +629,13 @@ fn call_brains(
     budget.check(&whisper, &piper)?;
     // One slot per core, shared: a recognition borrows the second core while TTS is idle.
     let cores = Arc::new(voxnav::speech::gate::JobGate::new(budget.cores, 4096));
-    let asr: Arc<dyn Recognizer> =
+    let mut asr: Arc<dyn Recognizer> =
         Arc::new(WhisperRecognizer::new(paths, whisper)?.with_shared_cores(cores.clone()));
+    // Degradation tests: VOXNAV_FAULT_ASR=fail or slow:MS (see speech/fault.rs).
+    if let Some(fault) = voxnav::speech::fault::AsrFault::from_env().map_err(anyhow::Error::msg)? {
+        eprintln!("voxnav: WARNING: ASR fault injected: {fault:?}");
+        asr = Arc::new(voxnav::speech::fault::FaultyRecognizer { inner: asr, fault });
+    }
     let tts: Arc<dyn Synthesizer> =
         Arc::new(PiperSynthesizer::new(paths, piper)?.with_shared_cores(cores));
     eprintln!(

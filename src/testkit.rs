@@ -176,6 +176,67 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A `voxnav serve` started by a test, and its stdout lines as they come.
+pub struct Server {
+    pub process: KillOnDrop,
+    pub lines: std::sync::mpsc::Receiver<String>,
+    /// Where it listens for SIP (loopback).
+    pub port: u16,
+}
+
+impl Server {
+    /// Starts `voxnav` (the binary at `exe`) serving the demo hotline with its order service,
+    /// plus `extra` arguments and environment, and waits (up to 90 s) until it listens.
+    pub fn start(exe: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        use std::io::BufRead;
+        let port = free_udp_port();
+        let mut child = std::process::Command::new(exe)
+            .args(["serve", "--sip-listen", &format!("127.0.0.1:{port}")])
+            .args(["--dialplan", "dialplans/hotline.yaml", "--demo-orders"])
+            .args(extra)
+            .envs(env.iter().copied())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("voxnav serve starts");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let first = lines
+            .recv_timeout(std::time::Duration::from_secs(90))
+            .expect("the listening line");
+        assert!(first.contains("SIP listening"), "{first}");
+        Server {
+            process: KillOnDrop(child),
+            lines,
+            port,
+        }
+    }
+
+    /// The lines printed from now until none came for `quiet`.
+    pub fn lines_until_quiet(&self, quiet: std::time::Duration) -> Vec<String> {
+        std::iter::from_fn(|| self.lines.recv_timeout(quiet).ok()).collect()
+    }
+}
+
+/// The JSON of every `voxnav: KIND {...}` line among `lines`.
+pub fn records(lines: &[String], kind: &str) -> Vec<serde_json::Value> {
+    let prefix = format!("voxnav: {kind} ");
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|json| serde_json::from_str(json).ok())
+        .collect()
+}
+
 /// A fresh temporary directory for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("voxnav-test-{name}-{}", std::process::id()));

@@ -104,6 +104,8 @@ struct Speculation {
 /// Callers ahead in the ASR queue beyond which a caller is offered the keypad rather than
 /// being left to wait in silence.
 const KEYPAD_OFFER_QUEUE: usize = 2;
+/// Keys typed without the closing `#` are taken as complete after this pause.
+const INTER_DIGIT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Recognition (queue wait included) past this gives up and offers the keypad.
 const ASR_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -123,6 +125,10 @@ pub struct Brain {
     tx: Sender<Done>,
     rx: Receiver<Done>,
     listening: Option<Listening>,
+    /// The last Listen the dialplan asked for (timeout, digits), for the keypad offer.
+    last_listen: (u64, usize),
+    /// When the last keypad digit of an unfinished entry came.
+    last_digit: Option<Instant>,
     /// Whether the audio now queued may be interrupted.
     barge_in: bool,
     digits: String,
@@ -164,6 +170,8 @@ impl Brain {
             tx,
             rx,
             listening: None,
+            last_listen: (8000, 10),
+            last_digit: None,
             barge_in: true,
             digits: String::new(),
             end_after_audio: None,
@@ -306,6 +314,7 @@ impl Brain {
                 } => {
                     self.endpointer.reset();
                     self.speculation = None;
+                    self.last_listen = (timeout_ms, dtmf_max);
                     self.listening = Some(Listening {
                         timeout: Duration::from_millis(timeout_ms),
                         dtmf_max,
@@ -444,6 +453,14 @@ impl Brain {
         });
     }
 
+    /// The keypad entry is complete (`#`, the ask's digit count, or the inter-digit timeout).
+    fn submit_digits(&mut self) {
+        let digits = std::mem::take(&mut self.digits);
+        self.last_digit = None;
+        self.listening = None;
+        self.handle(Event::Dtmf(digits));
+    }
+
     /// What recognition made of the caller's turn.
     fn on_heard(&mut self, heard: Heard) {
         match heard {
@@ -459,18 +476,29 @@ impl Brain {
                 // rather than go silent.
                 eprintln!("voxnav: ASR unavailable: {e}");
                 self.timing = None;
+                let (timeout_ms, dtmf_max) = self.last_listen;
                 self.apply(vec![
                     Action::Say {
                         text: "Sorry, I couldn't catch that. You can also use your keypad.".into(),
                         barge_in: true,
                     },
                     Action::Listen {
-                        timeout_ms: 8000,
-                        dtmf_max: 10,
+                        timeout_ms,
+                        dtmf_max,
                         expect: "keypad".into(),
                     },
                 ]);
             }
+        }
+    }
+}
+
+impl Drop for Brain {
+    fn drop(&mut self) {
+        // The caller hung up during a transfer: the record says so (the bridge's own drop
+        // hangs up the agent's leg).
+        if self.bridge.is_some() {
+            self.log_transfer("ended", "caller hung up");
         }
     }
 }
@@ -531,9 +559,9 @@ impl CallBrain for Brain {
             self.digits.push(d);
         }
         if d == '#' || self.digits.len() >= max {
-            let digits = std::mem::take(&mut self.digits);
-            self.listening = None;
-            self.handle(Event::Dtmf(digits));
+            self.submit_digits();
+        } else {
+            self.last_digit = Some(Instant::now());
         }
     }
 
@@ -587,6 +615,14 @@ impl CallBrain for Brain {
         {
             self.recognise(audio, endpoint);
         }
+        // Keys typed without `#`: the entry is complete once the caller stops typing.
+        if self
+            .last_digit
+            .is_some_and(|at| at.elapsed() >= INTER_DIGIT_TIMEOUT)
+            && self.listening.is_some()
+        {
+            self.submit_digits();
+        }
         if out.is_empty() && self.busy == 0 {
             if let Some(reason) = self.end_after_audio.take() {
                 return Some(reason);
@@ -594,6 +630,8 @@ impl CallBrain for Brain {
             let now = Instant::now();
             if let Some(l) = self.listening.as_mut() {
                 match l.deadline {
+                    // Typing counts as input too: no no-input while an entry is under way.
+                    _ if self.last_digit.is_some() => l.deadline = None,
                     None if !self.endpointer.in_speech() => l.deadline = Some(now + l.timeout),
                     Some(at) if now >= at => {
                         self.listening = None;

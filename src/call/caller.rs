@@ -174,6 +174,9 @@ pub struct CallerTurn {
     pub ended: Duration,
     /// The bot's first voiced packet after it, if the bot answered before the next turn.
     pub voice_to_voice: Option<Duration>,
+    /// Barge-in: how long into this turn the bot was still heard (its last voiced packet
+    /// while the caller was talking, from the turn's start).
+    pub talked_over: Option<Duration>,
 }
 
 /// The whole call.
@@ -281,6 +284,11 @@ pub async fn run(target: &str, script: &[ScriptTurn], speak: SpeakFn<'_>) -> Cal
                     LegEvent::Audio(pcm, at) => {
                         if rms(&pcm) > VOICED_RMS {
                             last_voiced_bot = Some(at);
+                            if sending
+                                && let (Some(t), Some(a)) = (record.turns.last_mut(), answered)
+                            {
+                                t.talked_over = Some(at.saturating_duration_since(a + t.started));
+                            }
                             if first_voiced_since_turn.is_none() {
                                 first_voiced_since_turn = Some(at);
                                 if let (Some(t), Some(a)) = (record.turns.last_mut(), answered)
@@ -324,14 +332,13 @@ pub async fn run(target: &str, script: &[ScriptTurn], speak: SpeakFn<'_>) -> Cal
                     let input = &record.turns.last().map(|t| t.input.clone());
                     let done = match input {
                         Some(CallerInput::Silence(d)) => now >= started + *d,
-                        Some(CallerInput::Dtmf(digits)) => now >= started + Duration::from_millis(200 * digits.len() as u64),
                         _ => true,
                     };
                     if !done {
                         continue;
                     }
                     if let Some(t) = record.turns.last_mut()
-                        && matches!(t.input, CallerInput::Silence(_) | CallerInput::Dtmf(_))
+                        && matches!(t.input, CallerInput::Silence(_))
                     {
                         t.ended = now.saturating_duration_since(a);
                         previous_end = now;
@@ -362,7 +369,7 @@ pub async fn run(target: &str, script: &[ScriptTurn], speak: SpeakFn<'_>) -> Cal
                     continue;
                 };
                 let at = now.saturating_duration_since(a);
-                record.turns.push(CallerTurn { input: turn.input.clone(), started: at, ended: at, voice_to_voice: None });
+                record.turns.push(CallerTurn { input: turn.input.clone(), started: at, ended: at, voice_to_voice: None, talked_over: None });
                 first_voiced_since_turn = None;
                 match (&turn.input, audio[turn_index].take()) {
                     (CallerInput::Say(_) | CallerInput::Wav(_), Some(pcm)) => {
@@ -371,11 +378,12 @@ pub async fn run(target: &str, script: &[ScriptTurn], speak: SpeakFn<'_>) -> Cal
                     }
                     (CallerInput::Dtmf(digits), _) => {
                         for d in digits.chars() {
-                            let _ = leg.commands.send(LegCommand::Digit(d));
-                            // 100 ms of tone events then a 100 ms gap between keys.
+                            // A 100 ms gap, then 100 ms of tone events per key; the turn ends
+                            // when the last key's events have gone (`Drained`).
                             let _ = leg.commands.send(LegCommand::Audio(vec![0; 800]));
+                            let _ = leg.commands.send(LegCommand::Digit(d));
                         }
-                        turn_started = Some(now);
+                        sending = true;
                     }
                     (CallerInput::Hangup, _) => {
                         let _ = leg.commands.send(LegCommand::Hangup);
@@ -431,10 +439,17 @@ mod tests {
             Path::new("."),
         )
         .unwrap_err();
-        assert!(e.contains("t.yaml:2:") && e.contains("one input per turn"), "{e}");
+        assert!(
+            e.contains("t.yaml:2:") && e.contains("one input per turn"),
+            "{e}"
+        );
         assert!(e.contains("t.yaml:4:11: `x` has keys a keypad"), "{e}");
         assert!(e.contains("t.yaml:5:5: unknown key `sya`"), "{e}");
-        assert_eq!(e.matches("t.yaml:4:").count(), 1, "one problem per mistake: {e}");
+        assert_eq!(
+            e.matches("t.yaml:4:").count(),
+            1,
+            "one problem per mistake: {e}"
+        );
     }
 
     #[test]

@@ -244,11 +244,15 @@ async fn run(
                 let now = Instant::now();
                 if answer_deadline.is_some_and(|d| now >= d) {
                     hanging_up = true;
-                    for t in call.cancel(now) {
+                    why = "no answer in time".into();
+                    let (out, evs) = call.give_up(now);
+                    for t in out {
                         let _ = sip.send_to(&t.bytes, t.to).await;
                     }
-                    if !call.is_done() && why.is_empty() {
-                        why = "no answer in time".into();
+                    for ev in evs {
+                        if let UacEvent::Failed { status, reason } = ev {
+                            let _ = events.send(LegEvent::Failed { status, reason: format!("{reason} (no answer in time)") });
+                        }
                     }
                 }
                 let (out, evs) = call.on_timeout(now);
@@ -338,7 +342,8 @@ async fn run(
                     Some(LegCommand::Hangup) | None => {
                         commands_open = false;
                         hanging_up = true;
-                        for t in call.hangup(Instant::now()) {
+                        let (out, _) = call.give_up(Instant::now());
+                        for t in out {
                             let _ = sip.send_to(&t.bytes, t.to).await;
                         }
                         if why.is_empty() {

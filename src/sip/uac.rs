@@ -274,6 +274,25 @@ impl OutgoingCall {
         }
     }
 
+    /// Gives up now, whatever the state: before any response the call is abandoned locally
+    /// (there is nothing to CANCEL yet, 9.1) and fails with 408; ringing, it is cancelled
+    /// (the 487 reports the failure); answered, it is hung up.
+    pub fn give_up(&mut self, now: Instant) -> (Vec<Transmit>, Vec<UacEvent>) {
+        if matches!(
+            self.phase,
+            Phase::Calling | Phase::Cancelling { sent: false }
+        ) {
+            self.phase = Phase::Done;
+            self.request = None;
+            let failed = UacEvent::Failed {
+                status: 408,
+                reason: "no response from the far end".into(),
+            };
+            return (Vec::new(), vec![failed]);
+        }
+        (self.cancel(now), Vec::new())
+    }
+
     fn send_cancel(&mut self, now: Instant) -> Vec<Transmit> {
         self.phase = Phase::Cancelling { sent: true };
         let to = format!("<{}>", self.config.target);
@@ -677,6 +696,10 @@ mod tests {
         let (mut call, _) = OutgoingCall::invite(config(), t0);
         let peer = PEER.parse().unwrap();
         assert!(call.cancel(t0).is_empty(), "no CANCEL before a 1xx (9.1)");
+        let (mut silent, _) = OutgoingCall::invite(config(), t0);
+        let (out, ev) = silent.give_up(t0);
+        assert!(out.is_empty() && silent.is_done());
+        assert!(matches!(ev[..], [UacEvent::Failed { status: 408, .. }]));
         let (out, _) = call.on_datagram(&response("100 Trying", "", "INVITE", ""), peer, t0);
         let cancel = text(&out[0]);
         assert!(

@@ -7,6 +7,7 @@
 pub mod asr;
 pub mod espeak;
 pub mod fake;
+pub mod fault;
 pub mod gate;
 pub mod piper;
 pub mod text;
