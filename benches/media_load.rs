@@ -15,34 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use voxnav::testkit::free_udp_port;
 use voxnav::testkit::median;
-
-/// CPU time (utime + stime) of a process in milliseconds, and its resident memory in KB.
-fn cpu_ms_and_rss_kb(pid: u32) -> (u64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // After the ")": state is field 0, utime 11, stime 12 (proc(5) fields 14 and 15).
-    let cpu = (ticks(11) + ticks(12)) * 10; // 100 ticks per second on Linux
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    (cpu, rss)
-}
+use voxnav::testkit::{cpu_ms_and_rss_kb, free_udp_port};
 
 struct Server {
     child: Child,

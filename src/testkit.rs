@@ -237,6 +237,32 @@ pub fn records(lines: &[String], kind: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// CPU time (utime + stime) of a process in milliseconds, and its resident memory in KB.
+pub fn cpu_ms_and_rss_kb(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // After the ")": state is field 0, utime 11, stime 12 (proc(5) fields 14 and 15).
+    let cpu = (ticks(11) + ticks(12)) * 10; // 100 ticks per second on Linux
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (cpu, rss)
+}
+
 /// A fresh temporary directory for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("voxnav-test-{name}-{}", std::process::id()));
