@@ -10,7 +10,9 @@ BIN := target/release/voxnav
 ## demo order service, on SIP_LISTEN (default 127.0.0.1:5060). Ctrl-C stops it.
 SIP_LISTEN ?= 127.0.0.1:5060
 run: models
-	@echo "voxnav: call sip:hotline@$(SIP_LISTEN) with a softphone (e.g. baresip: /dial sip:hotline@$(SIP_LISTEN));"
+	@echo "voxnav: call sip:hotline@$(SIP_LISTEN) with a softphone (e.g. baresip: /dial sip:hotline@$(SIP_LISTEN)),"
+	@echo "voxnav: or with the scripted test caller from another terminal:"
+	@echo "voxnav:   $(BIN) call sip:hotline@$(SIP_LISTEN) --script sip-test/calls/order-status.yaml"
 	@echo "voxnav: try order numbers 472198, 123456, 555123; 'voxnav simulate dialplans/hotline.yaml --demo-orders' talks in text."
 	$(BIN) serve --sip-listen $(SIP_LISTEN) --dialplan dialplans/hotline.yaml --demo-orders
 

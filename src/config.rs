@@ -130,15 +130,22 @@ mod tests {
         let good = dir.join("good.yaml");
         std::fs::write(
             &good,
-            "sip:\n  listen: 127.0.0.1:5070\n  max_calls: 7\nmedia:\n  rtp_ports: 30000-30100\n",
+            "sip:\n  listen: 127.0.0.1:5070\n  max_calls: 7\nmedia:\n  rtp_ports: 30000-30100\n\
+             transfer:\n  default: sip:desk@192.0.2.10\n  queues:\n    billing: sip:b@192.0.2.11:5070\n",
         )
         .unwrap();
         let c = read(&good).unwrap();
         assert_eq!(c.sip_listen, Some("127.0.0.1:5070".parse().unwrap()));
         assert_eq!((c.max_calls, c.ring_ms), (Some(7), None));
         assert_eq!(c.rtp_ports.unwrap().capacity(), 50);
+        assert_eq!(c.agent_default.as_deref(), Some("sip:desk@192.0.2.10"));
+        assert_eq!(c.agent_queues["billing"], "sip:b@192.0.2.11:5070");
         let bad = dir.join("bad.yaml");
-        std::fs::write(&bad, "sip:\n  listen: here\n  max_cals: 7\n").unwrap();
+        std::fs::write(
+            &bad,
+            "sip:\n  listen: here\n  max_cals: 7\ntransfer:\n  queues:\n    billing: desk 4\n",
+        )
+        .unwrap();
         let e = read(&bad).unwrap_err();
         assert!(
             e.contains("bad.yaml:2:11: `here` is not ADDRESS:PORT"),
@@ -147,6 +154,10 @@ mod tests {
         assert!(
             e.contains("bad.yaml:3:3: unknown key `max_cals` in sip")
                 && e.contains("did you mean `max_calls`?"),
+            "{e}"
+        );
+        assert!(
+            e.contains("bad.yaml:6:14: `desk 4` is not a sip: URI"),
             "{e}"
         );
         let _ = std::fs::remove_dir_all(&dir);
