@@ -133,7 +133,12 @@ fn a_caller_asks_for_their_order_by_voice_then_types_the_number_and_hears_the_st
             .contains("Order 472198 is shipped"),
         "{answer}"
     );
-    // The turn was timed: endpoint -> ASR -> decision -> reply audio queued.
+    // The turn was timed: endpoint -> ASR -> decision -> reply audio queued, in the decision
+    // record itself and in its own line.
+    assert!(
+        turn["latency"]["detected_to_audio_ms"].as_u64().is_some(),
+        "{turn}"
+    );
     let latency = latencies.first().expect("a latency record for the turn");
     for key in [
         "asr_ms",

@@ -4,8 +4,8 @@
 //! decision record is printed as a `voxnav: decision {json}` line.
 //!
 //! Turn-taking: the no-input timer starts when the prompt has finished playing; caller speech
-//! (120 ms, see `vad`) or a keypad press stops a prompt that allows barge-in; digits are
-//! collected up to the ask's maximum or `#`.
+//! (240 ms of voice, so "uh-huh" does not count, see `vad`) or a keypad press stops a prompt
+//! that allows barge-in; digits are collected up to the ask's maximum, `#`, or a 3 s pause.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -146,6 +146,14 @@ pub struct Brain {
     timing: Option<TurnTiming>,
     /// A transfer in progress: the agent's leg (ringing, then bridged).
     bridge: Option<AgentBridge>,
+    /// The decision record of a timed turn, printed with its latency once the reply plays.
+    pending_decision: Option<serde_json::Value>,
+}
+
+/// One `voxnav: KIND {json}` line on stdout (what tests and log shippers read).
+fn print_record(kind: &str, json: &serde_json::Value) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "voxnav: {kind} {json}");
 }
 
 /// Per-turn latency marks (printed as `voxnav: latency {json}` when the reply is queued).
@@ -181,6 +189,7 @@ impl Brain {
             stop_synthesis: Default::default(),
             timing: None,
             bridge: None,
+            pending_decision: None,
         }
     }
 
@@ -198,8 +207,7 @@ impl Brain {
             "frames_to_agent": b.to_agent,
             "frames_to_caller": b.to_caller,
         });
-        use std::io::Write;
-        let _ = writeln!(std::io::stdout().lock(), "voxnav: transfer {json}");
+        print_record("transfer", &json);
     }
 
     /// Follows the agent leg; Some(reason) ends the call.
@@ -226,7 +234,9 @@ impl Brain {
         }
     }
 
-    fn log(&self, step: &Step) {
+    /// Prints a turn's decision record. A timed turn that speaks waits for its first reply
+    /// audio, so that the record carries the turn's latency too (`flush_decision`).
+    fn log(&mut self, step: &Step) {
         if let Some(d) = &step.decision {
             let turn = crate::dialplan::sim::BotTurn {
                 decision: d.clone(),
@@ -234,8 +244,23 @@ impl Brain {
             };
             let mut json = crate::dialplan::sim::to_json(&turn);
             json["call"] = serde_json::Value::String(self.call_id.clone());
-            use std::io::Write;
-            let _ = writeln!(std::io::stdout().lock(), "voxnav: decision {json}");
+            self.flush_decision(None);
+            let speaks = step.actions.iter().any(|a| matches!(a, Action::Say { .. }));
+            if self.timing.is_some() && speaks {
+                self.pending_decision = Some(json);
+            } else {
+                print_record("decision", &json);
+            }
+        }
+    }
+
+    /// Prints the decision record held for its latency, with it if known.
+    fn flush_decision(&mut self, latency: Option<&serde_json::Value>) {
+        if let Some(mut json) = self.pending_decision.take() {
+            if let Some(l) = latency {
+                json["latency"] = l.clone();
+            }
+            print_record("decision", &json);
         }
     }
 
@@ -371,7 +396,7 @@ impl Brain {
     }
 
     /// The reply of a timed turn is queued: its first packet leaves on the next 20 ms tick.
-    fn log_latency(&self, t: TurnTiming) {
+    fn log_latency(&mut self, t: TurnTiming) {
         let now = Instant::now();
         let ms = |a: Instant, b: Instant| b.saturating_duration_since(a).as_millis() as u64;
         let asr = t.asr_done.unwrap_or(t.endpoint);
@@ -385,8 +410,8 @@ impl Brain {
             "reply_audio_ms": ms(decided, now),
             "detected_to_audio_ms": ms(t.endpoint, now) + 20,
         });
-        use std::io::Write;
-        let _ = writeln!(std::io::stdout().lock(), "voxnav: latency {json}");
+        print_record("latency", &json);
+        self.flush_decision(Some(&json));
     }
 
     /// The utterance that ended at `endpoint`: the speculative result if it covered exactly
@@ -495,6 +520,7 @@ impl Brain {
 
 impl Drop for Brain {
     fn drop(&mut self) {
+        self.flush_decision(None);
         // The caller hung up during a transfer: the record says so (the bridge's own drop
         // hangs up the agent's leg).
         if self.bridge.is_some() {
@@ -519,14 +545,14 @@ impl CallBrain for Brain {
         };
         match event {
             VadEvent::SpeechStart => {
-                if self.barge_in && !out.is_empty() && self.listening.is_some() {
-                    out.clear(); // barge-in: stop the prompt, and the synthesis behind it
-                    self.stop_synthesis
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
-                }
                 if let Some(l) = self.listening.as_mut() {
                     l.deadline = None; // the caller is talking: no no-input
                 }
+            }
+            VadEvent::BargeIn if self.barge_in && !out.is_empty() && self.listening.is_some() => {
+                out.clear(); // barge-in: stop the prompt, and the synthesis behind it
+                self.stop_synthesis
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
             }
             VadEvent::Pause(audio) if self.listening.is_some() && self.busy == 0 => {
                 self.speculate(audio)
@@ -583,6 +609,8 @@ impl CallBrain for Brain {
                 }
                 Done::Spoken { rest } => {
                     self.busy = self.busy.saturating_sub(1);
+                    // Synthesis produced nothing (failed, or cut by barge-in): no latency.
+                    self.flush_decision(None);
                     self.apply(rest);
                 }
                 Done::Heard(heard) => {

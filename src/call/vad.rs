@@ -1,8 +1,9 @@
 //! Voice activity detection and endpointing, sans-IO: 20 ms frames of 8 kHz audio in, events
 //! out. Energy against an adaptive noise floor: a frame is voiced when it is 9 dB above the
-//! floor and above -45 dBFS. Speech starts after 120 ms of voiced frames (the barge-in signal;
-//! clicks and line noise are shorter), and an utterance ends after 700 ms of silence (long
-//! enough for people reading out numbers; see `EndpointerConfig`). Utterances with less than
+//! floor and above -45 dBFS. Speech starts after 120 ms of voiced frames (clicks and line noise
+//! are shorter), interrupts a prompt after 240 ms (backchannels are shorter), and an utterance
+//! ends after 700 ms of silence (long enough for people reading out numbers; see
+//! `EndpointerConfig`). Utterances with less than
 //! 250 ms of voice ("uh-huh", a cough) are reported as too short and not recognised.
 //!
 //! Speculation: at the first 240 ms pause of an utterance long enough to count, `Pause` hands
@@ -17,6 +18,9 @@ use std::collections::VecDeque;
 #[derive(Debug, Clone, Copy)]
 pub struct EndpointerConfig {
     pub start_ms: u32,
+    /// Voice needed before a prompt is interrupted: longer than a backchannel ("uh-huh",
+    /// "mm") or a cough, short enough that a caller who means it is heard at once.
+    pub barge_in_ms: u32,
     pub end_silence_ms: u32,
     pub min_voiced_ms: u32,
     pub max_utterance_ms: u32,
@@ -35,6 +39,7 @@ impl Default for EndpointerConfig {
     fn default() -> Self {
         Self {
             start_ms: 120,
+            barge_in_ms: 240,
             end_silence_ms: 700,
             min_voiced_ms: 250,
             max_utterance_ms: 15_000,
@@ -49,8 +54,10 @@ impl Default for EndpointerConfig {
 /// What a frame led to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum VadEvent {
-    /// The caller started speaking (stop the prompt if barge-in is on).
+    /// The caller started speaking (no-input timers stop).
     SpeechStart,
+    /// The caller has been speaking `barge_in_ms`: a prompt that allows it stops.
+    BargeIn,
     /// A complete utterance (pre-roll included), ready for recognition.
     Utterance(Vec<f32>),
     /// The caller paused (`speculate_ms`): the utterance so far, which becomes final unless
@@ -125,6 +132,9 @@ impl Endpointer {
             if voiced {
                 self.voiced_ms += FRAME_MS;
                 self.silence_ms = 0;
+                if self.voiced_ms == self.config.barge_in_ms {
+                    return Some(VadEvent::BargeIn);
+                }
             } else {
                 self.silence_ms += FRAME_MS;
             }
@@ -210,6 +220,18 @@ mod tests {
     }
 
     #[test]
+    fn speech_interrupts_after_240_ms_of_voice_a_backchannel_does_not() {
+        let mut ep = Endpointer::new(EndpointerConfig::default());
+        let mut frames = tone(200, 0.3);
+        frames.extend(tone(800, 0.0));
+        assert!(!run(&mut ep, frames).contains(&VadEvent::BargeIn));
+        let mut frames = tone(400, 0.3);
+        frames.extend(tone(800, 0.0));
+        let events = run(&mut ep, frames);
+        assert_eq!(events[..2], [VadEvent::SpeechStart, VadEvent::BargeIn]);
+    }
+
+    #[test]
     fn one_utterance_with_pre_roll_and_hangover() {
         let mut seed = 1;
         let mut ep = Endpointer::new(EndpointerConfig::default());
@@ -217,7 +239,7 @@ mod tests {
         frames.extend(tone(1000, 0.3));
         frames.extend(noise(1000, 0.002, &mut seed));
         let mut events = run(&mut ep, frames);
-        events.retain(|e| !matches!(e, VadEvent::Pause(_)));
+        events.retain(|e| !matches!(e, VadEvent::Pause(_) | VadEvent::BargeIn));
         assert_eq!(
             events.len(),
             2,
@@ -244,6 +266,7 @@ mod tests {
         let events = run(&mut ep, frames);
         let [
             VadEvent::SpeechStart,
+            VadEvent::BargeIn,
             VadEvent::Pause(early),
             VadEvent::Utterance(last),
         ] = &events[..]
@@ -298,7 +321,7 @@ mod tests {
         let mut frames = tone(60, 0.5);
         frames.extend(tone(500, 0.0));
         assert!(run(&mut ep, frames).is_empty());
-        // A 160 ms "uh-huh": speech starts (barge-in may pause the prompt) but it is too short.
+        // A 160 ms "uh-huh": speech starts, but it neither interrupts nor counts as a request.
         let mut frames = tone(160, 0.3);
         frames.extend(tone(800, 0.0));
         assert_eq!(
