@@ -14,7 +14,8 @@ run: models
 	@echo "voxnav: or with the scripted test caller from another terminal:"
 	@echo "voxnav:   $(BIN) call sip:hotline@$(SIP_LISTEN) --script sip-test/calls/order-status.yaml"
 	@echo "voxnav: try order numbers 472198, 123456, 555123; 'voxnav simulate dialplans/hotline.yaml --demo-orders' talks in text."
-	$(BIN) serve --sip-listen $(SIP_LISTEN) --dialplan dialplans/hotline.yaml --demo-orders
+	@echo "voxnav: metrics at http://127.0.0.1:8081/metrics"
+	$(BIN) serve --sip-listen $(SIP_LISTEN) --dialplan dialplans/hotline.yaml --demo-orders --admin-listen 127.0.0.1:8081
 
 ## Set up and run every check CI runs: format, lint, portable build, all tests, fuzzing.
 test: models lint portable

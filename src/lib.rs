@@ -25,6 +25,7 @@ pub mod media;
 pub mod models;
 pub mod net;
 pub mod nlu;
+pub mod ops;
 pub mod sip;
 #[cfg(feature = "speech")]
 pub mod speech;

@@ -58,6 +58,12 @@ enum Command {
         /// fallback.
         #[arg(long, value_name = "SIP_URI")]
         agent: Option<String>,
+        /// Serve the admin HTTP API here: /healthz, /metrics (Prometheus), /api/... (token).
+        #[arg(long, value_name = "ADDRESS:PORT")]
+        admin_listen: Option<std::net::SocketAddr>,
+        /// The bearer token /api/ requires (or VOXNAV_ADMIN_TOKEN); without one /api/ is off.
+        #[arg(long, env = "VOXNAV_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
     },
     /// A scripted test caller: dial a SIP URI, play the script's caller turns (text spoken
     /// with the product voice, WAV files, keypad digits, silences, barge-in), record and
@@ -193,6 +199,8 @@ fn main() -> Result<()> {
             dialplan,
             demo_orders,
             agent,
+            admin_listen,
+            admin_token,
         } => {
             let file = match &config {
                 Some(path) => voxnav::config::read(path).map_err(anyhow::Error::msg)?,
@@ -226,6 +234,14 @@ fn main() -> Result<()> {
                     ring: std::time::Duration::from_millis(ring_ms.or(file.ring_ms).unwrap_or(0)),
                     brains,
                 },
+                admin_listen.map(|addr| {
+                    (
+                        addr,
+                        voxnav::ops::admin::AdminConfig {
+                            token: admin_token.filter(|t| !t.is_empty()),
+                        },
+                    )
+                }),
             )?
         }
         Command::Say { text, output } => say(&paths, &text, &output)?,
@@ -704,7 +720,11 @@ fn parse_ports(text: &str) -> Result<voxnav::media::ports::PortPool, String> {
     voxnav::media::ports::PortPool::parse(text)
 }
 
-fn serve(sip_listen: std::net::SocketAddr, config: voxnav::net::ServeConfig) -> Result<()> {
+fn serve(
+    sip_listen: std::net::SocketAddr,
+    config: voxnav::net::ServeConfig,
+    admin: Option<(std::net::SocketAddr, voxnav::ops::admin::AdminConfig)>,
+) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -715,6 +735,17 @@ fn serve(sip_listen: std::net::SocketAddr, config: voxnav::net::ServeConfig) -> 
         let local = listeners.local_addr()?;
         // Tests and scripts read this line to learn the port when listening on port 0.
         println!("voxnav: SIP listening on udp+tcp {local}");
+        if let Some((addr, admin)) = admin {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("admin API on {addr}"))?;
+            println!("voxnav: admin API on http://{}", listener.local_addr()?);
+            tokio::spawn(async move {
+                if let Err(e) = voxnav::ops::admin::serve(listener, admin).await {
+                    eprintln!("voxnav: admin API stopped: {e}");
+                }
+            });
+        }
         let shutdown = tokio_util::sync::CancellationToken::new();
         let signals = shutdown.clone();
         tokio::spawn(async move {

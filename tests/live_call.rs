@@ -29,10 +29,13 @@ fn a_caller_asks_for_their_order_by_voice_then_types_the_number_and_hears_the_st
     std::fs::write(dir.join("caller.ulaw"), Law::Ulaw.encode(&pcm)).unwrap();
 
     let port = free_udp_port();
+    let admin_port = free_udp_port(); // free for TCP too in practice on loopback
     let mut server = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_voxnav"))
             .args(["serve", "--sip-listen", &format!("127.0.0.1:{port}")])
             .args(["--dialplan", "dialplans/hotline.yaml", "--demo-orders"])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            .args(["--admin-token", TOKEN])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -52,8 +55,43 @@ fn a_caller_asks_for_their_order_by_voice_then_types_the_number_and_hears_the_st
         .expect("listening line");
     assert!(first.contains("SIP listening"), "{first}");
 
+    let admin = |path: &str, token: Option<&str>| {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        voxnav::net::http::fetch_with_headers(
+            "GET",
+            &format!("http://127.0.0.1:{admin_port}{path}"),
+            &headers,
+            None,
+            Duration::from_secs(5),
+        )
+        .expect("the admin API answers")
+    };
+    // The admin API: open health and metrics, the rest behind the token.
+    let mut tries = 0;
+    while voxnav::net::http::fetch(
+        "GET",
+        &format!("http://127.0.0.1:{admin_port}/healthz"),
+        None,
+        Duration::from_secs(1),
+    )
+    .is_err()
+        && tries < 50
+    {
+        std::thread::sleep(Duration::from_millis(100));
+        tries += 1;
+    }
+    assert_eq!(admin("/healthz", None), (200, "ok".into()));
+    assert_eq!(admin("/api/calls", None).0, 401, "no token");
+    assert_eq!(admin("/api/calls", Some("wrong")).0, 401, "wrong token");
+    assert_eq!(
+        admin("/api/calls", Some(TOKEN)),
+        (200, r#"{"calls":[]}"#.into())
+    );
+
     let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/sip-test/uac_speech_dtmf.xml");
-    let out = Command::new("sipp")
+    let sipp = Command::new("sipp")
         .args([
             "-i",
             "127.0.0.1",
@@ -74,8 +112,28 @@ fn a_caller_asks_for_their_order_by_voice_then_types_the_number_and_hears_the_st
         ])
         .args(["-sf", scenario, &format!("127.0.0.1:{port}")])
         .current_dir(&dir)
-        .output()
+        .stdout(Stdio::piped())
+        .spawn()
         .expect("sipp");
+    // While the call is up, the API shows it with its node and transcript.
+    let mut seen_live = None;
+    for _ in 0..100 {
+        let (_, body) = admin("/api/calls", Some(TOKEN));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if let Some(call) = v["calls"].as_array().and_then(|c| c.first())
+            && call["node"] == "order_lookup/ask_number"
+        {
+            seen_live = Some(call.clone());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let live = seen_live.expect("the live call at the order number question");
+    assert!(
+        live["transcript"].to_string().contains("caller: "),
+        "{live}"
+    );
+    let out = sipp.wait_with_output().expect("sipp ends");
     assert!(
         out.status.success(),
         "sipp: {}",
@@ -148,5 +206,38 @@ fn a_caller_asks_for_their_order_by_voice_then_types_the_number_and_hears_the_st
     ] {
         assert!(latency[key].as_u64().is_some(), "{latency}");
     }
+    // The metrics counted the call, its turns, intent, latency, outcome and packets.
+    let (status, metrics) = admin("/metrics", None);
+    assert_eq!(status, 200);
+    for line in [
+        "voxnav_calls_total{transport=\"udp\"} 1",
+        "voxnav_calls_active 0",
+        "voxnav_intents_total{intent=\"order_status\"} 1",
+        "voxnav_call_outcomes_total{outcome=\"self_served\"} 1",
+        "voxnav_turn_latency_seconds_count{stage=\"detected_to_audio\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    let value = |prefix: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        value("voxnav_turns_total{decision=\"dialplan\"}") >= 2,
+        "{metrics}"
+    );
+    assert!(
+        value("voxnav_sip_responses_total{code=\"200\"}") >= 1,
+        "{metrics}"
+    );
+    assert!(
+        value("voxnav_rtp_packets_total{direction=\"sent\"}") > 100,
+        "{metrics}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const TOKEN: &str = "test-admin-token";

@@ -148,6 +148,11 @@ pub struct Brain {
     bridge: Option<AgentBridge>,
     /// The decision record of a timed turn, printed with its latency once the reply plays.
     pending_decision: Option<serde_json::Value>,
+    /// For the call's outcome: the bot answered something, the dialplan ended the call, the
+    /// caller reached an agent.
+    answered: bool,
+    dialplan_ended: bool,
+    reached_agent: bool,
 }
 
 /// One `voxnav: KIND {json}` line on stdout (what tests and log shippers read).
@@ -170,6 +175,7 @@ impl Brain {
     pub fn new(call_id: &str, services: Arc<Services>) -> Self {
         let (tx, rx) = channel();
         let engine = CallEngine::new(services.registry.current(), services.vars.clone());
+        crate::ops::live::started(call_id, &engine.hotline().plan.name);
         Self {
             call_id: call_id.to_string(),
             services,
@@ -190,6 +196,9 @@ impl Brain {
             timing: None,
             bridge: None,
             pending_decision: None,
+            answered: false,
+            dialplan_ended: false,
+            reached_agent: false,
         }
     }
 
@@ -217,9 +226,18 @@ impl Brain {
             BridgeStatus::Ringing => None,
             BridgeStatus::Connected => {
                 self.log_transfer("connected", "");
+                self.reached_agent = true;
+                crate::ops::metrics::metrics()
+                    .transfer_attempts_total
+                    .inc(&["connected"]);
+                crate::ops::live::update(&self.call_id, |c| c.state = "with agent".into());
                 None
             }
             BridgeStatus::Failed(why) => {
+                crate::ops::metrics::metrics()
+                    .transfer_attempts_total
+                    .inc(&["failed"]);
+                crate::ops::live::update(&self.call_id, |c| c.state = "bot".into());
                 // Busy, no answer, unreachable: back to the dialplan's fallback.
                 self.log_transfer("failed", &why);
                 self.bridge = None;
@@ -244,6 +262,7 @@ impl Brain {
             };
             let mut json = crate::dialplan::sim::to_json(&turn);
             json["call"] = serde_json::Value::String(self.call_id.clone());
+            self.count_turn(&json);
             self.flush_decision(None);
             let speaks = step.actions.iter().any(|a| matches!(a, Action::Say { .. }));
             if self.timing.is_some() && speaks {
@@ -252,6 +271,32 @@ impl Brain {
                 print_record("decision", &json);
             }
         }
+    }
+
+    /// Metrics and the live view of one decision.
+    fn count_turn(&mut self, json: &serde_json::Value) {
+        let m = crate::ops::metrics::metrics();
+        let text = |k: &str| json[k].as_str().unwrap_or_default().to_string();
+        let (input, decision, reason) = (text("input"), text("decision"), text("reason"));
+        if input != "(call start)" {
+            m.turns_total.inc(&[&decision]);
+            if let Some(intent) = json["intent"].as_str() {
+                m.intents_total.inc(&[intent]);
+            }
+            if input == "(silence)" {
+                m.fallbacks_total.inc(&["no_input"]);
+            } else if reason.starts_with("not understood") {
+                m.fallbacks_total.inc(&["no_match"]);
+            }
+        }
+        self.answered |= decision == "answer";
+        let (node, turn) = (text("node"), json["turn"].as_u64().unwrap_or(0) as u32);
+        let transcript = self.engine.transcript().to_vec();
+        crate::ops::live::update(&self.call_id, |c| {
+            c.node = node;
+            c.turns = turn;
+            c.transcript = transcript;
+        });
     }
 
     /// Prints the decision record held for its latency, with it if known.
@@ -368,22 +413,12 @@ impl Brain {
                     target,
                     reason,
                     transcript,
-                } => match self.services.agents.resolve(&target) {
-                    Some(uri) => {
-                        // Dialled now, while the notice plays; hold audio follows it.
-                        self.bridge = Some(AgentBridge::dial(
-                            &uri,
-                            &reason,
-                            &transcript,
-                            &self.call_id,
-                            self.services.agents.ring_timeout,
-                        ));
-                        self.log_transfer("dialling", &reason);
-                    }
-                    None => self.handle(Event::TransferFailed(format!(
-                        "no agent seat configured for {target}"
-                    ))),
-                },
+                } => {
+                    crate::ops::metrics::metrics()
+                        .transfers_total
+                        .inc(&[&reason]);
+                    self.transfer(&target, &reason, &transcript);
+                }
                 Action::Hangup { reason } => {
                     self.end_after_audio = Some(if reason.is_empty() {
                         "dialplan hung up".into()
@@ -411,6 +446,18 @@ impl Brain {
             "detected_to_audio_ms": ms(t.endpoint, now) + 20,
         });
         print_record("latency", &json);
+        let h = &crate::ops::metrics::metrics().turn_latency_seconds;
+        let since = |a: Instant, b: Instant| b.saturating_duration_since(a);
+        h.observe(&["asr"], since(t.endpoint, asr));
+        h.observe(&["decide"], since(asr, decided));
+        h.observe(&["reply_audio"], since(decided, now));
+        let detected = since(t.endpoint, now) + Duration::from_millis(20);
+        h.observe(&["detected_to_audio"], detected);
+        let silence = EndpointerConfig::default().end_silence_ms as u64;
+        h.observe(
+            &["voice_to_voice"],
+            detected + Duration::from_millis(silence),
+        );
         self.flush_decision(Some(&json));
     }
 
@@ -434,6 +481,7 @@ impl Brain {
             self.on_heard(heard);
             return;
         }
+        self.note_asr_queue();
         let (_, waiting) = self.services.asr.queue();
         if waiting >= KEYPAD_OFFER_QUEUE {
             self.on_heard(Err(format!("{waiting} callers ahead in the ASR queue")));
@@ -451,6 +499,37 @@ impl Brain {
                 .map_err(|e| e.to_string());
             let _ = tx.send(Done::Heard(r));
         });
+    }
+
+    /// Rings the seat for a transfer target, or tells the dialplan there is none.
+    fn transfer(&mut self, target: &str, reason: &str, transcript: &[String]) {
+        match self.services.agents.resolve(target) {
+            Some(uri) => {
+                // Dialled now, while the notice plays; hold audio follows it.
+                self.bridge = Some(AgentBridge::dial(
+                    &uri,
+                    reason,
+                    transcript,
+                    &self.call_id,
+                    self.services.agents.ring_timeout,
+                ));
+                self.log_transfer("dialling", reason);
+                crate::ops::live::update(&self.call_id, |c| c.state = "transfer ringing".into());
+            }
+            None => self.handle(Event::TransferFailed(format!(
+                "no agent seat configured for {target}"
+            ))),
+        }
+    }
+
+    /// The ASR queue gauges (`voxnav_asr_queue_*`), as this call sees the shared engine.
+    fn note_asr_queue(&self) {
+        let (running, waiting) = self.services.asr.queue();
+        let m = crate::ops::metrics::metrics();
+        m.asr_queue_running
+            .store(running as u64, std::sync::atomic::Ordering::Relaxed);
+        m.asr_queue_waiting
+            .store(waiting as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Starts recognising at a pause, if the engine is idle (speculation never makes another
@@ -500,6 +579,9 @@ impl Brain {
                 // Recognition failed or the queue is too long: the keypad still works; say so
                 // rather than go silent.
                 eprintln!("voxnav: ASR unavailable: {e}");
+                crate::ops::metrics::metrics()
+                    .fallbacks_total
+                    .inc(&["asr_unavailable"]);
                 self.timing = None;
                 let (timeout_ms, dtmf_max) = self.last_listen;
                 self.apply(vec![
@@ -521,6 +603,19 @@ impl Brain {
 impl Drop for Brain {
     fn drop(&mut self) {
         self.flush_decision(None);
+        // Self-served: the bot answered or finished the call without a human; transferred:
+        // the caller reached an agent; abandoned: neither (hung up before being helped).
+        let outcome = if self.reached_agent {
+            "transferred"
+        } else if self.answered || self.dialplan_ended {
+            "self_served"
+        } else {
+            "abandoned"
+        };
+        crate::ops::metrics::metrics()
+            .call_outcomes_total
+            .inc(&[outcome]);
+        crate::ops::live::ended(&self.call_id);
         // The caller hung up during a transfer: the record says so (the bridge's own drop
         // hangs up the agent's leg).
         if self.bridge.is_some() {
@@ -615,6 +710,7 @@ impl CallBrain for Brain {
                 }
                 Done::Heard(heard) => {
                     self.busy = self.busy.saturating_sub(1);
+                    self.note_asr_queue();
                     self.on_heard(heard);
                 }
                 Done::Speculated { samples, heard } => {
@@ -653,6 +749,7 @@ impl CallBrain for Brain {
         }
         if out.is_empty() && self.busy == 0 {
             if let Some(reason) = self.end_after_audio.take() {
+                self.dialplan_ended = true;
                 return Some(reason);
             }
             let now = Instant::now();

@@ -45,7 +45,9 @@ impl HotlineRegistry {
     /// Re-reads the file. On any problem the current version stays and the problems are
     /// returned; otherwise the new version (trained before the swap) replaces it.
     pub fn reload(&self) -> Result<u64, DialplanError> {
-        let plan = super::load_file(&self.path)?;
+        let reloads = &crate::ops::metrics::metrics().dialplan_reloads_total;
+        let plan = super::load_file(&self.path).inspect_err(|_| reloads.inc(&["refused"]))?;
+        reloads.inc(&["ok"]);
         let hotline = Arc::new(Hotline::build(plan, self.embedder.clone()));
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = hotline;
         Ok(self

@@ -13,6 +13,17 @@ pub fn fetch(
     body: Option<&str>,
     timeout: Duration,
 ) -> Result<(u16, String), String> {
+    fetch_with_headers(method, url, &[], body, timeout)
+}
+
+/// `fetch` with extra request headers (name, value), e.g. an Authorization header.
+pub fn fetch_with_headers(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
@@ -40,9 +51,13 @@ pub fn fetch(
     };
     stream.set_write_timeout(Some(left())).ok();
     let body = body.unwrap_or("");
+    let extra: String = headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+         {extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream

@@ -201,6 +201,7 @@ struct Outbound {
 impl Outbound {
     async fn send(&self, out: Vec<Transmit>) {
         for t in out {
+            count_response(&t.bytes);
             let connection = self
                 .tcp
                 .lock()
@@ -217,6 +218,19 @@ impl Outbound {
                 }
             }
         }
+    }
+}
+
+/// Counts a SIP response by status code (`voxnav_sip_responses_total`); requests pass.
+fn count_response(bytes: &[u8]) {
+    if let Some(code) = bytes
+        .strip_prefix(b"SIP/2.0 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|c| std::str::from_utf8(c).ok())
+    {
+        crate::ops::metrics::metrics()
+            .sip_responses_total
+            .inc(&[code]);
     }
 }
 
@@ -288,6 +302,15 @@ async fn start_call(
             let (tx, rx) = mpsc::channel(64);
             state.calls.insert(call_id.clone(), tx);
             let brain = state.brains.as_ref().map(|make| make(&call_id));
+            let m = crate::ops::metrics::metrics();
+            m.calls_active
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            m.calls_total
+                .inc(&[if lock(endpoint).is_tcp_call(&call_id) {
+                    "tcp"
+                } else {
+                    "udp"
+                }]);
             tracker.spawn(call_media::run(
                 sockets,
                 call_id.clone(),
@@ -443,6 +466,11 @@ async fn udp_loop(
                 }
                 MediaReport::Finished { call_id, port, counters } => {
                     state.ports.release(port);
+                    let m = crate::ops::metrics::metrics();
+                    m.calls_active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    m.rtp_packets_total.add(&["sent"], counters.sent);
+                    m.rtp_packets_total.add(&["received"], counters.received);
+                    m.rtp_packets_total.add(&["concealed"], counters.concealed);
                     // Tests read this line.
                     status_line(format_args!("voxnav: media {call_id}: {counters}"));
                 }

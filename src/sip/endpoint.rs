@@ -340,6 +340,13 @@ impl Endpoint {
             .is_some_and(|d| d.state == DialogState::Offered)
     }
 
+    /// Whether the call came over TCP.
+    pub fn is_tcp_call(&self, call_id: &str) -> bool {
+        self.dialogs
+            .get(call_id)
+            .is_some_and(|d| d.transport == Transport::Tcp)
+    }
+
     /// Refuses an `IncomingCall` (e.g. no RTP port): `status` with `reason`.
     pub fn reject_call(
         &mut self,
