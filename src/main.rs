@@ -64,6 +64,15 @@ enum Command {
         /// The bearer token /api/ requires (or VOXNAV_ADMIN_TOKEN); without one /api/ is off.
         #[arg(long, env = "VOXNAV_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
+        /// Call records with transcripts (SQLite; schema in docs/records.md).
+        #[arg(long, value_name = "FILE", default_value = "records/voxnav.db")]
+        records: PathBuf,
+        /// Keep no call records.
+        #[arg(long)]
+        no_records: bool,
+        /// Prune call records older than this many days.
+        #[arg(long, default_value_t = 90)]
+        retention_days: u32,
     },
     /// A scripted test caller: dial a SIP URI, play the script's caller turns (text spoken
     /// with the product voice, WAV files, keypad digits, silences, barge-in), record and
@@ -201,6 +210,9 @@ fn main() -> Result<()> {
             agent,
             admin_listen,
             admin_token,
+            records,
+            no_records,
+            retention_days,
         } => {
             let file = match &config {
                 Some(path) => voxnav::config::read(path).map_err(anyhow::Error::msg)?,
@@ -217,7 +229,17 @@ fn main() -> Result<()> {
                 ring_timeout: std::time::Duration::from_secs(file.ring_timeout_s.unwrap_or(20)),
             };
             let brains = match &dialplan {
-                Some(path) => Some(call_brains(&paths, path, demo_orders, agents)?),
+                Some(path) => {
+                    let records = if no_records {
+                        None
+                    } else {
+                        Some(voxnav::ops::records::RecordStore::open(
+                            &records,
+                            retention_days,
+                        )?)
+                    };
+                    Some(call_brains(&paths, path, demo_orders, agents, records)?)
+                }
                 None => None,
             };
             let defaults = voxnav::net::ServeConfig::default();
@@ -626,6 +648,7 @@ fn call_brains(
     dialplan: &std::path::Path,
     demo_orders: bool,
     agents: voxnav::call::transfer::AgentDirectory,
+    records: Option<voxnav::ops::records::RecordStore>,
 ) -> Result<voxnav::net::call_media::BrainFactory> {
     use std::sync::Arc;
     let vars = parse_vars(&[], demo_orders)?;
@@ -689,6 +712,7 @@ fn call_brains(
         vars,
         prompts: Default::default(),
         agents,
+        records,
     });
     // Fixed prompts are synthesised once, in the background (calls before it finishes
     // synthesise on the fly); again after each reload, for new texts.
@@ -710,9 +734,12 @@ fn call_brains(
             }
         }
     });
-    Ok(Arc::new(move |call_id: &str| {
-        Box::new(voxnav::call::brain::Brain::new(call_id, services.clone()))
-            as Box<dyn voxnav::net::call_media::CallBrain>
+    Ok(Arc::new(move |call_id: &str, caller: &str| {
+        Box::new(voxnav::call::brain::Brain::new(
+            call_id,
+            caller,
+            services.clone(),
+        )) as Box<dyn voxnav::net::call_media::CallBrain>
     }))
 }
 

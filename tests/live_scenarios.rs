@@ -256,3 +256,67 @@ fn failing_or_slow_recognition_offers_the_keypad_and_a_busy_agent_returns_to_the
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn call_records_keep_every_finished_turn_when_the_server_is_killed_mid_call() {
+    let _one = serial();
+    let dir = temp_dir("scenario-records");
+    espeak_wav("I want to track my order please", &dir, "track");
+    let db_path = dir.join("records.db");
+    let mut server = Server::start(VOXNAV, &["--records", db_path.to_str().unwrap()], &[]);
+    // The caller asks about an order, then stays on the line.
+    let script = write_script(&dir, "turns:\n  - wav: track.wav\n  - silence_ms: 60000\n");
+    let _caller = KillOnDrop(
+        Command::new(VOXNAV)
+            .args(["call", &format!("sip:ivr@127.0.0.1:{}", server.port)])
+            .arg("--script")
+            .arg(&script)
+            .args(["--no-transcribe"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("voxnav call"),
+    );
+    // Wait for the caller's turn to be decided, then kill the server outright (SIGKILL).
+    let mut call_id = None;
+    while let Ok(line) = server.lines.recv_timeout(Duration::from_secs(60)) {
+        if let Some(json) = line.strip_prefix("voxnav: decision ") {
+            let d: serde_json::Value = serde_json::from_str(json).unwrap();
+            if d["intent"] == "order_status" {
+                call_id = d["call"].as_str().map(String::from);
+                break;
+            }
+        }
+    }
+    let call_id = call_id.expect("the caller's turn was decided");
+    // The writer commits each record within milliseconds; a kill inside that window would lose
+    // only that turn (the turn in flight).
+    std::thread::sleep(Duration::from_millis(300));
+    server.process.0.kill().expect("SIGKILL");
+    server.process.0.wait().unwrap();
+
+    let db = voxnav::ops::records::connect(&db_path).expect("the database opens after the kill");
+    let (caller, ended): (String, Option<i64>) = db
+        .query_row(
+            "SELECT caller, ended_ms FROM calls WHERE call_id = ?1",
+            [&call_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("the call's row");
+    assert!(caller.contains("voxnav-caller"), "{caller}");
+    assert_eq!(ended, None, "killed mid-call: never ended");
+    let turns: Vec<(String, String, String)> = db
+        .prepare("SELECT input, decision, record FROM turns WHERE call_id = ?1 ORDER BY seq")
+        .unwrap()
+        .query_map([&call_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(turns.len() >= 2, "{turns:?}");
+    assert_eq!(turns[0].0, "(call start)");
+    assert!(turns[1].0.to_lowercase().contains("order"), "{turns:?}");
+    // The whole decision record is kept, latency included.
+    let record: serde_json::Value = serde_json::from_str(&turns[1].2).unwrap();
+    assert!(record["latency"]["asr_ms"].as_u64().is_some(), "{record}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -29,6 +29,8 @@ pub struct Services {
     pub prompts: PromptCache,
     /// Where transfers are dialled.
     pub agents: AgentDirectory,
+    /// Where call records go (None: not kept).
+    pub records: Option<crate::ops::records::RecordStore>,
 }
 
 /// 8 kHz audio of the dialplan's fixed texts, synthesised once (`warm`) instead of per call.
@@ -153,6 +155,8 @@ pub struct Brain {
     answered: bool,
     dialplan_ended: bool,
     reached_agent: bool,
+    /// The reason of the last transfer the dialplan made.
+    transfer_reason: Option<String>,
 }
 
 /// One `voxnav: KIND {json}` line on stdout (what tests and log shippers read).
@@ -172,10 +176,19 @@ struct TurnTiming {
 }
 
 impl Brain {
-    pub fn new(call_id: &str, services: Arc<Services>) -> Self {
+    pub fn new(call_id: &str, caller: &str, services: Arc<Services>) -> Self {
         let (tx, rx) = channel();
         let engine = CallEngine::new(services.registry.current(), services.vars.clone());
         crate::ops::live::started(call_id, &engine.hotline().plan.name);
+        if let Some(records) = &services.records {
+            records.send(crate::ops::records::RecordEvent::CallStarted {
+                call_id: call_id.to_string(),
+                caller: caller.to_string(),
+                hotline: engine.hotline().plan.name.clone(),
+                dialplan_version: services.registry.version(),
+                started_ms: crate::ops::live::now_ms(),
+            });
+        }
         Self {
             call_id: call_id.to_string(),
             services,
@@ -199,6 +212,7 @@ impl Brain {
             answered: false,
             dialplan_ended: false,
             reached_agent: false,
+            transfer_reason: None,
         }
     }
 
@@ -268,7 +282,7 @@ impl Brain {
             if self.timing.is_some() && speaks {
                 self.pending_decision = Some(json);
             } else {
-                print_record("decision", &json);
+                self.record_decision(json);
             }
         }
     }
@@ -305,7 +319,19 @@ impl Brain {
             if let Some(l) = latency {
                 json["latency"] = l.clone();
             }
-            print_record("decision", &json);
+            self.record_decision(json);
+        }
+    }
+
+    /// A finished decision record: printed, and written to the call records.
+    fn record_decision(&mut self, json: serde_json::Value) {
+        print_record("decision", &json);
+        if let Some(records) = &self.services.records {
+            records.send(crate::ops::records::RecordEvent::Turn {
+                call_id: self.call_id.clone(),
+                at_ms: crate::ops::live::now_ms(),
+                record: json,
+            });
         }
     }
 
@@ -417,6 +443,7 @@ impl Brain {
                     crate::ops::metrics::metrics()
                         .transfers_total
                         .inc(&[&reason]);
+                    self.transfer_reason = Some(reason.clone());
                     self.transfer(&target, &reason, &transcript);
                 }
                 Action::Hangup { reason } => {
@@ -616,6 +643,14 @@ impl Drop for Brain {
             .call_outcomes_total
             .inc(&[outcome]);
         crate::ops::live::ended(&self.call_id);
+        if let Some(records) = &self.services.records {
+            records.send(crate::ops::records::RecordEvent::CallEnded {
+                call_id: self.call_id.clone(),
+                ended_ms: crate::ops::live::now_ms(),
+                outcome: outcome.into(),
+                transfer_reason: self.transfer_reason.clone(),
+            });
+        }
         // The caller hung up during a transfer: the record says so (the bridge's own drop
         // hangs up the agent's leg).
         if self.bridge.is_some() {

@@ -107,8 +107,8 @@ pub trait CallBrain: Send {
     fn tick(&mut self, out: &mut VecDeque<i16>) -> Option<String>;
 }
 
-/// Makes the brain of a new call (given its Call-ID).
-pub type BrainFactory = std::sync::Arc<dyn Fn(&str) -> Box<dyn CallBrain> + Send + Sync>;
+/// Makes the brain of a new call, given its Call-ID and the caller (the INVITE's From).
+pub type BrainFactory = std::sync::Arc<dyn Fn(&str, &str) -> Box<dyn CallBrain> + Send + Sync>;
 
 /// Orders from the SIP loop.
 #[derive(Debug)]

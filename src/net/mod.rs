@@ -301,7 +301,8 @@ async fn start_call(
             let local_rtp = sockets.rtp.local_addr().unwrap_or(SocketAddr::new(ip, 0));
             let (tx, rx) = mpsc::channel(64);
             state.calls.insert(call_id.clone(), tx);
-            let brain = state.brains.as_ref().map(|make| make(&call_id));
+            let caller = lock(endpoint).caller_of(&call_id);
+            let brain = state.brains.as_ref().map(|make| make(&call_id, &caller));
             let m = crate::ops::metrics::metrics();
             m.calls_active
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -1,5 +1,7 @@
-//! Operations: Prometheus metrics, the calls in progress, and the admin HTTP API.
+//! Operations: Prometheus metrics, the calls in progress, call records (SQLite), and the
+//! admin HTTP API.
 
 pub mod admin;
 pub mod live;
 pub mod metrics;
+pub mod records;

@@ -340,6 +340,14 @@ impl Endpoint {
             .is_some_and(|d| d.state == DialogState::Offered)
     }
 
+    /// Who is calling: the INVITE's From (name-addr, tag included), or "" if unknown.
+    pub fn caller_of(&self, call_id: &str) -> String {
+        self.dialogs
+            .get(call_id)
+            .map(|d| d.remote_name_addr.clone())
+            .unwrap_or_default()
+    }
+
     /// Whether the call came over TCP.
     pub fn is_tcp_call(&self, call_id: &str) -> bool {
         self.dialogs
