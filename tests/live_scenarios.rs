@@ -206,9 +206,15 @@ fn failing_or_slow_recognition_offers_the_keypad_and_a_busy_agent_returns_to_the
     let (_busy, agent_port) = agent_phone("uas_busy.xml", &dir);
     // Recognition fails outright: the caller is told to use the keypad, presses 0 for a
     // person, the agent is busy, and the dialplan's fallback takes the caller back.
+    let db_path = dir.join("records.db");
     let server = Server::start(
         VOXNAV,
-        &["--agent", &format!("sip:agent@127.0.0.1:{agent_port}")],
+        &[
+            "--agent",
+            &format!("sip:agent@127.0.0.1:{agent_port}"),
+            "--records",
+            db_path.to_str().unwrap(),
+        ],
         &[("VOXNAV_FAULT_ASR", "fail")],
     );
     let script = write_script(
@@ -235,6 +241,30 @@ fn failing_or_slow_recognition_offers_the_keypad_and_a_busy_agent_returns_to_the
         .expect("the fallback turn");
     assert_eq!(back["node"], "more", "{back}");
     assert!(bot_words(&report).contains("no colleague"), "{report}");
+    // The call record: a transfer was needed and no agent answered.
+    let db = voxnav::ops::records::connect(&db_path).unwrap();
+    let mut outcome = None;
+    for _ in 0..50 {
+        outcome = db
+            .query_row("SELECT outcome, transfer_reason FROM calls", [], |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                ))
+            })
+            .ok()
+            .filter(|(o, _)| o.is_some());
+        if outcome.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (outcome, reason) = outcome.expect("the call's outcome was recorded");
+    assert_eq!(outcome.as_deref(), Some("failed"));
+    assert!(
+        reason.is_some_and(|r| r.contains("human")),
+        "the transfer reason"
+    );
     drop(server);
 
     // Recognition too slow (7 s against a 5 s deadline): the same keypad offer, not silence.

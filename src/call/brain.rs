@@ -630,10 +630,13 @@ impl Brain {
 impl Drop for Brain {
     fn drop(&mut self) {
         self.flush_decision(None);
-        // Self-served: the bot answered or finished the call without a human; transferred:
-        // the caller reached an agent; abandoned: neither (hung up before being helped).
+        // Transferred: the caller reached an agent; failed: a transfer was needed but no agent
+        // answered; self-served: the bot answered or finished the call without a human;
+        // abandoned: none of these (hung up before being helped).
         let outcome = if self.reached_agent {
             "transferred"
+        } else if self.transfer_reason.is_some() {
+            "failed"
         } else if self.answered || self.dialplan_ended {
             "self_served"
         } else {

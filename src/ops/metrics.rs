@@ -104,7 +104,7 @@ pub struct Metrics {
     pub calls_active: AtomicI64,
     /// [transport]
     pub calls_total: CounterFamily,
-    /// [outcome]: self_served, transferred, abandoned
+    /// [outcome]: self_served, transferred, failed (no agent answered), abandoned
     pub call_outcomes_total: CounterFamily,
     /// [reason] of transfers (the dialplan's reasons: a bounded, configured set)
     pub transfers_total: CounterFamily,
