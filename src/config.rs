@@ -107,16 +107,7 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
         m.finish(&[], &mut p);
     }
     top.finish(&[], &mut p);
-    if p.list.is_empty() {
-        Ok(config)
-    } else {
-        Err(p
-            .list
-            .iter()
-            .map(|x| x.to_string())
-            .collect::<Vec<_>>()
-            .join("\n"))
-    }
+    p.into_result(config)
 }
 
 #[cfg(test)]

@@ -514,17 +514,27 @@ impl Brain {
             self.on_heard(Err(format!("{waiting} callers ahead in the ASR queue")));
             return;
         }
+        self.spawn_recognition(audio, Done::Heard);
+    }
+
+    /// Recognises `audio` off the media task (the shared ASR pool, `ASR_DEADLINE`); `done`
+    /// wraps the result for `tick`.
+    fn spawn_recognition(
+        &mut self,
+        audio: Vec<f32>,
+        done: impl FnOnce(Heard) -> Done + Send + 'static,
+    ) {
         let (asr, tx) = (self.services.asr.clone(), self.tx.clone());
         self.busy += 1;
         std::thread::spawn(move || {
             let options = RecognizeOptions {
                 deadline: Some(Instant::now() + ASR_DEADLINE),
             };
-            let r = asr
+            let heard = asr
                 .recognize(&audio, 8000, &options)
                 .map(|t| (t.text, t.confidence))
                 .map_err(|e| e.to_string());
-            let _ = tx.send(Done::Heard(r));
+            let _ = tx.send(done(heard));
         });
     }
 
@@ -570,18 +580,7 @@ impl Brain {
             samples,
             heard: None,
         });
-        let (asr, tx) = (self.services.asr.clone(), self.tx.clone());
-        self.busy += 1;
-        std::thread::spawn(move || {
-            let options = RecognizeOptions {
-                deadline: Some(Instant::now() + ASR_DEADLINE),
-            };
-            let heard = asr
-                .recognize(&audio, 8000, &options)
-                .map(|t| (t.text, t.confidence))
-                .map_err(|e| e.to_string());
-            let _ = tx.send(Done::Speculated { samples, heard });
-        });
+        self.spawn_recognition(audio, move |heard| Done::Speculated { samples, heard });
     }
 
     /// The keypad entry is complete (`#`, the ask's digit count, or the inter-digit timeout).

@@ -152,16 +152,7 @@ pub fn parse_script(source: &str, shown: &str, base: &Path) -> Result<Vec<Script
         None => {}
     }
     top.finish(&[], &mut p);
-    if p.list.is_empty() {
-        Ok(turns)
-    } else {
-        Err(p
-            .list
-            .iter()
-            .map(|x| x.to_string())
-            .collect::<Vec<_>>()
-            .join("\n"))
-    }
+    p.into_result(turns)
 }
 
 /// One caller turn as it happened.

@@ -66,6 +66,19 @@ impl Problems {
             hint: hint.into(),
         });
     }
+
+    /// `value` if nothing was reported, else every problem, one per line (file:line:col).
+    pub fn into_result<T>(self, value: T) -> Result<T, String> {
+        if self.list.is_empty() {
+            return Ok(value);
+        }
+        Err(self
+            .list
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
 }
 
 /// The closest of `candidates` to `word` (edit distance <= 3), for "did you mean" hints.
