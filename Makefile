@@ -4,7 +4,7 @@
 CARGO ?= cargo
 BIN := target/release/voxnav
 
-.PHONY: run test deps build models lint portable fuzz bench
+.PHONY: run test deps test-deps build models lint portable fuzz bench
 
 ## Set up and run the main job: the SIP server answering the demo hotline by voice, with the
 ## demo order service, on SIP_LISTEN (default 127.0.0.1:5060). Ctrl-C stops it.
@@ -18,12 +18,15 @@ run: models
 	$(BIN) serve --sip-listen $(SIP_LISTEN) --dialplan dialplans/hotline.yaml --demo-orders --admin-listen 127.0.0.1:8081
 
 ## Set up and run every check CI runs: format, lint, portable build, all tests, fuzzing.
-test: models lint portable
+test: test-deps models lint portable
 	scripts/fuzz.sh 20
 	$(CARGO) test --release
 
 deps:
 	scripts/install-deps.sh
+
+test-deps:
+	scripts/install-deps.sh --test
 
 build: deps
 	$(CARGO) build --release

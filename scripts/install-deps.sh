@@ -7,9 +7,12 @@
 #   binutils                 : objdump, for the portable-build check
 #   sip-tester               : SIPp and its bundled RTP/DTMF pcaps, the real SIP peer in tests
 #   baresip-core             : a real softphone (headless) calling voxnav in tests
+# With --test, also what only the tests need:
+#   chromium                 : the dashboard test drives the page in headless Chromium
 set -euo pipefail
 
 packages=(cmake g++ make pkg-config libclang-dev libsonic-dev espeak-ng sox binutils sip-tester baresip-core)
+[ "${1:-}" = "--test" ] && packages+=(chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

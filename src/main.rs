@@ -228,19 +228,17 @@ fn main() -> Result<()> {
                 default: agent.or(file.agent_default.clone()),
                 ring_timeout: std::time::Duration::from_secs(file.ring_timeout_s.unwrap_or(20)),
             };
-            let brains = match &dialplan {
+            let records = (!no_records).then_some(records);
+            let (brains, hotline) = match &dialplan {
                 Some(path) => {
-                    let records = if no_records {
-                        None
-                    } else {
-                        Some(voxnav::ops::records::RecordStore::open(
-                            &records,
-                            retention_days,
-                        )?)
-                    };
-                    Some(call_brains(&paths, path, demo_orders, agents, records)?)
+                    let store = records
+                        .as_ref()
+                        .map(|r| voxnav::ops::records::RecordStore::open(r, retention_days))
+                        .transpose()?;
+                    let (brains, hotline) = call_brains(&paths, path, demo_orders, agents, store)?;
+                    (Some(brains), Some(hotline))
                 }
-                None => None,
+                None => (None, None),
             };
             let defaults = voxnav::net::ServeConfig::default();
             serve(
@@ -261,6 +259,8 @@ fn main() -> Result<()> {
                         addr,
                         voxnav::ops::admin::AdminConfig {
                             token: admin_token.filter(|t| !t.is_empty()),
+                            records: records.filter(|_| dialplan.is_some()),
+                            hotline,
                         },
                     )
                 }),
@@ -649,7 +649,10 @@ fn call_brains(
     demo_orders: bool,
     agents: voxnav::call::transfer::AgentDirectory,
     records: Option<voxnav::ops::records::RecordStore>,
-) -> Result<voxnav::net::call_media::BrainFactory> {
+) -> Result<(
+    voxnav::net::call_media::BrainFactory,
+    std::sync::Arc<voxnav::dialplan::registry::HotlineRegistry>,
+)> {
     use std::sync::Arc;
     let vars = parse_vars(&[], demo_orders)?;
     let embedder = voxnav::dialplan::cli::embedder(paths)?;
@@ -685,28 +688,23 @@ fn call_brains(
     // Hot reload: a changed file is loaded and checked; a broken one leaves the old version.
     let (watch, path) = (registry.clone(), dialplan.to_path_buf());
     std::thread::spawn(move || {
-        let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let mut last = modified(&path);
         loop {
             std::thread::sleep(std::time::Duration::from_secs(2));
-            let now = modified(&path);
-            if now != last {
-                last = now;
-                match watch.reload() {
-                    Ok(v) => eprintln!(
-                        "voxnav: {} reloaded (version {v}); calls in progress keep theirs",
-                        path.display()
-                    ),
-                    Err(e) => eprintln!(
-                        "voxnav: {} refused, still serving the previous version:\n{e}",
-                        path.display()
-                    ),
-                }
+            match watch.reload_if_changed() {
+                None => {}
+                Some(Ok(v)) => eprintln!(
+                    "voxnav: {} reloaded (version {v}); calls in progress keep theirs",
+                    path.display()
+                ),
+                Some(Err(e)) => eprintln!(
+                    "voxnav: {} refused, still serving the previous version:\n{e}",
+                    path.display()
+                ),
             }
         }
     });
     let services = Arc::new(voxnav::call::brain::Services {
-        registry,
+        registry: registry.clone(),
         asr,
         tts,
         vars,
@@ -734,13 +732,15 @@ fn call_brains(
             }
         }
     });
-    Ok(Arc::new(move |call_id: &str, caller: &str| {
-        Box::new(voxnav::call::brain::Brain::new(
-            call_id,
-            caller,
-            services.clone(),
-        )) as Box<dyn voxnav::net::call_media::CallBrain>
-    }))
+    let brains: voxnav::net::call_media::BrainFactory =
+        Arc::new(move |call_id: &str, caller: &str| {
+            Box::new(voxnav::call::brain::Brain::new(
+                call_id,
+                caller,
+                services.clone(),
+            )) as Box<dyn voxnav::net::call_media::CallBrain>
+        });
+    Ok((brains, registry))
 }
 
 fn parse_ports(text: &str) -> Result<voxnav::media::ports::PortPool, String> {

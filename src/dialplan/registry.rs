@@ -3,7 +3,8 @@
 //! refused whole while the old version keeps serving.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 
 use super::engine::Hotline;
 use super::error::DialplanError;
@@ -15,17 +16,65 @@ pub struct HotlineRegistry {
     embedder: Arc<dyn Embedder>,
     current: RwLock<Arc<Hotline>>,
     version: std::sync::atomic::AtomicU64,
+    /// Held while a new version is read, trained and swapped in, so the file watcher and the
+    /// admin API never interleave two reloads.
+    reloading: Mutex<ReloadState>,
+}
+
+/// What the registry knows about its file.
+#[derive(Debug, Clone, Default)]
+struct ReloadState {
+    /// The file's modification time when it was last read.
+    modified: Option<SystemTime>,
+    loaded_ms: u64,
+    refused: Option<Refusal>,
+}
+
+/// The last refused version of the file (cleared by the next good one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub at_ms: u64,
+    pub error: DialplanError,
+}
+
+/// The registry's state for the admin API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HotlineStatus {
+    pub name: String,
+    pub file: PathBuf,
+    pub version: u64,
+    /// When the serving version was loaded (Unix ms).
+    pub loaded_ms: u64,
+    pub nodes: usize,
+    pub intents: usize,
+    pub refused: Option<Refusal>,
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl HotlineRegistry {
     /// Loads the first version; fails if the file is broken.
     pub fn load(path: &Path, embedder: Arc<dyn Embedder>) -> Result<Self, DialplanError> {
+        let seen = modified(path);
         let plan = super::load_file(path)?;
         Ok(Self {
             path: path.to_path_buf(),
             current: RwLock::new(Arc::new(Hotline::build(plan, embedder.clone()))),
             embedder,
             version: std::sync::atomic::AtomicU64::new(1),
+            reloading: Mutex::new(ReloadState {
+                modified: seen,
+                loaded_ms: now_ms(),
+                refused: None,
+            }),
         })
     }
 
@@ -42,14 +91,78 @@ impl HotlineRegistry {
         self.version.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, ReloadState> {
+        self.reloading.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Name, file, version and the last refusal, for the admin API.
+    pub fn status(&self) -> HotlineStatus {
+        let state = self.state().clone();
+        let hotline = self.current();
+        HotlineStatus {
+            name: hotline.plan.name.clone(),
+            file: self.path.clone(),
+            version: self.version(),
+            loaded_ms: state.loaded_ms,
+            nodes: hotline.plan.nodes.len(),
+            intents: hotline.plan.intents.len(),
+            refused: state.refused,
+        }
+    }
+
     /// Re-reads the file. On any problem the current version stays and the problems are
     /// returned; otherwise the new version (trained before the swap) replaces it.
     pub fn reload(&self) -> Result<u64, DialplanError> {
+        let mut state = self.state();
+        self.reload_locked(&mut state)
+    }
+
+    /// Reloads only if the file changed since it was last read (the file watcher's check).
+    pub fn reload_if_changed(&self) -> Option<Result<u64, DialplanError>> {
+        let mut state = self.state();
+        (modified(&self.path) != state.modified).then(|| self.reload_locked(&mut state))
+    }
+
+    /// Checks `source` as this hotline's file; if it is sound, writes it over the file
+    /// (atomically: a temporary file renamed over it) and loads it. A refused text leaves the
+    /// file and the serving version untouched.
+    pub fn replace(&self, source: &str) -> Result<u64, DialplanError> {
+        let mut state = self.state();
+        let shown = self.path.display().to_string();
+        super::load_str(&shown, source)?;
+        let temporary = self.path.with_extension("yaml.new");
+        std::fs::write(&temporary, source)
+            .and_then(|_| std::fs::rename(&temporary, &self.path))
+            .map_err(|e| DialplanError {
+                problems: vec![super::error::Problem {
+                    file: shown,
+                    pos: super::yaml::Pos { line: 1, col: 1 },
+                    message: format!("cannot write: {e}"),
+                    hint: "check the permissions of the dialplans folder".into(),
+                }],
+            })?;
+        self.reload_locked(&mut state)
+    }
+
+    fn reload_locked(&self, state: &mut ReloadState) -> Result<u64, DialplanError> {
         let reloads = &crate::ops::metrics::metrics().dialplan_reloads_total;
-        let plan = super::load_file(&self.path).inspect_err(|_| reloads.inc(&["refused"]))?;
+        state.modified = modified(&self.path);
+        let plan = match super::load_file(&self.path) {
+            Ok(plan) => plan,
+            Err(error) => {
+                reloads.inc(&["refused"]);
+                state.refused = Some(Refusal {
+                    at_ms: now_ms(),
+                    error: error.clone(),
+                });
+                return Err(error);
+            }
+        };
         reloads.inc(&["ok"]);
         let hotline = Arc::new(Hotline::build(plan, self.embedder.clone()));
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = hotline;
+        state.loaded_ms = now_ms();
+        state.refused = None;
         Ok(self
             .version
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -94,6 +207,32 @@ mod tests {
         assert!(
             said(&mut after).contains("Version two."),
             "the broken file did not replace v2"
+        );
+        let status = registry.status();
+        assert_eq!((status.name.as_str(), status.version), ("t", 2));
+        let refused = status
+            .refused
+            .expect("the refusal is kept for the admin API");
+        assert_eq!(refused.error, err);
+        assert!(registry.reload_if_changed().is_none(), "file unchanged");
+
+        // Through `replace` (the admin API's upload): a broken text is refused before it
+        // touches the file; a sound one is written and served.
+        let on_disk = std::fs::read_to_string(&file).unwrap();
+        let err = registry.replace("name: t\nstart: nowhere\n").unwrap_err();
+        assert!(err.to_string().contains("t.yaml:"), "{err}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), on_disk);
+        assert_eq!(registry.version(), 2);
+        assert_eq!(
+            registry.replace(&V1.replace("Version one.", "Version three.")),
+            Ok(3)
+        );
+        assert!(registry.status().refused.is_none());
+        let mut third = CallEngine::new(registry.current(), Default::default());
+        assert!(said(&mut third).contains("Version three."));
+        assert!(
+            registry.reload_if_changed().is_none(),
+            "its own write is not a change"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -1,39 +1,79 @@
-//! The admin HTTP API (axum) beside the SIP server: `/healthz` and `/metrics` (Prometheus)
-//! are open, as monitoring expects; everything under `/api/` needs the admin token
-//! (`Authorization: Bearer TOKEN`), and without a configured token `/api/` is refused
-//! entirely rather than left open.
+//! The admin HTTP API (axum) beside the SIP server. `/healthz`, `/readyz` and `/metrics`
+//! (Prometheus) are open, as monitoring expects, and so are the dashboard page and the OpenAPI
+//! description (neither holds data: the page asks for the token and calls the API). Everything
+//! else under `/api/` needs the admin token (`Authorization: Bearer TOKEN`); without a
+//! configured token `/api/` is refused entirely rather than left open.
 //!
-//! - `GET /healthz` -> `ok`
-//! - `GET /metrics` -> the Prometheus text format (`ops::metrics`)
-//! - `GET /api/calls` -> the calls in progress (node, transcript so far)
-//! - `GET /api/calls/{id}` -> one call in progress, or 404
+//! The routes and their JSON are described in `openapi.json` (served at `/api/openapi.json`):
+//! calls in progress, recorded calls with their turns, statistics over a time range, the
+//! not-understood utterances, and the hotline's version, validation, reload and upload.
 
-use axum::extract::{Path, Request, State};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::stats::{self, Range};
+use crate::dialplan::error::DialplanError;
+use crate::dialplan::registry::HotlineRegistry;
 
 /// Admin API settings.
-#[derive(Debug, Clone)]
+#[derive(Clone, Default)]
 pub struct AdminConfig {
     /// None: `/api/` answers 403 to everyone.
     pub token: Option<String>,
+    /// The call records database (None: `--no-records`; the record routes answer 404).
+    pub records: Option<PathBuf>,
+    /// The hotline being served (None: a server without a dialplan).
+    pub hotline: Option<Arc<HotlineRegistry>>,
 }
+
+/// The dashboard: one page, no build step, no external assets.
+const DASHBOARD: &str = include_str!("dashboard.html");
+/// The API description (OpenAPI 3.1).
+const OPENAPI: &str = include_str!("openapi.json");
 
 /// The admin routes.
 pub fn router(config: AdminConfig) -> Router {
     let api = Router::new()
         .route("/api/calls", get(live_calls))
-        .route("/api/calls/{id}", get(live_call))
+        .route("/api/calls/{id}", get(one_call))
+        .route("/api/records/calls", get(recorded_calls))
+        .route("/api/stats", get(statistics))
+        .route("/api/stats/not-understood", get(not_understood))
+        .route("/api/hotlines", get(hotlines))
+        .route("/api/hotlines/{name}", get(hotline).put(upload_hotline))
+        .route("/api/hotlines/{name}/validate", post(validate_hotline))
+        .route("/api/hotlines/{name}/reload", post(reload_hotline))
         .layer(middleware::from_fn_with_state(
             config.clone(),
             require_token,
         ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/", get(|| async { Redirect::to("/dashboard") }))
+        .route(
+            "/dashboard",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    DASHBOARD,
+                )
+            }),
+        )
+        .route(
+            "/api/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
         .merge(api)
         .with_state(config)
 }
@@ -87,12 +127,399 @@ async fn metrics() -> impl IntoResponse {
 }
 
 async fn live_calls() -> impl IntoResponse {
-    Json(serde_json::json!({ "calls": super::live::all() }))
+    Json(json!({ "calls": super::live::all() }))
 }
 
-async fn live_call(Path(id): Path<String>) -> Response {
-    match super::live::get(&id) {
-        Some(call) => Json(call).into_response(),
-        None => (StatusCode::NOT_FOUND, "no such call in progress\n").into_response(),
+/// An API error: its status and a JSON `{"error": ...}` body.
+#[derive(Debug)]
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> ApiError {
+    ApiError(status, message.to_string())
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Readiness: the hotline is loaded and the records database answers.
+async fn ready(State(config): State<AdminConfig>) -> ApiResult {
+    let records = match config.records.clone() {
+        None => "off".to_string(),
+        Some(path) => {
+            with_records(Some(path), |db| {
+                db.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get::<_, i64>(0))
+                    .map_err(stats::StatsError::from)
+            })
+            .await
+            .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.1))?;
+            "ok".to_string()
+        }
+    };
+    let hotline = config.hotline.as_ref().map(|h| {
+        let s = h.status();
+        json!({ "name": s.name, "version": s.version })
+    });
+    Ok(Json(json!({ "ready": true, "hotline": hotline, "records": records })).into_response())
+}
+
+/// Runs a records query on a blocking thread with its own connection.
+async fn with_records<T: Send + 'static>(
+    path: Option<PathBuf>,
+    query: impl FnOnce(&rusqlite::Connection) -> Result<T, stats::StatsError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let Some(path) = path else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "call records are off (voxnav serve --no-records)",
+        ));
+    };
+    tokio::task::spawn_blocking(move || {
+        let db = super::records::connect(&path).map_err(|e| e.to_string())?;
+        query(&db).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))
+}
+
+/// A call in progress (with its live transcript), else the recorded call with its turns.
+async fn one_call(State(config): State<AdminConfig>, Path(id): Path<String>) -> ApiResult {
+    if let Some(call) = super::live::get(&id) {
+        return Ok(Json(json!({ "live": true, "call": call })).into_response());
+    }
+    let wanted = id.clone();
+    match with_records(config.records, move |db| stats::call(db, &wanted)).await? {
+        Some(call) => Ok(Json(json!({ "live": false, "call": call })).into_response()),
+        None => Err(error(StatusCode::NOT_FOUND, format!("no call {id}"))),
+    }
+}
+
+/// The `?from=&to=` of report routes (Unix ms; default: the last 24 hours).
+#[derive(Debug, Deserialize)]
+struct RangeQuery {
+    from: Option<u64>,
+    to: Option<u64>,
+    bucket_ms: Option<u64>,
+    limit: Option<u32>,
+    outcome: Option<String>,
+}
+
+impl RangeQuery {
+    fn range(&self) -> Result<Range, ApiError> {
+        let to_ms = self.to.unwrap_or_else(|| super::live::now_ms() + 1);
+        let from_ms = self.from.unwrap_or(to_ms.saturating_sub(86_400_000));
+        if from_ms >= to_ms {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "`from` must be before `to` (Unix milliseconds)",
+            ));
+        }
+        Ok(Range { from_ms, to_ms })
+    }
+
+    fn limit(&self) -> u32 {
+        self.limit.unwrap_or(100).min(1000)
+    }
+}
+
+async fn recorded_calls(
+    State(config): State<AdminConfig>,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult {
+    let range = q.range()?;
+    let limit = q.limit();
+    let outcome = q.outcome;
+    let calls = with_records(config.records, move |db| {
+        stats::calls(db, range, outcome.as_deref(), limit)
+    })
+    .await?;
+    Ok(Json(json!({ "range": range, "calls": calls })).into_response())
+}
+
+async fn statistics(State(config): State<AdminConfig>, Query(q): Query<RangeQuery>) -> ApiResult {
+    let range = q.range()?;
+    // 24 buckets unless told, none shorter than a minute.
+    let bucket = q
+        .bucket_ms
+        .unwrap_or((range.to_ms - range.from_ms).div_ceil(24))
+        .max(60_000);
+    let summary = with_records(config.records, move |db| stats::summary(db, range, bucket)).await?;
+    Ok(Json(summary).into_response())
+}
+
+async fn not_understood(
+    State(config): State<AdminConfig>,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult {
+    let range = q.range()?;
+    let limit = q.limit();
+    let list = with_records(config.records, move |db| {
+        stats::not_understood(db, range, limit)
+    })
+    .await?;
+    Ok(Json(json!({ "range": range, "utterances": list })).into_response())
+}
+
+fn problems_json(e: &DialplanError) -> serde_json::Value {
+    e.problems
+        .iter()
+        .map(|p| {
+            json!({
+                "file": p.file, "line": p.pos.line, "col": p.pos.col,
+                "message": p.message, "hint": p.hint, "text": p.to_string(),
+            })
+        })
+        .collect()
+}
+
+fn status_json(registry: &HotlineRegistry) -> serde_json::Value {
+    let s = registry.status();
+    json!({
+        "name": s.name,
+        "file": s.file.display().to_string(),
+        "version": s.version,
+        "loaded_ms": s.loaded_ms,
+        "nodes": s.nodes,
+        "intents": s.intents,
+        "refused": s.refused.map(|r| json!({ "at_ms": r.at_ms, "problems": problems_json(&r.error) })),
+    })
+}
+
+async fn hotlines(State(config): State<AdminConfig>) -> Response {
+    let list: Vec<_> = config.hotline.iter().map(|h| status_json(h)).collect();
+    Json(json!({ "hotlines": list })).into_response()
+}
+
+/// The registry serving hotline `name`, or a 404.
+fn find(config: &AdminConfig, name: &str) -> Result<Arc<HotlineRegistry>, ApiError> {
+    config
+        .hotline
+        .clone()
+        .filter(|h| h.current().plan.name == name)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no hotline named `{name}`")))
+}
+
+async fn hotline(State(config): State<AdminConfig>, Path(name): Path<String>) -> ApiResult {
+    let registry = find(&config, &name)?;
+    Ok(Json(status_json(&registry)).into_response())
+}
+
+fn refused(registry: &HotlineRegistry, e: &DialplanError) -> Response {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(json!({
+            "ok": false,
+            "version": registry.version(),
+            "problems": problems_json(e),
+            "serving": "the previous version keeps serving",
+        })),
+    )
+        .into_response()
+}
+
+/// Runs a registry operation (reading files, training the router) off the async workers.
+async fn on_registry(
+    config: &AdminConfig,
+    name: &str,
+    op: impl FnOnce(&HotlineRegistry) -> Result<u64, DialplanError> + Send + 'static,
+) -> ApiResult {
+    let registry = find(config, name)?;
+    let result = tokio::task::spawn_blocking({
+        let registry = registry.clone();
+        move || op(&registry)
+    })
+    .await
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok(match result {
+        Ok(version) => Json(json!({ "ok": true, "version": version })).into_response(),
+        Err(e) => refused(&registry, &e),
+    })
+}
+
+/// Checks a dialplan text (the request body) without loading it; an empty body checks the
+/// file on disk.
+async fn validate_hotline(
+    State(config): State<AdminConfig>,
+    Path(name): Path<String>,
+    body: String,
+) -> ApiResult {
+    let registry = find(&config, &name)?;
+    let file = registry.status().file;
+    let checked = if body.trim().is_empty() {
+        crate::dialplan::load_file(&file)
+    } else {
+        crate::dialplan::load_str(&file.display().to_string(), &body)
+    };
+    Ok(match checked {
+        Ok(plan) => Json(json!({
+            "ok": true, "name": plan.name, "nodes": plan.nodes.len(), "intents": plan.intents.len(),
+        }))
+        .into_response(),
+        Err(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "ok": false, "problems": problems_json(&e) })),
+        )
+            .into_response(),
+    })
+}
+
+/// Re-reads the hotline's file; a broken file is refused and the old version keeps serving.
+async fn reload_hotline(State(config): State<AdminConfig>, Path(name): Path<String>) -> ApiResult {
+    on_registry(&config, &name, |r| r.reload()).await
+}
+
+/// Replaces the hotline's file with the body and loads it, or refuses it untouched.
+async fn upload_hotline(
+    State(config): State<AdminConfig>,
+    Path(name): Path<String>,
+    body: String,
+) -> ApiResult {
+    on_registry(&config, &name, move |r| r.replace(&body)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nlu::intent::BagOfWords;
+    use std::time::Duration;
+
+    const PLAN: &str = "name: desk\nintents:\n  hello:\n    examples: [hello there, hi, good morning]\nhandlers: { no_input: bye, no_match: bye }\nstart: ask\nnodes:\n  ask:\n    ask: { prompt: \"Say something.\" }\n    next: bye\n  bye: { hangup: \"Bye.\" }\n";
+
+    /// The router on a loopback port with a records database and a hotline.
+    fn serve_on_loopback(dir: &std::path::Path) -> (String, Arc<HotlineRegistry>) {
+        let file = dir.join("desk.yaml");
+        std::fs::write(&file, PLAN).unwrap();
+        let hotline = Arc::new(HotlineRegistry::load(&file, Arc::new(BagOfWords)).unwrap());
+        let records = dir.join("r.db");
+        super::super::records::connect(&records).unwrap();
+        let config = AdminConfig {
+            token: Some("secret".into()),
+            records: Some(records),
+            hotline: Some(hotline.clone()),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                serve(listener, config).await.unwrap();
+            });
+        });
+        (format!("http://{}", rx.recv().unwrap()), hotline)
+    }
+
+    fn call(
+        base: &str,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, String) {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        crate::net::http::fetch_with_headers(
+            method,
+            &format!("{base}{path}"),
+            &headers,
+            body,
+            Duration::from_secs(10),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn every_documented_route_answers_and_the_token_guards_the_api() {
+        let dir = std::env::temp_dir().join(format!("voxnav-admin-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (base, hotline) = serve_on_loopback(&dir);
+        let spec: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let paths = spec["paths"].as_object().unwrap();
+        assert!(paths.len() >= 14);
+        for (path, ops) in paths {
+            let concrete = path
+                .replace("{id}", "no-such-call")
+                .replace("{name}", "desk");
+            for method in ops.as_object().unwrap().keys() {
+                let method = method.to_uppercase();
+                let body = (method == "PUT").then_some(PLAN);
+                let (status, text) = call(&base, &method, &concrete, Some("secret"), body);
+                // An unrouted path is axum's empty 404; a routed one answers, or says what is missing.
+                assert!(
+                    status != 404 || text.contains("\"error\""),
+                    "{method} {path} is documented but not routed: {status} {text}"
+                );
+                assert_ne!(status, 405, "{method} {path}");
+                let secured = spec["paths"][path][method.to_lowercase()]
+                    .get("security")
+                    .is_none();
+                if secured {
+                    assert_eq!(
+                        call(&base, &method, &concrete, None, body).0,
+                        401,
+                        "{method} {path} without the token"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            call(&base, "GET", "/api/stats?from=5&to=1", Some("secret"), None).0,
+            400
+        );
+
+        // A broken dialplan is refused, with file:line:col, and the served version stays.
+        let (status, text) = call(
+            &base,
+            "PUT",
+            "/api/hotlines/desk",
+            Some("secret"),
+            Some("name: desk\nstart: nowhere\n"),
+        );
+        assert_eq!(status, 422, "{text}");
+        let refused: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(
+            refused["problems"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("desk.yaml:"),
+            "{text}"
+        );
+        let before = hotline.version();
+        assert_eq!(refused["version"], before);
+        std::fs::write(dir.join("desk.yaml"), "name: desk\nnodes: [\n").unwrap();
+        let (status, text) = call(
+            &base,
+            "POST",
+            "/api/hotlines/desk/reload",
+            Some("secret"),
+            None,
+        );
+        assert_eq!(status, 422, "{text}");
+        assert_eq!(hotline.version(), before, "the old version keeps serving");
+        let (_, text) = call(&base, "GET", "/api/hotlines/desk", Some("secret"), None);
+        let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(
+            status["refused"]["problems"][0]["line"].as_u64().is_some(),
+            "{text}"
+        );
+        let (code, text) = call(
+            &base,
+            "POST",
+            "/api/hotlines/desk/validate",
+            Some("secret"),
+            Some(PLAN),
+        );
+        assert_eq!((code, text.contains("\"ok\":true")), (200, true), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

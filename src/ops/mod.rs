@@ -5,3 +5,4 @@ pub mod admin;
 pub mod live;
 pub mod metrics;
 pub mod records;
+pub mod stats;

@@ -1,0 +1,572 @@
+//! Reports over the call records (`ops::records`): what a contact-centre manager reads every
+//! day. All queries take a time range on the call's start (Unix ms, `from` inclusive, `to`
+//! exclusive) and only read; they run on their own connection (WAL lets them read while the
+//! writer thread writes).
+//!
+//! Definitions (also in `docs/ops.md`):
+//! - **containment (self-service) rate**: self-served calls / ended calls;
+//! - **transfer rate**: calls that reached an agent / ended calls; `failed` calls needed a human
+//!   but none answered and are counted apart;
+//! - **average handling time**: mean of (ended - started) over ended calls;
+//! - **drop-off** per node: of the calls that reached the node, how many were abandoned with it
+//!   as their last turn's node;
+//! - **not understood**: caller turns whose decision says "not understood" (no intent matched,
+//!   or one the ask did not expect), spoken ones only (keypad and timers excluded);
+//! - **voice-to-voice latency** (server side): endpoint silence + the caller's end of speech
+//!   detected -> first reply audio, from each timed turn's `latency` record.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+/// A time range on the calls' start, in Unix milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Range {
+    pub from_ms: u64,
+    pub to_ms: u64,
+}
+
+/// Outcome counts of the ended calls.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcomes {
+    pub self_served: u64,
+    pub transferred: u64,
+    pub failed: u64,
+    pub abandoned: u64,
+}
+
+/// A name with a count (transfer reasons, intents).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Count {
+    pub name: String,
+    pub count: u64,
+}
+
+/// Drop-off at one node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeDropOff {
+    pub node: String,
+    /// Calls with at least one turn at this node.
+    pub reached: u64,
+    /// Abandoned calls whose last turn was at this node.
+    pub abandoned: u64,
+    pub drop_off_rate: f64,
+}
+
+/// One time bucket of the series the dashboard charts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bucket {
+    pub start_ms: u64,
+    pub calls: u64,
+    pub containment_rate: Option<f64>,
+    pub transfer_rate: Option<f64>,
+    pub latency_p50_ms: Option<u64>,
+    pub latency_p95_ms: Option<u64>,
+}
+
+/// The statistics of a range.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub range: Range,
+    pub calls: u64,
+    pub in_progress: u64,
+    pub ended: u64,
+    pub outcomes: Outcomes,
+    pub containment_rate: Option<f64>,
+    pub transfer_rate: Option<f64>,
+    pub transfer_reasons: Vec<Count>,
+    pub intents: Vec<Count>,
+    pub average_handling_time_s: Option<f64>,
+    pub caller_turns: u64,
+    pub not_understood_turns: u64,
+    pub not_understood_rate: Option<f64>,
+    pub latency_p50_ms: Option<u64>,
+    pub latency_p95_ms: Option<u64>,
+    pub drop_off: Vec<NodeDropOff>,
+    pub series: Vec<Bucket>,
+}
+
+/// One call in a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallRow {
+    pub call_id: String,
+    pub caller: String,
+    pub hotline: String,
+    pub dialplan_version: u64,
+    pub started_ms: u64,
+    pub ended_ms: Option<u64>,
+    pub outcome: Option<String>,
+    pub transfer_reason: Option<String>,
+    pub turns: u64,
+}
+
+/// One call with every turn's decision record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallDetail {
+    #[serde(flatten)]
+    pub call: CallRow,
+    pub turns: Vec<serde_json::Value>,
+}
+
+/// A caller utterance the bot did not understand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotUnderstood {
+    pub call_id: String,
+    pub at_ms: u64,
+    pub node: String,
+    pub text: String,
+    pub reason: String,
+}
+
+/// Reading the records failed.
+#[derive(Debug, thiserror::Error)]
+#[error("reading call records: {0}")]
+pub struct StatsError(#[from] rusqlite::Error);
+
+/// Inputs that are not caller speech: keypad entries (`#dtmf ...`) and events like
+/// `(no input)`, `(call start)`, `(backend reply)`.
+const SPOKEN: &str = "t.input NOT LIKE '#dtmf%' AND t.input NOT LIKE '(%'";
+const NOT_UNDERSTOOD: &str = "json_extract(t.record, '$.reason') LIKE 'not understood%'";
+
+fn rate(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+/// The nearest-rank percentile of sorted values.
+fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+/// Server-side voice-to-voice latencies of the timed turns of calls started in the range,
+/// with the start of their call: (call started_ms, latency ms).
+fn latencies(db: &Connection, range: Range) -> Result<Vec<(u64, u64)>, StatsError> {
+    let mut q = db.prepare(
+        "SELECT c.started_ms, json_extract(t.record, '$.latency.detected_to_audio_ms') \
+                + json_extract(t.record, '$.latency.endpoint_silence_ms') \
+         FROM turns t JOIN calls c USING (call_id) \
+         WHERE c.started_ms >= ?1 AND c.started_ms < ?2 \
+           AND json_extract(t.record, '$.latency.detected_to_audio_ms') IS NOT NULL",
+    )?;
+    let rows = q.query_map(params![range.from_ms as i64, range.to_ms as i64], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn counts(db: &Connection, sql: &str, range: Range) -> Result<Vec<Count>, StatsError> {
+    let mut q = db.prepare(sql)?;
+    let rows = q.query_map(params![range.from_ms as i64, range.to_ms as i64], |r| {
+        Ok(Count {
+            name: r.get(0)?,
+            count: r.get::<_, i64>(1)? as u64,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The statistics of calls started in `range`, with a series in buckets of `bucket_ms`.
+pub fn summary(db: &Connection, range: Range, bucket_ms: u64) -> Result<Summary, StatsError> {
+    let bucket_ms = bucket_ms.max(1);
+    let span = params![range.from_ms as i64, range.to_ms as i64];
+    let mut outcomes = Outcomes::default();
+    let (mut calls, mut in_progress, mut handling_ms) = (0u64, 0u64, 0u64);
+    // Per bucket: (calls, ended, self-served, transferred).
+    let mut buckets: BTreeMap<u64, [u64; 4]> = BTreeMap::new();
+    {
+        let mut q = db.prepare(
+            "SELECT started_ms, ended_ms, outcome FROM calls WHERE started_ms >= ?1 AND started_ms < ?2",
+        )?;
+        let mut rows = q.query(span)?;
+        while let Some(r) = rows.next()? {
+            let started = r.get::<_, i64>(0)? as u64;
+            let ended = r.get::<_, Option<i64>>(1)?;
+            let outcome = r.get::<_, Option<String>>(2)?;
+            calls += 1;
+            let b = buckets
+                .entry(range.from_ms + (started - range.from_ms) / bucket_ms * bucket_ms)
+                .or_default();
+            b[0] += 1;
+            let (Some(ended), Some(outcome)) = (ended, outcome) else {
+                in_progress += 1;
+                continue;
+            };
+            handling_ms += (ended as u64).saturating_sub(started);
+            b[1] += 1;
+            match outcome.as_str() {
+                "self_served" => {
+                    outcomes.self_served += 1;
+                    b[2] += 1;
+                }
+                "transferred" => {
+                    outcomes.transferred += 1;
+                    b[3] += 1;
+                }
+                "failed" => outcomes.failed += 1,
+                _ => outcomes.abandoned += 1,
+            }
+        }
+    }
+    let ended = calls - in_progress;
+    let transfer_reasons = counts(
+        db,
+        "SELECT transfer_reason, COUNT(*) FROM calls \
+         WHERE started_ms >= ?1 AND started_ms < ?2 AND transfer_reason IS NOT NULL \
+         GROUP BY transfer_reason ORDER BY COUNT(*) DESC, transfer_reason",
+        range,
+    )?;
+    let intents = counts(
+        db,
+        &format!(
+            "SELECT t.intent, COUNT(*) FROM turns t JOIN calls c USING (call_id) \
+             WHERE c.started_ms >= ?1 AND c.started_ms < ?2 AND t.intent IS NOT NULL AND {SPOKEN} \
+             GROUP BY t.intent ORDER BY COUNT(*) DESC, t.intent"
+        ),
+        range,
+    )?;
+    let (caller_turns, not_understood_turns): (i64, i64) = db.query_row(
+        &format!(
+            "SELECT COUNT(*), COALESCE(SUM({NOT_UNDERSTOOD}), 0) FROM turns t JOIN calls c USING (call_id) \
+             WHERE c.started_ms >= ?1 AND c.started_ms < ?2 AND {SPOKEN}"
+        ),
+        span,
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let drop_off = {
+        let mut q = db.prepare(
+            "WITH in_range AS (SELECT call_id, outcome FROM calls WHERE started_ms >= ?1 AND started_ms < ?2), \
+             last AS (SELECT t.call_id, t.node FROM turns t JOIN in_range r USING (call_id) \
+                      WHERE r.outcome = 'abandoned' \
+                        AND t.seq = (SELECT MAX(seq) FROM turns WHERE call_id = t.call_id)), \
+             reached AS (SELECT t.node, COUNT(DISTINCT t.call_id) AS calls \
+                         FROM turns t JOIN in_range USING (call_id) GROUP BY t.node) \
+             SELECT reached.node, reached.calls, \
+                    (SELECT COUNT(*) FROM last WHERE last.node = reached.node) AS dropped \
+             FROM reached ORDER BY dropped DESC, reached.calls DESC, reached.node",
+        )?;
+        let rows = q.query_map(span, |r| {
+            let reached = r.get::<_, i64>(1)? as u64;
+            let abandoned = r.get::<_, i64>(2)? as u64;
+            Ok(NodeDropOff {
+                node: r.get(0)?,
+                reached,
+                abandoned,
+                drop_off_rate: rate(abandoned, reached).unwrap_or(0.0),
+            })
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    let latencies = latencies(db, range)?;
+    let mut all: Vec<u64> = latencies.iter().map(|&(_, l)| l).collect();
+    all.sort_unstable();
+    let mut per_bucket: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for (started, l) in latencies {
+        per_bucket
+            .entry(range.from_ms + (started - range.from_ms) / bucket_ms * bucket_ms)
+            .or_default()
+            .push(l);
+    }
+    let mut series = Vec::new();
+    let mut start = range.from_ms;
+    while start < range.to_ms && series.len() < 1000 {
+        let [n, done, served, transferred] = buckets.get(&start).copied().unwrap_or_default();
+        let mut l = per_bucket.remove(&start).unwrap_or_default();
+        l.sort_unstable();
+        series.push(Bucket {
+            start_ms: start,
+            calls: n,
+            containment_rate: rate(served, done),
+            transfer_rate: rate(transferred, done),
+            latency_p50_ms: percentile(&l, 0.5),
+            latency_p95_ms: percentile(&l, 0.95),
+        });
+        start += bucket_ms;
+    }
+    Ok(Summary {
+        range,
+        calls,
+        in_progress,
+        ended,
+        containment_rate: rate(outcomes.self_served, ended),
+        transfer_rate: rate(outcomes.transferred, ended),
+        outcomes,
+        transfer_reasons,
+        intents,
+        average_handling_time_s: (ended > 0).then(|| handling_ms as f64 / ended as f64 / 1000.0),
+        caller_turns: caller_turns as u64,
+        not_understood_turns: not_understood_turns as u64,
+        not_understood_rate: rate(not_understood_turns as u64, caller_turns as u64),
+        latency_p50_ms: percentile(&all, 0.5),
+        latency_p95_ms: percentile(&all, 0.95),
+        drop_off,
+        series,
+    })
+}
+
+const CALL_COLUMNS: &str = "c.call_id, c.caller, c.hotline, c.dialplan_version, c.started_ms, \
+     c.ended_ms, c.outcome, c.transfer_reason, (SELECT COUNT(*) FROM turns WHERE call_id = c.call_id)";
+
+fn call_row(r: &rusqlite::Row) -> rusqlite::Result<CallRow> {
+    Ok(CallRow {
+        call_id: r.get(0)?,
+        caller: r.get(1)?,
+        hotline: r.get(2)?,
+        dialplan_version: r.get::<_, i64>(3)? as u64,
+        started_ms: r.get::<_, i64>(4)? as u64,
+        ended_ms: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+        outcome: r.get(6)?,
+        transfer_reason: r.get(7)?,
+        turns: r.get::<_, i64>(8)? as u64,
+    })
+}
+
+/// Calls started in `range`, newest first; `outcome` filters when given.
+pub fn calls(
+    db: &Connection,
+    range: Range,
+    outcome: Option<&str>,
+    limit: u32,
+) -> Result<Vec<CallRow>, StatsError> {
+    let mut q = db.prepare(&format!(
+        "SELECT {CALL_COLUMNS} FROM calls c WHERE c.started_ms >= ?1 AND c.started_ms < ?2 \
+         AND (?3 IS NULL OR c.outcome = ?3) ORDER BY c.started_ms DESC LIMIT ?4"
+    ))?;
+    let rows = q.query_map(
+        params![range.from_ms as i64, range.to_ms as i64, outcome, limit],
+        call_row,
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One call with its turns in order, or None.
+pub fn call(db: &Connection, call_id: &str) -> Result<Option<CallDetail>, StatsError> {
+    let Some(call) = db
+        .query_row(
+            &format!("SELECT {CALL_COLUMNS} FROM calls c WHERE c.call_id = ?1"),
+            [call_id],
+            call_row,
+        )
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut q = db.prepare("SELECT at_ms, record FROM turns WHERE call_id = ?1 ORDER BY seq")?;
+    let turns = q
+        .query_map([call_id], |r| {
+            let at_ms = r.get::<_, i64>(0)?;
+            let text = r.get::<_, String>(1)?;
+            let mut record: serde_json::Value =
+                serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+            if let Some(m) = record.as_object_mut() {
+                m.insert("at_ms".into(), at_ms.into());
+            }
+            Ok(record)
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(CallDetail { call, turns }))
+}
+
+/// What callers said that the bot did not understand, newest first: the raw material for new
+/// intent examples.
+pub fn not_understood(
+    db: &Connection,
+    range: Range,
+    limit: u32,
+) -> Result<Vec<NotUnderstood>, StatsError> {
+    let mut q = db.prepare(&format!(
+        "SELECT t.call_id, t.at_ms, t.node, t.input, json_extract(t.record, '$.reason') \
+         FROM turns t JOIN calls c USING (call_id) \
+         WHERE c.started_ms >= ?1 AND c.started_ms < ?2 AND {SPOKEN} AND {NOT_UNDERSTOOD} \
+         ORDER BY t.at_ms DESC LIMIT ?3"
+    ))?;
+    let rows = q.query_map(
+        params![range.from_ms as i64, range.to_ms as i64, limit],
+        |r| {
+            Ok(NotUnderstood {
+                call_id: r.get(0)?,
+                at_ms: r.get::<_, i64>(1)? as u64,
+                node: r.get(2)?,
+                text: r.get(3)?,
+                reason: r.get(4)?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(db: &Connection, id: &str, started: i64, ended: Option<i64>, outcome: Option<&str>) {
+        let reason = (outcome == Some("transferred")).then_some("caller asked for a person");
+        db.execute(
+            "INSERT INTO calls VALUES (?1, 'sip:a@x', 'demo', 1, ?2, ?3, ?4, ?5)",
+            params![id, started, ended, outcome, reason],
+        )
+        .unwrap();
+    }
+
+    fn turn(db: &Connection, id: &str, input: &str, node: &str, record: serde_json::Value) {
+        db.execute(
+            "INSERT INTO turns VALUES (?1, (SELECT COUNT(*) FROM turns WHERE call_id = ?1), 0, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id,
+                input,
+                record["intent"].as_str(),
+                record["decision"].as_str().unwrap_or("dialplan"),
+                node,
+                record.to_string()
+            ],
+        )
+        .unwrap();
+    }
+
+    /// Four ended calls and one in progress: the numbers a manager would count by hand.
+    #[test]
+    fn summary_counts_what_a_manager_would_count_by_hand() {
+        let db = Connection::open_in_memory().unwrap();
+        db.execute_batch(super::super::records::SCHEMA).unwrap();
+        let h: u64 = 3_600_000;
+        let hi = h as i64;
+        call(&db, "a", 0, Some(60_000), Some("self_served"));
+        call(&db, "b", 10, Some(120_010), Some("transferred"));
+        call(&db, "c", hi, Some(hi + 30_000), Some("abandoned"));
+        call(&db, "d", hi + 5, Some(hi + 90_005), Some("self_served"));
+        call(&db, "e", hi + 9, None, None);
+        call(&db, "outside", 5 * hi, Some(5 * hi + 1), Some("abandoned"));
+        let timed = |ms: u64| serde_json::json!({"intent": "order_status", "latency": {"detected_to_audio_ms": ms, "endpoint_silence_ms": 700}});
+        turn(&db, "a", "(call start)", "menu", serde_json::json!({}));
+        turn(&db, "a", "where is my order", "menu", timed(100));
+        turn(&db, "b", "(call start)", "menu", serde_json::json!({}));
+        turn(
+            &db,
+            "b",
+            "purple elephants",
+            "menu",
+            serde_json::json!({"reason": "not understood: no intent matched", "latency": {"detected_to_audio_ms": 300, "endpoint_silence_ms": 700}}),
+        );
+        turn(
+            &db,
+            "b",
+            "#dtmf 9",
+            "menu",
+            serde_json::json!({"reason": "not understood: keypad `9` means nothing here"}),
+        );
+        turn(&db, "c", "(call start)", "menu", serde_json::json!({}));
+        turn(&db, "c", "where is my order", "order/ask", timed(200));
+        turn(&db, "d", "(call start)", "menu", serde_json::json!({}));
+
+        let s = summary(
+            &db,
+            Range {
+                from_ms: 0,
+                to_ms: 2 * h,
+            },
+            h,
+        )
+        .unwrap();
+        assert_eq!((s.calls, s.ended, s.in_progress), (5, 4, 1));
+        assert_eq!(
+            s.outcomes,
+            Outcomes {
+                self_served: 2,
+                transferred: 1,
+                failed: 0,
+                abandoned: 1
+            }
+        );
+        assert_eq!(s.containment_rate, Some(0.5));
+        assert_eq!(s.transfer_rate, Some(0.25));
+        assert_eq!(
+            s.transfer_reasons,
+            [Count {
+                name: "caller asked for a person".into(),
+                count: 1
+            }]
+        );
+        assert_eq!(
+            s.intents,
+            [Count {
+                name: "order_status".into(),
+                count: 2
+            }]
+        );
+        // (60 + 120 + 30 + 90) s / 4
+        assert_eq!(s.average_handling_time_s, Some(75.0));
+        // Spoken caller turns only: the keypad one and the events are not counted.
+        assert_eq!((s.caller_turns, s.not_understood_turns), (3, 1));
+        assert_eq!(
+            (s.latency_p50_ms, s.latency_p95_ms),
+            (Some(900), Some(1000))
+        );
+        // Call c was abandoned at order/ask, the only call that reached it.
+        assert_eq!(s.drop_off[0].node, "order/ask");
+        assert_eq!((s.drop_off[0].reached, s.drop_off[0].abandoned), (1, 1));
+        let menu = s.drop_off.iter().find(|d| d.node == "menu").unwrap();
+        assert_eq!((menu.reached, menu.abandoned), (4, 0));
+        assert_eq!(s.series.len(), 2);
+        assert_eq!(
+            (s.series[0].calls, s.series[0].containment_rate),
+            (2, Some(0.5))
+        );
+        assert_eq!(s.series[0].transfer_rate, Some(0.5));
+        assert_eq!(
+            (s.series[1].calls, s.series[1].latency_p50_ms),
+            (3, Some(900))
+        );
+
+        let heard = not_understood(
+            &db,
+            Range {
+                from_ms: 0,
+                to_ms: 2 * h,
+            },
+            10,
+        )
+        .unwrap();
+        assert_eq!(heard.len(), 1);
+        assert_eq!(
+            (heard[0].call_id.as_str(), heard[0].text.as_str()),
+            ("b", "purple elephants")
+        );
+
+        let list = calls(
+            &db,
+            Range {
+                from_ms: 0,
+                to_ms: 2 * h,
+            },
+            Some("self_served"),
+            10,
+        )
+        .unwrap();
+        let ids: Vec<&str> = list.iter().map(|c| c.call_id.as_str()).collect();
+        assert_eq!(ids, ["d", "a"], "newest first, filtered");
+        let detail = super::call(&db, "b").unwrap().unwrap();
+        assert_eq!(detail.call.turns, 3);
+        assert_eq!(
+            detail.turns[1]["reason"],
+            "not understood: no intent matched"
+        );
+        assert!(super::call(&db, "nope").unwrap().is_none());
+
+        let empty = summary(
+            &db,
+            Range {
+                from_ms: 10 * h,
+                to_ms: 11 * h,
+            },
+            h,
+        )
+        .unwrap();
+        assert_eq!(
+            (empty.calls, empty.containment_rate, empty.latency_p50_ms),
+            (0, None, None)
+        );
+    }
+}
