@@ -282,3 +282,63 @@ mod tests {
         assert_eq!(word_errors("a b", "a b c"), (1, 2));
     }
 }
+
+/// The DOM of `url` after its scripts ran, from headless Chromium (Debian's `chromium`,
+/// installed by the test setup). `--virtual-time-budget` lets the page's timers and fetches
+/// run before the dump. The flags keep Chromium off the network (this machine's is closed)
+/// and out of the user's profile.
+pub fn chromium_dom(url: &str, profile: &Path) -> String {
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(url)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("chromium is installed by the test setup (make test-deps)");
+    assert!(out.status.success(), "chromium failed on {url}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The text inside the element with `id` in an HTML dump (up to its closing tag of the same
+/// name; enough for the dashboard's leaf elements and table bodies).
+pub fn element_text(dom: &str, id: &str) -> Option<String> {
+    let at = dom.find(&format!("id=\"{id}\""))?;
+    let open = dom[..at].rfind('<')?;
+    let tag: String = dom[open + 1..]
+        .chars()
+        .take_while(|c| c.is_alphanumeric())
+        .collect();
+    let start = at + dom[at..].find('>')? + 1;
+    let end = start + dom[start..].find(&format!("</{tag}>"))?;
+    // Tags become spaces; the entities the dump uses become their characters.
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in dom[start..end].chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                text.push(' ');
+            }
+            _ if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let text = text
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&");
+    Some(text.split_whitespace().collect::<Vec<_>>().join(" "))
+}

@@ -1,0 +1,209 @@
+//! The dashboard in headless Chromium after real calls. SIPp makes two live calls to the demo
+//! hotline (real Whisper, MiniLM, Piper): one asks for its order by voice and types the number
+//! (self-served); one says something the bot cannot place and hangs up (abandoned, and its
+//! words land in the not-understood list). Chromium loads the page while the second call is
+//! on the line (the live table shows it at its node with its transcript) and after both (KPI
+//! tiles, call list, not-understood list, drop-off, and one call's turn-by-turn view).
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use voxnav::media::g711::Law;
+use voxnav::media::wav;
+use voxnav::testkit::{Server, chromium_dom, element_text, espeak_wav, free_udp_port, temp_dir};
+
+const TOKEN: &str = "dash-token";
+
+/// Starts SIPp with `scenario` against the server, the caller's words in `dir/caller.ulaw`.
+fn sipp(dir: &std::path::Path, scenario: &str, words: &str, port: u16) -> std::process::Child {
+    let speech = wav::read(&espeak_wav(words, dir, "caller")).unwrap();
+    let pcm: Vec<i16> = speech.samples.iter().map(|&s| wav::f32_to_i16(s)).collect();
+    std::fs::write(dir.join("caller.ulaw"), Law::Ulaw.encode(&pcm)).unwrap();
+    Command::new("sipp")
+        .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
+        .args(["-mp", &(free_udp_port() & !1).to_string()])
+        .args([
+            "-m",
+            "1",
+            "-l",
+            "1",
+            "-timeout",
+            "60",
+            "-timeout_error",
+            "-nostdin",
+        ])
+        .arg("-sf")
+        .arg(format!(
+            "{}/sip-test/{scenario}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(format!("127.0.0.1:{port}"))
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sipp")
+}
+
+fn finished(call: std::process::Child) {
+    let out = call.wait_with_output().expect("sipp ends");
+    assert!(
+        out.status.success(),
+        "sipp: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn the_dashboard_shows_live_and_recorded_calls_after_real_calls() {
+    let dir = temp_dir("dashboard");
+    let admin_port = free_udp_port();
+    let records = dir.join("records.db");
+    let server = Server::start(
+        env!("CARGO_BIN_EXE_voxnav"),
+        &[
+            "--admin-listen",
+            &format!("127.0.0.1:{admin_port}"),
+            "--admin-token",
+            TOKEN,
+            "--records",
+            records.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let base = format!("http://127.0.0.1:{admin_port}");
+    let api = |path: &str| -> serde_json::Value {
+        let auth = format!("Bearer {TOKEN}");
+        let (status, body) = voxnav::net::http::fetch_with_headers(
+            "GET",
+            &format!("{base}{path}"),
+            &[("Authorization", &auth)],
+            None,
+            Duration::from_secs(5),
+        )
+        .expect("the admin API answers");
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let profile = dir.join("chromium-profile");
+    let page = |fragment: &str| {
+        chromium_dom(
+            &format!("{base}/dashboard#token={TOKEN}{fragment}"),
+            &profile,
+        )
+    };
+
+    // Before any call: the page loads, authenticates and shows empty tables.
+    let dom = page("");
+    assert_eq!(
+        element_text(&dom, "kpi-calls").as_deref(),
+        Some("0"),
+        "{dom}"
+    );
+    assert!(element_text(&dom, "status").unwrap().starts_with("updated"));
+
+    // Call 1: voice, then keypad; self-served.
+    let first_dir = dir.join("first");
+    std::fs::create_dir_all(&first_dir).unwrap();
+    finished(sipp(
+        &first_dir,
+        "uac_speech_dtmf.xml",
+        "I want to track my order please",
+        server.port,
+    ));
+
+    // Call 2: words the hotline cannot place; the page watches it live.
+    let second_dir = dir.join("second");
+    std::fs::create_dir_all(&second_dir).unwrap();
+    let second = sipp(
+        &second_dir,
+        "uac_speech.xml",
+        "purple elephants are dancing on the moon tonight",
+        server.port,
+    );
+    let mut live = None;
+    for _ in 0..150 {
+        let calls = api("/api/calls");
+        if let Some(call) = calls["calls"].as_array().and_then(|c| c.first())
+            && call["transcript"].to_string().contains("caller: ")
+        {
+            live = Some(call.clone());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let live = live.expect("the second call is live with the caller's words");
+    let dom = page("");
+    let table = element_text(&dom, "live-calls").unwrap();
+    assert!(
+        table.contains(live["call_id"].as_str().unwrap()),
+        "the live table shows the call: {table}"
+    );
+    assert!(table.contains("menu"), "its node: {table}");
+    assert!(table.contains("caller: "), "its transcript: {table}");
+    assert_eq!(element_text(&dom, "kpi-live").as_deref(), Some("1"));
+    finished(second);
+
+    // Both calls recorded (the writer is asynchronous: wait for the second call's outcome).
+    let mut summary = serde_json::Value::Null;
+    for _ in 0..50 {
+        summary = api("/api/stats");
+        if summary["ended"] == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(summary["ended"], 2, "{summary}");
+    assert_eq!(summary["outcomes"]["self_served"], 1, "{summary}");
+    assert_eq!(summary["outcomes"]["abandoned"], 1, "{summary}");
+
+    let dom = page("");
+    let text = |id: &str| element_text(&dom, id).unwrap_or_else(|| panic!("#{id} in {dom}"));
+    assert_eq!(text("kpi-calls"), "2");
+    assert_eq!(text("kpi-live"), "0");
+    assert_eq!(text("kpi-containment"), "50%");
+    assert_eq!(text("kpi-transfer"), "0%");
+    assert!(
+        text("kpi-latency").ends_with(" s"),
+        "{}",
+        text("kpi-latency")
+    );
+    let calls = text("call-list");
+    assert!(
+        calls.contains("self_served") && calls.contains("abandoned"),
+        "{calls}"
+    );
+    let heard = text("not-understood");
+    assert!(
+        heard.to_lowercase().contains("elephant"),
+        "the not-understood list has the caller's words: {heard}"
+    );
+    assert!(text("intents").contains("order_status"));
+    assert!(
+        text("drop-off").contains("menu"),
+        "call 2 dropped at the menu: {}",
+        text("drop-off")
+    );
+    // The charts drew the calls.
+    assert!(dom.contains("<rect"), "the calls chart has bars");
+
+    // One call's turn-by-turn view: the self-served call.
+    let list = api("/api/records/calls?outcome=self_served");
+    let id = list["calls"][0]["call_id"].as_str().unwrap().to_string();
+    let dom = page(&format!("&call={id}"));
+    assert!(element_text(&dom, "call-title").unwrap().contains(&id));
+    let turns = element_text(&dom, "turns").unwrap();
+    for expected in [
+        "(call start)",
+        "order_status",
+        "#dtmf 472198",
+        "Order 472198 is shipped",
+    ] {
+        assert!(turns.contains(expected), "{expected} in the turns: {turns}");
+    }
+    assert!(
+        element_text(&dom, "call-summary")
+            .unwrap()
+            .contains("outcome self_served")
+    );
+    drop(server);
+}
