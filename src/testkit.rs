@@ -271,18 +271,6 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wer_counts_substitutions_insertions_and_deletions() {
-        assert_eq!(word_errors("order 47219", "Order 4 7 2 1 9."), (0, 6));
-        assert_eq!(word_errors("a b c d", "a x c"), (2, 4));
-        assert_eq!(word_errors("a b", "a b c"), (1, 2));
-    }
-}
-
 /// The DOM of `url` after its scripts ran, from headless Chromium (Debian's `chromium`,
 /// installed by the test setup). `--virtual-time-budget` lets the page's timers and fetches
 /// run before the dump. The flags keep Chromium off the network (this machine's is closed)
@@ -341,4 +329,16 @@ pub fn element_text(dom: &str, id: &str) -> Option<String> {
         .replace("&quot;", "\"")
         .replace("&amp;", "&");
     Some(text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wer_counts_substitutions_insertions_and_deletions() {
+        assert_eq!(word_errors("order 47219", "Order 4 7 2 1 9."), (0, 6));
+        assert_eq!(word_errors("a b c d", "a x c"), (2, 4));
+        assert_eq!(word_errors("a b", "a b c"), (1, 2));
+    }
 }
