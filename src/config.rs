@@ -12,6 +12,14 @@
 //!   queues:
 //!     billing: sip:billing@192.0.2.11
 //!   ring_timeout_s: 20       # then the caller goes back to the dialplan's fallback
+//! admin:
+//!   listen: 127.0.0.1:8081   # /healthz, /metrics, /dashboard, /api (token: VOXNAV_ADMIN_TOKEN)
+//! records:                   # call records with transcripts (SQLite; docs/records.md)
+//!   path: records/voxnav.db  # or `off`
+//!   retention_days: 90
+//! log:
+//!   level: info              # an EnvFilter directive; VOXNAV_LOG overrides it
+//!   format: text             # or json (one object per line)
 //! ```
 //!
 //! Command-line options override the file; the file overrides the built-in defaults.
@@ -34,6 +42,24 @@ pub struct ServerConfig {
     pub agent_default: Option<String>,
     pub agent_queues: std::collections::BTreeMap<String, String>,
     pub ring_timeout_s: Option<u64>,
+    pub admin_listen: Option<SocketAddr>,
+    /// `Some(None)`: `records: { path: off }`.
+    pub records_path: Option<Option<std::path::PathBuf>>,
+    pub retention_days: Option<u32>,
+    pub log: crate::ops::log::LogConfig,
+}
+
+fn address(y: &yaml::Yaml, what: &str, p: &mut Problems) -> Option<SocketAddr> {
+    let (t, pos) = text(y, what, p)?;
+    let parsed = t.parse().ok();
+    if parsed.is_none() {
+        p.add(
+            pos,
+            format!("`{t}` is not ADDRESS:PORT"),
+            "e.g. 0.0.0.0:5060 or [::]:5060",
+        );
+    }
+    parsed
 }
 
 fn sip_uri(y: &yaml::Yaml, what: &str, p: &mut Problems) -> Option<String> {
@@ -60,16 +86,7 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
     let mut top = MapReader::new(&tree, "the server config", &mut p);
     if let Some(sip) = top.get("sip") {
         let mut m = MapReader::new(sip, "sip", &mut p);
-        if let Some((t, pos)) = m.get("listen").and_then(|y| text(y, "listen", &mut p)) {
-            match t.parse() {
-                Ok(a) => config.sip_listen = Some(a),
-                Err(_) => p.add(
-                    pos,
-                    format!("`{t}` is not ADDRESS:PORT"),
-                    "e.g. 0.0.0.0:5060 or [::]:5060",
-                ),
-            }
-        }
+        config.sip_listen = m.get("listen").and_then(|y| address(y, "listen", &mut p));
         config.max_calls = m
             .get("max_calls")
             .and_then(|y| number(y, "max_calls", &mut p))
@@ -106,6 +123,48 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
             .and_then(|y| number(y, "ring_timeout_s", &mut p));
         m.finish(&[], &mut p);
     }
+    if let Some(admin) = top.get("admin") {
+        let mut m = MapReader::new(admin, "admin", &mut p);
+        config.admin_listen = m.get("listen").and_then(|y| address(y, "listen", &mut p));
+        m.finish(&[], &mut p);
+    }
+    if let Some(records) = top.get("records") {
+        let mut m = MapReader::new(records, "records", &mut p);
+        config.records_path = m
+            .get("path")
+            .and_then(|y| text(y, "path", &mut p))
+            .map(|(t, _)| (t != "off").then(|| t.into()));
+        config.retention_days = m
+            .get("retention_days")
+            .and_then(|y| number(y, "retention_days", &mut p))
+            .map(|d| d as u32);
+        m.finish(&[], &mut p);
+    }
+    if let Some(log) = top.get("log") {
+        let mut m = MapReader::new(log, "log", &mut p);
+        if let Some((level, pos)) = m.get("level").and_then(|y| text(y, "level", &mut p)) {
+            match tracing_subscriber::EnvFilter::try_new(&level) {
+                Ok(_) => config.log.level = Some(level),
+                Err(e) => p.add(
+                    pos,
+                    format!("`{level}` is not a log level: {e}"),
+                    "e.g. info, debug, voxnav=debug",
+                ),
+            }
+        }
+        if let Some((format, pos)) = m.get("format").and_then(|y| text(y, "format", &mut p)) {
+            match format.as_str() {
+                "text" => config.log.json = false,
+                "json" => config.log.json = true,
+                _ => p.add(
+                    pos,
+                    format!("`{format}` is not a log format"),
+                    "text or json",
+                ),
+            }
+        }
+        m.finish(&[], &mut p);
+    }
     top.finish(&[], &mut p);
     p.into_result(config)
 }
@@ -122,7 +181,9 @@ mod tests {
         std::fs::write(
             &good,
             "sip:\n  listen: 127.0.0.1:5070\n  max_calls: 7\nmedia:\n  rtp_ports: 30000-30100\n\
-             transfer:\n  default: sip:desk@192.0.2.10\n  queues:\n    billing: sip:b@192.0.2.11:5070\n",
+             transfer:\n  default: sip:desk@192.0.2.10\n  queues:\n    billing: sip:b@192.0.2.11:5070\n\
+             admin:\n  listen: 127.0.0.1:8081\nrecords:\n  path: off\n  retention_days: 30\n\
+             log:\n  level: voxnav=debug\n  format: json\n",
         )
         .unwrap();
         let c = read(&good).unwrap();
@@ -131,10 +192,14 @@ mod tests {
         assert_eq!(c.rtp_ports.unwrap().capacity(), 50);
         assert_eq!(c.agent_default.as_deref(), Some("sip:desk@192.0.2.10"));
         assert_eq!(c.agent_queues["billing"], "sip:b@192.0.2.11:5070");
+        assert_eq!(c.admin_listen, Some("127.0.0.1:8081".parse().unwrap()));
+        assert_eq!((c.records_path, c.retention_days), (Some(None), Some(30)));
+        assert_eq!(c.log.level.as_deref(), Some("voxnav=debug"));
+        assert!(c.log.json);
         let bad = dir.join("bad.yaml");
         std::fs::write(
             &bad,
-            "sip:\n  listen: here\n  max_cals: 7\ntransfer:\n  queues:\n    billing: desk 4\n",
+            "sip:\n  listen: here\n  max_cals: 7\ntransfer:\n  queues:\n    billing: desk 4\nlog:\n  format: xml\n",
         )
         .unwrap();
         let e = read(&bad).unwrap_err();
@@ -149,6 +214,10 @@ mod tests {
         );
         assert!(
             e.contains("bad.yaml:6:14: `desk 4` is not a sip: URI"),
+            "{e}"
+        );
+        assert!(
+            e.contains("bad.yaml:8:11: `xml` is not a log format"),
             "{e}"
         );
         let _ = std::fs::remove_dir_all(&dir);

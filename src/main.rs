@@ -58,21 +58,24 @@ enum Command {
         /// fallback.
         #[arg(long, value_name = "SIP_URI")]
         agent: Option<String>,
-        /// Serve the admin HTTP API here: /healthz, /metrics (Prometheus), /api/... (token).
+        /// Serve the admin HTTP API here: /healthz, /metrics (Prometheus), /dashboard,
+        /// /api/... (token). Config `admin.listen`.
         #[arg(long, value_name = "ADDRESS:PORT")]
         admin_listen: Option<std::net::SocketAddr>,
         /// The bearer token /api/ requires (or VOXNAV_ADMIN_TOKEN); without one /api/ is off.
         #[arg(long, env = "VOXNAV_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
-        /// Call records with transcripts (SQLite; schema in docs/records.md).
-        #[arg(long, value_name = "FILE", default_value = "records/voxnav.db")]
-        records: PathBuf,
-        /// Keep no call records.
+        /// Call records with transcripts (SQLite; schema in docs/records.md). Config
+        /// `records.path`; default records/voxnav.db.
+        #[arg(long, value_name = "FILE")]
+        records: Option<PathBuf>,
+        /// Keep no call records (config `records.path: off`).
         #[arg(long)]
         no_records: bool,
-        /// Prune call records older than this many days.
-        #[arg(long, default_value_t = 90)]
-        retention_days: u32,
+        /// Prune call records older than this many days (config `records.retention_days`;
+        /// default 90).
+        #[arg(long)]
+        retention_days: Option<u32>,
     },
     /// A scripted test caller: dial a SIP URI, play the script's caller turns (text spoken
     /// with the product voice, WAV files, keypad digits, silences, barge-in), record and
@@ -228,7 +231,13 @@ fn main() -> Result<()> {
                 default: agent.or(file.agent_default.clone()),
                 ring_timeout: std::time::Duration::from_secs(file.ring_timeout_s.unwrap_or(20)),
             };
-            let records = (!no_records).then_some(records);
+            voxnav::ops::log::init(&file.log).map_err(anyhow::Error::msg)?;
+            let records = match (no_records, records, file.records_path.clone()) {
+                (true, _, _) | (false, None, Some(None)) => None,
+                (false, Some(path), _) | (false, None, Some(Some(path))) => Some(path),
+                (false, None, None) => Some(PathBuf::from("records/voxnav.db")),
+            };
+            let retention_days = retention_days.or(file.retention_days).unwrap_or(90);
             let (brains, hotline) = match &dialplan {
                 Some(path) => {
                     let store = records
@@ -254,7 +263,7 @@ fn main() -> Result<()> {
                     ring: std::time::Duration::from_millis(ring_ms.or(file.ring_ms).unwrap_or(0)),
                     brains,
                 },
-                admin_listen.map(|addr| {
+                admin_listen.or(file.admin_listen).map(|addr| {
                     (
                         addr,
                         voxnav::ops::admin::AdminConfig {
@@ -675,15 +684,15 @@ fn call_brains(
         Arc::new(WhisperRecognizer::new(paths, whisper)?.with_shared_cores(cores.clone()));
     // Degradation tests: VOXNAV_FAULT_ASR=fail or slow:MS (see speech/fault.rs).
     if let Some(fault) = voxnav::speech::fault::AsrFault::from_env().map_err(anyhow::Error::msg)? {
-        eprintln!("voxnav: WARNING: ASR fault injected: {fault:?}");
+        tracing::warn!("ASR fault injected: {fault:?}");
         asr = Arc::new(voxnav::speech::fault::FaultyRecognizer { inner: asr, fault });
     }
     let tts: Arc<dyn Synthesizer> =
         Arc::new(PiperSynthesizer::new(paths, piper)?.with_shared_cores(cores));
-    eprintln!(
-        "voxnav: dialplan {} ({}) answers calls",
-        dialplan.display(),
-        plan.plan.name
+    tracing::info!(
+        dialplan = %dialplan.display(),
+        hotline = %plan.plan.name,
+        "the dialplan answers calls"
     );
     // Hot reload: a changed file is loaded and checked; a broken one leaves the old version.
     let (watch, path) = (registry.clone(), dialplan.to_path_buf());
@@ -692,13 +701,14 @@ fn call_brains(
             std::thread::sleep(std::time::Duration::from_secs(2));
             match watch.reload_if_changed() {
                 None => {}
-                Some(Ok(v)) => eprintln!(
-                    "voxnav: {} reloaded (version {v}); calls in progress keep theirs",
-                    path.display()
+                Some(Ok(v)) => tracing::info!(
+                    dialplan = %path.display(),
+                    version = v,
+                    "reloaded; calls in progress keep their version"
                 ),
-                Some(Err(e)) => eprintln!(
-                    "voxnav: {} refused, still serving the previous version:\n{e}",
-                    path.display()
+                Some(Err(e)) => tracing::error!(
+                    dialplan = %path.display(),
+                    "refused, still serving the previous version:\n{e}"
                 ),
             }
         }
@@ -718,8 +728,8 @@ fn call_brains(
     std::thread::spawn(move || {
         let started = std::time::Instant::now();
         warm.prompts.warm(&warm.registry, warm.tts.as_ref());
-        eprintln!(
-            "voxnav: {} fixed prompts synthesised in {:.1} s",
+        tracing::info!(
+            "{} fixed prompts synthesised in {:.1} s",
             warm.prompts.len(),
             started.elapsed().as_secs_f64()
         );
@@ -769,7 +779,7 @@ fn serve(
             println!("voxnav: admin API on http://{}", listener.local_addr()?);
             tokio::spawn(async move {
                 if let Err(e) = voxnav::ops::admin::serve(listener, admin).await {
-                    eprintln!("voxnav: admin API stopped: {e}");
+                    tracing::error!("admin API stopped: {e}");
                 }
             });
         }
@@ -783,7 +793,7 @@ fn serve(
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
             }
-            eprintln!("voxnav: shutting down");
+            tracing::info!("shutting down");
             signals.cancel();
         });
         let seed = std::time::SystemTime::now()

@@ -182,6 +182,8 @@ pub struct Server {
     pub lines: std::sync::mpsc::Receiver<String>,
     /// Where it listens for SIP (loopback).
     pub port: u16,
+    /// Its stderr: the `tracing` log.
+    pub log: PathBuf,
 }
 
 impl Server {
@@ -190,6 +192,7 @@ impl Server {
     pub fn start(exe: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         use std::io::BufRead;
         let port = free_udp_port();
+        let log = temp_dir(&format!("server-{port}")).join("stderr.log");
         let mut child = std::process::Command::new(exe)
             .args(["serve", "--sip-listen", &format!("127.0.0.1:{port}")])
             .args(["--dialplan", "dialplans/hotline.yaml", "--demo-orders"])
@@ -197,7 +200,7 @@ impl Server {
             .envs(env.iter().copied())
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("a log file"))
             .spawn()
             .expect("voxnav serve starts");
         let (tx, lines) = std::sync::mpsc::channel();
@@ -218,6 +221,7 @@ impl Server {
             process: KillOnDrop(child),
             lines,
             port,
+            log,
         }
     }
 

@@ -3,7 +3,8 @@
 //! (self-served); one says something the bot cannot place and hangs up (abandoned, and its
 //! words land in the not-understood list). Chromium loads the page while the second call is
 //! on the line (the live table shows it at its node with its transcript) and after both (KPI
-//! tiles, call list, not-understood list, drop-off, and one call's turn-by-turn view).
+//! tiles, call list, not-understood list, drop-off, and one call's turn-by-turn view). The
+//! server's JSON log is checked for the call id on the call's events.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -68,7 +69,7 @@ fn the_dashboard_shows_live_and_recorded_calls_after_real_calls() {
             "--records",
             records.to_str().unwrap(),
         ],
-        &[],
+        &[("VOXNAV_LOG_FORMAT", "json"), ("VOXNAV_LOG", "info")],
     );
     let base = format!("http://127.0.0.1:{admin_port}");
     let api = |path: &str| -> serde_json::Value {
@@ -205,5 +206,43 @@ fn the_dashboard_shows_live_and_recorded_calls_after_real_calls() {
             .unwrap()
             .contains("outcome self_served")
     );
+    // The log: JSON lines on stderr; every event of a call carries its id.
+    let second_id = live["call_id"].as_str().unwrap();
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let of_call =
+        |e: &serde_json::Value| e["span"]["id"] == second_id || e["fields"]["call"] == second_id;
+    let messages: Vec<&str> = events
+        .iter()
+        .filter(|e| of_call(e))
+        .filter_map(|e| e["fields"]["message"].as_str())
+        .collect();
+    for expected in ["call answered", "turn", "call ended", "media finished"] {
+        assert!(messages.contains(&expected), "{expected} in {messages:?}");
+    }
+    let heard = events
+        .iter()
+        .find(|e| {
+            of_call(e)
+                && e["fields"]["input"]
+                    .as_str()
+                    .is_some_and(|i| i.to_lowercase().contains("elephant"))
+        })
+        .expect("the not-understood turn is logged with the call id");
+    assert!(
+        heard["fields"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("not understood"),
+        "{heard}"
+    );
+    let turns_without_call = events
+        .iter()
+        .filter(|e| e["fields"]["message"] == "turn" && e["span"]["id"].as_str().is_none())
+        .count();
+    assert_eq!(turns_without_call, 0, "every turn event is in a call span");
     drop(server);
 }

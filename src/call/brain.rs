@@ -121,6 +121,8 @@ struct Listening {
 /// One call's dialplan driver.
 pub struct Brain {
     call_id: String,
+    /// The call's log span (made by the driver); threads the call starts enter it too.
+    span: tracing::Span,
     services: Arc<Services>,
     engine: CallEngine,
     endpointer: Endpointer,
@@ -191,6 +193,7 @@ impl Brain {
         }
         Self {
             call_id: call_id.to_string(),
+            span: tracing::Span::current(),
             services,
             engine,
             endpointer: Endpointer::new(EndpointerConfig::default()),
@@ -231,6 +234,7 @@ impl Brain {
             "frames_to_caller": b.to_caller,
         });
         print_record("transfer", &json);
+        tracing::info!(agent = %b.uri, status, why, "transfer");
     }
 
     /// Follows the agent leg; Some(reason) ends the call.
@@ -326,6 +330,14 @@ impl Brain {
     /// A finished decision record: printed, and written to the call records.
     fn record_decision(&mut self, json: serde_json::Value) {
         print_record("decision", &json);
+        tracing::info!(
+            input = json["input"].as_str().unwrap_or_default(),
+            intent = json["intent"].as_str(),
+            decision = json["decision"].as_str().unwrap_or_default(),
+            reason = json["reason"].as_str().unwrap_or_default(),
+            node = json["node"].as_str().unwrap_or_default(),
+            "turn"
+        );
         if let Some(records) = &self.services.records {
             records.send(crate::ops::records::RecordEvent::Turn {
                 call_id: self.call_id.clone(),
@@ -361,7 +373,9 @@ impl Brain {
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
             self.stop_synthesis = stop.clone();
             self.busy += 1;
+            let span = self.span.clone();
             std::thread::spawn(move || {
+                let _call = span.enter();
                 use std::sync::atomic::Ordering;
                 // A breath between the texts of a turn.
                 let breath = || std::iter::repeat_n(0i16, 8 * 250);
@@ -393,7 +407,7 @@ impl Brain {
                                 barge_in,
                             });
                         }
-                        Err(e) => eprintln!("voxnav: TTS failed: {e}"),
+                        Err(e) => tracing::error!(text = %t, "TTS failed: {e}"),
                     }
                 }
                 let _ = tx.send(Done::Spoken { rest });
@@ -423,15 +437,19 @@ impl Brain {
                     body,
                     timeout_ms,
                 } => {
-                    let tx = self.tx.clone();
+                    let (tx, span) = (self.tx.clone(), self.span.clone());
                     self.busy += 1;
                     std::thread::spawn(move || {
+                        let _call = span.enter();
                         let r = crate::net::http::fetch(
                             &method,
                             &url,
                             body.as_deref(),
                             Duration::from_millis(timeout_ms),
                         );
+                        if let Err(e) = &r {
+                            tracing::warn!(%url, "backend request failed: {e}");
+                        }
                         let _ = tx.send(Done::Http(r));
                     });
                 }
@@ -524,9 +542,14 @@ impl Brain {
         audio: Vec<f32>,
         done: impl FnOnce(Heard) -> Done + Send + 'static,
     ) {
-        let (asr, tx) = (self.services.asr.clone(), self.tx.clone());
+        let (asr, tx, span) = (
+            self.services.asr.clone(),
+            self.tx.clone(),
+            self.span.clone(),
+        );
         self.busy += 1;
         std::thread::spawn(move || {
+            let _call = span.enter();
             let options = RecognizeOptions {
                 deadline: Some(Instant::now() + ASR_DEADLINE),
             };
@@ -604,7 +627,7 @@ impl Brain {
             Err(e) => {
                 // Recognition failed or the queue is too long: the keypad still works; say so
                 // rather than go silent.
-                eprintln!("voxnav: ASR unavailable: {e}");
+                tracing::warn!("ASR unavailable, offering the keypad: {e}");
                 crate::ops::metrics::metrics()
                     .fallbacks_total
                     .inc(&["asr_unavailable"]);

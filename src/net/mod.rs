@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use tokio::sync::{Notify, mpsc};
 
@@ -302,25 +303,30 @@ async fn start_call(
             let (tx, rx) = mpsc::channel(64);
             state.calls.insert(call_id.clone(), tx);
             let caller = lock(endpoint).caller_of(&call_id);
-            let brain = state.brains.as_ref().map(|make| make(&call_id, &caller));
+            // Every log event of this call (its media task, its brain, the threads they
+            // start) carries the call id.
+            let span = tracing::info_span!("call", id = %call_id);
+            let tcp = lock(endpoint).is_tcp_call(&call_id);
+            span.in_scope(|| {
+                tracing::info!(%caller, transport = if tcp { "tcp" } else { "udp" }, rtp = %local_rtp, "call answered");
+            });
+            let brain = span.in_scope(|| state.brains.as_ref().map(|make| make(&call_id, &caller)));
             let m = crate::ops::metrics::metrics();
             m.calls_active
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            m.calls_total
-                .inc(&[if lock(endpoint).is_tcp_call(&call_id) {
-                    "tcp"
-                } else {
-                    "udp"
-                }]);
-            tracker.spawn(call_media::run(
-                sockets,
-                call_id.clone(),
-                media,
-                signalling.ip(),
-                rx,
-                reports.clone(),
-                brain,
-            ));
+            m.calls_total.inc(&[if tcp { "tcp" } else { "udp" }]);
+            tracker.spawn(
+                call_media::run(
+                    sockets,
+                    call_id.clone(),
+                    media,
+                    signalling.ip(),
+                    rx,
+                    reports.clone(),
+                    brain,
+                )
+                .instrument(span),
+            );
             lock(endpoint).answer_call(&call_id, local_rtp, Instant::now())
         }
         None => lock(endpoint).reject_call(&call_id, 500, "No Media Port", Instant::now()),
@@ -377,6 +383,7 @@ async fn drain_events(
                 }
             }
             EndpointEvent::SessionExpired { call_id } => {
+                tracing::warn!(call = %call_id, "session timer expired without a refresh; hanging up");
                 status_line(format_args!(
                     "voxnav: call {call_id}: session timer expired without a refresh; hanging up"
                 ));
@@ -385,6 +392,7 @@ async fn drain_events(
                 if let Some(tx) = state.calls.remove(&call_id) {
                     let _ = tx.send(MediaCommand::Stop).await;
                 }
+                tracing::info!(call = %call_id, %reason, "call ended");
                 status_line(format_args!("voxnav: call {call_id} ended: {reason}"));
             }
         }
@@ -461,6 +469,7 @@ async fn udp_loop(
             }
             Some(report) = reports.recv() => match report {
                 MediaReport::Hangup { call_id, why } => {
+                    tracing::info!(call = %call_id, %why, "hanging up");
                     status_line(format_args!("voxnav: hanging up {call_id}: {why}"));
                     let out = lock(&endpoint).hangup(&call_id, Instant::now());
                     socket.send(out).await;
@@ -473,6 +482,7 @@ async fn udp_loop(
                     m.rtp_packets_total.add(&["received"], counters.received);
                     m.rtp_packets_total.add(&["concealed"], counters.concealed);
                     // Tests read this line.
+                    tracing::info!(call = %call_id, %counters, "media finished");
                     status_line(format_args!("voxnav: media {call_id}: {counters}"));
                 }
             },

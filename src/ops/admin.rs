@@ -336,8 +336,14 @@ async fn on_registry(
     .await
     .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     Ok(match result {
-        Ok(version) => Json(json!({ "ok": true, "version": version })).into_response(),
-        Err(e) => refused(&registry, &e),
+        Ok(version) => {
+            tracing::info!(hotline = name, version, "loaded through the admin API");
+            Json(json!({ "ok": true, "version": version })).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(hotline = name, "refused through the admin API:\n{e}");
+            refused(&registry, &e)
+        }
     })
 }
 

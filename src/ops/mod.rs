@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod live;
+pub mod log;
 pub mod metrics;
 pub mod records;
 pub mod stats;

@@ -124,7 +124,7 @@ fn write_loop(db: Connection, rx: Receiver<RecordEvent>, retention_days: u32) {
     let prune = |db: &Connection| {
         let cutoff = super::live::now_ms().saturating_sub(u64::from(retention_days) * 86_400_000);
         if let Err(e) = db.execute("DELETE FROM calls WHERE started_ms < ?1", [cutoff as i64]) {
-            eprintln!("voxnav: pruning call records failed: {e}");
+            tracing::error!("pruning call records failed: {e}");
         }
     };
     prune(&db);
@@ -142,7 +142,7 @@ fn write_loop(db: Connection, rx: Receiver<RecordEvent>, retention_days: u32) {
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         };
         if let Err(e) = write(&db, &event) {
-            eprintln!("voxnav: writing a call record failed: {e}");
+            tracing::error!("writing a call record failed: {e}");
         }
     }
 }
