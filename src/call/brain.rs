@@ -829,3 +829,111 @@ impl CallBrain for Brain {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nlu::intent::BagOfWords;
+    use crate::speech::fake::{FakeRecognizer, FakeSynthesizer};
+
+    const PLAN: &str = "name: metrics-test\nintents:\n  hello:\n    examples: [hello there, hi, good morning]\nhandlers: { no_input: bye, no_match: bye }\nstart: ask\nnodes:\n  ask:\n    ask: { prompt: \"Say something.\" }\n    next: bye\n  bye: { hangup: \"Bye.\" }\n";
+
+    /// 20 ms frames: a loud tone (voice to the endpointer) or silence.
+    fn frames(ms: u32, amplitude: f32) -> Vec<Vec<f32>> {
+        let samples: Vec<f32> = (0..ms * 8)
+            .map(|i| amplitude * (i as f32 * 0.3).sin())
+            .collect();
+        samples.chunks(160).map(<[f32]>::to_vec).collect()
+    }
+
+    /// A simulated call through the real brain with fake engines: the Prometheus counters and
+    /// histograms move by exactly what the call did (deltas, as other tests share the registry).
+    #[test]
+    fn metrics_move_by_what_a_simulated_call_did() {
+        let dir = std::env::temp_dir().join(format!("voxnav-brain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("m.yaml");
+        std::fs::write(&file, PLAN).unwrap();
+        let services = Arc::new(Services {
+            registry: Arc::new(HotlineRegistry::load(&file, Arc::new(BagOfWords)).unwrap()),
+            asr: Arc::new(FakeRecognizer::hearing(&["hello there"])),
+            tts: Arc::new(FakeSynthesizer::default()),
+            vars: Default::default(),
+            prompts: Default::default(),
+            agents: Default::default(),
+            records: None,
+        });
+        let m = crate::ops::metrics::metrics();
+        let before = (
+            m.turns_total.get(&["dialplan"]),
+            m.turns_total.get(&["end"]),
+            m.intents_total.get(&["hello"]),
+            m.call_outcomes_total.get(&["self_served"]),
+            m.turn_latency_seconds.count(&["voice_to_voice"]),
+            m.turn_latency_seconds.count(&["asr"]),
+        );
+        let mut brain = Brain::new("metrics-call", "<sip:alice@192.0.2.1>", services);
+        let mut out = VecDeque::new();
+        brain.start(&mut out);
+        assert!(
+            crate::ops::live::get("metrics-call").is_some(),
+            "the call is live"
+        );
+        // Wait for the prompt to be spoken (synthesis runs on a thread), as the media task would.
+        let mut ended = None;
+        let mut step = |brain: &mut Brain, frame: Option<&[f32]>, out: &mut VecDeque<i16>| {
+            if let Some(f) = frame {
+                brain.frame(f, out);
+            }
+            out.clear();
+            let r = brain.tick(out);
+            std::thread::sleep(Duration::from_millis(2));
+            r
+        };
+        for _ in 0..200 {
+            step(&mut brain, None, &mut out);
+        }
+        // The caller talks for 800 ms, then is silent: an utterance, recognised as "hello there".
+        let mut talk = frames(800, 0.3);
+        talk.extend(frames(2000, 0.0));
+        for f in &talk {
+            ended = ended.or(step(&mut brain, Some(f), &mut out));
+        }
+        for _ in 0..500 {
+            if ended.is_some() {
+                break;
+            }
+            ended = step(&mut brain, Some(&frames(20, 0.0)[0]), &mut out);
+        }
+        assert!(ended.is_some(), "the dialplan hung up after the goodbye");
+        drop(brain);
+        let after = (
+            m.turns_total.get(&["dialplan"]),
+            m.turns_total.get(&["end"]),
+            m.intents_total.get(&["hello"]),
+            m.call_outcomes_total.get(&["self_served"]),
+            m.turn_latency_seconds.count(&["voice_to_voice"]),
+            m.turn_latency_seconds.count(&["asr"]),
+        );
+        assert_eq!(
+            after.0 - before.0,
+            0,
+            "the greeting is not a caller turn; the one caller turn ended the call"
+        );
+        assert_eq!(after.1 - before.1, 1, "the caller's turn ended the call");
+        assert_eq!(after.2 - before.2, 1, "one `hello` recognised");
+        assert_eq!(after.3 - before.3, 1, "the call counted as self-served");
+        assert_eq!(after.4 - before.4, 1, "one timed turn");
+        assert_eq!(after.5 - before.5, 1);
+        assert!(
+            crate::ops::live::get("metrics-call").is_none(),
+            "no longer live"
+        );
+        let text = m.render();
+        assert!(
+            text.contains("voxnav_intents_total{intent=\"hello\"}"),
+            "rendered"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
