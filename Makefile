@@ -9,13 +9,18 @@ BIN := target/release/voxnav
 ## Set up and run the main job: the SIP server answering the demo hotline by voice, with the
 ## demo order service, on SIP_LISTEN (default 127.0.0.1:5060). Ctrl-C stops it.
 SIP_LISTEN ?= 127.0.0.1:5060
+## The admin token of the demo server: made once, random, readable only by you.
+ADMIN_TOKEN_FILE := records/admin-token
 run: models
 	@echo "voxnav: call sip:hotline@$(SIP_LISTEN) with a softphone (e.g. baresip: /dial sip:hotline@$(SIP_LISTEN)),"
 	@echo "voxnav: or with the scripted test caller from another terminal:"
 	@echo "voxnav:   $(BIN) call sip:hotline@$(SIP_LISTEN) --script sip-test/calls/order-status.yaml"
 	@echo "voxnav: try order numbers 472198, 123456, 555123; 'voxnav simulate dialplans/hotline.yaml --demo-orders' talks in text."
-	@echo "voxnav: metrics at http://127.0.0.1:8081/metrics"
-	$(BIN) serve --sip-listen $(SIP_LISTEN) --dialplan dialplans/hotline.yaml --demo-orders --admin-listen 127.0.0.1:8081
+	@mkdir -p records && chmod 700 records
+	@[ -s $(ADMIN_TOKEN_FILE) ] || (umask 077; od -An -tx1 -N16 /dev/urandom | tr -d ' \n' > $(ADMIN_TOKEN_FILE))
+	@echo "voxnav: dashboard at http://127.0.0.1:8081/dashboard#token=$$(cat $(ADMIN_TOKEN_FILE)) (token in $(ADMIN_TOKEN_FILE)),"
+	@echo "voxnav: metrics at http://127.0.0.1:8081/metrics, API description at /api/openapi.json"
+	VOXNAV_ADMIN_TOKEN=$$(cat $(ADMIN_TOKEN_FILE)) $(BIN) serve --sip-listen $(SIP_LISTEN) --dialplan dialplans/hotline.yaml --demo-orders --admin-listen 127.0.0.1:8081
 
 ## Set up and run every check CI runs: format, lint, portable build, all tests, fuzzing.
 test: test-deps models lint portable

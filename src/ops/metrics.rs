@@ -317,4 +317,28 @@ mod tests {
         assert!(text.contains("voxnav_calls_active 0\n"));
         assert_eq!(m.turns_total.get(&["answer"]), 2);
     }
+
+    /// The Grafana dashboard in the repository only queries metrics voxnav exports.
+    #[test]
+    fn the_grafana_dashboard_uses_exported_metrics() {
+        let dashboard = include_str!("../../docs/grafana/voxnav-dashboard.json");
+        let exported = Metrics::default().render();
+        let mut used = 0;
+        for (i, _) in dashboard.match_indices("voxnav_") {
+            let name: String = dashboard[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let family = name.strip_suffix("_bucket").unwrap_or(&name);
+            if family == "voxnav_" {
+                continue;
+            }
+            assert!(
+                exported.contains(&format!("# TYPE {family} ")),
+                "the dashboard queries {family}, which voxnav does not export"
+            );
+            used += 1;
+        }
+        assert!(used >= 15, "{used} queries");
+    }
 }
