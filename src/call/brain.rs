@@ -881,7 +881,7 @@ mod tests {
         );
         // Wait for the prompt to be spoken (synthesis runs on a thread), as the media task would.
         let mut ended = None;
-        let mut step = |brain: &mut Brain, frame: Option<&[f32]>, out: &mut VecDeque<i16>| {
+        let step = |brain: &mut Brain, frame: Option<&[f32]>, out: &mut VecDeque<i16>| {
             if let Some(f) = frame {
                 brain.frame(f, out);
             }
