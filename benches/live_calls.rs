@@ -10,20 +10,13 @@
 //!
 //! `cargo bench --bench live_calls` (about 4 minutes).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use voxnav::testkit::{KillOnDrop, cpu_ms_and_rss_kb, espeak_wav, free_udp_port, temp_dir};
+use voxnav::testkit::{
+    BenchServer, bench_caller_script, cpu_ms_and_rss_kb, percentile, scripted_callers, temp_dir,
+};
 
 const VOXNAV: &str = env!("CARGO_BIN_EXE_voxnav");
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
 
 fn main() {
     let levels: Vec<usize> = std::env::var("VOXNAV_BENCH_CALLERS")
@@ -31,40 +24,9 @@ fn main() {
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 2, 5, 10]);
     let dir = temp_dir("bench-live");
-    espeak_wav("what are your opening hours", &dir, "hours");
-    espeak_wav("how much is shipping", &dir, "shipping");
-    espeak_wav("I want to return an item", &dir, "refund");
-    let script = dir.join("caller.yaml");
-    std::fs::write(
-        &script,
-        "turns:\n  - wav: hours.wav\n    at_ms: 1500\n  - wav: shipping.wav\n  - wav: refund.wav\n",
-    )
-    .unwrap();
-
-    let port = free_udp_port();
-    let log = dir.join("server.err");
-    let mut child = Command::new(VOXNAV)
-        .args(["serve", "--sip-listen", &format!("127.0.0.1:{port}")])
-        .args(["--dialplan", "dialplans/hotline.yaml", "--demo-orders"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("voxnav serve");
-    let pid = child.id();
-    let stdout = child.stdout.take().unwrap();
-    let _server = KillOnDrop(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
-    assert!(first.contains("SIP listening"), "{first}");
-    std::thread::spawn(move || lines.for_each(drop));
-    // Let the prompt cache fill (one TTS thread, ~13 s) so every level sees the same server.
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("fixed prompts synthesised")
-    {
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let script = bench_caller_script(&dir);
+    let server = BenchServer::start(VOXNAV, &[], &dir.join("server.err"));
+    let pid = server.pid;
     let (_, idle_rss) = cpu_ms_and_rss_kb(pid);
     println!(
         "live calls on loopback, {} cores; server idle RSS {:.0} MB (models loaded)",
@@ -74,27 +36,9 @@ fn main() {
     println!("callers  turns  p50 ms  p95 ms  max ms  keypad offers  CPU/call  RSS/call MB");
     let mut best_under = 0;
     for &n in &levels {
-        let offers_before = std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .matches("ASR unavailable")
-            .count();
+        let offers_before = server.keypad_offers();
         let (cpu0, _) = cpu_ms_and_rss_kb(pid);
         let started = Instant::now();
-        let mut peak_rss = 0u64;
-        let callers: Vec<_> = (0..n)
-            .map(|i| {
-                std::thread::sleep(Duration::from_millis(if i == 0 { 0 } else { 400 }));
-                Command::new(VOXNAV)
-                    .args(["call", &format!("sip:ivr@127.0.0.1:{port}")])
-                    .arg("--script")
-                    .arg(&script)
-                    .args(["--json", "--no-transcribe"])
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("voxnav call")
-            })
-            .collect();
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sampler = {
             let done = done.clone();
@@ -107,30 +51,12 @@ fn main() {
                 peak
             })
         };
-        let mut latencies = Vec::new();
-        for c in callers {
-            let out = c.wait_with_output().expect("caller ends");
-            let text = String::from_utf8_lossy(&out.stdout);
-            if let Some(json) = text.lines().find_map(|l| l.strip_prefix("voxnav call ")) {
-                let v: serde_json::Value = serde_json::from_str(json).unwrap();
-                latencies.extend(
-                    v["voice_to_voice_ms"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .filter_map(|x| x.as_u64()),
-                );
-            }
-        }
+        let mut latencies = scripted_callers(VOXNAV, server.port, &script, n);
         done.store(true, std::sync::atomic::Ordering::Relaxed);
-        peak_rss = peak_rss.max(sampler.join().unwrap_or(0));
+        let peak_rss = sampler.join().unwrap_or(0);
         let wall = started.elapsed();
         let (cpu1, _) = cpu_ms_and_rss_kb(pid);
-        let offers = std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .matches("ASR unavailable")
-            .count()
-            - offers_before;
+        let offers = server.keypad_offers() - offers_before;
         latencies.sort_unstable();
         let p95 = percentile(&latencies, 0.95);
         let cpu_share = (cpu1 - cpu0) as f64 / wall.as_millis() as f64;

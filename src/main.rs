@@ -72,6 +72,10 @@ enum Command {
         /// Keep no call records (config `records.path: off`).
         #[arg(long)]
         no_records: bool,
+        /// Count nothing: /metrics then lists the families without values (for measuring
+        /// what counting costs; benches/ops_overhead.rs).
+        #[arg(long)]
+        no_metrics: bool,
         /// Prune call records older than this many days (config `records.retention_days`;
         /// default 90).
         #[arg(long)]
@@ -215,6 +219,7 @@ fn main() -> Result<()> {
             admin_token,
             records,
             no_records,
+            no_metrics,
             retention_days,
         } => {
             let file = match &config {
@@ -232,6 +237,7 @@ fn main() -> Result<()> {
                 ring_timeout: std::time::Duration::from_secs(file.ring_timeout_s.unwrap_or(20)),
             };
             voxnav::ops::log::init(&file.log).map_err(anyhow::Error::msg)?;
+            voxnav::ops::metrics::set_enabled(!no_metrics);
             let records = match (no_records, records, file.records_path.clone()) {
                 (true, _, _) | (false, None, Some(None)) => None,
                 (false, Some(path), _) | (false, None, Some(Some(path))) => Some(path),

@@ -335,6 +335,121 @@ pub fn element_text(dom: &str, id: &str) -> Option<String> {
     Some(text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
+/// A `voxnav serve` for benchmarks, on the demo hotline, returned once its prompt cache is
+/// warm (so every measurement sees the same server); stderr goes to `log`.
+pub struct BenchServer {
+    pub process: KillOnDrop,
+    pub pid: u32,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl BenchServer {
+    pub fn start(exe: &str, extra: &[&str], log: &Path) -> BenchServer {
+        use std::io::BufRead;
+        let port = free_udp_port();
+        let mut child = Command::new(exe)
+            .args(["serve", "--sip-listen", &format!("127.0.0.1:{port}")])
+            .args(["--dialplan", "dialplans/hotline.yaml", "--demo-orders"])
+            .args(extra)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(log).expect("a log file"))
+            .spawn()
+            .expect("voxnav serve");
+        let pid = child.id();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let process = KillOnDrop(child);
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        assert!(first.contains("SIP listening"), "{first}");
+        std::thread::spawn(move || lines.for_each(drop));
+        while !std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains("fixed prompts synthesised")
+        {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        BenchServer {
+            process,
+            pid,
+            port,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// How many times the server offered the keypad because recognition was unavailable.
+    pub fn keypad_offers(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .matches("ASR unavailable")
+            .count()
+    }
+}
+
+/// Starts `n` scripted callers (`voxnav call --json --no-transcribe`) 400 ms apart against a
+/// server on `port`, waits for them, and returns every turn's voice-to-voice latency (ms,
+/// measured on the caller's side).
+pub fn scripted_callers(exe: &str, port: u16, script: &Path, n: usize) -> Vec<u64> {
+    let callers: Vec<_> = (0..n)
+        .map(|i| {
+            std::thread::sleep(std::time::Duration::from_millis(if i == 0 {
+                0
+            } else {
+                400
+            }));
+            Command::new(exe)
+                .args(["call", &format!("sip:ivr@127.0.0.1:{port}")])
+                .arg("--script")
+                .arg(script)
+                .args(["--json", "--no-transcribe"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("voxnav call")
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for c in callers {
+        let out = c.wait_with_output().expect("caller ends");
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Some(json) = text.lines().find_map(|l| l.strip_prefix("voxnav call ")) {
+            let v: serde_json::Value = serde_json::from_str(json).expect("the caller's JSON");
+            latencies.extend(
+                v["voice_to_voice_ms"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x.as_u64()),
+            );
+        }
+    }
+    latencies
+}
+
+/// The nearest-rank value at fraction `p` of sorted values (0 when empty).
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// A caller script for benchmarks (espeak-ng speech, not the product's voice): barges into
+/// the greeting with a knowledge question, then asks two more (knowledge, intent).
+pub fn bench_caller_script(dir: &Path) -> PathBuf {
+    espeak_wav("what are your opening hours", dir, "hours");
+    espeak_wav("how much is shipping", dir, "shipping");
+    espeak_wav("I want to return an item", dir, "refund");
+    let script = dir.join("caller.yaml");
+    std::fs::write(
+        &script,
+        "turns:\n  - wav: hours.wav\n    at_ms: 1500\n  - wav: shipping.wav\n  - wav: refund.wav\n",
+    )
+    .unwrap();
+    script
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,19 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
+/// Off (`serve --no-metrics`): counters and histograms ignore updates, so `/metrics` shows
+/// only the families; used to measure what counting costs (benches/ops_overhead.rs).
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turns counting on or off for the whole process.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
 /// Counters keyed by their label values.
 #[derive(Default)]
 pub struct CounterFamily {
@@ -24,6 +37,9 @@ impl CounterFamily {
     }
 
     pub fn add(&self, labels: &[&str], n: u64) {
+        if !enabled() {
+            return;
+        }
         let key: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
         *self
             .values
@@ -74,6 +90,9 @@ struct Histogram {
 
 impl HistogramFamily {
     pub fn observe(&self, labels: &[&str], value: Duration) {
+        if !enabled() {
+            return;
+        }
         let key: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
         let secs = value.as_secs_f64();
         let mut all = self.values.lock().unwrap_or_else(|p| p.into_inner());
