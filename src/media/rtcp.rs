@@ -142,13 +142,27 @@ impl ReceptionStats {
         (self.jitter_x16 / 16) as u32
     }
 
+    /// Packets expected from the sequence numbers seen so far (A.3).
+    fn expected(&self) -> u32 {
+        let extended_max = self.cycles + self.max_seq as u32;
+        extended_max.wrapping_sub(self.base_seq).wrapping_add(1)
+    }
+
+    /// Packets lost so far: expected minus received, never negative (duplicates can make it
+    /// so on the wire, A.3).
+    pub fn lost(&self) -> u64 {
+        if !self.started {
+            return 0;
+        }
+        (self.expected() as i64 - self.received as i64).max(0) as u64
+    }
+
     /// The report block for this source at `now_ms`; advances the interval counters (A.3).
     pub fn report(&mut self, now_ms: u64) -> Option<ReportBlock> {
         if !self.started {
             return None;
         }
-        let extended_max = self.cycles + self.max_seq as u32;
-        let expected = extended_max.wrapping_sub(self.base_seq).wrapping_add(1);
+        let expected = self.expected();
         let lost = (expected as i64 - self.received as i64).clamp(-0x80_0000, 0x7F_FFFF) as i32;
         let expected_interval = expected.wrapping_sub(self.expected_prior);
         let received_interval = self.received.wrapping_sub(self.received_prior);
@@ -169,7 +183,7 @@ impl ReceptionStats {
             ssrc: self.ssrc,
             fraction_lost,
             cumulative_lost: lost,
-            extended_highest: extended_max,
+            extended_highest: self.cycles + self.max_seq as u32,
             jitter: self.jitter(),
             last_sr,
             delay_since_last_sr,
@@ -370,6 +384,7 @@ mod tests {
             }
         }
         stats.on_sender_report(0x1122_3344_5566_7788, 1000);
+        assert_eq!(stats.lost(), 5, "the call's loss, as the metrics count it");
         let block = stats.report(1500).unwrap();
         assert_eq!(block.cumulative_lost, 5);
         assert_eq!(block.fraction_lost, (5 * 256 / 105) as u8);

@@ -60,6 +60,8 @@ pub struct MediaCounters {
     /// Frames played out of the jitter buffer, and frames concealed (lost or too late).
     pub played: u64,
     pub concealed: u64,
+    /// RTP packets from the caller that never arrived (RFC 3550 A.3).
+    pub lost: u64,
     /// RTCP reports sent and received.
     pub rtcp_sent: u64,
     pub rtcp_received: u64,
@@ -361,6 +363,7 @@ pub async fn run(
     counters.gaps_over_2ms = timing.outside(Duration::from_millis(2));
     counters.played = jitter.stats.played;
     counters.concealed = jitter.stats.concealed;
+    counters.lost = reception.lost();
     let _ = reports
         .send(MediaReport::Finished {
             call_id,

@@ -481,6 +481,7 @@ async fn udp_loop(
                     m.rtp_packets_total.add(&["sent"], counters.sent);
                     m.rtp_packets_total.add(&["received"], counters.received);
                     m.rtp_packets_total.add(&["concealed"], counters.concealed);
+                    m.rtp_packets_total.add(&["lost"], counters.lost);
                     // Tests read this line.
                     tracing::info!(call = %call_id, %counters, "media finished");
                     status_line(format_args!("voxnav: media {call_id}: {counters}"));

@@ -139,7 +139,7 @@ pub struct Metrics {
     pub turn_latency_seconds: HistogramFamily,
     /// [code] of SIP responses sent
     pub sip_responses_total: CounterFamily,
-    /// [direction]: sent, received, concealed
+    /// [direction]: sent, received, concealed (played as concealment), lost (never arrived)
     pub rtp_packets_total: CounterFamily,
     /// [result]: ok, refused
     pub dialplan_reloads_total: CounterFamily,
