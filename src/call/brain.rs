@@ -401,7 +401,10 @@ impl Brain {
                         std::ops::ControlFlow::Continue(())
                     });
                     match spoken {
-                        Ok(_) => {
+                        Ok(stats) => {
+                            crate::ops::metrics::metrics()
+                                .speech_queue_wait_seconds
+                                .observe(&["tts"], stats.queued);
                             let _ = tx.send(Done::Clause {
                                 pcm: breath().collect(),
                                 barge_in,
@@ -555,6 +558,11 @@ impl Brain {
             };
             let heard = asr
                 .recognize(&audio, 8000, &options)
+                .inspect(|t| {
+                    crate::ops::metrics::metrics()
+                        .speech_queue_wait_seconds
+                        .observe(&["asr"], t.timings.queued)
+                })
                 .map(|t| (t.text, t.confidence))
                 .map_err(|e| e.to_string());
             let _ = tx.send(done(heard));
@@ -871,6 +879,7 @@ mod tests {
             m.call_outcomes_total.get(&["self_served"]),
             m.turn_latency_seconds.count(&["voice_to_voice"]),
             m.turn_latency_seconds.count(&["asr"]),
+            m.speech_queue_wait_seconds.count(&["asr"]),
         );
         let mut brain = Brain::new("metrics-call", "<sip:alice@192.0.2.1>", services);
         let mut out = VecDeque::new();
@@ -914,6 +923,7 @@ mod tests {
             m.call_outcomes_total.get(&["self_served"]),
             m.turn_latency_seconds.count(&["voice_to_voice"]),
             m.turn_latency_seconds.count(&["asr"]),
+            m.speech_queue_wait_seconds.count(&["asr"]),
         );
         assert_eq!(
             after.0 - before.0,
@@ -925,6 +935,7 @@ mod tests {
         assert_eq!(after.3 - before.3, 1, "the call counted as self-served");
         assert_eq!(after.4 - before.4, 1, "one timed turn");
         assert_eq!(after.5 - before.5, 1);
+        assert_eq!(after.6 - before.6, 1, "one recognition's queue wait");
         assert!(
             crate::ops::live::get("metrics-call").is_none(),
             "no longer live"

@@ -137,6 +137,8 @@ pub struct Metrics {
     pub fallbacks_total: CounterFamily,
     /// [stage]: asr, decide, reply_audio, detected_to_audio, voice_to_voice
     pub turn_latency_seconds: HistogramFamily,
+    /// [engine]: asr, tts
+    pub speech_queue_wait_seconds: HistogramFamily,
     /// [code] of SIP responses sent
     pub sip_responses_total: CounterFamily,
     /// [direction]: sent, received, concealed (played as concealment), lost (never arrived)
@@ -173,6 +175,25 @@ fn labels_text(names: &[&str], values: &[String], extra: Option<(&str, String)>)
         String::new()
     } else {
         format!("{{{}}}", parts.join(","))
+    }
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, label: &str, family: &HistogramFamily) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    let all = family
+        .values
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    for (values, h) in all {
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            let l = labels_text(&[label], &values, Some(("le", bound.to_string())));
+            let _ = writeln!(out, "{name}_bucket{l} {}", h.buckets[i]);
+        }
+        let l = labels_text(&[label], &values, Some(("le", "+Inf".into())));
+        let _ = writeln!(out, "{name}_bucket{l} {}", h.count);
+        let l = labels_text(&[label], &values, None);
+        let _ = writeln!(out, "{name}_sum{l} {}\n{name}_count{l} {}", h.sum, h.count);
     }
 }
 
@@ -249,27 +270,20 @@ impl Metrics {
             &["kind"],
             &self.fallbacks_total,
         );
-        let name = "voxnav_turn_latency_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Per-turn latency by stage (endpoint detected -> ASR -> decision -> first reply audio).\n# TYPE {name} histogram"
+        histogram(
+            &mut out,
+            "voxnav_turn_latency_seconds",
+            "Per-turn latency by stage (endpoint detected -> ASR -> decision -> first reply audio).",
+            "stage",
+            &self.turn_latency_seconds,
         );
-        let all = self
-            .turn_latency_seconds
-            .values
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        for (values, h) in all {
-            for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-                let l = labels_text(&["stage"], &values, Some(("le", bound.to_string())));
-                let _ = writeln!(out, "{name}_bucket{l} {}", h.buckets[i]);
-            }
-            let l = labels_text(&["stage"], &values, Some(("le", "+Inf".into())));
-            let _ = writeln!(out, "{name}_bucket{l} {}", h.count);
-            let l = labels_text(&["stage"], &values, None);
-            let _ = writeln!(out, "{name}_sum{l} {}\n{name}_count{l} {}", h.sum, h.count);
-        }
+        histogram(
+            &mut out,
+            "voxnav_speech_queue_wait_seconds",
+            "Time a recognition or synthesis waited for its engine and cores.",
+            "engine",
+            &self.speech_queue_wait_seconds,
+        );
         counter(
             &mut out,
             "voxnav_sip_responses_total",
@@ -280,7 +294,7 @@ impl Metrics {
         counter(
             &mut out,
             "voxnav_rtp_packets_total",
-            "RTP packets of finished calls: sent, received, concealed (lost or late).",
+            "RTP packets of finished calls: sent, received, concealed (played as concealment), lost (never arrived).",
             &["direction"],
             &self.rtp_packets_total,
         );
