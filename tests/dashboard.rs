@@ -112,6 +112,47 @@ fn the_dashboard_shows_live_and_recorded_calls_after_real_calls() {
         server.port,
     ));
 
+    // An admin uploads a broken dialplan through the API: refused with file:line:col, the
+    // file untouched, the same version serving (call 2 below is answered by it).
+    let hotlines = api("/api/hotlines");
+    let name = hotlines["hotlines"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let version = hotlines["hotlines"][0]["version"].as_u64().unwrap();
+    let on_disk = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dialplans/hotline.yaml"
+    ))
+    .unwrap();
+    let (status, body) = voxnav::net::http::fetch_with_headers(
+        "PUT",
+        &format!("{base}/api/hotlines/{}", name.replace(' ', "%20")),
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        Some(&on_disk.replacen("start: ", "start: nowhere_", 1)),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("hotline.yaml:"), "{body}");
+    assert_eq!(
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/dialplans/hotline.yaml"
+        ))
+        .unwrap(),
+        on_disk,
+        "a refused upload never touches the file"
+    );
+    let after = api("/api/hotlines");
+    assert_eq!(after["hotlines"][0]["version"], version);
+    assert!(
+        after["hotlines"][0]["refused"]["problems"][0]["line"]
+            .as_u64()
+            .is_some(),
+        "{after}"
+    );
+
     // Call 2: words the hotline cannot place; the page watches it live.
     let second_dir = dir.join("second");
     std::fs::create_dir_all(&second_dir).unwrap();
@@ -142,6 +183,12 @@ fn the_dashboard_shows_live_and_recorded_calls_after_real_calls() {
     assert!(table.contains("menu"), "its node: {table}");
     assert!(table.contains("caller: "), "its transcript: {table}");
     assert_eq!(element_text(&dom, "kpi-live").as_deref(), Some("1"));
+    assert!(
+        element_text(&dom, "hotline")
+            .unwrap()
+            .contains("last edit refused"),
+        "the header shows the refused edit"
+    );
     finished(second);
 
     // Both calls recorded (the writer is asynchronous: wait for the second call's outcome).

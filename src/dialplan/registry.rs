@@ -50,6 +50,18 @@ pub struct HotlineStatus {
     pub refused: Option<Refusal>,
 }
 
+/// Counts and keeps a refused version (for the admin API); returns its error.
+fn refuse(state: &mut ReloadState, error: DialplanError) -> DialplanError {
+    crate::ops::metrics::metrics()
+        .dialplan_reloads_total
+        .inc(&["refused"]);
+    state.refused = Some(Refusal {
+        at_ms: now_ms(),
+        error: error.clone(),
+    });
+    error
+}
+
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
@@ -129,7 +141,9 @@ impl HotlineRegistry {
     pub fn replace(&self, source: &str) -> Result<u64, DialplanError> {
         let mut state = self.state();
         let shown = self.path.display().to_string();
-        super::load_str(&shown, source)?;
+        if let Err(error) = super::load_str(&shown, source) {
+            return Err(refuse(&mut state, error));
+        }
         let temporary = self.path.with_extension("yaml.new");
         std::fs::write(&temporary, source)
             .and_then(|_| std::fs::rename(&temporary, &self.path))
@@ -147,17 +161,7 @@ impl HotlineRegistry {
     fn reload_locked(&self, state: &mut ReloadState) -> Result<u64, DialplanError> {
         let reloads = &crate::ops::metrics::metrics().dialplan_reloads_total;
         state.modified = modified(&self.path);
-        let plan = match super::load_file(&self.path) {
-            Ok(plan) => plan,
-            Err(error) => {
-                reloads.inc(&["refused"]);
-                state.refused = Some(Refusal {
-                    at_ms: now_ms(),
-                    error: error.clone(),
-                });
-                return Err(error);
-            }
-        };
+        let plan = super::load_file(&self.path).map_err(|e| refuse(state, e))?;
         reloads.inc(&["ok"]);
         let hotline = Arc::new(Hotline::build(plan, self.embedder.clone()));
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = hotline;
@@ -223,6 +227,7 @@ mod tests {
         assert!(err.to_string().contains("t.yaml:"), "{err}");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), on_disk);
         assert_eq!(registry.version(), 2);
+        assert_eq!(registry.status().refused.map(|r| r.error), Some(err));
         assert_eq!(
             registry.replace(&V1.replace("Version one.", "Version three.")),
             Ok(3)
