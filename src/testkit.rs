@@ -335,6 +335,47 @@ pub fn element_text(dom: &str, id: &str) -> Option<String> {
     Some(text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
+/// Starts a SIPp caller (`sip-test/SCENARIO`, one call) against a server on loopback `port`;
+/// its words, spoken by espeak-ng, go as raw 8 kHz mu-law to `dir/caller.ulaw`, where the
+/// scenario streams them from. Wait for it with `wait_with_output`.
+pub fn sipp_speaking_caller(
+    dir: &Path,
+    scenario: &str,
+    words: &str,
+    port: u16,
+) -> std::process::Child {
+    let speech = crate::media::wav::read(&espeak_wav(words, dir, "caller")).unwrap();
+    let pcm: Vec<i16> = speech
+        .samples
+        .iter()
+        .map(|&s| crate::media::wav::f32_to_i16(s))
+        .collect();
+    std::fs::write(dir.join("caller.ulaw"), Law::Ulaw.encode(&pcm)).unwrap();
+    Command::new("sipp")
+        .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
+        .args(["-mp", &(free_udp_port() & !1).to_string()])
+        .args([
+            "-m",
+            "1",
+            "-l",
+            "1",
+            "-timeout",
+            "60",
+            "-timeout_error",
+            "-nostdin",
+        ])
+        .arg("-sf")
+        .arg(format!(
+            "{}/sip-test/{scenario}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(format!("127.0.0.1:{port}"))
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sipp")
+}
+
 /// A `voxnav serve` for benchmarks, on the demo hotline, returned once its prompt cache is
 /// warm (so every measurement sees the same server); stderr goes to `log`.
 pub struct BenchServer {

@@ -6,44 +6,13 @@
 //! tiles, call list, not-understood list, drop-off, and one call's turn-by-turn view). The
 //! server's JSON log is checked for the call id on the call's events.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use voxnav::media::g711::Law;
-use voxnav::media::wav;
-use voxnav::testkit::{Server, chromium_dom, element_text, espeak_wav, free_udp_port, temp_dir};
+use voxnav::testkit::{
+    Server, chromium_dom, element_text, free_udp_port, sipp_speaking_caller, temp_dir,
+};
 
 const TOKEN: &str = "dash-token";
-
-/// Starts SIPp with `scenario` against the server, the caller's words in `dir/caller.ulaw`.
-fn sipp(dir: &std::path::Path, scenario: &str, words: &str, port: u16) -> std::process::Child {
-    let speech = wav::read(&espeak_wav(words, dir, "caller")).unwrap();
-    let pcm: Vec<i16> = speech.samples.iter().map(|&s| wav::f32_to_i16(s)).collect();
-    std::fs::write(dir.join("caller.ulaw"), Law::Ulaw.encode(&pcm)).unwrap();
-    Command::new("sipp")
-        .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
-        .args(["-mp", &(free_udp_port() & !1).to_string()])
-        .args([
-            "-m",
-            "1",
-            "-l",
-            "1",
-            "-timeout",
-            "60",
-            "-timeout_error",
-            "-nostdin",
-        ])
-        .arg("-sf")
-        .arg(format!(
-            "{}/sip-test/{scenario}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .arg(format!("127.0.0.1:{port}"))
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("sipp")
-}
 
 fn finished(call: std::process::Child) {
     let out = call.wait_with_output().expect("sipp ends");
@@ -105,7 +74,7 @@ fn the_dashboard_shows_live_and_recorded_calls_after_real_calls() {
     // Call 1: voice, then keypad; self-served.
     let first_dir = dir.join("first");
     std::fs::create_dir_all(&first_dir).unwrap();
-    finished(sipp(
+    finished(sipp_speaking_caller(
         &first_dir,
         "uac_speech_dtmf.xml",
         "I want to track my order please",
@@ -156,7 +125,7 @@ fn the_dashboard_shows_live_and_recorded_calls_after_real_calls() {
     // Call 2: words the hotline cannot place; the page watches it live.
     let second_dir = dir.join("second");
     std::fs::create_dir_all(&second_dir).unwrap();
-    let second = sipp(
+    let second = sipp_speaking_caller(
         &second_dir,
         "uac_speech.xml",
         "purple elephants are dancing on the moon tonight",

@@ -10,23 +10,11 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use voxnav::media::g711::Law;
-use voxnav::media::wav;
-use voxnav::testkit::{KillOnDrop, free_udp_port};
-use voxnav::testkit::{espeak_wav, temp_dir};
+use voxnav::testkit::{KillOnDrop, free_udp_port, sipp_speaking_caller, temp_dir};
 
 #[test]
 fn a_caller_asks_for_their_order_by_voice_then_types_the_number_and_hears_the_status() {
     let dir = temp_dir("live-call");
-    // The caller's words as raw 8 kHz mu-law, where the SIPp scenario streams them from.
-    let speech = wav::read(&espeak_wav(
-        "I want to track my order please",
-        &dir,
-        "caller",
-    ))
-    .unwrap();
-    let pcm: Vec<i16> = speech.samples.iter().map(|&s| wav::f32_to_i16(s)).collect();
-    std::fs::write(dir.join("caller.ulaw"), Law::Ulaw.encode(&pcm)).unwrap();
 
     let port = free_udp_port();
     let admin_port = free_udp_port(); // free for TCP too in practice on loopback
@@ -90,31 +78,12 @@ fn a_caller_asks_for_their_order_by_voice_then_types_the_number_and_hears_the_st
         (200, r#"{"calls":[]}"#.into())
     );
 
-    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/sip-test/uac_speech_dtmf.xml");
-    let sipp = Command::new("sipp")
-        .args([
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &free_udp_port().to_string(),
-            "-mp",
-            &(free_udp_port() & !1).to_string(),
-        ])
-        .args([
-            "-m",
-            "1",
-            "-l",
-            "1",
-            "-timeout",
-            "60",
-            "-timeout_error",
-            "-nostdin",
-        ])
-        .args(["-sf", scenario, &format!("127.0.0.1:{port}")])
-        .current_dir(&dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("sipp");
+    let sipp = sipp_speaking_caller(
+        &dir,
+        "uac_speech_dtmf.xml",
+        "I want to track my order please",
+        port,
+    );
     // While the call is up, the API shows it with its node and transcript.
     let mut seen_live = None;
     for _ in 0..100 {

@@ -872,15 +872,19 @@ mod tests {
             records: None,
         });
         let m = crate::ops::metrics::metrics();
-        let before = (
-            m.turns_total.get(&["dialplan"]),
-            m.turns_total.get(&["end"]),
-            m.intents_total.get(&["hello"]),
-            m.call_outcomes_total.get(&["self_served"]),
-            m.turn_latency_seconds.count(&["voice_to_voice"]),
-            m.turn_latency_seconds.count(&["asr"]),
-            m.speech_queue_wait_seconds.count(&["asr"]),
-        );
+        // What the call should move, read before and after (the registry is process-wide).
+        let counts = || {
+            (
+                m.turns_total.get(&["dialplan"]),
+                m.turns_total.get(&["end"]),
+                m.intents_total.get(&["hello"]),
+                m.call_outcomes_total.get(&["self_served"]),
+                m.turn_latency_seconds.count(&["voice_to_voice"]),
+                m.turn_latency_seconds.count(&["asr"]),
+                m.speech_queue_wait_seconds.count(&["asr"]),
+            )
+        };
+        let before = counts();
         let mut brain = Brain::new("metrics-call", "<sip:alice@192.0.2.1>", services);
         let mut out = VecDeque::new();
         brain.start(&mut out);
@@ -916,15 +920,7 @@ mod tests {
         }
         assert!(ended.is_some(), "the dialplan hung up after the goodbye");
         drop(brain);
-        let after = (
-            m.turns_total.get(&["dialplan"]),
-            m.turns_total.get(&["end"]),
-            m.intents_total.get(&["hello"]),
-            m.call_outcomes_total.get(&["self_served"]),
-            m.turn_latency_seconds.count(&["voice_to_voice"]),
-            m.turn_latency_seconds.count(&["asr"]),
-            m.speech_queue_wait_seconds.count(&["asr"]),
-        );
+        let after = counts();
         assert_eq!(
             after.0 - before.0,
             0,
