@@ -244,16 +244,18 @@ fn main() -> Result<()> {
                 (false, None, None) => Some(PathBuf::from("records/voxnav.db")),
             };
             let retention_days = retention_days.or(file.retention_days).unwrap_or(90);
-            let (brains, hotline) = match &dialplan {
+            let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (brains, hotline, warmed) = match &dialplan {
                 Some(path) => {
                     let store = records
                         .as_ref()
                         .map(|r| voxnav::ops::records::RecordStore::open(r, retention_days))
                         .transpose()?;
-                    let (brains, hotline) = call_brains(&paths, path, demo_orders, agents, store)?;
-                    (Some(brains), Some(hotline))
+                    let (brains, hotline, warmed) =
+                        call_brains(&paths, path, demo_orders, agents, store)?;
+                    (Some(brains), Some(hotline), Some(warmed))
                 }
-                None => (None, None),
+                None => (None, None, None),
             };
             let defaults = voxnav::net::ServeConfig::default();
             serve(
@@ -276,9 +278,11 @@ fn main() -> Result<()> {
                             token: admin_token.filter(|t| !t.is_empty()),
                             records: records.filter(|_| dialplan.is_some()),
                             hotline,
+                            ready: ready.clone(),
                         },
                     )
                 }),
+                Readiness { warmed, ready },
             )?
         }
         Command::Say { text, output } => say(&paths, &text, &output)?,
@@ -667,6 +671,7 @@ fn call_brains(
 ) -> Result<(
     voxnav::net::call_media::BrainFactory,
     std::sync::Arc<voxnav::dialplan::registry::HotlineRegistry>,
+    std::sync::mpsc::Receiver<()>,
 )> {
     use std::sync::Arc;
     let vars = parse_vars(&[], demo_orders)?;
@@ -730,7 +735,10 @@ fn call_brains(
     });
     // Fixed prompts are synthesised once, in the background (calls before it finishes
     // synthesise on the fly); again after each reload, for new texts.
+    // The server reports ready once this first warm-up is done: a call answered before would
+    // compete with it for the synthesiser (the greeting stalls between clauses).
     let warm = services.clone();
+    let (warmed_tx, warmed) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let started = std::time::Instant::now();
         warm.prompts.warm(&warm.registry, warm.tts.as_ref());
@@ -739,6 +747,7 @@ fn call_brains(
             warm.prompts.len(),
             started.elapsed().as_secs_f64()
         );
+        let _ = warmed_tx.send(());
         let mut version = warm.registry.version();
         loop {
             std::thread::sleep(std::time::Duration::from_secs(2));
@@ -756,7 +765,14 @@ fn call_brains(
                 services.clone(),
             )) as Box<dyn voxnav::net::call_media::CallBrain>
         });
-    Ok((brains, registry))
+    Ok((brains, registry, warmed))
+}
+
+/// When the server is ready for calls: after the prompt warm-up (if any), signalled on
+/// `warmed`; `ready` is what `/readyz` reads.
+struct Readiness {
+    warmed: Option<std::sync::mpsc::Receiver<()>>,
+    ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn parse_ports(text: &str) -> Result<voxnav::media::ports::PortPool, String> {
@@ -767,6 +783,7 @@ fn serve(
     sip_listen: std::net::SocketAddr,
     config: voxnav::net::ServeConfig,
     admin: Option<(std::net::SocketAddr, voxnav::ops::admin::AdminConfig)>,
+    readiness: Readiness,
 ) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -801,6 +818,16 @@ fn serve(
             }
             tracing::info!("shutting down");
             signals.cancel();
+        });
+        // Tests and scripts wait for this line (or /readyz) before the first call.
+        tokio::spawn(async move {
+            if let Some(warmed) = readiness.warmed {
+                let _ = tokio::task::spawn_blocking(move || warmed.recv()).await;
+            }
+            readiness
+                .ready
+                .store(true, std::sync::atomic::Ordering::Release);
+            println!("voxnav: ready");
         });
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -166,6 +166,19 @@ pub fn free_udp_port() -> u16 {
         .expect("a free loopback UDP port")
 }
 
+/// Waits (up to `limit`) until some process has bound loopback UDP `port`: a peer a test
+/// started is listening. True when it is.
+pub fn wait_for_udp_listener(port: u16, limit: std::time::Duration) -> bool {
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until {
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
 /// A child process killed and reaped however the test ends (a failed assert included).
 pub struct KillOnDrop(pub std::process::Child);
 
@@ -217,6 +230,12 @@ impl Server {
             .recv_timeout(std::time::Duration::from_secs(90))
             .expect("the listening line");
         assert!(first.contains("SIP listening"), "{first}");
+        // Calls wait for readiness (the prompt warm-up done): a call answered during the
+        // warm-up competes with it for the synthesiser.
+        let ready = lines
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("the ready line");
+        assert_eq!(ready, "voxnav: ready");
         Server {
             process: KillOnDrop(child),
             lines,
@@ -376,8 +395,8 @@ pub fn sipp_speaking_caller(
         .expect("sipp")
 }
 
-/// A `voxnav serve` for benchmarks, on the demo hotline, returned once its prompt cache is
-/// warm (so every measurement sees the same server); stderr goes to `log`.
+/// A `voxnav serve` for benchmarks, on the demo hotline, returned once it is ready (its
+/// prompt cache warm, so every measurement sees the same server); stderr goes to `log`.
 pub struct BenchServer {
     pub process: KillOnDrop,
     pub pid: u32,
@@ -404,13 +423,9 @@ impl BenchServer {
         let mut lines = std::io::BufReader::new(stdout).lines();
         let first = lines.next().and_then(Result::ok).unwrap_or_default();
         assert!(first.contains("SIP listening"), "{first}");
+        let ready = lines.next().and_then(Result::ok).unwrap_or_default();
+        assert_eq!(ready, "voxnav: ready");
         std::thread::spawn(move || lines.for_each(drop));
-        while !std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .contains("fixed prompts synthesised")
-        {
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
         BenchServer {
             process,
             pid,

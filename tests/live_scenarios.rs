@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use voxnav::testkit::{KillOnDrop, Server, espeak_wav, free_udp_port, records, temp_dir};
+use voxnav::testkit::{
+    KillOnDrop, Server, espeak_wav, free_udp_port, records, temp_dir, wait_for_udp_listener,
+};
 
 const VOXNAV: &str = env!("CARGO_BIN_EXE_voxnav");
 
@@ -78,7 +80,10 @@ fn agent_phone(scenario: &str, dir: &Path) -> (KillOnDrop, u16) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("sipp starts");
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        wait_for_udp_listener(port, Duration::from_secs(10)),
+        "the agent phone listens"
+    );
     (KillOnDrop(child), port)
 }
 
@@ -319,9 +324,22 @@ fn call_records_keep_every_finished_turn_when_the_server_is_killed_mid_call() {
         }
     }
     let call_id = call_id.expect("the caller's turn was decided");
-    // The writer commits each record within milliseconds; a kill inside that window would lose
-    // only that turn (the turn in flight).
-    std::thread::sleep(Duration::from_millis(300));
+    // The writer commits each record off the call path: kill once the turn is committed (a
+    // kill before would lose only that turn, the one in flight).
+    let committed = |db: &rusqlite::Connection| {
+        db.query_row(
+            "SELECT COUNT(*) FROM turns WHERE call_id = ?1",
+            [&call_id],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap_or(0)
+    };
+    let probe = voxnav::ops::records::connect(&db_path).expect("the records database");
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while committed(&probe) < 2 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(probe);
     server.process.0.kill().expect("SIGKILL");
     server.process.0.wait().unwrap();
 

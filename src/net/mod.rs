@@ -12,6 +12,7 @@
 pub mod call_media;
 pub mod http;
 pub mod leg;
+pub mod media;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

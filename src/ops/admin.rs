@@ -33,6 +33,9 @@ pub struct AdminConfig {
     pub records: Option<PathBuf>,
     /// The hotline being served (None: a server without a dialplan).
     pub hotline: Option<Arc<HotlineRegistry>>,
+    /// Set once the server takes calls (the hotline's fixed prompts are synthesised);
+    /// `/readyz` answers 503 before.
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The dashboard: one page, no build step, no external assets.
@@ -146,8 +149,14 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-/// Readiness: the hotline is loaded and the records database answers.
+/// Readiness: the server takes calls, the hotline is loaded and the records database answers.
 async fn ready(State(config): State<AdminConfig>) -> ApiResult {
+    if !config.ready.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: the hotline's prompts are being synthesised",
+        ));
+    }
     let records = match config.records.clone() {
         None => "off".to_string(),
         Some(path) => {
@@ -412,6 +421,7 @@ mod tests {
             token: Some("secret".into()),
             records: Some(records),
             hotline: Some(hotline.clone()),
+            ready: Arc::new(true.into()),
         };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
