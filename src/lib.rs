@@ -12,6 +12,9 @@
 //!           dialogs, SDP, session timers, the endpoint
 //! net/      the only socket code: UDP/TCP SIP listeners driving the endpoint, per-call RTP
 //! nlu/      sentence embeddings (MiniLM in pure Rust), intent router, slots, knowledge base
+//! call/     the live call: sans-IO session, turn detectors, its driver task, the test caller
+//! report    the reporting seam: typed events from calls and the server, observed by ops/
+//! ops/      observers (metrics, live view, records), the admin API and dashboard
 //! testkit   WER, telephone channel and espeak-ng speech for tests and benchmarks
 //! ```
 //!
@@ -26,6 +29,7 @@ pub mod models;
 pub mod net;
 pub mod nlu;
 pub mod ops;
+pub mod report;
 pub mod sip;
 #[cfg(feature = "speech")]
 pub mod speech;

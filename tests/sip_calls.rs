@@ -459,7 +459,7 @@ fn sipp_cancel_before_answer_gets_487_and_no_media_starts() {
         "CANCEL",
     );
     let ended = server
-        .wait_for("voxnav: ", Duration::from_secs(5))
+        .wait_for("voxnav: call", Duration::from_secs(5))
         .expect("call ended");
     assert!(ended.ends_with("ended: cancelled by the caller"), "{ended}");
     assert!(

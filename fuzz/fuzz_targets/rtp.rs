@@ -1,6 +1,7 @@
-//! RTP packets, RFC 4733 events, RTCP compound packets and the jitter buffer: parse without
-//! panicking; what parses re-serialises to a packet with the same fields; any sequence of
-//! pushes and pops keeps the jitter buffer within its window.
+//! RTP packets, RFC 4733 events, RTCP compound packets, the jitter buffer and the RTP session:
+//! parse without panicking; what parses re-serialises to a packet with the same fields; any
+//! sequence of pushes and pops keeps the jitter buffer within its window; the session takes
+//! any datagram as RTP and as RTCP from its peer and keeps sending one packet per tick.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -8,6 +9,8 @@ use voxnav::media::dtmf::{EventReceiver, TelephoneEvent};
 use voxnav::media::jitter::JitterBuffer;
 use voxnav::media::rtcp;
 use voxnav::media::rtp::RtpPacket;
+use voxnav::media::session::{RtpSession, SessionConfig};
+use voxnav::sip::sdp::{Direction, Negotiated};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(p) = RtpPacket::parse(data) {
@@ -34,4 +37,29 @@ fuzz_target!(|data: &[u8]| {
         }
         assert!(jb.len() <= 130, "the buffer holds at most its window");
     }
+    // The whole session: the input as datagrams from the peer, 20 ms apart.
+    let peer: std::net::SocketAddr = "192.0.2.1:4000".parse().unwrap();
+    let t0 = std::time::Instant::now();
+    let media = Negotiated {
+        remote: Some(peer),
+        codec_pt: 0,
+        dtmf_pt: Some(101),
+        direction: Direction::SendRecv,
+        media_index: 0,
+    };
+    let config = SessionConfig::answered_call(7, "voxnav@fuzz".into(), peer.ip());
+    let mut session = RtpSession::new(config, Some(media), t0);
+    let mut buf = Vec::new();
+    let mut sent = 0;
+    for (i, chunk) in data.chunks(64).enumerate() {
+        let now = t0 + std::time::Duration::from_millis(20 * i as u64);
+        session.handle_rtp(chunk, peer, now);
+        session.handle_rtcp(chunk, peer, now);
+        session.handle_timeout(now);
+        while session.poll_transmit(&mut buf).is_some() {
+            sent += 1;
+        }
+        while session.poll_event().is_some() {}
+    }
+    assert!(sent >= data.chunks(64).count(), "a packet every tick whatever came in");
 });

@@ -243,13 +243,23 @@ pub async fn run(target: &str, script: &[ScriptTurn], speak: SpeakFn<'_>) -> Cal
             _ => None,
         });
     }
-    let mut leg = leg::place(LegConfig {
-        target: target.to_string(),
-        from_user: "voxnav-caller".into(),
-        headers: Vec::new(),
-        answer_timeout: Duration::from_secs(30),
-        max_queued_frames: None,
-    });
+    let engine = match crate::net::media::MediaEngine::start(1) {
+        Ok(e) => e,
+        Err(e) => {
+            record.failure = Some(e.to_string());
+            return record;
+        }
+    };
+    let mut leg = leg::place(
+        &engine,
+        LegConfig {
+            target: target.to_string(),
+            from_user: "voxnav-caller".into(),
+            headers: Vec::new(),
+            answer_timeout: Duration::from_secs(30),
+            max_queued_frames: None,
+        },
+    );
     let dialled = Instant::now();
     let mut answered: Option<Instant> = None;
     // Bot audio on the timeline: (arrival, frame).

@@ -1,9 +1,15 @@
-//! The call pipeline: RTP audio in -> endpointing (`vad`) -> ASR -> dialplan engine -> TTS ->
-//! RTP out (`brain`, driven by the media task in `net/call_media.rs`); transfers to a human
-//! seat are bridged (`transfer`).
+//! The live call, in rooms:
+//!
+//! - `session`: the sans-IO conversation of one call (dialplan engine, turn-taking, playback,
+//!   the transfer bridge), inputs with `now`, outputs to carry out, timers as data;
+//! - `turn`: turn detectors (when the caller starts and stops talking);
+//! - `driver`: the tokio task that runs a session on the shared engines and the media driver;
+//! - `transfer`: where transfer targets ring (the seat directory);
+//! - `caller`: `voxnav call`, the scripted test caller.
 
-#[cfg(feature = "speech")]
-pub mod brain;
 pub mod caller;
+#[cfg(feature = "speech")]
+pub mod driver;
+pub mod session;
 pub mod transfer;
-pub mod vad;
+pub mod turn;

@@ -130,6 +130,9 @@ pub enum Action {
         timeout_ms: u64,
         dtmf_max: usize,
         expect: String,
+        /// At an ask for a digits slot: the fewest digits it takes (turn-taking waits
+        /// through pauses between groups until a number this long was heard).
+        digits_min: Option<usize>,
     },
     Http {
         method: String,
@@ -421,6 +424,7 @@ impl CallEngine {
                 timeout_ms: self.hotline.plan.settings.no_input_ms,
                 dtmf_max: 1,
                 expect: "anything".into(),
+                digits_min: None,
             });
             self.record.action = "listen".into();
         }
@@ -707,12 +711,20 @@ impl CallEngine {
                 .collect::<Vec<_>>()
                 .join("|"),
         };
+        let digits_min =
+            ask.slot
+                .as_ref()
+                .and_then(|(s, _)| match self.hotline.plan.slot(s).map(|d| &d.kind) {
+                    Some(super::model::SlotKind::Digits { min, .. }) => Some(*min),
+                    _ => None,
+                });
         actions.push(Action::Listen {
             timeout_ms: ask
                 .timeout_ms
                 .unwrap_or(self.hotline.plan.settings.no_input_ms),
             dtmf_max: ask.dtmf_max,
             expect,
+            digits_min,
         });
     }
 

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use super::engine::Hotline;
 use super::error::DialplanError;
 use crate::nlu::intent::Embedder;
+use crate::report::{Report, Reporter};
 
 /// The current version of one hotline.
 pub struct HotlineRegistry {
@@ -19,6 +20,8 @@ pub struct HotlineRegistry {
     /// Held while a new version is read, trained and swapped in, so the file watcher and the
     /// admin API never interleave two reloads.
     reloading: Mutex<ReloadState>,
+    /// Where reloads (and refusals) are reported.
+    reporter: Reporter,
 }
 
 /// What the registry knows about its file.
@@ -50,11 +53,9 @@ pub struct HotlineStatus {
     pub refused: Option<Refusal>,
 }
 
-/// Counts and keeps a refused version (for the admin API); returns its error.
-fn refuse(state: &mut ReloadState, error: DialplanError) -> DialplanError {
-    crate::ops::metrics::metrics()
-        .dialplan_reloads_total
-        .inc(&["refused"]);
+/// Reports and keeps a refused version (for the admin API); returns its error.
+fn refuse(reporter: &Reporter, state: &mut ReloadState, error: DialplanError) -> DialplanError {
+    reporter.report(Report::DialplanReload { ok: false });
     state.refused = Some(Refusal {
         at_ms: now_ms(),
         error: error.clone(),
@@ -87,7 +88,14 @@ impl HotlineRegistry {
                 loaded_ms: now_ms(),
                 refused: None,
             }),
+            reporter: Reporter::default(),
         })
+    }
+
+    /// Reports reloads to `reporter` from now on.
+    pub fn with_reporter(mut self, reporter: Reporter) -> Self {
+        self.reporter = reporter;
+        self
     }
 
     /// What new calls start on.
@@ -142,7 +150,7 @@ impl HotlineRegistry {
         let mut state = self.state();
         let shown = self.path.display().to_string();
         if let Err(error) = super::load_str(&shown, source) {
-            return Err(refuse(&mut state, error));
+            return Err(refuse(&self.reporter, &mut state, error));
         }
         let temporary = self.path.with_extension("yaml.new");
         std::fs::write(&temporary, source)
@@ -159,10 +167,9 @@ impl HotlineRegistry {
     }
 
     fn reload_locked(&self, state: &mut ReloadState) -> Result<u64, DialplanError> {
-        let reloads = &crate::ops::metrics::metrics().dialplan_reloads_total;
         state.modified = modified(&self.path);
-        let plan = super::load_file(&self.path).map_err(|e| refuse(state, e))?;
-        reloads.inc(&["ok"]);
+        let plan = super::load_file(&self.path).map_err(|e| refuse(&self.reporter, state, e))?;
+        self.reporter.report(Report::DialplanReload { ok: true });
         let hotline = Arc::new(Hotline::build(plan, self.embedder.clone()));
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = hotline;
         state.loaded_ms = now_ms();

@@ -63,8 +63,6 @@ pub enum Receive {
     /// Every packet's audio as it arrives, stamped with its arrival: the test caller measures
     /// latency on it; a bridge relays it.
     Immediate,
-    /// Not handed over (keypad digits are still detected): the built-in test behaviour.
-    Discard,
 }
 
 /// How one session behaves.
@@ -78,6 +76,9 @@ pub struct SessionConfig {
     /// latching. None trusts the SDP (a call we placed ourselves).
     pub signalling_ip: Option<IpAddr>,
     pub receive: Receive,
+    /// Hand received audio over as `Audio` events (off: it is still played out of the jitter
+    /// buffer, counted and searched for keypad tones; the built-in test behaviour).
+    pub deliver_audio: bool,
     /// Send and receive RTCP.
     pub rtcp: bool,
     /// Raise `Inactive` after this long without RTP.
@@ -98,6 +99,7 @@ impl SessionConfig {
             cname,
             signalling_ip: Some(signalling_ip),
             receive: Receive::JitterBuffer(2),
+            deliver_audio: true,
             rtcp: true,
             inactivity: Some(Duration::from_secs(60)),
             max_queued_frames: None,
@@ -112,6 +114,7 @@ impl SessionConfig {
             cname: String::new(),
             signalling_ip: None,
             receive: Receive::Immediate,
+            deliver_audio: true,
             rtcp: false,
             inactivity: None,
             max_queued_frames,
@@ -407,17 +410,28 @@ impl RtpSession {
 
     /// One frame of the far end's audio out of the jitter buffer.
     fn playout(&mut self, now: Instant) {
-        let mut pcm = match self.jitter.pop() {
-            Playout::Frame(p) | Playout::Concealed(p) => p.to_vec(),
+        let mut pcm = std::mem::take(&mut self.pcm);
+        pcm.clear();
+        let heard = match self.jitter.pop() {
+            Playout::Frame(p) | Playout::Concealed(p) => {
+                pcm.extend_from_slice(p);
+                true
+            }
             // No packet this tick (end of a talk spurt, silence suppression): time still
             // passes for whoever listens, as silence.
-            Playout::Empty => vec![0; FRAME],
+            Playout::Empty => false,
         };
         pcm.resize(FRAME, 0);
-        if self.config.inband_dtmf {
+        if heard && self.config.inband_dtmf {
             self.detect_inband(&pcm);
         }
-        self.events.push_back(MediaEvent::Audio { pcm, at: now });
+        if self.config.deliver_audio {
+            self.events.push_back(MediaEvent::Audio {
+                pcm: pcm.clone(),
+                at: now,
+            });
+        }
+        self.pcm = pcm;
     }
 
     fn detect_inband(&mut self, pcm: &[i16]) {
@@ -623,13 +637,8 @@ impl RtpSession {
                 if self.config.inband_dtmf {
                     self.detect_inband(&pcm);
                 }
-                self.events.push_back(MediaEvent::Audio { pcm, at: now });
-            }
-            Receive::Discard => {
-                if self.config.inband_dtmf {
-                    let pcm = std::mem::take(&mut self.pcm);
-                    self.detect_inband(&pcm);
-                    self.pcm = pcm;
+                if self.config.deliver_audio {
+                    self.events.push_back(MediaEvent::Audio { pcm, at: now });
                 }
             }
         }

@@ -1,29 +1,23 @@
-//! The I/O of one outgoing call (`sip::uac` is its sans-IO core): its own SIP socket and RTP
-//! socket, paced RTP out of a queue the owner fills, received audio and call events back.
-//! The agent leg of a transfer and the `voxnav call` test caller both run on it.
+//! The I/O of one outgoing call (`sip::uac` is its sans-IO core): its own SIP socket on a
+//! tokio task, and its RTP through the same session and media driver as answered calls
+//! (`media::session`, `net::media`): paced 20 ms packets out of a queue the owner fills, each
+//! packet's audio back as it arrives. The agent leg of a transfer and the `voxnav call` test
+//! caller both run on it.
 //!
-//! The owner talks to the task through channels that work from synchronous code (the call
-//! brain runs inside the media task's 20 ms tick): `LegCommand`s in, `LegEvent`s out. Dropping
+//! The owner talks to the task through channels: `LegCommand`s in, `LegEvent`s out. Dropping
 //! the command sender hangs the call up (a caller who hangs up during a transfer takes the
-//! agent leg down with them).
-//!
-//! Media follows the server's rules: 20 ms PCMU/PCMA packets on a steady clock, RFC 4733
-//! digits, strict source (only the address the answer's SDP named). No RTCP on this leg.
+//! agent leg down with them). No RTCP on this leg; strict source as everywhere.
 
-use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::media::dtmf;
-use crate::media::g711::Law;
-use crate::media::rtp::RtpPacket;
-use crate::sip::sdp::{Direction, Negotiated, PT_PCMA};
+use super::media::{MediaEngine, MediaHandle, MediaSink, MediaSockets, random_ssrc};
+use crate::media::session::{MediaCounters, MediaEvent, RtpSession, SessionConfig};
 use crate::sip::uac::{OutgoingCall, UacConfig, UacEvent, uri_host_port};
-
-const FRAME: usize = 160;
 
 /// How to place the call.
 #[derive(Debug, Clone)]
@@ -94,20 +88,21 @@ pub enum LegError {
     Socket(#[from] std::io::Error),
 }
 
-/// Places the call: a task on the current tokio runtime runs it until it ends. Problems
-/// placing it (a bad URI, a name that does not resolve) arrive as `LegEvent::Failed` with
-/// status 0, then `Ended`.
+/// Places the call: a task on the current tokio runtime runs its signalling, `media` its RTP,
+/// until it ends. Problems placing it (a bad URI, a name that does not resolve) arrive as
+/// `LegEvent::Failed` with status 0, then `Ended`.
 ///
 /// Panics outside a tokio runtime.
-pub fn place(config: LegConfig) -> Leg {
+pub fn place(media: &Arc<MediaEngine>, config: LegConfig) -> Leg {
     let (commands, command_rx) = unbounded_channel();
     let (event_tx, events) = unbounded_channel();
     let nonce = unique();
     let call_id = format!("vxleg-{nonce:x}");
     let id = call_id.clone();
+    let media = media.clone();
     tokio::spawn(async move {
         match open(&config, id, nonce).await {
-            Ok((sip, rtp, uac)) => run(sip, rtp, uac, config, command_rx, event_tx).await,
+            Ok((sip, rtp, uac)) => run(sip, rtp, uac, media, config, command_rx, event_tx).await,
             Err(e) => {
                 let _ = event_tx.send(LegEvent::Failed {
                     status: 0,
@@ -133,7 +128,7 @@ async fn open(
     config: &LegConfig,
     call_id: String,
     nonce: u64,
-) -> Result<(UdpSocket, UdpSocket, UacConfig), LegError> {
+) -> Result<(UdpSocket, std::net::UdpSocket, UacConfig), LegError> {
     let (host, port) =
         uri_host_port(&config.target).ok_or_else(|| LegError::BadUri(config.target.clone()))?;
     let peer = tokio::net::lookup_host((host.as_str(), port))
@@ -146,9 +141,9 @@ async fn open(
     } else {
         std::net::Ipv6Addr::LOCALHOST.into()
     };
-    let ip = super::call_media::local_ip_towards(peer, fallback);
+    let ip = super::local_ip_towards(peer, fallback);
     let sip = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
-    let rtp = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+    let rtp = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
     let uac = UacConfig {
         target: config.target.clone(),
         peer,
@@ -172,16 +167,36 @@ fn unique() -> u64 {
     now ^ (COUNTER.fetch_add(1, Ordering::Relaxed) << 48) ^ u64::from(std::process::id())
 }
 
-/// What the sender queue holds: audio samples or a digit to send as events.
-enum Outgoing {
-    Sample(i16),
-    Digit(char),
+/// What the leg's media reports to its task.
+enum FromMedia {
+    Event(MediaEvent),
+    Finished(MediaCounters),
+}
+
+/// Forwards the leg's media events into its task.
+struct LegSink(UnboundedSender<FromMedia>);
+
+impl MediaSink for LegSink {
+    fn on_event(&mut self, event: MediaEvent, _session: &mut RtpSession) {
+        let _ = self.0.send(FromMedia::Event(event));
+    }
+
+    fn finished(self: Box<Self>, counters: MediaCounters) {
+        let _ = self.0.send(FromMedia::Finished(counters));
+    }
+}
+
+/// The leg's media once answered: its session on the media driver, the latest mark queued.
+struct LegMedia {
+    handle: MediaHandle,
+    last_mark: u64,
 }
 
 async fn run(
     sip: UdpSocket,
-    rtp: UdpSocket,
+    rtp: std::net::UdpSocket,
     uac: UacConfig,
+    engine: Arc<MediaEngine>,
     config: LegConfig,
     mut commands: UnboundedReceiver<LegCommand>,
     events: UnboundedSender<LegEvent>,
@@ -189,23 +204,16 @@ async fn run(
     let started = Instant::now();
     let (mut call, invite) = OutgoingCall::invite(uac, started);
     let _ = sip.send_to(&invite.bytes, invite.to).await;
-    let mut media: Option<Negotiated> = None;
-    let mut queue: VecDeque<Outgoing> = VecDeque::new();
-    let mut digit_packets: VecDeque<(bool, [u8; 4])> = VecDeque::new();
-    let mut digit_timestamp = 0u32;
-    let ssrc = unique() as u32;
-    let (mut sequence, mut timestamp) = ((ssrc >> 16) as u16, ssrc.rotate_left(9));
-    let (mut sent, mut received) = (0u64, 0u64);
-    let mut was_sending = false;
-    let mut first_packet = true;
+    let mut rtp = Some(rtp);
+    let mut media: Option<LegMedia> = None;
+    // Commands given before the answer: played once media flows.
+    let mut early: Vec<LegCommand> = Vec::new();
+    let (media_tx, mut media_rx) = unbounded_channel::<FromMedia>();
     let mut hanging_up = false;
     let mut commands_open = true;
-    let mut ticker = tokio::time::interval(Duration::from_millis(20));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let (mut sip_buf, mut rtp_buf) = (vec![0u8; 4096], vec![0u8; 2048]);
-    let mut frame = [0i16; FRAME];
-    let mut packet = Vec::with_capacity(12 + FRAME);
+    let mut sip_buf = vec![0u8; 4096];
     let mut why = String::new();
+    let mut counters = MediaCounters::default();
     loop {
         let timer = call.poll_timeout();
         let answer_deadline =
@@ -222,10 +230,30 @@ async fn run(
                     match ev {
                         UacEvent::Progress(code) => { let _ = events.send(LegEvent::Ringing(code)); }
                         UacEvent::Answered(m) => {
-                            media = Some(m);
+                            if let Some(socket) = rtp.take() {
+                                let session = RtpSession::new(
+                                    SessionConfig::placed_call(random_ssrc(&config.target), config.max_queued_frames),
+                                    Some(m),
+                                    Instant::now(),
+                                );
+                                let handle = engine.add(
+                                    MediaSockets { rtp: socket, rtcp: None },
+                                    session,
+                                    Box::new(LegSink(media_tx.clone())),
+                                );
+                                let mut m = LegMedia { handle, last_mark: 0 };
+                                for c in early.drain(..) {
+                                    command(&mut m, c);
+                                }
+                                media = Some(m);
+                            }
                             let _ = events.send(LegEvent::Answered);
                         }
-                        UacEvent::MediaChanged(m) => media = Some(m),
+                        UacEvent::MediaChanged(m) => {
+                            if let Some(lm) = media.as_ref() {
+                                lm.handle.update(m);
+                            }
+                        }
                         UacEvent::Failed { status, reason } => {
                             let _ = events.send(LegEvent::Failed { status, reason: reason.clone() });
                             why = format!("failed: {status} {reason}");
@@ -268,77 +296,20 @@ async fn run(
                     }
                 }
             }
-            _ = ticker.tick() => {
-                let Some(m) = media.as_ref().filter(|_| call.is_confirmed()) else { continue };
-                let Some(remote) = m.remote.filter(|_| matches!(m.direction, Direction::SendRecv | Direction::SendOnly)) else { continue };
-                // A digit in the queue is sent once the audio before it has gone.
-                // (Without a negotiated telephone-event type the digit is dropped.)
-                if digit_packets.is_empty()
-                    && let Some(Outgoing::Digit(d)) = queue.front()
-                {
-                    if m.dtmf_pt.is_some() {
-                        digit_packets.extend(dtmf::event_packets(*d, 100, 10));
-                        digit_timestamp = timestamp;
+            Some(m) = media_rx.recv() => match m {
+                FromMedia::Event(MediaEvent::Audio { pcm, at }) => {
+                    let _ = events.send(LegEvent::Audio(pcm, at));
+                }
+                FromMedia::Event(MediaEvent::PlayedOut { mark, at }) => {
+                    if media.as_ref().is_some_and(|m| m.last_mark == mark) {
+                        let _ = events.send(LegEvent::Drained(at));
                     }
-                    queue.pop_front();
                 }
-                if let (Some(pt), Some((marker, payload))) = (m.dtmf_pt, digit_packets.pop_front()) {
-                    let p = RtpPacket { marker, payload_type: pt, sequence, timestamp: digit_timestamp, ssrc, payload: &payload };
-                    p.write_to(&mut packet);
-                } else {
-                    let mut had_audio = false;
-                    for s in frame.iter_mut() {
-                        *s = match queue.front() {
-                            Some(Outgoing::Sample(v)) => {
-                                let v = *v;
-                                queue.pop_front();
-                                had_audio = true;
-                                v
-                            }
-                            _ => 0,
-                        };
-                    }
-                    if was_sending && !had_audio {
-                        let _ = events.send(LegEvent::Drained(Instant::now()));
-                    }
-                    was_sending = had_audio;
-                    let law = if m.codec_pt == PT_PCMA { Law::Alaw } else { Law::Ulaw };
-                    let p = RtpPacket { marker: first_packet, payload_type: m.codec_pt, sequence, timestamp, ssrc, payload: &[] };
-                    p.write_to(&mut packet);
-                    law.encode_into(&frame, &mut packet);
-                    first_packet = false;
-                }
-                if rtp.send_to(&packet, remote).await.is_ok() {
-                    sent += 1;
-                }
-                sequence = sequence.wrapping_add(1);
-                timestamp = timestamp.wrapping_add(FRAME as u32);
-            }
-            r = rtp.recv_from(&mut rtp_buf) => {
-                let Ok((n, from)) = r else { continue };
-                let Some(m) = media.as_ref() else { continue };
-                if m.remote != Some(from) {
-                    continue; // strict source: no RTP bleed from elsewhere
-                }
-                let Ok(p) = RtpPacket::parse(&rtp_buf[..n]) else { continue };
-                if p.payload_type != m.codec_pt {
-                    continue;
-                }
-                received += 1;
-                let law = if m.codec_pt == PT_PCMA { Law::Alaw } else { Law::Ulaw };
-                let _ = events.send(LegEvent::Audio(law.decode(p.payload), Instant::now()));
-            }
+                FromMedia::Event(_) => {}
+                FromMedia::Finished(c) => counters = c,
+            },
             cmd = commands.recv(), if commands_open => {
                 match cmd {
-                    Some(LegCommand::Audio(pcm)) => {
-                        queue.extend(pcm.into_iter().map(Outgoing::Sample));
-                        if let Some(max) = config.max_queued_frames {
-                            let excess = queue.len().saturating_sub(max * FRAME);
-                            queue.drain(..excess);
-                        }
-                    }
-                    Some(LegCommand::Digit(d)) => queue.push_back(Outgoing::Digit(d)),
-                    Some(LegCommand::Flush) => queue.clear(),
                     Some(LegCommand::Hangup) | None => {
                         commands_open = false;
                         hanging_up = true;
@@ -350,6 +321,10 @@ async fn run(
                             why = "we hung up".into();
                         }
                     }
+                    Some(c) => match media.as_mut() {
+                        Some(m) => command(m, c),
+                        None => early.push(c),
+                    },
                 }
             }
         }
@@ -357,9 +332,41 @@ async fn run(
             break;
         }
     }
+    // Stop the media and collect its counters before reporting the end.
+    if let Some(m) = media.take() {
+        m.handle.stop();
+        // Bounded: a media driver already shut down never answers.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(m) = media_rx.recv().await {
+                if let FromMedia::Finished(c) = m {
+                    counters = c;
+                    return;
+                }
+            }
+        })
+        .await;
+    }
     let _ = events.send(LegEvent::Ended {
         why,
-        sent,
-        received,
+        sent: counters.sent,
+        received: counters.received,
     });
+}
+
+/// Carries out one command on the leg's media.
+fn command(m: &mut LegMedia, command: LegCommand) {
+    match command {
+        LegCommand::Audio(pcm) => {
+            m.handle.play(pcm);
+            m.last_mark += 1;
+            m.handle.mark(m.last_mark);
+        }
+        LegCommand::Digit(d) => {
+            m.handle.send_digit(d);
+            m.last_mark += 1;
+            m.handle.mark(m.last_mark);
+        }
+        LegCommand::Flush => m.handle.flush(),
+        LegCommand::Hangup => {}
+    }
 }

@@ -28,10 +28,14 @@ use tracing::Instrument;
 use tokio::sync::{Notify, mpsc};
 
 use crate::media::ports::PortPool;
+use crate::media::session::{MediaEvent, RtpSession, SessionConfig};
+use crate::report::{Report, Reporter};
 use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointEvent, Transmit, Transport};
 use crate::sip::framing::{self, StreamFrame};
 use crate::sip::sdp::Negotiated;
-use call_media::{MediaCommand, MediaReport, MediaSockets};
+pub use call_media::local_ip_towards;
+use call_media::{Finish, MediaReport, TestBehaviour, ToCall};
+use media::{MediaEngine, MediaHandle, MediaSockets};
 
 /// Largest UDP datagram (65,535 minus the IPv4 and UDP headers is less; this covers both).
 const MAX_DATAGRAM: usize = 65_535;
@@ -49,7 +53,33 @@ pub enum NetError {
         #[source]
         source: std::io::Error,
     },
+    /// The media driver's threads could not start.
+    #[error(transparent)]
+    Media(#[from] media::MediaError),
 }
+
+/// Asks the SIP side to end a call (BYE) with a reason for the log.
+pub type HangupFn = Box<dyn FnOnce(String) + Send>;
+
+/// An answered call handed to whatever runs it (the dialplan's call driver).
+pub struct AnsweredCall {
+    pub call_id: String,
+    /// The INVITE's From.
+    pub caller: String,
+    /// The call's RTP session on the media driver.
+    pub media: MediaHandle,
+    /// What the session reports: the caller's audio every 20 ms, keys, playback marks. The
+    /// channel closes when the call's media ends (the caller hung up).
+    pub events: mpsc::UnboundedReceiver<MediaEvent>,
+    pub hangup: HangupFn,
+}
+
+/// Runs each answered call: the future is the call's task (tracked for shutdown).
+pub type CallHandler = Arc<
+    dyn Fn(AnsweredCall) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// How the server runs: SIP settings, media ports, answering.
 #[derive(Clone)]
@@ -61,7 +91,11 @@ pub struct ServeConfig {
     /// (and tests) a window to CANCEL.
     pub ring: Duration,
     /// What runs each answered call; None runs the built-in test behaviour.
-    pub brains: Option<call_media::BrainFactory>,
+    pub calls: Option<CallHandler>,
+    /// The media driver; None starts one thread of its own.
+    pub media: Option<Arc<MediaEngine>>,
+    /// Where SIP and media reports go.
+    pub reporter: Reporter,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -70,7 +104,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("endpoint", &self.endpoint)
             .field("rtp_ports", &self.rtp_ports)
             .field("ring", &self.ring)
-            .field("brains", &self.brains.is_some())
+            .field("calls", &self.calls.is_some())
             .finish()
     }
 }
@@ -81,7 +115,9 @@ impl Default for ServeConfig {
             endpoint: EndpointConfig::default(),
             rtp_ports: PortPool::new(10_000..=20_000).expect("a valid default range"),
             ring: Duration::ZERO,
-            brains: None,
+            calls: None,
+            media: None,
+            reporter: Reporter::default(),
         }
     }
 }
@@ -116,7 +152,12 @@ impl SipListeners {
 
     /// Serves until `shutdown` is cancelled, then hangs up every call (BYE) and waits for open
     /// connections to finish. `seed` makes tags unique across restarts.
-    pub async fn serve(self, config: ServeConfig, seed: u64, shutdown: CancellationToken) {
+    pub async fn serve(
+        self,
+        config: ServeConfig,
+        seed: u64,
+        shutdown: CancellationToken,
+    ) -> Result<(), NetError> {
         let local = self
             .udp
             .local_addr()
@@ -131,16 +172,22 @@ impl SipListeners {
         };
         let endpoint = Arc::new(Mutex::new(Endpoint::new(seed, advertised, config.endpoint)));
         let tracker = TaskTracker::new();
+        let engine = match config.media.clone() {
+            Some(e) => e,
+            None => MediaEngine::start(1)?,
+        };
         let media = MediaState {
             calls: HashMap::new(),
             ports: config.rtp_ports,
             ring: config.ring,
             ringing: VecDeque::new(),
-            brains: config.brains.clone(),
+            handler: config.calls.clone(),
+            engine,
         };
         let outbound = Arc::new(Outbound {
             udp: self.udp,
             tcp: Mutex::new(HashMap::new()),
+            reporter: config.reporter.clone(),
         });
         let wake = Arc::new(Notify::new());
         let drained = CancellationToken::new();
@@ -171,6 +218,7 @@ impl SipListeners {
         shutdown.cancelled().await;
         tracker.close();
         tracker.wait().await;
+        Ok(())
     }
 }
 
@@ -198,12 +246,15 @@ fn status_line(line: std::fmt::Arguments<'_>) {
 struct Outbound {
     udp: UdpSocket,
     tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+    reporter: Reporter,
 }
 
 impl Outbound {
     async fn send(&self, out: Vec<Transmit>) {
         for t in out {
-            count_response(&t.bytes);
+            if let Some(code) = response_code(&t.bytes) {
+                self.reporter.report(Report::SipResponse { code });
+            }
             let connection = self
                 .tcp
                 .lock()
@@ -223,17 +274,13 @@ impl Outbound {
     }
 }
 
-/// Counts a SIP response by status code (`voxnav_sip_responses_total`); requests pass.
-fn count_response(bytes: &[u8]) {
-    if let Some(code) = bytes
+/// The status code of a SIP response (None for requests).
+fn response_code(bytes: &[u8]) -> Option<u16> {
+    bytes
         .strip_prefix(b"SIP/2.0 ")
         .and_then(|rest| rest.get(..3))
         .and_then(|c| std::str::from_utf8(c).ok())
-    {
-        crate::ops::metrics::metrics()
-            .sip_responses_total
-            .inc(&[code]);
-    }
+        .and_then(|c| c.parse().ok())
 }
 
 /// A call waiting to be answered (ringing).
@@ -244,25 +291,32 @@ struct Ringing {
     signalling: SocketAddr,
 }
 
-/// The driver's media side: each call's media task, the port pool, calls still ringing.
+/// The driver's media side: each call's media session, the port pool, calls still ringing.
 struct MediaState {
-    /// Calls in progress: the command channel of each call's media task.
-    calls: HashMap<String, mpsc::Sender<MediaCommand>>,
+    /// Calls in progress: each call's session on the media driver.
+    calls: HashMap<String, MediaHandle>,
     ports: PortPool,
     ring: Duration,
     /// In answer order (one ring duration for all, so first in is first due).
     ringing: VecDeque<Ringing>,
-    brains: Option<call_media::BrainFactory>,
+    handler: Option<CallHandler>,
+    engine: Arc<MediaEngine>,
 }
 
 /// Tries to bind an RTP/RTCP pair from the pool on `ip`; ports other programs hold are skipped.
-async fn bind_media(ip: std::net::IpAddr, ports: &mut PortPool) -> Option<MediaSockets> {
+fn bind_media(ip: std::net::IpAddr, ports: &mut PortPool) -> Option<(MediaSockets, u16)> {
     for _ in 0..16 {
         let port = ports.allocate()?;
-        let rtp = UdpSocket::bind(SocketAddr::new(ip, port)).await;
-        let rtcp = UdpSocket::bind(SocketAddr::new(ip, port + 1)).await;
+        let rtp = std::net::UdpSocket::bind(SocketAddr::new(ip, port));
+        let rtcp = std::net::UdpSocket::bind(SocketAddr::new(ip, port + 1));
         match (rtp, rtcp) {
-            (Ok(rtp), Ok(rtcp)) => return Some(MediaSockets { rtp, rtcp }),
+            (Ok(rtp), Ok(rtcp)) => {
+                let sockets = MediaSockets {
+                    rtp,
+                    rtcp: Some(rtcp),
+                };
+                return Some((sockets, port));
+            }
             _ => ports.release(port),
         }
     }
@@ -275,7 +329,7 @@ async fn start_call(
     socket: &Outbound,
     state: &mut MediaState,
     call: Ringing,
-    reports: &mpsc::Sender<MediaReport>,
+    reports: &mpsc::UnboundedSender<MediaReport>,
     tracker: &TaskTracker,
 ) {
     let Ringing {
@@ -294,44 +348,78 @@ async fn start_call(
         .map(|a| a.ip())
         .unwrap_or([127, 0, 0, 1].into());
     let ip = match peer_ip {
-        Some(ip) => call_media::local_ip_towards(SocketAddr::new(ip, 9), fallback),
+        Some(ip) => local_ip_towards(SocketAddr::new(ip, 9), fallback),
         None if fallback.is_unspecified() => [127, 0, 0, 1].into(),
         None => fallback,
     };
-    let out = match bind_media(ip, &mut state.ports).await {
-        Some(sockets) => {
-            let local_rtp = sockets.rtp.local_addr().unwrap_or(SocketAddr::new(ip, 0));
-            let (tx, rx) = mpsc::channel(64);
-            state.calls.insert(call_id.clone(), tx);
-            let caller = lock(endpoint).caller_of(&call_id);
-            // Every log event of this call (its media task, its brain, the threads they
-            // start) carries the call id.
-            let span = tracing::info_span!("call", id = %call_id);
-            let tcp = lock(endpoint).is_tcp_call(&call_id);
-            span.in_scope(|| {
-                tracing::info!(%caller, transport = if tcp { "tcp" } else { "udp" }, rtp = %local_rtp, "call answered");
-            });
-            let brain = span.in_scope(|| state.brains.as_ref().map(|make| make(&call_id, &caller)));
-            let m = crate::ops::metrics::metrics();
-            m.calls_active
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            m.calls_total.inc(&[if tcp { "tcp" } else { "udp" }]);
-            tracker.spawn(
-                call_media::run(
-                    sockets,
-                    call_id.clone(),
-                    media,
-                    signalling.ip(),
-                    rx,
-                    reports.clone(),
-                    brain,
-                )
-                .instrument(span),
-            );
-            lock(endpoint).answer_call(&call_id, local_rtp, Instant::now())
-        }
-        None => lock(endpoint).reject_call(&call_id, 500, "No Media Port", Instant::now()),
+    let Some((sockets, port)) = bind_media(ip, &mut state.ports) else {
+        let out = lock(endpoint).reject_call(&call_id, 500, "No Media Port", Instant::now());
+        socket.send(out).await;
+        return;
     };
+    let local_rtp = sockets.rtp.local_addr().unwrap_or(SocketAddr::new(ip, 0));
+    let caller = lock(endpoint).caller_of(&call_id);
+    // Every log event of this call (its task, the jobs it starts) carries the call id.
+    let span = tracing::info_span!("call", id = %call_id);
+    let transport = if lock(endpoint).is_tcp_call(&call_id) {
+        "tcp"
+    } else {
+        "udp"
+    };
+    span.in_scope(|| tracing::info!(%caller, transport, rtp = %local_rtp, "call answered"));
+    let mut config = SessionConfig::answered_call(
+        media::random_ssrc(&call_id),
+        format!("voxnav@{}", local_rtp.ip()),
+        signalling.ip(),
+    );
+    let finish = Finish {
+        call_id: call_id.clone(),
+        port,
+        reports: reports.clone(),
+    };
+    let now = Instant::now();
+    let handle = match state.handler.clone() {
+        Some(handler) => {
+            let session = RtpSession::new(config, media, now);
+            let (events_tx, events) = mpsc::unbounded_channel();
+            let handle = state.engine.add(
+                sockets,
+                session,
+                Box::new(ToCall {
+                    events: events_tx,
+                    finish,
+                }),
+            );
+            let hangup_reports = reports.clone();
+            let id = call_id.clone();
+            let call = AnsweredCall {
+                call_id: call_id.clone(),
+                caller,
+                media: handle.clone(),
+                events,
+                hangup: Box::new(move |why| {
+                    let _ = hangup_reports.send(MediaReport::Hangup { call_id: id, why });
+                }),
+            };
+            tracker.spawn(handler(call).instrument(span));
+            handle
+        }
+        None => {
+            // The built-in test behaviour: no audio to hand over, digits still detected.
+            config.deliver_audio = false;
+            let mut session = RtpSession::new(config, media, now);
+            session.play(&TestBehaviour::prompt());
+            state
+                .engine
+                .add(sockets, session, Box::new(TestBehaviour { finish }))
+        }
+    };
+    state.calls.insert(call_id.clone(), handle);
+    socket.reporter.report(Report::CallAnswered {
+        call_id: call_id.clone(),
+        transport,
+    });
+    let out = lock(endpoint).answer_call(&call_id, local_rtp, Instant::now());
     socket.send(out).await;
 }
 
@@ -340,7 +428,7 @@ async fn drain_events(
     endpoint: &Mutex<Endpoint>,
     socket: &Outbound,
     state: &mut MediaState,
-    reports: &mpsc::Sender<MediaReport>,
+    reports: &mpsc::UnboundedSender<MediaReport>,
     tracker: &TaskTracker,
 ) {
     loop {
@@ -373,14 +461,14 @@ async fn drain_events(
                 media: Some(media),
             }
             | EndpointEvent::MediaChanged { call_id, media } => {
-                if let Some(tx) = state.calls.get(&call_id) {
-                    let _ = tx.send(MediaCommand::Update(media)).await;
+                if let Some(h) = state.calls.get(&call_id) {
+                    h.update(media);
                 }
             }
             EndpointEvent::CallConfirmed { media: None, .. } => {}
             EndpointEvent::Dtmf { call_id, digit } => {
-                if let Some(tx) = state.calls.get(&call_id) {
-                    let _ = tx.send(MediaCommand::Digit(digit)).await;
+                if let Some(h) = state.calls.get(&call_id) {
+                    h.signalled_digit(digit);
                 }
             }
             EndpointEvent::SessionExpired { call_id } => {
@@ -390,8 +478,8 @@ async fn drain_events(
                 ));
             }
             EndpointEvent::CallEnded { call_id, reason } => {
-                if let Some(tx) = state.calls.remove(&call_id) {
-                    let _ = tx.send(MediaCommand::Stop).await;
+                if let Some(h) = state.calls.remove(&call_id) {
+                    h.stop();
                 }
                 tracing::info!(call = %call_id, %reason, "call ended");
                 status_line(format_args!("voxnav: call {call_id} ended: {reason}"));
@@ -409,15 +497,17 @@ async fn udp_loop(
     tracker: TaskTracker,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let (report_tx, mut reports) = mpsc::channel::<MediaReport>(256);
+    // Unbounded: a media thread must never block on the SIP loop, and a lost `Finished`
+    // would leak its port.
+    let (report_tx, mut reports) = mpsc::unbounded_channel::<MediaReport>();
     // After SIGTERM: calls are hung up and given this long to finish.
     let mut draining_until: Option<Instant> = None;
     loop {
         if let Some(until) = draining_until
             && (state.calls.is_empty() || Instant::now() >= until)
         {
-            for (_, tx) in state.calls.drain() {
-                let _ = tx.send(MediaCommand::Stop).await;
+            for (_, h) in state.calls.drain() {
+                h.stop();
             }
             return;
         }
@@ -477,15 +567,12 @@ async fn udp_loop(
                 }
                 MediaReport::Finished { call_id, port, counters } => {
                     state.ports.release(port);
-                    let m = crate::ops::metrics::metrics();
-                    m.calls_active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                    m.rtp_packets_total.add(&["sent"], counters.sent);
-                    m.rtp_packets_total.add(&["received"], counters.received);
-                    m.rtp_packets_total.add(&["concealed"], counters.concealed);
-                    m.rtp_packets_total.add(&["lost"], counters.lost);
+                    // A call whose media ended by itself is over too.
+                    state.calls.remove(&call_id);
                     // Tests read this line.
                     tracing::info!(call = %call_id, %counters, "media finished");
                     status_line(format_args!("voxnav: media {call_id}: {counters}"));
+                    socket.reporter.report(Report::MediaFinished { call_id, counters });
                 }
             },
         }

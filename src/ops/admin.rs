@@ -36,6 +36,10 @@ pub struct AdminConfig {
     /// Set once the server takes calls (the hotline's fixed prompts are synthesised);
     /// `/readyz` answers 503 before.
     pub ready: Arc<std::sync::atomic::AtomicBool>,
+    /// The server's metrics (`/metrics`).
+    pub metrics: Arc<super::metrics::Metrics>,
+    /// The server's calls in progress.
+    pub live: Arc<super::live::LiveView>,
 }
 
 /// The dashboard: one page, no build step, no external assets.
@@ -122,15 +126,18 @@ async fn require_token(
     next.run(request).await
 }
 
-async fn metrics() -> impl IntoResponse {
+async fn metrics(State(config): State<AdminConfig>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        super::metrics::metrics().render(),
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        config.metrics.render(),
     )
 }
 
-async fn live_calls() -> impl IntoResponse {
-    Json(json!({ "calls": super::live::all() }))
+async fn live_calls(State(config): State<AdminConfig>) -> impl IntoResponse {
+    Json(json!({ "calls": config.live.all() }))
 }
 
 /// An API error: its status and a JSON `{"error": ...}` body.
@@ -203,7 +210,7 @@ async fn with_records<T: Send + 'static>(
 
 /// A call in progress (with its live transcript), else the recorded call with its turns.
 async fn one_call(State(config): State<AdminConfig>, Path(id): Path<String>) -> ApiResult {
-    if let Some(call) = super::live::get(&id) {
+    if let Some(call) = config.live.get(&id) {
         return Ok(Json(json!({ "live": true, "call": call })).into_response());
     }
     let wanted = id.clone();
@@ -422,6 +429,8 @@ mod tests {
             records: Some(records),
             hotline: Some(hotline.clone()),
             ready: Arc::new(true.into()),
+            metrics: Default::default(),
+            live: Default::default(),
         };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

@@ -1,9 +1,11 @@
 //! The calls in progress, as the admin API shows them: when each started, where it is in the
-//! dialplan, its transcript so far. Updated by the call's brain once per turn (a short mutex,
-//! no I/O), read by the admin API.
+//! dialplan, its transcript so far. One view per server, kept by observing its reports (a
+//! short mutex, no I/O), read by the admin API.
 
 use std::collections::BTreeMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
+
+use crate::report::{Observer, Report, TransferStatus};
 
 /// One call in progress.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -19,12 +21,6 @@ pub struct LiveCall {
     pub state: String,
 }
 
-static LIVE: LazyLock<Mutex<BTreeMap<String, LiveCall>>> = LazyLock::new(Default::default);
-
-fn lock() -> std::sync::MutexGuard<'static, BTreeMap<String, LiveCall>> {
-    LIVE.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Unix time now in milliseconds.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -32,40 +28,76 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// A call was answered.
-pub fn started(call_id: &str, hotline: &str) {
-    lock().insert(
-        call_id.to_string(),
-        LiveCall {
-            call_id: call_id.to_string(),
-            started_ms: now_ms(),
-            hotline: hotline.to_string(),
-            state: "bot".into(),
-            ..Default::default()
-        },
-    );
+/// The calls in progress on one server.
+#[derive(Debug, Default)]
+pub struct LiveView {
+    calls: Mutex<BTreeMap<String, LiveCall>>,
 }
 
-/// Changes one call's entry (if it is still live).
-pub fn update(call_id: &str, change: impl FnOnce(&mut LiveCall)) {
-    if let Some(call) = lock().get_mut(call_id) {
-        change(call);
+impl LiveView {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, LiveCall>> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update(&self, call_id: &str, change: impl FnOnce(&mut LiveCall)) {
+        if let Some(call) = self.lock().get_mut(call_id) {
+            change(call);
+        }
+    }
+
+    /// Every call in progress, oldest first.
+    pub fn all(&self) -> Vec<LiveCall> {
+        let mut calls: Vec<LiveCall> = self.lock().values().cloned().collect();
+        calls.sort_by_key(|c| c.started_ms);
+        calls
+    }
+
+    /// One call in progress.
+    pub fn get(&self, call_id: &str) -> Option<LiveCall> {
+        self.lock().get(call_id).cloned()
     }
 }
 
-/// The call ended.
-pub fn ended(call_id: &str) {
-    lock().remove(call_id);
-}
-
-/// Every call in progress, oldest first.
-pub fn all() -> Vec<LiveCall> {
-    let mut calls: Vec<LiveCall> = lock().values().cloned().collect();
-    calls.sort_by_key(|c| c.started_ms);
-    calls
-}
-
-/// One call in progress.
-pub fn get(call_id: &str) -> Option<LiveCall> {
-    lock().get(call_id).cloned()
+impl Observer for LiveView {
+    fn observe(&self, report: &Report) {
+        match report {
+            Report::CallStarted {
+                call_id, hotline, ..
+            } => {
+                self.lock().insert(
+                    call_id.clone(),
+                    LiveCall {
+                        call_id: call_id.clone(),
+                        started_ms: now_ms(),
+                        hotline: hotline.clone(),
+                        state: "bot".into(),
+                        ..Default::default()
+                    },
+                );
+            }
+            Report::Turn {
+                call_id,
+                record,
+                transcript,
+            } => self.update(call_id, |c| {
+                c.node = record["node"].as_str().unwrap_or_default().to_string();
+                c.turns = record["turn"].as_u64().unwrap_or(0) as u32;
+                c.transcript = transcript.clone();
+            }),
+            Report::Transfer {
+                call_id, status, ..
+            } => {
+                let state = match status {
+                    TransferStatus::Dialling => "transfer ringing",
+                    TransferStatus::Connected => "with agent",
+                    TransferStatus::Failed | TransferStatus::Ended => "bot",
+                };
+                self.update(call_id, |c| c.state = state.into());
+            }
+            Report::CallEnded { call_id, .. } => {
+                self.lock().remove(call_id);
+            }
+            _ => {}
+        }
+    }
 }

@@ -1,373 +1,477 @@
-//! Prometheus metrics, kept in-process and rendered in the text exposition format (0.0.4) at
-//! `/metrics`. Names follow Prometheus conventions (`voxnav_` prefix, `_total` counters, units
-//! in names: `_seconds`); label values come from bounded sets only (decision kinds, outcomes,
-//! the dialplan's own intent names, SIP status codes), never from caller input.
-//!
-//! One process-wide registry (`metrics()`): the call path only touches atomics or a short
-//! mutex, never I/O.
+//! Prometheus metrics, written by the maintained `prometheus-client` crate (OpenMetrics text
+//! exposition at `/metrics`). One registry per server, filled by observing the server's
+//! reports (`report::Report`): nothing on the call path knows about metrics. Names follow
+//! Prometheus conventions (`voxnav_` prefix, `_total` counters, units in names); label values
+//! come from bounded sets only (decision kinds, outcomes, the dialplan's own intent names,
+//! SIP status codes), never from caller input.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-/// Off (`serve --no-metrics`): counters and histograms ignore updates, so `/metrics` shows
-/// only the families; used to measure what counting costs (benches/ops_overhead.rs).
-static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
-/// Turns counting on or off for the whole process.
-pub fn set_enabled(on: bool) {
-    ENABLED.store(on, Ordering::Relaxed);
-}
-
-fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
-}
-
-/// Counters keyed by their label values.
-#[derive(Default)]
-pub struct CounterFamily {
-    values: Mutex<BTreeMap<Vec<String>, u64>>,
-}
-
-impl CounterFamily {
-    pub fn inc(&self, labels: &[&str]) {
-        self.add(labels, 1);
-    }
-
-    pub fn add(&self, labels: &[&str], n: u64) {
-        if !enabled() {
-            return;
-        }
-        let key: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
-        *self
-            .values
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key)
-            .or_default() += n;
-    }
-
-    /// The current value for these labels (0 if never counted).
-    pub fn get(&self, labels: &[&str]) -> u64 {
-        let key: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
-        self.values
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    fn snapshot(&self) -> Vec<(Vec<String>, u64)> {
-        self.values
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect()
-    }
-}
+use crate::report::{Observer, Report, TransferStatus};
 
 /// Latency buckets (seconds): fine below a second, where turn latency lives.
 pub const LATENCY_BUCKETS: [f64; 12] = [
     0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0,
 ];
 
-/// Histograms keyed by their label values, with `LATENCY_BUCKETS`.
-#[derive(Default)]
-pub struct HistogramFamily {
-    values: Mutex<BTreeMap<Vec<String>, Histogram>>,
-}
+/// One label name and its value.
+type Labels = Vec<(&'static str, String)>;
+type Counters = Family<Labels, Counter>;
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
 
-#[derive(Clone, Default)]
-struct Histogram {
-    buckets: [u64; LATENCY_BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-impl HistogramFamily {
-    pub fn observe(&self, labels: &[&str], value: Duration) {
-        if !enabled() {
-            return;
-        }
-        let key: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
-        let secs = value.as_secs_f64();
-        let mut all = self.values.lock().unwrap_or_else(|p| p.into_inner());
-        let h = all.entry(key).or_default();
-        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                h.buckets[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += secs;
-    }
-
-    /// Observations so far for these labels.
-    pub fn count(&self, labels: &[&str]) -> u64 {
-        let key: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
-        self.values
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .map_or(0, |h| h.count)
-    }
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
 }
 
 /// Every metric voxnav exports.
-#[derive(Default)]
 pub struct Metrics {
-    pub calls_active: AtomicI64,
-    /// [transport]
-    pub calls_total: CounterFamily,
-    /// [outcome]: self_served, transferred, failed (no agent answered), abandoned
-    pub call_outcomes_total: CounterFamily,
-    /// [reason] of transfers (the dialplan's reasons: a bounded, configured set)
-    pub transfers_total: CounterFamily,
-    /// [result]: connected, failed
-    pub transfer_attempts_total: CounterFamily,
-    /// [decision]: answer, dialplan, transfer, end
-    pub turns_total: CounterFamily,
-    /// [intent] (the dialplan's intent names, or "none")
-    pub intents_total: CounterFamily,
-    /// [kind]: no_match, no_input, asr_unavailable
-    pub fallbacks_total: CounterFamily,
-    /// [stage]: asr, decide, reply_audio, detected_to_audio, voice_to_voice
-    pub turn_latency_seconds: HistogramFamily,
-    /// [engine]: asr, tts
-    pub speech_queue_wait_seconds: HistogramFamily,
-    /// [code] of SIP responses sent
-    pub sip_responses_total: CounterFamily,
-    /// [direction]: sent, received, concealed (played as concealment), lost (never arrived)
-    pub rtp_packets_total: CounterFamily,
-    /// [result]: ok, refused
-    pub dialplan_reloads_total: CounterFamily,
-    pub asr_queue_running: AtomicU64,
-    pub asr_queue_waiting: AtomicU64,
+    registry: Registry,
+    /// Every family's full name and type, as the exposition names them (an empty family
+    /// has no lines in it).
+    families: Vec<(String, &'static str)>,
+    calls_active: Gauge<i64, std::sync::atomic::AtomicI64>,
+    calls: Counters,
+    call_outcomes: Counters,
+    transfers: Counters,
+    transfer_attempts: Counters,
+    turns: Counters,
+    turn_ends: Counters,
+    intents: Counters,
+    fallbacks: Counters,
+    turn_latency: Histograms,
+    speech_queue_wait: Histograms,
+    sip_responses: Counters,
+    rtp_packets: Counters,
+    dialplan_reloads: Counters,
+    asr_running: Gauge<u64, AtomicU64>,
+    asr_waiting: Gauge<u64, AtomicU64>,
 }
 
-static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
-
-/// The process-wide registry.
-pub fn metrics() -> &'static Metrics {
-    &METRICS
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn labels_text(names: &[&str], values: &[String], extra: Option<(&str, String)>) -> String {
-    let mut parts: Vec<String> = names
-        .iter()
-        .zip(values)
-        .map(|(n, v)| format!("{n}=\"{}\"", escape(v)))
-        .collect();
-    if let Some((n, v)) = extra {
-        parts.push(format!("{n}=\"{v}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
     }
 }
 
-fn histogram(out: &mut String, name: &str, help: &str, label: &str, family: &HistogramFamily) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-    let all = family
-        .values
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    for (values, h) in all {
-        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            let l = labels_text(&[label], &values, Some(("le", bound.to_string())));
-            let _ = writeln!(out, "{name}_bucket{l} {}", h.buckets[i]);
-        }
-        let l = labels_text(&[label], &values, Some(("le", "+Inf".into())));
-        let _ = writeln!(out, "{name}_bucket{l} {}", h.count);
-        let l = labels_text(&[label], &values, None);
-        let _ = writeln!(out, "{name}_sum{l} {}\n{name}_count{l} {}", h.sum, h.count);
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
-fn counter(out: &mut String, name: &str, help: &str, labels: &[&str], family: &CounterFamily) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-    for (values, v) in family.snapshot() {
-        let _ = writeln!(out, "{name}{} {v}", labels_text(labels, &values, None));
-    }
-}
-
-fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-    );
+fn label(name: &'static str, value: impl Into<String>) -> Labels {
+    vec![(name, value.into())]
 }
 
 impl Metrics {
-    /// The text exposition of every metric.
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("voxnav");
+        let mut families = Vec::new();
+        let mut family = |name: &str, kind: &'static str| {
+            families.push((format!("voxnav_{name}"), kind));
+        };
+        for gauge in ["calls_active", "asr_queue_running", "asr_queue_waiting"] {
+            family(gauge, "gauge");
+        }
+        for counter in [
+            "calls",
+            "call_outcomes",
+            "transfers",
+            "transfer_attempts",
+            "turns",
+            "turn_ends",
+            "intents",
+            "fallbacks",
+            "sip_responses",
+            "rtp_packets",
+            "dialplan_reloads",
+        ] {
+            family(counter, "counter");
+        }
+        for histogram in ["turn_latency_seconds", "speech_queue_wait_seconds"] {
+            family(histogram, "histogram");
+        }
+        let calls_active = Gauge::default();
+        r.register("calls_active", "Calls in progress", calls_active.clone());
+        let counter = |r: &mut Registry, name: &str, help: &str| {
+            let f = Counters::default();
+            r.register(name, help, f.clone());
+            f
+        };
+        let histogram = |r: &mut Registry, name: &str, help: &str| {
+            let f = Histograms::new_with_constructor(latency_histogram as fn() -> Histogram);
+            r.register(name, help, f.clone());
+            f
+        };
+        let calls = counter(&mut r, "calls", "Calls answered");
+        let call_outcomes = counter(&mut r, "call_outcomes", "Finished calls by outcome");
+        let transfers = counter(
+            &mut r,
+            "transfers",
+            "Transfers to a human, by the dialplan's reason",
+        );
+        let transfer_attempts =
+            counter(&mut r, "transfer_attempts", "Agent legs placed, by result");
+        let turns = counter(&mut r, "turns", "Caller turns by decision");
+        let turn_ends = counter(
+            &mut r,
+            "turn_ends",
+            "Caller turns by what ended them: the end-of-turn model, a long enough number, the silence rule, the cap",
+        );
+        let intents = counter(&mut r, "intents", "Intents recognised in caller turns");
+        let fallbacks = counter(
+            &mut r,
+            "fallbacks",
+            "Turns the bot could not use: no match, no input, recognition unavailable",
+        );
+        let turn_latency = histogram(
+            &mut r,
+            "turn_latency_seconds",
+            "Per-turn latency by stage (end of voice -> turn over -> ASR -> decision -> first reply audio)",
+        );
+        let speech_queue_wait = histogram(
+            &mut r,
+            "speech_queue_wait_seconds",
+            "Time a recognition or synthesis waited for its engine and cores",
+        );
+        let sip_responses = counter(
+            &mut r,
+            "sip_responses",
+            "SIP responses sent, by status code",
+        );
+        let rtp_packets = counter(
+            &mut r,
+            "rtp_packets",
+            "RTP packets of finished calls: sent, received, concealed (played as concealment), lost (never arrived)",
+        );
+        let dialplan_reloads = counter(
+            &mut r,
+            "dialplan_reloads",
+            "Dialplan reloads, by result (refused ones keep the old version serving)",
+        );
+        let asr_running = Gauge::default();
+        r.register(
+            "asr_queue_running",
+            "Recognitions running",
+            asr_running.clone(),
+        );
+        let asr_waiting = Gauge::default();
+        r.register(
+            "asr_queue_waiting",
+            "Recognitions waiting for the engine",
+            asr_waiting.clone(),
+        );
+        Self {
+            registry: r,
+            families,
+            calls_active,
+            calls,
+            call_outcomes,
+            transfers,
+            transfer_attempts,
+            turns,
+            turn_ends,
+            intents,
+            fallbacks,
+            turn_latency,
+            speech_queue_wait,
+            sip_responses,
+            rtp_packets,
+            dialplan_reloads,
+            asr_running,
+            asr_waiting,
+        }
+    }
+
+    /// Every family exported: (name, type).
+    pub fn families(&self) -> &[(String, &'static str)] {
+        &self.families
+    }
+
+    /// The OpenMetrics text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        gauge(
-            &mut out,
-            "voxnav_calls_active",
-            "Calls in progress.",
-            self.calls_active.load(Ordering::Relaxed) as f64,
-        );
-        counter(
-            &mut out,
-            "voxnav_calls_total",
-            "Calls answered.",
-            &["transport"],
-            &self.calls_total,
-        );
-        counter(
-            &mut out,
-            "voxnav_call_outcomes_total",
-            "Finished calls by outcome.",
-            &["outcome"],
-            &self.call_outcomes_total,
-        );
-        counter(
-            &mut out,
-            "voxnav_transfers_total",
-            "Transfers to a human, by the dialplan's reason.",
-            &["reason"],
-            &self.transfers_total,
-        );
-        counter(
-            &mut out,
-            "voxnav_transfer_attempts_total",
-            "Agent legs placed, by result.",
-            &["result"],
-            &self.transfer_attempts_total,
-        );
-        counter(
-            &mut out,
-            "voxnav_turns_total",
-            "Caller turns by decision.",
-            &["decision"],
-            &self.turns_total,
-        );
-        counter(
-            &mut out,
-            "voxnav_intents_total",
-            "Intents recognised in caller turns.",
-            &["intent"],
-            &self.intents_total,
-        );
-        counter(
-            &mut out,
-            "voxnav_fallbacks_total",
-            "Turns the bot could not use: no match, no input, recognition unavailable.",
-            &["kind"],
-            &self.fallbacks_total,
-        );
-        histogram(
-            &mut out,
-            "voxnav_turn_latency_seconds",
-            "Per-turn latency by stage (endpoint detected -> ASR -> decision -> first reply audio).",
-            "stage",
-            &self.turn_latency_seconds,
-        );
-        histogram(
-            &mut out,
-            "voxnav_speech_queue_wait_seconds",
-            "Time a recognition or synthesis waited for its engine and cores.",
-            "engine",
-            &self.speech_queue_wait_seconds,
-        );
-        counter(
-            &mut out,
-            "voxnav_sip_responses_total",
-            "SIP responses sent, by status code.",
-            &["code"],
-            &self.sip_responses_total,
-        );
-        counter(
-            &mut out,
-            "voxnav_rtp_packets_total",
-            "RTP packets of finished calls: sent, received, concealed (played as concealment), lost (never arrived).",
-            &["direction"],
-            &self.rtp_packets_total,
-        );
-        counter(
-            &mut out,
-            "voxnav_dialplan_reloads_total",
-            "Dialplan reloads, by result (refused ones keep the old version serving).",
-            &["result"],
-            &self.dialplan_reloads_total,
-        );
-        gauge(
-            &mut out,
-            "voxnav_asr_queue_running",
-            "Recognitions running.",
-            self.asr_queue_running.load(Ordering::Relaxed) as f64,
-        );
-        gauge(
-            &mut out,
-            "voxnav_asr_queue_waiting",
-            "Recognitions waiting for the engine.",
-            self.asr_queue_waiting.load(Ordering::Relaxed) as f64,
-        );
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
         out
     }
+
+    fn observe_latency(&self, stage: &'static str, d: Duration) {
+        self.turn_latency
+            .get_or_create(&label("stage", stage))
+            .observe(d.as_secs_f64());
+    }
+
+    /// Metrics of one decision record.
+    fn count_turn(&self, record: &serde_json::Value) {
+        let text = |k: &str| record[k].as_str().unwrap_or_default().to_string();
+        let (input, decision, reason) = (text("input"), text("decision"), text("reason"));
+        if input == "(call start)" {
+            return;
+        }
+        self.turns.get_or_create(&label("decision", decision)).inc();
+        if let Some(intent) = record["intent"].as_str() {
+            self.intents.get_or_create(&label("intent", intent)).inc();
+        }
+        if input == "(silence)" {
+            self.fallbacks
+                .get_or_create(&label("kind", "no_input"))
+                .inc();
+        } else if reason.starts_with("not understood") {
+            self.fallbacks
+                .get_or_create(&label("kind", "no_match"))
+                .inc();
+        }
+    }
+}
+
+impl Observer for Metrics {
+    fn observe(&self, report: &Report) {
+        match report {
+            Report::CallAnswered { transport, .. } => {
+                self.calls_active.inc();
+                self.calls
+                    .get_or_create(&label("transport", *transport))
+                    .inc();
+            }
+            Report::MediaFinished { counters, .. } => {
+                self.calls_active.dec();
+                for (direction, n) in [
+                    ("sent", counters.sent),
+                    ("received", counters.received),
+                    ("concealed", counters.concealed),
+                    ("lost", counters.lost),
+                ] {
+                    self.rtp_packets
+                        .get_or_create(&label("direction", direction))
+                        .inc_by(n);
+                }
+            }
+            Report::SipResponse { code } => {
+                self.sip_responses
+                    .get_or_create(&label("code", code.to_string()))
+                    .inc();
+            }
+            Report::DialplanReload { ok } => {
+                let result = if *ok { "ok" } else { "refused" };
+                self.dialplan_reloads
+                    .get_or_create(&label("result", result))
+                    .inc();
+            }
+            Report::Turn { record, .. } => self.count_turn(record),
+            Report::Latency { latency, .. } => {
+                self.turn_ends
+                    .get_or_create(&label("by", latency.ended_by.name()))
+                    .inc();
+                self.observe_latency("end_of_turn", latency.end_of_turn);
+                self.observe_latency("asr", latency.asr);
+                self.observe_latency("decide", latency.decide);
+                self.observe_latency("reply_audio", latency.reply_audio);
+                self.observe_latency("detected_to_audio", latency.detected_to_audio());
+                self.observe_latency("voice_to_voice", latency.voice_to_voice());
+            }
+            Report::TransferRequested { reason, .. } => {
+                self.transfers.get_or_create(&label("reason", reason)).inc();
+            }
+            Report::Transfer { status, .. } => {
+                let result = match status {
+                    TransferStatus::Connected => "connected",
+                    TransferStatus::Failed => "failed",
+                    _ => return,
+                };
+                self.transfer_attempts
+                    .get_or_create(&label("result", result))
+                    .inc();
+            }
+            Report::AsrUnavailable { .. } => {
+                self.fallbacks
+                    .get_or_create(&label("kind", "asr_unavailable"))
+                    .inc();
+            }
+            Report::EngineWait { engine, waited } => {
+                self.speech_queue_wait
+                    .get_or_create(&label("engine", *engine))
+                    .observe(waited.as_secs_f64());
+            }
+            Report::AsrQueue { running, waiting } => {
+                self.asr_running.set(*running as u64);
+                self.asr_waiting.set(*waiting as u64);
+            }
+            Report::CallEnded { outcome, .. } => {
+                self.call_outcomes
+                    .get_or_create(&label("outcome", outcome.name()))
+                    .inc();
+            }
+            Report::CallStarted { .. } => {}
+        }
+    }
+}
+
+/// The value of one sample line (`name{labels}`) in an exposition, 0 if absent.
+pub fn sample(text: &str, line_start: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::{Outcome, TurnEnd, TurnLatency};
 
     #[test]
-    fn renders_counters_gauges_and_histograms_in_the_text_format() {
-        let m = Metrics::default();
-        m.calls_total.inc(&["udp"]);
-        m.turns_total.add(&["answer"], 2);
-        m.intents_total.inc(&["say \"hi\""]);
-        m.turn_latency_seconds
-            .observe(&["asr"], Duration::from_millis(120));
-        m.turn_latency_seconds
-            .observe(&["asr"], Duration::from_millis(900));
+    fn reports_become_counters_gauges_and_histograms() {
+        let m = Metrics::new();
+        m.observe(&Report::CallAnswered {
+            call_id: "a".into(),
+            transport: "udp",
+        });
+        m.observe(&Report::Turn {
+            call_id: "a".into(),
+            record: serde_json::json!({"input": "hi", "decision": "answer", "intent": "say \"hi\"", "reason": ""}),
+            transcript: vec![],
+        });
+        for ms in [120, 900] {
+            m.observe(&Report::Latency {
+                call_id: "a".into(),
+                latency: TurnLatency {
+                    end_of_turn: Duration::from_millis(200),
+                    asr: Duration::from_millis(ms),
+                    decide: Duration::ZERO,
+                    reply_audio: Duration::ZERO,
+                    speculative: false,
+                    ended_by: TurnEnd::Model,
+                },
+            });
+        }
+        m.observe(&Report::CallEnded {
+            call_id: "a".into(),
+            outcome: Outcome::SelfServed,
+            transfer_reason: None,
+        });
         let text = m.render();
-        assert!(
-            text.contains("# TYPE voxnav_calls_total counter\n"),
-            "{text}"
-        );
+        assert!(text.contains("# TYPE voxnav_calls counter\n"), "{text}");
         assert!(text.contains("voxnav_calls_total{transport=\"udp\"} 1\n"));
-        assert!(text.contains("voxnav_turns_total{decision=\"answer\"} 2\n"));
+        assert!(text.contains("voxnav_calls_active 1\n"));
+        assert!(text.contains("voxnav_turns_total{decision=\"answer\"} 1\n"));
         assert!(text.contains("voxnav_intents_total{intent=\"say \\\"hi\\\"\"} 1\n"));
-        assert!(text.contains("voxnav_turn_latency_seconds_bucket{stage=\"asr\",le=\"0.2\"} 1\n"));
-        assert!(text.contains("voxnav_turn_latency_seconds_bucket{stage=\"asr\",le=\"1\"} 2\n"));
-        assert!(text.contains("voxnav_turn_latency_seconds_bucket{stage=\"asr\",le=\"+Inf\"} 2\n"));
-        assert!(text.contains("voxnav_turn_latency_seconds_count{stage=\"asr\"} 2\n"));
-        assert!(text.contains("voxnav_calls_active 0\n"));
-        assert_eq!(m.turns_total.get(&["answer"]), 2);
+        assert!(text.contains("voxnav_turn_ends_total{by=\"model\"} 2\n"));
+        assert!(
+            text.contains("voxnav_turn_latency_seconds_bucket{le=\"0.2\",stage=\"asr\"} 1\n")
+                || text
+                    .contains("voxnav_turn_latency_seconds_bucket{stage=\"asr\",le=\"0.2\"} 1\n")
+        );
+        assert_eq!(
+            sample(&text, "voxnav_turn_latency_seconds_count{stage=\"asr\"}"),
+            2.0
+        );
+        assert_eq!(
+            sample(&text, "voxnav_call_outcomes_total{outcome=\"self_served\"}"),
+            1.0
+        );
+    }
+
+    /// The list of families is the registry's: each shows up with its type once it has values.
+    #[test]
+    fn the_family_list_matches_the_exposition() {
+        let m = Metrics::new();
+        for r in [
+            Report::CallAnswered {
+                call_id: "a".into(),
+                transport: "udp",
+            },
+            Report::MediaFinished {
+                call_id: "a".into(),
+                counters: Default::default(),
+            },
+            Report::SipResponse { code: 200 },
+            Report::DialplanReload { ok: true },
+            Report::TransferRequested {
+                call_id: "a".into(),
+                reason: "r".into(),
+            },
+            Report::AsrUnavailable {
+                call_id: "a".into(),
+                why: "x".into(),
+            },
+            Report::EngineWait {
+                engine: "asr",
+                waited: Duration::ZERO,
+            },
+            Report::CallEnded {
+                call_id: "a".into(),
+                outcome: Outcome::Abandoned,
+                transfer_reason: None,
+            },
+            Report::Transfer {
+                call_id: "a".into(),
+                status: TransferStatus::Connected,
+                agent: "sip:a@b".into(),
+                why: String::new(),
+                after: Duration::ZERO,
+                frames_to_agent: 0,
+                frames_to_caller: 0,
+            },
+            Report::Turn {
+                call_id: "a".into(),
+                record: serde_json::json!({"input": "x", "decision": "answer", "intent": "i", "reason": ""}),
+                transcript: vec![],
+            },
+            Report::Latency {
+                call_id: "a".into(),
+                latency: TurnLatency {
+                    end_of_turn: Duration::ZERO,
+                    asr: Duration::ZERO,
+                    decide: Duration::ZERO,
+                    reply_audio: Duration::ZERO,
+                    speculative: false,
+                    ended_by: TurnEnd::Silence,
+                },
+            },
+        ] {
+            m.observe(&r);
+        }
+        let text = m.render();
+        for (name, kind) in m.families() {
+            assert!(
+                text.contains(&format!("# TYPE {name} {kind}\n")),
+                "{name}: {text}"
+            );
+        }
+        assert_eq!(text.matches("# TYPE ").count(), m.families().len());
     }
 
     /// The Grafana dashboard in the repository only queries metrics voxnav exports.
     #[test]
     fn the_grafana_dashboard_uses_exported_metrics() {
         let dashboard = include_str!("../../docs/grafana/voxnav-dashboard.json");
-        let exported = Metrics::default().render();
+        let metrics = Metrics::new();
+        let exported = metrics.families();
         let mut used = 0;
         for (i, _) in dashboard.match_indices("voxnav_") {
             let name: String = dashboard[i..]
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect();
-            let family = name.strip_suffix("_bucket").unwrap_or(&name);
+            // OpenMetrics names a family without the sample suffixes.
+            let family = ["_bucket", "_total", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
             if family == "voxnav_" {
                 continue;
             }
             assert!(
-                exported.contains(&format!("# TYPE {family} ")),
+                exported.iter().any(|(name, _)| name == family),
                 "the dashboard queries {family}, which voxnav does not export"
             );
             used += 1;

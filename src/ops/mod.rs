@@ -1,7 +1,8 @@
-//! Operations: Prometheus metrics, the calls in progress, call records (SQLite), and the
-//! admin HTTP API.
+//! Operations: observers of the server's reports (`report`): Prometheus metrics, the calls in
+//! progress, call records (SQLite), the stdout lines; and the admin HTTP API over them.
 
 pub mod admin;
+pub mod lines;
 pub mod live;
 pub mod log;
 pub mod metrics;

@@ -120,6 +120,47 @@ impl RecordStore {
     }
 }
 
+/// Call records are kept by observing the server's reports: the call row at its start,
+/// every decision record as a turn, the outcome at the end.
+impl crate::report::Observer for RecordStore {
+    fn observe(&self, report: &crate::report::Report) {
+        use crate::report::Report;
+        let now = super::live::now_ms();
+        match report {
+            Report::CallStarted {
+                call_id,
+                caller,
+                hotline,
+                dialplan_version,
+            } => self.send(RecordEvent::CallStarted {
+                call_id: call_id.clone(),
+                caller: caller.clone(),
+                hotline: hotline.clone(),
+                dialplan_version: *dialplan_version,
+                started_ms: now,
+            }),
+            Report::Turn {
+                call_id, record, ..
+            } => self.send(RecordEvent::Turn {
+                call_id: call_id.clone(),
+                at_ms: now,
+                record: record.clone(),
+            }),
+            Report::CallEnded {
+                call_id,
+                outcome,
+                transfer_reason,
+            } => self.send(RecordEvent::CallEnded {
+                call_id: call_id.clone(),
+                ended_ms: now,
+                outcome: outcome.name().into(),
+                transfer_reason: transfer_reason.clone(),
+            }),
+            _ => {}
+        }
+    }
+}
+
 fn write_loop(db: Connection, rx: Receiver<RecordEvent>, retention_days: u32) {
     let prune = |db: &Connection| {
         let cutoff = super::live::now_ms().saturating_sub(u64::from(retention_days) * 86_400_000);

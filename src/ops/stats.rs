@@ -12,8 +12,8 @@
 //!   as their last turn's node;
 //! - **not understood**: caller turns whose decision says "not understood" (no intent matched,
 //!   or one the ask did not expect), spoken ones only (keypad and timers excluded);
-//! - **voice-to-voice latency** (server side): endpoint silence + the caller's end of speech
-//!   detected -> first reply audio, from each timed turn's `latency` record.
+//! - **voice-to-voice latency** (server side): the caller's last voiced frame -> first reply
+//!   audio, from each timed turn's `latency` record (`voice_to_voice_ms`).
 
 use std::collections::BTreeMap;
 
@@ -146,11 +146,13 @@ fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
 /// with the start of their call: (call started_ms, latency ms).
 fn latencies(db: &Connection, range: Range) -> Result<Vec<(u64, u64)>, StatsError> {
     let mut q = db.prepare(
-        "SELECT c.started_ms, json_extract(t.record, '$.latency.detected_to_audio_ms') \
-                + json_extract(t.record, '$.latency.endpoint_silence_ms') \
+        // `voice_to_voice_ms` since the call session; records of the first version kept the
+        // fixed endpoint silence beside detected-to-audio instead.
+        "SELECT c.started_ms, COALESCE(json_extract(t.record, '$.latency.voice_to_voice_ms'), \
+                json_extract(t.record, '$.latency.detected_to_audio_ms') \
+                + json_extract(t.record, '$.latency.endpoint_silence_ms')) AS v2v \
          FROM turns t JOIN calls c USING (call_id) \
-         WHERE c.started_ms >= ?1 AND c.started_ms < ?2 \
-           AND json_extract(t.record, '$.latency.detected_to_audio_ms') IS NOT NULL",
+         WHERE c.started_ms >= ?1 AND c.started_ms < ?2 AND v2v IS NOT NULL",
     )?;
     let rows = q.query_map(params![range.from_ms as i64, range.to_ms as i64], |r| {
         Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
@@ -439,7 +441,7 @@ mod tests {
         call(&db, "d", hi + 5, Some(hi + 90_005), Some("self_served"));
         call(&db, "e", hi + 9, None, None);
         call(&db, "outside", 5 * hi, Some(5 * hi + 1), Some("abandoned"));
-        let timed = |ms: u64| serde_json::json!({"intent": "order_status", "latency": {"detected_to_audio_ms": ms, "endpoint_silence_ms": 700}});
+        let timed = |ms: u64| serde_json::json!({"intent": "order_status", "latency": {"voice_to_voice_ms": ms + 700}});
         turn(&db, "a", "(call start)", "menu", serde_json::json!({}));
         turn(&db, "a", "where is my order", "menu", timed(100));
         turn(&db, "b", "(call start)", "menu", serde_json::json!({}));

@@ -1,5 +1,5 @@
-//! Voice activity detection and endpointing, sans-IO: 20 ms frames of 8 kHz audio in, events
-//! out. Energy against an adaptive noise floor: a frame is voiced when it is 9 dB above the
+//! The first version's endpointer, kept as a `TurnDetector`: 20 ms frames of 8 kHz audio in,
+//! events out. Energy against an adaptive noise floor: a frame is voiced when it is 9 dB above the
 //! floor and above -45 dBFS. Speech starts after 120 ms of voiced frames (clicks and line noise
 //! are shorter), interrupts a prompt after 240 ms (backchannels are shorter), and an utterance
 //! ends after 700 ms of silence (long enough for people reading out numbers; see
@@ -13,6 +13,9 @@
 //! (same length) and the speculative result can be used as it is.
 
 use std::collections::VecDeque;
+
+use super::{Expectation, FRAME_MS, TurnDetector, TurnEvent};
+use crate::report::TurnEnd;
 
 /// Tuning, in milliseconds.
 #[derive(Debug, Clone, Copy)]
@@ -58,16 +61,15 @@ pub enum VadEvent {
     SpeechStart,
     /// The caller has been speaking `barge_in_ms`: a prompt that allows it stops.
     BargeIn,
-    /// A complete utterance (pre-roll included), ready for recognition.
-    Utterance(Vec<f32>),
+    /// A complete utterance (pre-roll included), ready for recognition, and how long the
+    /// voice has been silent.
+    Utterance(Vec<f32>, u32),
     /// The caller paused (`speculate_ms`): the utterance so far, which becomes final unless
     /// they go on.
     Pause(Vec<f32>),
     /// Speech that was too short to be a request (backchannel, cough): ignore it.
     TooShort,
 }
-
-const FRAME_MS: u32 = 20;
 
 /// The endpointer state for one call.
 #[derive(Debug)]
@@ -84,6 +86,8 @@ pub struct Endpointer {
     voiced_ms: u32,
     silence_ms: u32,
     length_ms: u32,
+    /// Events for `poll_event`.
+    events: VecDeque<TurnEvent>,
 }
 
 fn level_dbfs(frame: &[f32]) -> f32 {
@@ -103,6 +107,7 @@ impl Endpointer {
             voiced_ms: 0,
             silence_ms: 0,
             length_ms: 0,
+            events: VecDeque::new(),
         }
     }
 
@@ -146,9 +151,10 @@ impl Endpointer {
                 let extra = self.silence_ms.saturating_sub(self.config.speculate_ms) * 8;
                 audio.truncate(audio.len().saturating_sub(extra as usize));
                 let enough = self.voiced_ms >= self.config.min_voiced_ms;
+                let silence_ms = self.silence_ms.min(self.config.end_silence_ms);
                 self.reset();
                 return Some(if enough {
-                    VadEvent::Utterance(audio)
+                    VadEvent::Utterance(audio, silence_ms)
                 } else {
                     VadEvent::TooShort
                 });
@@ -191,6 +197,54 @@ impl Endpointer {
         };
         self.noise_floor_db += alpha * (level - self.noise_floor_db);
         None
+    }
+}
+
+impl TurnDetector for Endpointer {
+    fn handle_frame(&mut self, frame: &[f32]) {
+        let event = match self.feed(frame) {
+            None => return,
+            Some(VadEvent::SpeechStart) => TurnEvent::SpeechStart,
+            Some(VadEvent::BargeIn) => TurnEvent::BargeIn,
+            Some(VadEvent::Pause(audio)) => TurnEvent::Pause(audio),
+            Some(VadEvent::TooShort) => TurnEvent::TooShort,
+            Some(VadEvent::Utterance(audio, silence_ms)) => TurnEvent::Utterance {
+                audio,
+                // A turn that hit the length limit never paused.
+                ended_by: if silence_ms < self.config.end_silence_ms {
+                    TurnEnd::Cap
+                } else {
+                    TurnEnd::Silence
+                },
+                silence_ms,
+            },
+        };
+        self.events.push_back(event);
+    }
+
+    /// The energy rule has no end-of-turn model: nothing to consult, no verdicts.
+    fn handle_verdict(&mut self, _id: u64, _complete: f32) {}
+
+    fn handle_transcript(&mut self, _samples: usize, _text: &str) {}
+
+    /// The fixed silence applies to every ask.
+    fn expect(&mut self, _expectation: Expectation) {}
+
+    fn poll_event(&mut self) -> Option<TurnEvent> {
+        self.events.pop_front()
+    }
+
+    fn in_speech(&self) -> bool {
+        Endpointer::in_speech(self)
+    }
+
+    fn reset(&mut self) {
+        Endpointer::reset(self);
+        self.events.clear();
+    }
+
+    fn name(&self) -> &'static str {
+        "energy"
     }
 }
 
@@ -250,7 +304,7 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         assert_eq!(events[0], VadEvent::SpeechStart);
-        let VadEvent::Utterance(audio) = &events[1] else {
+        let VadEvent::Utterance(audio, _) = &events[1] else {
             panic!("{:?}", events[1])
         };
         let ms = audio.len() as u32 / 8;
@@ -268,7 +322,7 @@ mod tests {
             VadEvent::SpeechStart,
             VadEvent::BargeIn,
             VadEvent::Pause(early),
-            VadEvent::Utterance(last),
+            VadEvent::Utterance(last, 700),
         ] = &events[..]
         else {
             panic!("{events:?}")
@@ -287,7 +341,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        let Some(VadEvent::Utterance(last)) = events.last() else {
+        let Some(VadEvent::Utterance(last, _)) = events.last() else {
             panic!("{events:?}")
         };
         assert_eq!(pauses.len(), 2, "one pause per stop: {pauses:?}");
@@ -307,7 +361,7 @@ mod tests {
         assert_eq!(
             events
                 .iter()
-                .filter(|e| matches!(e, VadEvent::Utterance(_)))
+                .filter(|e| matches!(e, VadEvent::Utterance(..)))
                 .count(),
             1
         );

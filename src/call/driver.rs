@@ -1,0 +1,405 @@
+//! The thin driver of one call: a tokio task that feeds the sans-IO `CallSession` its inputs
+//! (the caller's audio and keys from the media driver, finished engine jobs, the agent leg,
+//! its timers) and carries out its outputs on the shared engines:
+//!
+//! - recognition, the end-of-turn model, synthesis and backend requests run on tokio's
+//!   blocking pool; the engines' own gates keep the threads they run within the core budget,
+//!   so load shows up as measured queue wait (reported), not oversubscribed cores;
+//! - a speculative recognition is declined when any recognition is running or waiting (it
+//!   must never make another caller wait), and a turn's recognition is answered at once with
+//!   the keypad offer when too many callers are already waiting;
+//! - fixed prompts come from the prompt cache; dynamic replies stream clause by clause;
+//! - transfers dial the seat through `net::leg` and relay the agent's audio;
+//! - reports go to the server's observers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+
+use super::session::{AgentEvent, CallSession, Heard, Output, Synthesis};
+use super::transfer::AgentDirectory;
+use super::turn::{DetectorFactory, EndOfTurnModel};
+use crate::dialplan::engine::CallEngine;
+use crate::dialplan::registry::HotlineRegistry;
+use crate::media::session::MediaEvent;
+use crate::net::AnsweredCall;
+use crate::net::leg::{self, Leg, LegCommand, LegConfig, LegEvent};
+use crate::net::media::MediaEngine;
+use crate::report::{Report, Reporter};
+use crate::speech::{RecognizeOptions, Recognizer, Synthesizer};
+
+/// Callers already waiting for recognition beyond which a new turn is offered the keypad
+/// rather than left to wait in silence.
+pub const KEYPAD_OFFER_QUEUE: usize = 2;
+/// A breath between the texts of one reply.
+const BREATH_MS: usize = 250;
+
+/// What calls share: the hotline, the engines, the seats, the observers.
+pub struct Services {
+    pub registry: Arc<HotlineRegistry>,
+    pub asr: Arc<dyn Recognizer>,
+    pub tts: Arc<dyn Synthesizer>,
+    /// Each call's turn detector.
+    pub detector: DetectorFactory,
+    /// The end-of-turn model the detectors consult (None: they never do).
+    pub turn_model: Option<Arc<dyn EndOfTurnModel>>,
+    /// Initial dialplan variables.
+    pub vars: BTreeMap<String, String>,
+    /// Synthesised fixed prompts (texts without `{{variables}}`), by text.
+    pub prompts: PromptCache,
+    /// Where transfers are dialled.
+    pub agents: AgentDirectory,
+    /// The media driver agent legs run on.
+    pub media: Arc<MediaEngine>,
+    pub reporter: Reporter,
+}
+
+/// 8 kHz audio of the dialplan's fixed texts, synthesised once (`warm`) instead of per call.
+#[derive(Default)]
+pub struct PromptCache {
+    audio: std::sync::RwLock<std::collections::HashMap<String, Arc<Vec<i16>>>>,
+}
+
+impl PromptCache {
+    pub fn get(&self, text: &str) -> Option<Arc<Vec<i16>>> {
+        self.audio
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(text)
+            .cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.audio.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Synthesises every fixed text of the current dialplan not cached yet.
+    pub fn warm(&self, registry: &HotlineRegistry, tts: &dyn Synthesizer) {
+        let hotline = registry.current();
+        for text in hotline.plan.static_texts() {
+            if self.get(&text).is_some() {
+                continue;
+            }
+            if let Ok((pcm, _)) = tts.speak_with_stats(&text) {
+                self.audio
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(text, Arc::new(pcm));
+            }
+        }
+    }
+}
+
+/// Work finished off the call's task.
+enum Done {
+    Recognized(u64, Heard),
+    Verdict(u64, f32),
+    Synthesized(u64, Synthesis),
+    Http(u64, Result<(u16, String), String>),
+    Agent(AgentEvent),
+}
+
+/// Runs one answered call until it is over.
+pub async fn run(services: Arc<Services>, call: AnsweredCall) {
+    let AnsweredCall {
+        call_id,
+        caller,
+        media,
+        mut events,
+        hangup,
+    } = call;
+    let span = tracing::Span::current();
+    let engine = CallEngine::new(services.registry.current(), services.vars.clone());
+    let mut session = CallSession::new(
+        &call_id,
+        &caller,
+        engine,
+        services.registry.version(),
+        (services.detector)(),
+    );
+    let (done_tx, mut done_rx) = unbounded_channel::<Done>();
+    let mut driver = Driver {
+        call_id: call_id.clone(),
+        services: services.clone(),
+        done: done_tx,
+        span,
+        stops: HashMap::new(),
+        leg: None,
+        media: media.clone(),
+        hangup: Some(hangup),
+    };
+    session.handle_start(Instant::now());
+    loop {
+        while let Some(out) = session.poll_output() {
+            driver.execute(out);
+        }
+        if session.is_over() {
+            break;
+        }
+        let deadline = session.poll_timeout();
+        let timer = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            e = events.recv() => {
+                let now = Instant::now();
+                match e {
+                    Some(MediaEvent::Audio { pcm, .. }) => session.handle_audio(&pcm, now),
+                    Some(MediaEvent::Digit(d)) => session.handle_digit(d, now),
+                    Some(MediaEvent::PlayedOut { mark, .. }) => session.handle_played_out(mark, now),
+                    Some(MediaEvent::Inactive) => driver.hang_up("no RTP for 60 s".into()),
+                    // The media ended: the caller hung up (or the server is shutting down).
+                    None => session.handle_hangup(now),
+                }
+            }
+            Some(done) = done_rx.recv() => {
+                let now = Instant::now();
+                match done {
+                    Done::Recognized(job, heard) => session.handle_recognized(job, heard, now),
+                    Done::Verdict(job, p) => session.handle_verdict(job, p, now),
+                    Done::Synthesized(job, s) => session.handle_synthesized(job, s, now),
+                    Done::Http(job, r) => session.handle_http(job, r, now),
+                    Done::Agent(e) => session.handle_agent(e, now),
+                }
+            }
+            e = async { driver.leg.as_mut().expect("guarded").events.recv().await }, if driver.leg.is_some() => {
+                let now = Instant::now();
+                match e {
+                    Some(e) => {
+                        if let Some(a) = agent_event(e) {
+                            session.handle_agent(a, now);
+                        }
+                    }
+                    None => driver.leg = None,
+                }
+            }
+            _ = timer => session.handle_timeout(Instant::now()),
+        }
+    }
+    // Whatever synthesis is still running for this call stops; the agent leg (if any) hangs
+    // up when dropped.
+    for stop in driver.stops.values() {
+        stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The agent leg's events as the session sees them.
+fn agent_event(e: LegEvent) -> Option<AgentEvent> {
+    Some(match e {
+        LegEvent::Ringing(_) => AgentEvent::Ringing,
+        LegEvent::Answered => AgentEvent::Answered,
+        LegEvent::Failed { status, reason } => AgentEvent::Failed(format!("{status} {reason}")),
+        LegEvent::Audio(pcm, _) => AgentEvent::Audio(pcm),
+        LegEvent::Ended { why, .. } => AgentEvent::Ended(why),
+        LegEvent::Drained(_) => return None,
+    })
+}
+
+struct Driver {
+    call_id: String,
+    services: Arc<Services>,
+    done: UnboundedSender<Done>,
+    span: tracing::Span,
+    /// Stop flags of synthesis jobs in flight.
+    stops: HashMap<u64, Arc<AtomicBool>>,
+    leg: Option<Leg>,
+    media: crate::net::media::MediaHandle,
+    hangup: Option<crate::net::HangupFn>,
+}
+
+impl Driver {
+    fn hang_up(&mut self, reason: String) {
+        if let Some(h) = self.hangup.take() {
+            h(reason);
+        }
+    }
+
+    /// Runs `job` on the blocking pool inside the call's span; its result comes back as `Done`.
+    fn spawn(&self, job: impl FnOnce() -> Done + Send + 'static) {
+        let (done, span) = (self.done.clone(), self.span.clone());
+        tokio::task::spawn_blocking(move || {
+            let _call = span.enter();
+            let _ = done.send(job());
+        });
+    }
+
+    fn execute(&mut self, out: Output) {
+        let s = self.services.clone();
+        match out {
+            Output::Play { pcm, mark } => {
+                self.media.play(pcm);
+                self.media.mark(mark);
+            }
+            Output::StopPlayback => self.media.flush(),
+            Output::Recognize {
+                job,
+                audio,
+                speculative,
+            } => {
+                let (running, waiting) = s.asr.queue();
+                s.reporter.report(Report::AsrQueue { running, waiting });
+                if speculative && (running, waiting) != (0, 0) {
+                    // Speculation never makes another caller wait.
+                    let _ = self
+                        .done
+                        .send(Done::Recognized(job, Err("declined: engine busy".into())));
+                    return;
+                }
+                if !speculative && waiting >= KEYPAD_OFFER_QUEUE {
+                    let why = format!("{waiting} callers ahead in the ASR queue");
+                    let _ = self.done.send(Done::Recognized(job, Err(why)));
+                    return;
+                }
+                self.spawn(move || {
+                    let options = RecognizeOptions {
+                        deadline: Some(Instant::now() + super::session::RECOGNITION_DEADLINE),
+                    };
+                    let heard = s
+                        .asr
+                        .recognize(&audio, 8000, &options)
+                        .inspect(|t| {
+                            s.reporter.report(Report::EngineWait {
+                                engine: "asr",
+                                waited: t.timings.queued,
+                            })
+                        })
+                        .map(|t| (t.text, t.confidence))
+                        .map_err(|e| e.to_string());
+                    if let Err(e) = &heard
+                        && !speculative
+                    {
+                        tracing::warn!("recognition failed: {e}");
+                    }
+                    Done::Recognized(job, heard)
+                });
+            }
+            Output::JudgeTurn { job, audio } => {
+                let Some(model) = s.turn_model.clone() else {
+                    return;
+                };
+                self.spawn(move || {
+                    let p = model.complete_probability(&audio).unwrap_or_else(|e| {
+                        tracing::warn!("end-of-turn model failed: {e}");
+                        0.0 // incomplete: the silence rule decides
+                    });
+                    Done::Verdict(job, p)
+                });
+            }
+            Output::Synthesize { job, texts } => {
+                let stop = Arc::new(AtomicBool::new(false));
+                self.stops.insert(job, stop.clone());
+                let done = self.done.clone();
+                self.spawn(move || {
+                    let clause = |pcm| Done::Synthesized(job, Synthesis::Clause(pcm));
+                    for text in texts {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        if let Some(cached) = s.prompts.get(&text) {
+                            let mut pcm = cached.to_vec();
+                            pcm.extend(std::iter::repeat_n(0i16, 8 * BREATH_MS));
+                            let _ = done.send(clause(pcm));
+                            continue;
+                        }
+                        // Dynamic text: each clause goes out as soon as it is synthesised.
+                        let spoken = s.tts.speak(&text, &mut |c| {
+                            if stop.load(Ordering::Relaxed) {
+                                return ControlFlow::Break(());
+                            }
+                            let _ = done.send(clause(c.pcm));
+                            ControlFlow::Continue(())
+                        });
+                        match spoken {
+                            Ok(stats) => {
+                                s.reporter.report(Report::EngineWait {
+                                    engine: "tts",
+                                    waited: stats.queued,
+                                });
+                                let _ = done.send(clause(vec![0; 8 * BREATH_MS]));
+                            }
+                            Err(e) => tracing::error!(%text, "TTS failed: {e}"),
+                        }
+                    }
+                    Done::Synthesized(job, Synthesis::Done)
+                });
+            }
+            Output::StopSynthesis { job } => {
+                if let Some(stop) = self.stops.remove(&job) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+            Output::Http {
+                job,
+                method,
+                url,
+                body,
+                timeout,
+            } => self.spawn(move || {
+                let r = crate::net::http::fetch(&method, &url, body.as_deref(), timeout);
+                if let Err(e) = &r {
+                    tracing::warn!(%url, "backend request failed: {e}");
+                }
+                Done::Http(job, r)
+            }),
+            Output::Transfer {
+                target,
+                reason,
+                transcript,
+            } => match s.agents.resolve(&target) {
+                Some(uri) => {
+                    let _ = self
+                        .done
+                        .send(Done::Agent(AgentEvent::Dialling { uri: uri.clone() }));
+                    self.leg = Some(leg::place(
+                        &s.media,
+                        LegConfig {
+                            target: uri,
+                            from_user: "voxnav".into(),
+                            headers: vec![
+                                ("Subject".into(), format!("voxnav transfer: {reason}")),
+                                ("X-Voxnav-Reason".into(), reason),
+                                ("X-Voxnav-Transcript".into(), transcript.join(" | ")),
+                                ("X-Voxnav-Call".into(), self.call_id.clone()),
+                            ],
+                            answer_timeout: s.agents.ring_timeout,
+                            // Caller audio to the agent is kept short (a relay, not a queue).
+                            max_queued_frames: Some(5),
+                        },
+                    ));
+                }
+                None => {
+                    let why = format!("no agent seat configured for {target}");
+                    let _ = self.done.send(Done::Agent(AgentEvent::Failed(why)));
+                }
+            },
+            Output::ToAgent(pcm) => {
+                if let Some(l) = &self.leg {
+                    let _ = l.commands.send(LegCommand::Audio(pcm));
+                }
+            }
+            Output::AgentDigit(d) => {
+                if let Some(l) = &self.leg {
+                    let _ = l.commands.send(LegCommand::Digit(d));
+                }
+            }
+            Output::HangupAgent => {
+                if let Some(l) = self.leg.take() {
+                    let _ = l.commands.send(LegCommand::Hangup);
+                }
+            }
+            Output::Hangup { reason } => self.hang_up(reason),
+            Output::Report(r) => s.reporter.report(r),
+        }
+    }
+}

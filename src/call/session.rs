@@ -1,0 +1,1744 @@
+//! One call's conversation, sans-IO: the dialplan engine, turn-taking, the reply's playback
+//! and the transfer bridge, with no threads, no clock and no sockets. The driver
+//! (`call::driver`) feeds it inputs with `now` and carries out its outputs:
+//!
+//! ```text
+//!  handle_start / handle_audio / handle_digit ─┐
+//!  handle_played_out(mark)                     │               ┌─▶ Play / StopPlayback
+//!  handle_recognized(job) / handle_verdict(job)├─▶ CallSession ─┼─▶ Recognize / JudgeTurn
+//!  handle_synthesized(job) / handle_http(job)  │               ├─▶ Synthesize / StopSynthesis / Http
+//!  handle_agent(event) / handle_hangup         │               ├─▶ Transfer / ToAgent / AgentDigit / HangupAgent
+//!  handle_timeout(now) ◀── poll_timeout() ─────┘               └─▶ Hangup / Report
+//! ```
+//!
+//! Turn-taking rules (each has a test below, on a fake clock):
+//! - the no-input timer starts when the prompt has played out, and stops when the caller
+//!   starts speaking or typing;
+//! - the caller's speech stops a prompt that allows it only after the turn detector's
+//!   barge-in (so "uh-huh" and a cough do not); a key stops it at once; the synthesis
+//!   behind it stops too;
+//! - speech that began during a prompt and never barged in is a backchannel: ignored;
+//! - digits are collected up to the ask's maximum, `#`, or a 3 s pause;
+//! - at a pause the audio so far is recognised speculatively (when the engine is idle: the
+//!   driver declines otherwise); if the turn ends with exactly that audio, its result is used;
+//! - recognition that fails, is declined, or takes past its deadline offers the keypad;
+//! - an utterance that ends while the bot is still busy (recognising, synthesising, asking a
+//!   backend) is kept and recognised when the call listens again;
+//! - the outcome (self-served, transferred, failed, abandoned) is decided here when the call
+//!   ends, and reported.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::turn::{Expectation, TurnDetector, TurnEvent};
+use crate::dialplan::engine::{Action, CallEngine, Event, Step};
+use crate::report::{Outcome, Report, TransferStatus, TurnEnd, TurnLatency};
+
+/// Keys typed without the closing `#` are taken as complete after this pause.
+pub const INTER_DIGIT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Recognition (queue wait included) past this gives up and offers the keypad.
+pub const RECOGNITION_DEADLINE: Duration = Duration::from_secs(5);
+/// Synthesis of one reply past this gives up (the call goes on without the rest of it).
+pub const SYNTHESIS_DEADLINE: Duration = Duration::from_secs(15);
+/// What the caller hears when recognition is unavailable.
+pub const KEYPAD_OFFER: &str = "Sorry, I couldn't catch that. You can also use your keypad.";
+/// Agent audio kept queued at most (20 ms frames): the relay adds no more delay than this.
+const MAX_RELAY_FRAMES: u64 = 10;
+
+/// What recognition made of an utterance.
+pub type Heard = Result<(String, f32), String>;
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Queue audio (8 kHz) for the caller, then `mark` (`handle_played_out` once sent).
+    Play {
+        pcm: Vec<i16>,
+        mark: u64,
+    },
+    /// Drop the caller's queued audio (barge-in).
+    StopPlayback,
+    /// Recognise 8 kHz audio. A speculative request may be declined (engine busy).
+    Recognize {
+        job: u64,
+        audio: Vec<f32>,
+        speculative: bool,
+    },
+    /// Ask the end-of-turn model about the audio so far.
+    JudgeTurn {
+        job: u64,
+        audio: Vec<f32>,
+    },
+    /// Synthesise the texts in order, clause by clause (`handle_synthesized`).
+    Synthesize {
+        job: u64,
+        texts: Vec<String>,
+    },
+    StopSynthesis {
+        job: u64,
+    },
+    Http {
+        job: u64,
+        method: String,
+        url: String,
+        body: Option<String>,
+        timeout: Duration,
+    },
+    /// Ring a seat for a transfer target (`handle_agent` follows the leg).
+    Transfer {
+        target: String,
+        reason: String,
+        transcript: Vec<String>,
+    },
+    /// 20 ms of the caller's audio for the agent, and their keys.
+    ToAgent(Vec<i16>),
+    AgentDigit(char),
+    HangupAgent,
+    /// End the call (BYE).
+    Hangup {
+        reason: String,
+    },
+    Report(Report),
+}
+
+/// Synthesis progress.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Synthesis {
+    /// The next clause's audio (8 kHz).
+    Clause(Vec<i16>),
+    /// All texts done (or failed: the call goes on).
+    Done,
+}
+
+/// The agent leg of a transfer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentEvent {
+    /// The seat's SIP URI is being dialled.
+    Dialling {
+        uri: String,
+    },
+    Ringing,
+    Answered,
+    /// Never answered: busy, no answer, unreachable, or no seat for the target.
+    Failed(String),
+    /// 20 ms of the agent's audio.
+    Audio(Vec<i16>),
+    /// The agent's side ended.
+    Ended(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    NoInput,
+    InterDigit,
+    Recognition,
+    Synthesis,
+}
+
+const TIMERS: [Timer; 4] = [
+    Timer::NoInput,
+    Timer::InterDigit,
+    Timer::Recognition,
+    Timer::Synthesis,
+];
+
+/// Deadlines by timer (timers are data).
+#[derive(Debug, Default)]
+struct Timers([Option<Instant>; 4]);
+
+impl Timers {
+    fn set(&mut self, t: Timer, at: Instant) {
+        self.0[t as usize] = Some(at);
+    }
+    fn stop(&mut self, t: Timer) {
+        self.0[t as usize] = None;
+    }
+    fn get(&self, t: Timer) -> Option<Instant> {
+        self.0[t as usize]
+    }
+    fn next(&self) -> Option<Instant> {
+        self.0.iter().flatten().min().copied()
+    }
+}
+
+/// The reply being synthesised.
+#[derive(Debug)]
+struct Speaking {
+    job: u64,
+    barge_in: bool,
+    /// The actions after the texts (run once synthesis is done).
+    rest: Vec<Action>,
+    /// Barged in: later clauses are dropped.
+    stopped: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Listening {
+    timeout: Duration,
+    dtmf_max: usize,
+}
+
+/// The caller's utterance, waiting to be recognised.
+#[derive(Debug)]
+struct Utterance {
+    audio: Vec<f32>,
+    /// When the voice ended, and when the turn was judged over.
+    voice_ended: Instant,
+    endpoint: Instant,
+    ended_by: TurnEnd,
+}
+
+/// Recognition started at a pause.
+#[derive(Debug)]
+struct Speculation {
+    job: u64,
+    samples: usize,
+    heard: Option<Heard>,
+}
+
+/// The turn being timed.
+#[derive(Debug, Clone, Copy)]
+struct TurnTiming {
+    voice_ended: Instant,
+    endpoint: Instant,
+    ended_by: TurnEnd,
+    speculative: bool,
+    asr_done: Option<Instant>,
+    decided: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BridgeState {
+    Dialling,
+    Connected,
+}
+
+#[derive(Debug)]
+struct Bridge {
+    state: BridgeState,
+    uri: String,
+    reason: String,
+    started: Instant,
+    to_agent: u64,
+    to_caller: u64,
+    hold: HoldAudio,
+}
+
+/// The call's conversation.
+pub struct CallSession {
+    call_id: String,
+    caller: String,
+    dialplan_version: u64,
+    engine: CallEngine,
+    turn: Box<dyn TurnDetector>,
+    outputs: VecDeque<Output>,
+    timers: Timers,
+    next_id: u64,
+    /// Marks queued and played out: audio is playing while they differ.
+    mark_queued: u64,
+    mark_played: u64,
+    speaking: Option<Speaking>,
+    listening: Option<Listening>,
+    /// The last listen (for the keypad offer).
+    last_listen: (u64, usize),
+    digits: String,
+    /// The utterance in progress counts as a turn (false: it began during a prompt and
+    /// never barged in, a backchannel).
+    utterance_counts: bool,
+    recognition: Option<u64>,
+    /// A recognition whose result is the speculation's, once it arrives.
+    awaiting_speculation: bool,
+    http: Option<u64>,
+    pending: Option<Utterance>,
+    speculation: Option<Speculation>,
+    timing: Option<TurnTiming>,
+    /// A timed turn's decision record, held until its reply's first audio (with latency).
+    pending_decision: Option<serde_json::Value>,
+    bridge: Option<Bridge>,
+    /// Relayed agent frames not yet played out (their marks).
+    relay_queued: u64,
+    end_after_audio: Option<String>,
+    answered: bool,
+    dialplan_ended: bool,
+    reached_agent: bool,
+    transfer_reason: Option<String>,
+    ended: bool,
+}
+
+impl std::fmt::Debug for CallSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallSession")
+            .field("call_id", &self.call_id)
+            .field("listening", &self.listening)
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
+
+impl CallSession {
+    /// A call on the dialplan `engine` (of `dialplan_version`), with its turn detector.
+    pub fn new(
+        call_id: &str,
+        caller: &str,
+        engine: CallEngine,
+        dialplan_version: u64,
+        turn: Box<dyn TurnDetector>,
+    ) -> Self {
+        Self {
+            call_id: call_id.to_string(),
+            caller: caller.to_string(),
+            dialplan_version,
+            engine,
+            turn,
+            outputs: VecDeque::new(),
+            timers: Timers::default(),
+            next_id: 1,
+            mark_queued: 0,
+            mark_played: 0,
+            speaking: None,
+            listening: None,
+            last_listen: (8000, 10),
+            digits: String::new(),
+            utterance_counts: true,
+            recognition: None,
+            awaiting_speculation: false,
+            http: None,
+            pending: None,
+            speculation: None,
+            timing: None,
+            pending_decision: None,
+            bridge: None,
+            relay_queued: 0,
+            end_after_audio: None,
+            answered: false,
+            dialplan_ended: false,
+            reached_agent: false,
+            transfer_reason: None,
+            ended: false,
+        }
+    }
+
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// The call is over: nothing more will come out but what is queued.
+    pub fn is_over(&self) -> bool {
+        self.ended
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.ended {
+            return None;
+        }
+        self.timers.next()
+    }
+
+    fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn report(&mut self, report: Report) {
+        self.outputs.push_back(Output::Report(report));
+    }
+
+    fn playing(&self) -> bool {
+        self.mark_queued != self.mark_played
+    }
+
+    /// Nothing in flight that input must wait for.
+    fn idle(&self) -> bool {
+        self.speaking.is_none() && self.recognition.is_none() && self.http.is_none()
+    }
+
+    fn play(&mut self, pcm: Vec<i16>, now: Instant) {
+        let mark = self.id();
+        self.mark_queued = mark;
+        self.outputs.push_back(Output::Play { pcm, mark });
+        if let Some(t) = self.timing.take() {
+            self.log_latency(t, now);
+        }
+    }
+
+    fn stop_playback(&mut self) {
+        self.outputs.push_back(Output::StopPlayback);
+        self.mark_played = self.mark_queued;
+        if let Some(s) = self.speaking.as_mut()
+            && !s.stopped
+        {
+            s.stopped = true;
+            let job = s.job;
+            self.outputs.push_back(Output::StopSynthesis { job });
+        }
+    }
+
+    // ---- inputs ----
+
+    /// The call was answered: the dialplan starts.
+    pub fn handle_start(&mut self, _now: Instant) {
+        let hotline = self.engine.hotline().plan.name.clone();
+        self.report(Report::CallStarted {
+            call_id: self.call_id.clone(),
+            caller: self.caller.clone(),
+            hotline,
+            dialplan_version: self.dialplan_version,
+        });
+        self.handle_event(Event::Start, _now);
+    }
+
+    /// 20 ms of the caller's audio (played out of the jitter buffer: every tick).
+    pub fn handle_audio(&mut self, pcm: &[i16], now: Instant) {
+        if self.ended {
+            return;
+        }
+        if let Some(b) = self.bridge.as_mut() {
+            // Transferred: the caller talks to the agent (or hears hold audio), not the bot.
+            if b.state == BridgeState::Connected {
+                b.to_agent += 1;
+                self.outputs.push_back(Output::ToAgent(pcm.to_vec()));
+            }
+            return;
+        }
+        let frame: Vec<f32> = pcm.iter().map(|&s| s as f32 / 32_768.0).collect();
+        self.turn.handle_frame(&frame);
+        while let Some(event) = self.turn.poll_event() {
+            self.on_turn_event(event, now);
+        }
+    }
+
+    fn on_turn_event(&mut self, event: TurnEvent, now: Instant) {
+        tracing::debug!(
+            event = turn_event_name(&event),
+            playing = self.playing(),
+            listening = self.listening.is_some(),
+            "turn-taking"
+        );
+        match event {
+            TurnEvent::SpeechStart => {
+                // Speech that starts over a prompt is a backchannel until it barges in.
+                self.utterance_counts = !self.playing();
+                self.timers.stop(Timer::NoInput);
+            }
+            TurnEvent::BargeIn => {
+                let allowed = self.playing()
+                    && self
+                        .speaking
+                        .as_ref()
+                        .map_or(self.listening.is_some(), |s| s.barge_in);
+                if allowed && self.will_listen() {
+                    self.stop_playback();
+                    self.utterance_counts = true;
+                }
+            }
+            TurnEvent::Pause(audio) => {
+                if self.utterance_counts && self.will_listen() && self.recognition.is_none() {
+                    let job = self.id();
+                    self.speculation = Some(Speculation {
+                        job,
+                        samples: audio.len(),
+                        heard: None,
+                    });
+                    self.outputs.push_back(Output::Recognize {
+                        job,
+                        audio,
+                        speculative: true,
+                    });
+                }
+            }
+            TurnEvent::Consult { id, audio } => {
+                if self.utterance_counts {
+                    self.outputs.push_back(Output::JudgeTurn { job: id, audio });
+                }
+            }
+            TurnEvent::Utterance {
+                audio,
+                ended_by,
+                silence_ms,
+            } => {
+                if !self.utterance_counts {
+                    // Spoken over a prompt that did not stop: a backchannel.
+                    tracing::debug!("utterance over the prompt ignored (no barge-in)");
+                    return;
+                }
+                let u = Utterance {
+                    audio,
+                    voice_ended: now
+                        .checked_sub(Duration::from_millis(silence_ms as u64))
+                        .unwrap_or(now),
+                    endpoint: now,
+                    ended_by,
+                };
+                if self.listening.is_some() && self.idle() {
+                    self.recognise(u, now);
+                } else {
+                    // Said while the bot is busy: kept (the latest) for when it listens.
+                    self.pending = Some(u);
+                }
+            }
+            TurnEvent::TooShort => {}
+        }
+    }
+
+    /// The dialplan is listening, or will once the reply being spoken is done.
+    fn will_listen(&self) -> bool {
+        self.listening.is_some()
+            || self
+                .speaking
+                .as_ref()
+                .is_some_and(|s| s.rest.iter().any(|a| matches!(a, Action::Listen { .. })))
+    }
+
+    /// A keypad digit (RFC 4733, SIP INFO or in-band).
+    pub fn handle_digit(&mut self, digit: char, now: Instant) {
+        if self.ended {
+            return;
+        }
+        if let Some(b) = &self.bridge {
+            if b.state == BridgeState::Connected {
+                self.outputs.push_back(Output::AgentDigit(digit));
+            }
+            return;
+        }
+        let Some(l) = self.listening else {
+            return;
+        };
+        let barge_in = self.speaking.as_ref().is_none_or(|s| s.barge_in);
+        if self.playing() && barge_in {
+            self.stop_playback();
+        }
+        self.timers.stop(Timer::NoInput);
+        if digit != '#' {
+            self.digits.push(digit);
+        }
+        if digit == '#' || self.digits.len() >= l.dtmf_max.max(1) {
+            self.submit_digits(now);
+        } else {
+            self.timers
+                .set(Timer::InterDigit, now + INTER_DIGIT_TIMEOUT);
+        }
+    }
+
+    fn submit_digits(&mut self, now: Instant) {
+        let digits = std::mem::take(&mut self.digits);
+        self.timers.stop(Timer::InterDigit);
+        self.listening = None;
+        self.handle_event(Event::Dtmf(digits), now);
+    }
+
+    /// Everything queued before `mark` has been sent to the caller.
+    pub fn handle_played_out(&mut self, mark: u64, now: Instant) {
+        if mark > self.mark_played && mark <= self.mark_queued {
+            self.mark_played = mark;
+        }
+        if let Some(b) = &self.bridge
+            && b.state == BridgeState::Connected
+        {
+            self.relay_queued = self.mark_queued.saturating_sub(self.mark_played);
+        }
+        if self.playing() || self.ended {
+            return;
+        }
+        // The caller began before the prompt ended and is still going: a real turn.
+        if self.turn.in_speech() {
+            self.utterance_counts = true;
+        }
+        if self
+            .bridge
+            .as_ref()
+            .is_some_and(|b| b.state == BridgeState::Dialling)
+        {
+            self.queue_hold_audio(now);
+            return;
+        }
+        self.after_audio(now);
+    }
+
+    /// The reply has played out and nothing is in flight: hang up if asked; start the
+    /// no-input timer if listening.
+    fn after_audio(&mut self, now: Instant) {
+        if self.playing() || !self.idle() {
+            return;
+        }
+        if let Some(reason) = self.end_after_audio.take() {
+            self.dialplan_ended = true;
+            self.hang_up(reason);
+            return;
+        }
+        if let Some(l) = self.listening
+            && !self.turn.in_speech()
+            && self.digits.is_empty()
+            && self.timers.get(Timer::NoInput).is_none()
+        {
+            self.timers.set(Timer::NoInput, now + l.timeout);
+        }
+    }
+
+    /// Recognition finished (or failed, or was declined).
+    pub fn handle_recognized(&mut self, job: u64, heard: Heard, now: Instant) {
+        if let Some(s) = self.speculation.as_mut()
+            && s.job == job
+        {
+            if let Ok((text, _)) = &heard {
+                self.turn.handle_transcript(s.samples, text);
+            }
+            s.heard = Some(heard.clone());
+            while let Some(e) = self.turn.poll_event() {
+                self.on_turn_event(e, now);
+            }
+            if self.awaiting_speculation {
+                self.awaiting_speculation = false;
+                self.recognition = None;
+                self.timers.stop(Timer::Recognition);
+                match heard {
+                    // Declined or failed as a speculation: recognise the turn for real.
+                    Err(_) => {
+                        if let Some(u) = self.pending.take() {
+                            self.speculation = None;
+                            self.recognise(u, now);
+                        }
+                    }
+                    Ok(h) => {
+                        self.pending = None;
+                        if let Some(t) = self.timing.as_mut() {
+                            t.speculative = true;
+                        }
+                        self.speculation = None;
+                        self.on_heard(Ok(h), now);
+                    }
+                }
+            }
+            return;
+        }
+        if self.recognition == Some(job) {
+            self.recognition = None;
+            self.timers.stop(Timer::Recognition);
+            self.on_heard(heard, now);
+        }
+    }
+
+    /// The end-of-turn model's probability that consultation `job` is a complete turn.
+    pub fn handle_verdict(&mut self, job: u64, complete: f32, now: Instant) {
+        self.turn.handle_verdict(job, complete);
+        while let Some(e) = self.turn.poll_event() {
+            self.on_turn_event(e, now);
+        }
+    }
+
+    /// Synthesis progress of reply `job`.
+    pub fn handle_synthesized(&mut self, job: u64, synthesis: Synthesis, now: Instant) {
+        let Some(s) = self.speaking.as_ref().filter(|s| s.job == job) else {
+            return; // a reply given up on
+        };
+        match synthesis {
+            Synthesis::Clause(pcm) => {
+                if !s.stopped && !self.ended {
+                    self.play(pcm, now);
+                }
+            }
+            Synthesis::Done => self.synthesis_done(now),
+        }
+    }
+
+    fn synthesis_done(&mut self, now: Instant) {
+        self.timers.stop(Timer::Synthesis);
+        let Some(s) = self.speaking.take() else {
+            return;
+        };
+        // Synthesis produced nothing (failed, or cut by barge-in): no latency to report.
+        self.timing = None;
+        self.flush_decision(None);
+        self.apply(s.rest, now);
+        self.after_audio(now);
+    }
+
+    /// A backend request finished.
+    pub fn handle_http(&mut self, job: u64, result: Result<(u16, String), String>, now: Instant) {
+        if self.http != Some(job) {
+            return;
+        }
+        self.http = None;
+        let event = match result {
+            Ok((status, body)) => Event::HttpResponse { status, body },
+            Err(e) => Event::HttpFailed(e),
+        };
+        self.handle_event(event, now);
+    }
+
+    /// The transfer's agent leg changed.
+    pub fn handle_agent(&mut self, event: AgentEvent, now: Instant) {
+        if self.ended {
+            return;
+        }
+        let Some(b) = self.bridge.as_mut() else {
+            return;
+        };
+        match event {
+            AgentEvent::Dialling { uri } => {
+                b.uri = uri;
+                self.transfer_report(TransferStatus::Dialling, None, now);
+            }
+            AgentEvent::Ringing => {}
+            AgentEvent::Answered => {
+                b.state = BridgeState::Connected;
+                self.reached_agent = true;
+                self.stop_playback(); // the hold audio
+                self.transfer_report(TransferStatus::Connected, Some(String::new()), now);
+            }
+            AgentEvent::Audio(pcm) => {
+                if b.state == BridgeState::Connected && self.relay_queued < MAX_RELAY_FRAMES {
+                    b.to_caller += 1;
+                    self.relay_queued += 1;
+                    let mark = self.id();
+                    self.mark_queued = mark;
+                    self.outputs.push_back(Output::Play { pcm, mark });
+                }
+            }
+            AgentEvent::Failed(why) | AgentEvent::Ended(why)
+                if b.state == BridgeState::Dialling =>
+            {
+                self.transfer_report(TransferStatus::Failed, Some(why.clone()), now);
+                self.bridge = None;
+                self.stop_playback();
+                // Busy, no answer, unreachable: back to the dialplan's fallback.
+                self.handle_event(Event::TransferFailed(why), now);
+            }
+            AgentEvent::Failed(why) | AgentEvent::Ended(why) => {
+                self.transfer_report(TransferStatus::Ended, Some(why.clone()), now);
+                self.bridge = None;
+                self.hang_up(format!("transferred call ended: {why}"));
+            }
+        }
+    }
+
+    fn transfer_report(&mut self, status: TransferStatus, why: Option<String>, now: Instant) {
+        let Some(b) = self.bridge.as_ref() else {
+            return;
+        };
+        let report = Report::Transfer {
+            call_id: self.call_id.clone(),
+            status,
+            agent: b.uri.clone(),
+            why: why.unwrap_or_else(|| b.reason.clone()),
+            after: now.saturating_duration_since(b.started),
+            frames_to_agent: b.to_agent,
+            frames_to_caller: b.to_caller,
+        };
+        self.report(report);
+    }
+
+    /// The caller hung up (or the call's media ended).
+    pub fn handle_hangup(&mut self, now: Instant) {
+        if self.ended {
+            return;
+        }
+        if self.bridge.is_some() {
+            self.outputs.push_back(Output::HangupAgent);
+            self.transfer_report(TransferStatus::Ended, Some("caller hung up".into()), now);
+            self.bridge = None;
+        }
+        self.finish();
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for t in TIMERS {
+            if self.ended || self.timers.get(t).is_none_or(|at| at > now) {
+                continue;
+            }
+            self.timers.stop(t);
+            match t {
+                Timer::NoInput => {
+                    if self.listening.take().is_some() {
+                        self.handle_event(Event::NoInput, now);
+                    }
+                }
+                Timer::InterDigit => {
+                    if self.listening.is_some() && !self.digits.is_empty() {
+                        self.submit_digits(now);
+                    }
+                }
+                Timer::Recognition => {
+                    if self.recognition.take().is_some() {
+                        self.awaiting_speculation = false;
+                        self.speculation = None;
+                        self.on_heard(Err("recognition took too long".into()), now);
+                    }
+                }
+                Timer::Synthesis => {
+                    if let Some(s) = self.speaking.as_ref() {
+                        let job = s.job;
+                        self.outputs.push_back(Output::StopSynthesis { job });
+                        self.synthesis_done(now);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- the turn ----
+
+    /// The caller's turn is over: the speculative result if it covered exactly this audio,
+    /// else recognition now.
+    fn recognise(&mut self, u: Utterance, now: Instant) {
+        self.listening = None;
+        self.timers.stop(Timer::NoInput);
+        self.timing = Some(TurnTiming {
+            voice_ended: u.voice_ended,
+            endpoint: u.endpoint,
+            ended_by: u.ended_by,
+            speculative: false,
+            asr_done: None,
+            decided: None,
+        });
+        let job = self.id();
+        self.recognition = Some(job);
+        self.timers
+            .set(Timer::Recognition, now + RECOGNITION_DEADLINE);
+        if let Some(s) = self.speculation.as_mut()
+            && s.samples == u.audio.len()
+        {
+            match s.heard.take() {
+                Some(Ok(heard)) => {
+                    self.speculation = None;
+                    self.recognition = None;
+                    self.timers.stop(Timer::Recognition);
+                    if let Some(t) = self.timing.as_mut() {
+                        t.speculative = true;
+                    }
+                    self.on_heard(Ok(heard), now);
+                    return;
+                }
+                // Still running: its result will be this turn's.
+                None => {
+                    self.awaiting_speculation = true;
+                    self.pending = Some(u);
+                    return;
+                }
+                Some(Err(_)) => {}
+            }
+        }
+        self.speculation = None;
+        self.outputs.push_back(Output::Recognize {
+            job,
+            audio: u.audio,
+            speculative: false,
+        });
+    }
+
+    fn on_heard(&mut self, heard: Heard, now: Instant) {
+        match heard {
+            Ok((text, confidence)) if !text.trim().is_empty() => {
+                if let Some(t) = self.timing.as_mut() {
+                    t.asr_done = Some(now);
+                }
+                self.handle_event(Event::Speech { text, confidence }, now);
+            }
+            Ok(_) => {
+                self.timing = None;
+                self.handle_event(Event::NoInput, now);
+            }
+            Err(why) => {
+                // Recognition failed or the queue is too long: the keypad still works; say so
+                // rather than go silent.
+                self.timing = None;
+                self.report(Report::AsrUnavailable {
+                    call_id: self.call_id.clone(),
+                    why,
+                });
+                let (timeout_ms, dtmf_max) = self.last_listen;
+                self.apply(
+                    vec![
+                        Action::Say {
+                            text: KEYPAD_OFFER.into(),
+                            barge_in: true,
+                        },
+                        Action::Listen {
+                            timeout_ms,
+                            dtmf_max,
+                            expect: "keypad".into(),
+                            digits_min: None,
+                        },
+                    ],
+                    now,
+                );
+            }
+        }
+    }
+
+    fn handle_event(&mut self, event: Event, now: Instant) {
+        if self.ended {
+            return;
+        }
+        let step = self.engine.handle(event);
+        if let Some(t) = self.timing.as_mut() {
+            t.decided.get_or_insert(now);
+        }
+        self.log(&step);
+        self.apply(step.actions, now);
+        self.after_audio(now);
+    }
+
+    /// A turn's decision record: reported now, or held for its latency when it speaks.
+    fn log(&mut self, step: &Step) {
+        let Some(d) = &step.decision else { return };
+        let turn = crate::dialplan::sim::BotTurn {
+            decision: d.clone(),
+            actions: step.actions.clone(),
+        };
+        let mut json = crate::dialplan::sim::to_json(&turn);
+        json["call"] = serde_json::Value::String(self.call_id.clone());
+        self.answered |= json["decision"] == "answer";
+        self.flush_decision(None);
+        let speaks = step.actions.iter().any(|a| matches!(a, Action::Say { .. }));
+        if self.timing.is_some() && speaks {
+            self.pending_decision = Some(json);
+        } else {
+            self.record_decision(json);
+        }
+    }
+
+    fn flush_decision(&mut self, latency: Option<serde_json::Value>) {
+        if let Some(mut json) = self.pending_decision.take() {
+            if let Some(l) = latency {
+                json["latency"] = l;
+            }
+            self.record_decision(json);
+        }
+    }
+
+    fn record_decision(&mut self, record: serde_json::Value) {
+        let transcript = self.engine.transcript().to_vec();
+        self.report(Report::Turn {
+            call_id: self.call_id.clone(),
+            record,
+            transcript,
+        });
+    }
+
+    /// The reply of a timed turn is queued: its first packet leaves on the next tick.
+    fn log_latency(&mut self, t: TurnTiming, now: Instant) {
+        let asr = t.asr_done.unwrap_or(t.endpoint);
+        let decided = t.decided.unwrap_or(asr);
+        let latency = TurnLatency {
+            end_of_turn: t.endpoint.saturating_duration_since(t.voice_ended),
+            asr: asr.saturating_duration_since(t.endpoint),
+            decide: decided.saturating_duration_since(asr),
+            reply_audio: now.saturating_duration_since(decided),
+            speculative: t.speculative,
+            ended_by: t.ended_by,
+        };
+        let json = latency.to_json(&self.call_id);
+        self.report(Report::Latency {
+            call_id: self.call_id.clone(),
+            latency,
+        });
+        self.flush_decision(Some(json));
+    }
+
+    /// Runs the dialplan's actions in order; leading Say actions are synthesised first and
+    /// the rest run when that is done.
+    fn apply(&mut self, actions: Vec<Action>, now: Instant) {
+        let mut texts = Vec::new();
+        let mut barge_in = true;
+        let mut rest = actions.into_iter().peekable();
+        while let Some(Action::Say { .. }) = rest.peek() {
+            if let Some(Action::Say { text, barge_in: b }) = rest.next() {
+                texts.push(text);
+                barge_in &= b;
+            }
+        }
+        let rest: Vec<Action> = rest.collect();
+        if !texts.is_empty() {
+            let job = self.id();
+            self.speaking = Some(Speaking {
+                job,
+                barge_in,
+                rest,
+                stopped: false,
+            });
+            self.timers.set(Timer::Synthesis, now + SYNTHESIS_DEADLINE);
+            self.outputs.push_back(Output::Synthesize { job, texts });
+            return;
+        }
+        for action in rest {
+            match action {
+                Action::Say { .. } => {}
+                Action::Listen {
+                    timeout_ms,
+                    dtmf_max,
+                    digits_min,
+                    ..
+                } => {
+                    self.last_listen = (timeout_ms, dtmf_max);
+                    self.listening = Some(Listening {
+                        timeout: Duration::from_millis(timeout_ms),
+                        dtmf_max,
+                    });
+                    self.turn.expect(match digits_min {
+                        Some(min) => Expectation::Digits { min },
+                        None => Expectation::Speech,
+                    });
+                    // Said while the bot was busy: recognised now.
+                    if self.idle()
+                        && !self.awaiting_speculation
+                        && let Some(u) = self.pending.take()
+                    {
+                        self.recognise(u, now);
+                    }
+                }
+                Action::Http {
+                    method,
+                    url,
+                    body,
+                    timeout_ms,
+                } => {
+                    let job = self.id();
+                    self.http = Some(job);
+                    self.outputs.push_back(Output::Http {
+                        job,
+                        method,
+                        url,
+                        body,
+                        timeout: Duration::from_millis(timeout_ms),
+                    });
+                }
+                Action::Transfer {
+                    target,
+                    reason,
+                    transcript,
+                } => {
+                    self.transfer_reason = Some(reason.clone());
+                    self.report(Report::TransferRequested {
+                        call_id: self.call_id.clone(),
+                        reason: reason.clone(),
+                    });
+                    self.bridge = Some(Bridge {
+                        state: BridgeState::Dialling,
+                        uri: target.clone(),
+                        reason: reason.clone(),
+                        started: now,
+                        to_agent: 0,
+                        to_caller: 0,
+                        hold: HoldAudio::default(),
+                    });
+                    self.outputs.push_back(Output::Transfer {
+                        target,
+                        reason,
+                        transcript,
+                    });
+                }
+                Action::Hangup { reason } => {
+                    self.end_after_audio = Some(if reason.is_empty() {
+                        "dialplan hung up".into()
+                    } else {
+                        reason
+                    });
+                }
+            }
+        }
+        if self
+            .bridge
+            .as_ref()
+            .is_some_and(|b| b.state == BridgeState::Dialling)
+            && !self.playing()
+        {
+            self.queue_hold_audio(now);
+        }
+    }
+
+    /// Hold audio while the agent's phone rings: 200 ms at a time, one chunk ahead.
+    fn queue_hold_audio(&mut self, now: Instant) {
+        for _ in 0..2 {
+            let Some(b) = self.bridge.as_mut() else {
+                return;
+            };
+            let pcm = b.hold.next_chunk();
+            let mark = self.id();
+            self.mark_queued = mark;
+            self.outputs.push_back(Output::Play { pcm, mark });
+        }
+        let _ = now;
+    }
+
+    fn hang_up(&mut self, reason: String) {
+        self.outputs.push_back(Output::Hangup { reason });
+        self.finish();
+    }
+
+    /// The call is over: the outcome, decided here.
+    fn finish(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.flush_decision(None);
+        self.ended = true;
+        let outcome = if self.reached_agent {
+            Outcome::Transferred
+        } else if self.transfer_reason.is_some() {
+            Outcome::Failed
+        } else if self.answered || self.dialplan_ended {
+            Outcome::SelfServed
+        } else {
+            Outcome::Abandoned
+        };
+        let (call_id, transfer_reason) = (self.call_id.clone(), self.transfer_reason.clone());
+        self.report(Report::CallEnded {
+            call_id,
+            outcome,
+            transfer_reason,
+        });
+    }
+}
+
+fn turn_event_name(e: &TurnEvent) -> &'static str {
+    match e {
+        TurnEvent::SpeechStart => "speech start",
+        TurnEvent::BargeIn => "barge-in",
+        TurnEvent::Pause(_) => "pause",
+        TurnEvent::Consult { .. } => "consult",
+        TurnEvent::Utterance { .. } => "utterance",
+        TurnEvent::TooShort => "too short",
+    }
+}
+
+/// A gentle repeating chime for callers waiting for an agent (three soft notes, a pause):
+/// callers hear that the line is alive without mistaking it for a ringback or a prompt.
+#[derive(Debug, Default)]
+pub struct HoldAudio {
+    position: usize,
+}
+
+impl HoldAudio {
+    const NOTES: [f32; 3] = [523.25, 659.25, 783.99]; // C5 E5 G5
+    const NOTE: usize = 8 * 250;
+    const PAUSE: usize = 8 * 1250;
+    const CHUNK: usize = 8 * 200;
+
+    fn sample(&self, i: usize) -> i16 {
+        let cycle = Self::NOTES.len() * Self::NOTE + Self::PAUSE;
+        let i = i % cycle;
+        let note = i / Self::NOTE;
+        if note >= Self::NOTES.len() {
+            return 0;
+        }
+        let within = (i % Self::NOTE) as f32;
+        // Soft attack and decay so notes do not click.
+        let envelope = (within / 80.0).min(1.0) * (1.0 - within / Self::NOTE as f32);
+        let t = i as f32 / 8000.0;
+        (0.12 * envelope * (2.0 * std::f32::consts::PI * Self::NOTES[note] * t).sin() * 32767.0)
+            as i16
+    }
+
+    /// The next 200 ms.
+    pub fn next_chunk(&mut self) -> Vec<i16> {
+        let chunk = (0..Self::CHUNK)
+            .map(|k| self.sample(self.position + k))
+            .collect();
+        self.position += Self::CHUNK;
+        chunk
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every rule on a fake clock: a harness plays the media (queued audio plays out in real
+    //! length, marks reported when it has), the synthesiser (one second per text) and lets
+    //! each test answer recognition, verdicts, backends and the agent leg itself.
+
+    use super::*;
+    use crate::call::turn::energy::{Endpointer, EndpointerConfig};
+    use crate::call::turn::model::{LoudIsSpeech, ModelTurn, TurnConfig};
+    use crate::dialplan::registry::HotlineRegistry;
+    use crate::nlu::intent::BagOfWords;
+    use std::sync::Arc;
+
+    const PLAN: &str = r#"name: session-test
+slots:
+  order_number: { type: digits, min_digits: 6, max_digits: 10 }
+intents:
+  hello: { examples: [hello there, hi, good morning] }
+  agent: { examples: [talk to a person, an agent please, a human please], keywords: [agent] }
+handlers: { no_input: bye, no_match: bye, agent: to_agent }
+start: ask
+nodes:
+  ask:
+    ask: { prompt: "Say something.", dtmf: 4 }
+    next: number
+  number:
+    ask: { prompt: "Your order number?", slot: order_number, dtmf: 10 }
+    next: bye
+  to_agent:
+    transfer: { queue: general, reason: "caller asked", say: "Connecting you.", fallback: busy }
+  busy:
+    say: "Nobody is free."
+    next: bye
+  bye: { hangup: "Bye." }
+"#;
+
+    struct Harness {
+        s: CallSession,
+        now: Instant,
+        /// (mark, when it has played out).
+        playing: VecDeque<(u64, Instant)>,
+        queue_end: Instant,
+        /// Outputs seen, in order (Play audio replaced by its length).
+        log: Vec<Output>,
+        /// Synthesis jobs to answer automatically (one second of audio per text).
+        auto_synthesis: bool,
+    }
+
+    fn detector(model: bool) -> Box<dyn TurnDetector> {
+        if model {
+            Box::new(ModelTurn::new(LoudIsSpeech, TurnConfig::default()))
+        } else {
+            Box::new(Endpointer::new(EndpointerConfig::default()))
+        }
+    }
+
+    fn harness(model: bool) -> Harness {
+        let dir = std::env::temp_dir().join(format!(
+            "voxnav-session-{}-{}",
+            std::process::id(),
+            std::thread::current()
+                .name()
+                .unwrap_or("t")
+                .replace("::", "-")
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("p.yaml");
+        std::fs::write(&file, PLAN).unwrap();
+        let registry = HotlineRegistry::load(&file, Arc::new(BagOfWords)).unwrap();
+        let engine = CallEngine::new(registry.current(), Default::default());
+        let now = Instant::now();
+        let mut h = Harness {
+            s: CallSession::new("c1", "<sip:alice@192.0.2.1>", engine, 1, detector(model)),
+            now,
+            playing: VecDeque::new(),
+            queue_end: now,
+            log: Vec::new(),
+            auto_synthesis: true,
+        };
+        h.s.handle_start(now);
+        h.pump();
+        h
+    }
+
+    impl Harness {
+        /// Carries out outputs: media and synthesis are simulated, the rest logged.
+        fn pump(&mut self) {
+            while let Some(out) = self.s.poll_output() {
+                match &out {
+                    Output::Play { pcm, mark } => {
+                        self.queue_end = self.queue_end.max(self.now)
+                            + Duration::from_millis(pcm.len() as u64 / 8);
+                        self.playing.push_back((*mark, self.queue_end));
+                    }
+                    Output::StopPlayback => {
+                        self.playing.clear();
+                        self.queue_end = self.now;
+                    }
+                    Output::Synthesize { job, texts } if self.auto_synthesis => {
+                        for _ in texts {
+                            self.s.handle_synthesized(
+                                *job,
+                                Synthesis::Clause(vec![0; 8000]),
+                                self.now,
+                            );
+                        }
+                        self.s.handle_synthesized(*job, Synthesis::Done, self.now);
+                    }
+                    _ => {}
+                }
+                self.log.push(match out {
+                    Output::Play { pcm, mark } => Output::Play {
+                        pcm: vec![0; pcm.len().min(1)],
+                        mark,
+                    },
+                    other => other,
+                });
+            }
+        }
+
+        /// `ms` of the caller's audio (loud voice or silence), 20 ms a frame, with time
+        /// passing for playback and timers.
+        fn talk(&mut self, ms: u64, loud: bool) {
+            let frame = vec![if loud { 9000i16 } else { 0 }; 160];
+            for _ in 0..ms / 20 {
+                self.now += Duration::from_millis(20);
+                while let Some(&(mark, at)) = self.playing.front() {
+                    if at > self.now {
+                        break;
+                    }
+                    self.playing.pop_front();
+                    self.s.handle_played_out(mark, at);
+                    self.pump();
+                }
+                if self.s.poll_timeout().is_some_and(|t| t <= self.now) {
+                    self.s.handle_timeout(self.now);
+                    self.pump();
+                }
+                self.s.handle_audio(&frame, self.now);
+                self.pump();
+            }
+        }
+
+        fn wait(&mut self, ms: u64) {
+            self.talk(ms, false);
+        }
+
+        fn take(&mut self) -> Vec<Output> {
+            std::mem::take(&mut self.log)
+        }
+
+        fn recognitions(log: &[Output]) -> Vec<(u64, usize, bool)> {
+            log.iter()
+                .filter_map(|o| match o {
+                    Output::Recognize {
+                        job,
+                        audio,
+                        speculative,
+                    } => Some((*job, audio.len(), *speculative)),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn decisions(log: &[Output]) -> Vec<serde_json::Value> {
+            log.iter()
+                .filter_map(|o| match o {
+                    Output::Report(Report::Turn { record, .. }) => Some(record.clone()),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    fn says(log: &[Output], text: &str) -> bool {
+        log.iter().any(|o| {
+            matches!(o, Output::Synthesize { texts, .. } if texts.iter().any(|t| t.contains(text)))
+        })
+    }
+
+    #[test]
+    fn no_input_counts_from_the_end_of_the_prompt_not_from_the_listen() {
+        let mut h = harness(false);
+        assert!(says(&h.log, "Say something."));
+        // The prompt plays 1 s (+ the timer of the ask's 8 s default no-input wait).
+        let listen_ms = h.s.last_listen.0;
+        h.take();
+        h.wait(1000 + listen_ms - 100);
+        assert!(
+            !says(&h.log, "Bye."),
+            "not yet: the timer started when the prompt ended"
+        );
+        h.wait(200);
+        assert!(says(&h.log, "Bye."), "no input -> the handler");
+        let d = Harness::decisions(&h.log);
+        assert_eq!(d.last().unwrap()["input"], "(silence)");
+    }
+
+    #[test]
+    fn barge_in_stops_the_prompt_and_a_backchannel_does_not() {
+        let mut h = harness(false);
+        h.take();
+        // "uh-huh" 160 ms, 200 ms into the prompt: nothing stops, nothing is recognised.
+        h.wait(200);
+        h.talk(160, true);
+        h.wait(1200);
+        let log = h.take();
+        assert!(
+            !log.contains(&Output::StopPlayback),
+            "a backchannel does not interrupt"
+        );
+        assert!(Harness::recognitions(&log).is_empty(), "nor is it a turn");
+        // A new prompt (repeat by timing out would take long): a real interruption.
+        let mut h = harness(false);
+        h.take();
+        h.wait(200);
+        h.talk(300, true);
+        let log = h.take();
+        assert!(
+            log.contains(&Output::StopPlayback),
+            "barge-in after 240 ms of voice"
+        );
+        h.talk(500, true);
+        h.wait(800);
+        assert_eq!(
+            Harness::recognitions(&h.log)
+                .iter()
+                .filter(|r| !r.2)
+                .count()
+                + Harness::recognitions(&h.log)
+                    .iter()
+                    .filter(|r| r.2)
+                    .count()
+                    .min(1),
+            1,
+            "the interrupting turn is recognised: {:?}",
+            Harness::recognitions(&h.log)
+        );
+    }
+
+    #[test]
+    fn keys_stop_the_prompt_and_an_entry_completes_after_the_inter_digit_pause() {
+        let mut h = harness(false);
+        h.take();
+        h.wait(100);
+        h.s.handle_digit('1', h.now);
+        h.pump();
+        assert!(
+            h.take().contains(&Output::StopPlayback),
+            "a key stops the prompt"
+        );
+        h.s.handle_digit('2', h.now);
+        h.pump();
+        h.wait(2900);
+        assert!(Harness::decisions(&h.log).is_empty(), "still typing");
+        h.wait(200);
+        let d = Harness::decisions(&h.log);
+        assert_eq!(d[0]["input"], "#dtmf 12", "{d:?}");
+    }
+
+    #[test]
+    fn a_speculation_is_used_when_the_turn_is_the_same_audio_and_dropped_when_not() {
+        let mut h = harness(false);
+        h.wait(1500); // the prompt has played
+        h.take();
+        h.talk(800, true);
+        h.wait(240); // the energy endpointer's pause: speculation starts
+        let log = h.take();
+        let spec = Harness::recognitions(&log);
+        assert_eq!(spec.len(), 1);
+        assert!(spec[0].2, "speculative");
+        h.s.handle_recognized(spec[0].0, Ok(("hello there".into(), 0.9)), h.now);
+        h.pump();
+        h.wait(500); // the endpoint (700 ms): the same audio
+        let log = h.take();
+        assert!(
+            Harness::recognitions(&log).is_empty(),
+            "no second recognition"
+        );
+        let d = Harness::decisions(&log);
+        assert_eq!(d[0]["input"], "hello there");
+        assert_eq!(d[0]["latency"]["speculative"], true, "{}", d[0]);
+
+        // The caller goes on after the pause: that speculation is dropped; the one at the
+        // next pause covers the whole turn and is the one used.
+        h.wait(1500);
+        h.take();
+        h.talk(800, true);
+        h.wait(240);
+        let first = Harness::recognitions(&h.take())[0];
+        h.talk(600, true);
+        h.wait(800);
+        let log = h.take();
+        let again = Harness::recognitions(&log);
+        assert_eq!(again.len(), 1, "{again:?}");
+        assert!(
+            again[0].1 > first.1,
+            "the second speculation has the whole turn"
+        );
+        h.s.handle_recognized(first.0, Ok(("four seven".into(), 0.9)), h.now);
+        h.pump();
+        assert!(
+            Harness::decisions(&h.log).is_empty(),
+            "the first pause's text is not the turn"
+        );
+        h.s.handle_recognized(
+            again[0].0,
+            Ok(("four seven two one nine eight".into(), 0.9)),
+            h.now,
+        );
+        h.pump();
+        let d = Harness::decisions(&h.take());
+        assert_eq!(d[0]["slots"]["order_number"], "472198", "{d:?}");
+    }
+
+    #[test]
+    fn recognition_past_its_deadline_offers_the_keypad_and_late_results_are_ignored() {
+        let mut h = harness(false);
+        h.wait(1500);
+        h.talk(800, true);
+        h.wait(1000);
+        let job = Harness::recognitions(&h.log)
+            .into_iter()
+            .find(|r| !r.2)
+            .or_else(|| Harness::recognitions(&h.log).into_iter().next())
+            .unwrap()
+            .0;
+        h.take();
+        h.wait(RECOGNITION_DEADLINE.as_millis() as u64);
+        let log = h.take();
+        assert!(says(&log, "keypad"), "the keypad offer");
+        assert!(
+            log.iter()
+                .any(|o| matches!(o, Output::Report(Report::AsrUnavailable { .. })))
+        );
+        h.s.handle_recognized(job, Ok(("hello there".into(), 0.9)), h.now);
+        h.pump();
+        assert!(
+            Harness::decisions(&h.log).is_empty(),
+            "a late result changes nothing"
+        );
+    }
+
+    #[test]
+    fn an_utterance_while_the_bot_is_busy_waits_for_the_next_listen() {
+        let mut h = harness(false);
+        h.auto_synthesis = false;
+        h.wait(1500);
+        h.take();
+        // The bot answers "hi" with a reply that takes a while to synthesise...
+        h.talk(800, true);
+        h.wait(300);
+        let spec = Harness::recognitions(&h.log)[0].0;
+        h.s.handle_recognized(spec, Ok(("hi".into(), 0.9)), h.now);
+        h.pump();
+        h.wait(500);
+        let job = h
+            .take()
+            .iter()
+            .find_map(|o| match o {
+                Output::Synthesize { job, .. } => Some(*job),
+                _ => None,
+            })
+            .expect("the reply is being synthesised");
+        // ...meanwhile the caller says something more.
+        h.talk(700, true);
+        h.wait(800);
+        assert!(
+            Harness::recognitions(&h.log).iter().all(|r| r.2),
+            "kept, not recognised while busy"
+        );
+        h.s.handle_synthesized(job, Synthesis::Clause(vec![0; 800]), h.now);
+        h.s.handle_synthesized(job, Synthesis::Done, h.now);
+        h.pump();
+        // The number ask listens: the kept utterance is recognised now (or its speculation).
+        let recognitions = Harness::recognitions(&h.log);
+        assert!(!recognitions.is_empty(), "{recognitions:?}");
+    }
+
+    #[test]
+    fn the_model_ends_a_complete_turn_early_and_waits_on_an_incomplete_one() {
+        let mut h = harness(true);
+        h.wait(1500);
+        h.take();
+        h.talk(800, true);
+        h.wait(200);
+        let log = h.take();
+        let consult = log
+            .iter()
+            .find_map(|o| match o {
+                Output::JudgeTurn { job, .. } => Some(*job),
+                _ => None,
+            })
+            .expect("the model is consulted at the pause");
+        let spec = Harness::recognitions(&log)[0].0;
+        h.s.handle_recognized(spec, Ok(("hello there".into(), 0.9)), h.now);
+        h.s.handle_verdict(consult, 0.9, h.now);
+        h.pump();
+        let d = Harness::decisions(&h.log);
+        assert_eq!(d[0]["input"], "hello there", "ended 200 ms after the voice");
+        assert_eq!(d[0]["latency"]["ended_by"], "model");
+        assert_eq!(d[0]["latency"]["end_of_turn_ms"], 200);
+
+        // At the number ask: "four seven two" then a pause; the model says complete, but
+        // three digits are not a number: the turn goes on.
+        h.wait(1500);
+        h.take();
+        h.talk(900, true);
+        h.wait(200);
+        let log = h.take();
+        let consult = log
+            .iter()
+            .find_map(|o| match o {
+                Output::JudgeTurn { job, .. } => Some(*job),
+                _ => None,
+            })
+            .unwrap();
+        let spec = Harness::recognitions(&log)[0].0;
+        h.s.handle_verdict(consult, 0.95, h.now);
+        h.s.handle_recognized(spec, Ok(("four seven two".into(), 0.9)), h.now);
+        h.pump();
+        h.wait(800); // a one second pause between the groups
+        assert!(
+            Harness::decisions(&h.log).is_empty(),
+            "not cut between the groups"
+        );
+        h.talk(900, true);
+        h.wait(200);
+        let log = h.take();
+        let consult = log
+            .iter()
+            .find_map(|o| match o {
+                Output::JudgeTurn { job, .. } => Some(*job),
+                _ => None,
+            })
+            .unwrap();
+        let spec = Harness::recognitions(&log)
+            .into_iter()
+            .rfind(|r| r.2)
+            .unwrap()
+            .0;
+        h.s.handle_recognized(
+            spec,
+            Ok(("four seven two one nine eight".into(), 0.9)),
+            h.now,
+        );
+        h.s.handle_verdict(consult, 0.9, h.now);
+        h.pump();
+        let d = Harness::decisions(&h.log);
+        assert_eq!(d[0]["slots"]["order_number"], "472198", "{d:?}");
+        assert_eq!(d[0]["latency"]["ended_by"], "digits");
+    }
+
+    #[test]
+    fn a_turn_that_never_pauses_is_capped_and_answered() {
+        let mut h = harness(true);
+        h.wait(1500);
+        h.take();
+        h.talk(15_000, true);
+        let r = Harness::recognitions(&h.log);
+        let fin = r.iter().find(|r| !r.2).expect("recognised at the cap");
+        assert!(fin.1 >= 8 * 15_000);
+        h.s.handle_recognized(fin.0, Ok(("blah blah".into(), 0.3)), h.now);
+        h.pump();
+        let d = Harness::decisions(&h.log);
+        assert_eq!(d[0]["latency"]["ended_by"], "cap", "{d:?}");
+    }
+
+    #[test]
+    fn a_transfer_plays_hold_audio_relays_both_ways_and_a_failure_returns_to_the_plan() {
+        let mut h = harness(false);
+        h.wait(1500);
+        h.s.handle_digit('1', h.now); // not what the ask wants: the agent handler by text
+        h.take();
+        h.talk(800, true);
+        h.wait(300);
+        let spec = Harness::recognitions(&h.log)[0].0;
+        h.s.handle_recognized(spec, Ok(("an agent please".into(), 0.9)), h.now);
+        h.pump();
+        h.wait(500);
+        let log = h.take();
+        assert!(
+            log.iter()
+                .any(|o| matches!(o, Output::Transfer { reason, .. } if reason == "caller asked")),
+            "{log:?}"
+        );
+        h.s.handle_agent(
+            AgentEvent::Dialling {
+                uri: "sip:desk@192.0.2.9".into(),
+            },
+            h.now,
+        );
+        h.wait(1500); // the notice, then hold audio
+        let plays = h
+            .take()
+            .iter()
+            .filter(|o| matches!(o, Output::Play { .. }))
+            .count();
+        assert!(plays >= 3, "hold audio keeps coming: {plays}");
+        h.s.handle_agent(AgentEvent::Failed("486 Busy Here".into()), h.now);
+        h.pump();
+        let log = h.take();
+        assert!(says(&log, "Nobody is free."), "the fallback");
+        assert!(log.iter().any(|o| matches!(
+            o,
+            Output::Report(Report::Transfer {
+                status: TransferStatus::Failed,
+                ..
+            })
+        )));
+
+        // Connected: the caller's audio goes to the agent and the agent's to the caller.
+        let mut h = harness(false);
+        h.wait(1500);
+        h.talk(800, true);
+        h.wait(300);
+        let spec = Harness::recognitions(&h.log)[0].0;
+        h.s.handle_recognized(spec, Ok(("an agent please".into(), 0.9)), h.now);
+        h.pump();
+        h.wait(500);
+        h.s.handle_agent(
+            AgentEvent::Dialling {
+                uri: "sip:desk@192.0.2.9".into(),
+            },
+            h.now,
+        );
+        h.s.handle_agent(AgentEvent::Answered, h.now);
+        h.pump();
+        h.take();
+        h.talk(100, true);
+        h.s.handle_agent(AgentEvent::Audio(vec![5; 160]), h.now);
+        h.pump();
+        let log = h.take();
+        assert_eq!(
+            log.iter()
+                .filter(|o| matches!(o, Output::ToAgent(_)))
+                .count(),
+            5
+        );
+        assert!(log.iter().any(|o| matches!(o, Output::Play { .. })));
+        h.s.handle_agent(AgentEvent::Ended("the far end hung up".into()), h.now);
+        h.pump();
+        let log = h.take();
+        assert!(log.iter().any(|o| matches!(o, Output::Hangup { .. })));
+        assert!(log.iter().any(|o| matches!(
+            o,
+            Output::Report(Report::CallEnded {
+                outcome: Outcome::Transferred,
+                ..
+            })
+        )));
+    }
+
+    #[test]
+    fn the_outcome_is_decided_when_the_call_ends() {
+        // Hung up before anything happened: abandoned.
+        let mut h = harness(false);
+        h.wait(300);
+        h.s.handle_hangup(h.now);
+        h.pump();
+        assert!(h.log.iter().any(|o| matches!(
+            o,
+            Output::Report(Report::CallEnded {
+                outcome: Outcome::Abandoned,
+                ..
+            })
+        )));
+        assert!(h.s.is_over());
+        // The dialplan said goodbye: self-served, the hang-up after the goodbye played.
+        let mut h = harness(false);
+        h.wait(1500);
+        h.talk(800, true);
+        h.wait(300);
+        let spec = Harness::recognitions(&h.log)[0].0;
+        h.s.handle_recognized(spec, Ok(("hello there".into(), 0.9)), h.now);
+        h.pump();
+        h.wait(1500);
+        h.take();
+        h.s.handle_digit('4', h.now);
+        for d in "72198#".chars() {
+            h.s.handle_digit(d, h.now);
+        }
+        h.pump();
+        assert!(
+            !h.take().iter().any(|o| matches!(o, Output::Hangup { .. })),
+            "not before the goodbye played"
+        );
+        h.wait(1500);
+        let log = h.take();
+        assert!(log.iter().any(|o| matches!(o, Output::Hangup { .. })));
+        assert!(log.iter().any(|o| matches!(
+            o,
+            Output::Report(Report::CallEnded {
+                outcome: Outcome::SelfServed,
+                ..
+            })
+        )));
+    }
+}

@@ -1,0 +1,344 @@
+//! `voxnav serve`: the server. Its parts, wired here and nowhere else:
+//!
+//! - the SIP/RTP driver (`net`), the media driver (`net::media`);
+//! - with a dialplan: the hotline registry (hot reload), the speech engines on a shared core
+//!   budget, the turn detector, and a call driver task per answered call (`call::driver`);
+//! - the observers of every report: metrics, the live view, call records, the stdout lines;
+//! - the admin API;
+//! - one shutdown for all: SIGTERM or Ctrl-C stops the reload watcher and the prompt warm-up,
+//!   refuses ringing calls, hangs up the rest and exits.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use voxnav::call::driver::{PromptCache, Services};
+use voxnav::call::transfer::AgentDirectory;
+use voxnav::call::turn::DetectorFactory;
+use voxnav::call::turn::energy::{Endpointer, EndpointerConfig};
+use voxnav::dialplan::registry::HotlineRegistry;
+use voxnav::models::ModelPaths;
+use voxnav::net::media::MediaEngine;
+use voxnav::ops::{admin::AdminConfig, lines::StdoutLines, live::LiveView, metrics::Metrics};
+use voxnav::report::{Observer, Reporter};
+use voxnav::speech::{PiperConfig, PiperSynthesizer, Recognizer, Synthesizer, WhisperConfig};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Server config file (YAML: sip.listen, sip.max_calls, sip.ring_ms, media.rtp_ports, ...);
+    /// options given here override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// SIP address for UDP and TCP, IPv4 or IPv6 (port 0 picks a free port) [default: 0.0.0.0:5060].
+    #[arg(long)]
+    sip_listen: Option<std::net::SocketAddr>,
+    /// Calls at once; more INVITEs get 503 with Retry-After [default: 100].
+    #[arg(long)]
+    max_calls: Option<usize>,
+    /// RTP port range, LOW-HIGH (even ports for RTP, the next odd one for RTCP) [default: 10000-20000].
+    #[arg(long, value_parser = voxnav::media::ports::PortPool::parse)]
+    rtp_ports: Option<voxnav::media::ports::PortPool>,
+    /// Milliseconds to ring (180 Ringing) before answering [default: 0].
+    #[arg(long)]
+    ring_ms: Option<u64>,
+    /// Answer calls with this dialplan (speech in, decisions, speech out); without it the
+    /// built-in test behaviour answers. The file is reloaded when it changes.
+    #[arg(long)]
+    dialplan: Option<PathBuf>,
+    /// Start the built-in demo order service and point `orders_api` at it.
+    #[arg(long)]
+    demo_orders: bool,
+    /// The agent seat (SIP URI) transfers ring, for every queue the config file does not
+    /// map (config `transfer.default`); without one, a transfer goes to the dialplan's
+    /// fallback.
+    #[arg(long, value_name = "SIP_URI")]
+    agent: Option<String>,
+    /// Serve the admin HTTP API here: /healthz, /metrics (Prometheus), /dashboard,
+    /// /api/... (token). Config `admin.listen`.
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    admin_listen: Option<std::net::SocketAddr>,
+    /// The bearer token /api/ requires (or VOXNAV_ADMIN_TOKEN); without one /api/ is off.
+    #[arg(long, env = "VOXNAV_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Call records with transcripts (SQLite; schema in docs/records.md). Config
+    /// `records.path`; default records/voxnav.db.
+    #[arg(long, value_name = "FILE")]
+    records: Option<PathBuf>,
+    /// Keep no call records (config `records.path: off`).
+    #[arg(long)]
+    no_records: bool,
+    /// Count nothing: /metrics then lists the families without values (for measuring
+    /// what counting costs; benches/ops_overhead.rs).
+    #[arg(long)]
+    no_metrics: bool,
+    /// Prune call records older than this many days (config `records.retention_days`;
+    /// default 90).
+    #[arg(long)]
+    retention_days: Option<u32>,
+}
+
+/// How often the dialplan file is checked for changes.
+const RELOAD_POLL: Duration = Duration::from_secs(2);
+
+pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
+    let file = match &args.config {
+        Some(path) => voxnav::config::read(path).map_err(anyhow::Error::msg)?,
+        None => voxnav::config::ServerConfig::default(),
+    };
+    if let Some(uri) = &args.agent
+        && voxnav::sip::uac::uri_host_port(uri).is_none()
+    {
+        anyhow::bail!("--agent {uri}: not a sip: URI with a host");
+    }
+    voxnav::ops::log::init(&file.log).map_err(anyhow::Error::msg)?;
+    let records_path = match (
+        args.no_records,
+        args.records.clone(),
+        file.records_path.clone(),
+    ) {
+        (true, _, _) | (false, None, Some(None)) => None,
+        (false, Some(path), _) | (false, None, Some(Some(path))) => Some(path),
+        (false, None, None) => Some(PathBuf::from("records/voxnav.db")),
+    }
+    .filter(|_| args.dialplan.is_some());
+    let retention_days = args.retention_days.or(file.retention_days).unwrap_or(90);
+
+    // The observers of every report.
+    let metrics = Arc::new(Metrics::new());
+    let live = Arc::new(LiveView::default());
+    let mut observers: Vec<Arc<dyn Observer>> = vec![live.clone(), Arc::new(StdoutLines)];
+    if !args.no_metrics {
+        observers.push(metrics.clone());
+    }
+    if let Some(path) = &records_path {
+        observers.push(Arc::new(voxnav::ops::records::RecordStore::open(
+            path,
+            retention_days,
+        )?));
+    }
+    let reporter = Reporter::new(observers);
+    let media = MediaEngine::start(1)?;
+
+    let hotline = match &args.dialplan {
+        Some(path) => Some(hotline_services(
+            paths,
+            path,
+            &args,
+            &file,
+            reporter.clone(),
+            media.clone(),
+        )?),
+        None => None,
+    };
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin = args.admin_listen.or(file.admin_listen).map(|addr| {
+        (
+            addr,
+            AdminConfig {
+                token: args.admin_token.clone().filter(|t| !t.is_empty()),
+                records: records_path.clone(),
+                hotline: hotline.as_ref().map(|s| s.registry.clone()),
+                ready: ready.clone(),
+                metrics: metrics.clone(),
+                live: live.clone(),
+            },
+        )
+    });
+    let defaults = voxnav::net::ServeConfig::default();
+    let config = voxnav::net::ServeConfig {
+        endpoint: voxnav::sip::endpoint::EndpointConfig {
+            max_calls: args.max_calls.or(file.max_calls).unwrap_or(100),
+            ..Default::default()
+        },
+        rtp_ports: args
+            .rtp_ports
+            .clone()
+            .or(file.rtp_ports.clone())
+            .unwrap_or(defaults.rtp_ports),
+        ring: Duration::from_millis(args.ring_ms.or(file.ring_ms).unwrap_or(0)),
+        calls: hotline.as_ref().map(|s| call_handler(s.clone())),
+        media: Some(media),
+        reporter,
+    };
+    let listen = args
+        .sip_listen
+        .or(file.sip_listen)
+        .unwrap_or_else(|| "0.0.0.0:5060".parse().unwrap());
+    serve(listen, config, admin, hotline, ready)
+}
+
+/// The dialplan, the engines and the turn detector every call of the hotline shares.
+fn hotline_services(
+    paths: &ModelPaths,
+    dialplan: &std::path::Path,
+    args: &ServeArgs,
+    file: &voxnav::config::ServerConfig,
+    reporter: Reporter,
+    media: Arc<MediaEngine>,
+) -> Result<Arc<Services>> {
+    let vars = super::dialplan::parse_vars(&[], args.demo_orders)?;
+    let embedder = voxnav::dialplan::cli::embedder(paths)?;
+    let registry = Arc::new(
+        HotlineRegistry::load(dialplan, embedder)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_reporter(reporter.clone()),
+    );
+    let plan = registry.current();
+    let whisper = WhisperConfig {
+        model: plan.plan.asr_model.parse().map_err(anyhow::Error::msg)?,
+        language: voxnav::dialplan::engine::language_code(plan.plan.language).into(),
+        ..Default::default()
+    };
+    let piper = PiperConfig::default();
+    let budget = voxnav::speech::CoreBudget::detect();
+    budget.check(&whisper, &piper)?;
+    // One slot per core, shared: a recognition borrows the second core while TTS is idle.
+    let cores = Arc::new(voxnav::speech::gate::JobGate::new(budget.cores, 4096));
+    let mut asr: Arc<dyn Recognizer> = Arc::new(
+        voxnav::speech::WhisperRecognizer::new(paths, whisper)?.with_shared_cores(cores.clone()),
+    );
+    // Degradation tests: VOXNAV_FAULT_ASR=fail or slow:MS (see speech/fault.rs).
+    if let Some(fault) = voxnav::speech::fault::AsrFault::from_env().map_err(anyhow::Error::msg)? {
+        tracing::warn!("ASR fault injected: {fault:?}");
+        asr = Arc::new(voxnav::speech::fault::FaultyRecognizer { inner: asr, fault });
+    }
+    let tts: Arc<dyn Synthesizer> =
+        Arc::new(PiperSynthesizer::new(paths, piper)?.with_shared_cores(cores));
+    let detector: DetectorFactory =
+        Arc::new(|| Box::new(Endpointer::new(EndpointerConfig::default())));
+    tracing::info!(
+        dialplan = %dialplan.display(),
+        hotline = %plan.plan.name,
+        "the dialplan answers calls"
+    );
+    Ok(Arc::new(Services {
+        registry,
+        asr,
+        tts,
+        detector,
+        turn_model: None,
+        vars,
+        prompts: PromptCache::default(),
+        agents: AgentDirectory {
+            queues: file.agent_queues.clone(),
+            default: args.agent.clone().or(file.agent_default.clone()),
+            ring_timeout: Duration::from_secs(file.ring_timeout_s.unwrap_or(20)),
+        },
+        media,
+        reporter,
+    }))
+}
+
+/// Each answered call runs the dialplan on its own task.
+fn call_handler(services: Arc<Services>) -> voxnav::net::CallHandler {
+    Arc::new(move |call| Box::pin(voxnav::call::driver::run(services.clone(), call)))
+}
+
+fn serve(
+    listen: std::net::SocketAddr,
+    config: voxnav::net::ServeConfig,
+    admin: Option<(std::net::SocketAddr, AdminConfig)>,
+    hotline: Option<Arc<Services>>,
+    ready: Arc<AtomicBool>,
+) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listeners = voxnav::net::SipListeners::bind(listen).await?;
+        let local = listeners.local_addr()?;
+        // Tests and scripts read this line to learn the port when listening on port 0.
+        println!("voxnav: SIP listening on udp+tcp {local}");
+        if let Some((addr, admin)) = admin {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("admin API on {addr}"))?;
+            println!("voxnav: admin API on http://{}", listener.local_addr()?);
+            tokio::spawn(async move {
+                if let Err(e) = voxnav::ops::admin::serve(listener, admin).await {
+                    tracing::error!("admin API stopped: {e}");
+                }
+            });
+        }
+        let shutdown = CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::info!("shutting down");
+            signals.cancel();
+        });
+        tokio::spawn(warm_up_and_watch(hotline, ready, shutdown.clone()));
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        listeners.serve(config, seed, shutdown).await?;
+        Ok(())
+    })
+}
+
+/// Synthesises the hotline's fixed prompts, then reports ready (`voxnav: ready`, `/readyz`):
+/// a call answered before would compete with the warm-up for the synthesiser. Then watches
+/// the dialplan file: a changed file is loaded and checked (a broken one leaves the old
+/// version serving), and its new fixed prompts are synthesised. Stops at shutdown.
+async fn warm_up_and_watch(
+    hotline: Option<Arc<Services>>,
+    ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) {
+    if let Some(s) = hotline.clone() {
+        let warmed = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            s.prompts.warm(&s.registry, s.tts.as_ref());
+            tracing::info!(
+                "{} fixed prompts synthesised in {:.1} s",
+                s.prompts.len(),
+                started.elapsed().as_secs_f64()
+            );
+        });
+        tokio::select! {
+            _ = warmed => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+    ready.store(true, Ordering::Release);
+    println!("voxnav: ready");
+    let Some(s) = hotline else { return };
+    let path = s.registry.status().file;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RELOAD_POLL) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let s = s.clone();
+        let path = path.clone();
+        let _ = tokio::task::spawn_blocking(move || match s.registry.reload_if_changed() {
+            None => {}
+            Some(Ok(v)) => {
+                tracing::info!(
+                    dialplan = %path.display(),
+                    version = v,
+                    "reloaded; calls in progress keep their version"
+                );
+                s.prompts.warm(&s.registry, s.tts.as_ref());
+            }
+            Some(Err(e)) => tracing::error!(
+                dialplan = %path.display(),
+                "refused, still serving the previous version:\n{e}"
+            ),
+        })
+        .await;
+    }
+}
