@@ -97,6 +97,81 @@ fn measure_engine(model: &str) {
     println!("{:.0}", peak_rss_mb());
 }
 
+/// The options that shorten a recognition, each against the default in one run
+/// (`VOXNAV_BENCH_ASR=latency cargo bench --bench asr`).
+fn latency_options(audio: &[Vec<f32>]) {
+    let base = WhisperConfig::default;
+    let two = |c: WhisperConfig| WhisperConfig {
+        threads_per_job: 2,
+        ..c
+    };
+    let rows = [
+        ("default (base beam5 margin 150) 2t", two(base())),
+        (
+            "flash attention 2t",
+            two(WhisperConfig {
+                flash_attn: true,
+                ..base()
+            }),
+        ),
+        (
+            "beam 3 2t",
+            two(WhisperConfig {
+                beam_size: 3,
+                ..base()
+            }),
+        ),
+        (
+            "beam 2 2t",
+            two(WhisperConfig {
+                beam_size: 2,
+                ..base()
+            }),
+        ),
+        (
+            "margin 100 2t",
+            two(WhisperConfig {
+                audio_ctx_margin: 100,
+                ..base()
+            }),
+        ),
+        (
+            "margin 50 2t",
+            two(WhisperConfig {
+                audio_ctx_margin: 50,
+                ..base()
+            }),
+        ),
+        ("default 1t", base()),
+        (
+            "flash attention 1t",
+            WhisperConfig {
+                flash_attn: true,
+                ..base()
+            },
+        ),
+    ];
+    let reference = run(rows[0].0, rows[0].1.clone(), audio, 1);
+    println!(
+        "\n{:<40} {:>9} {:>8} {:>6} {:>9}",
+        "setting", "median ms", "p90 ms", "WER", "vs ref"
+    );
+    let print = |r: &Row| {
+        println!(
+            "{:<40} {:>9.0} {:>8.0} {:>5.1}% {:>8.2}x",
+            r.name,
+            r.median_ms,
+            r.p90_ms,
+            100.0 * r.wer,
+            r.median_ms / reference.median_ms
+        )
+    };
+    print(&reference);
+    for (name, config) in rows.into_iter().skip(1) {
+        print(&run(name, config, audio, 1));
+    }
+}
+
 fn main() {
     if let Ok(engine) = std::env::var("VOXNAV_BENCH_ENGINE") {
         return measure_engine(&engine);
@@ -140,6 +215,9 @@ fn main() {
         ..cfg(model, 5, 2, false, true)
     };
     use WhisperModel::{Base, TinyEn};
+    if std::env::var("VOXNAV_BENCH_ASR").as_deref() == Ok("latency") {
+        return latency_options(&audio);
+    }
     let reference = run(
         "base beam5 2t full-30s-window (reference)",
         cfg(Base, 5, 2, false, false),

@@ -20,6 +20,16 @@
 //! log:
 //!   level: info              # an EnvFilter directive; VOXNAV_LOG overrides it
 //!   format: text             # or json (one object per line)
+//! asr:
+//!   jobs: 2                  # recognitions at once (each takes a core of the shared budget)
+//! turn:                      # turn-taking for every hotline (a hotline's settings.turn wins)
+//!   detector: model          # model (Silero VAD + Smart Turn) or energy (700 ms silence)
+//!   pause_ms: 200            # a pause this long consults the end-of-turn model
+//!   complete_threshold: 0.5  # the model's probability from which a turn is complete
+//!   end_silence_ms: 1000     # silence that ends a turn the model did not call complete
+//!   digits_end_silence_ms: 1800  # the same at an ask for a number
+//!   barge_in_ms: 240         # continuous speech that interrupts a prompt
+//!   max_turn_ms: 15000       # the longest turn (hold music, a television)
 //! ```
 //!
 //! Command-line options override the file; the file overrides the built-in defaults.
@@ -47,6 +57,8 @@ pub struct ServerConfig {
     pub records_path: Option<Option<std::path::PathBuf>>,
     pub retention_days: Option<u32>,
     pub log: crate::ops::log::LogConfig,
+    pub turn: crate::dialplan::model::TurnOverrides,
+    pub asr_jobs: Option<usize>,
 }
 
 fn address(y: &yaml::Yaml, what: &str, p: &mut Problems) -> Option<SocketAddr> {
@@ -164,6 +176,17 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
             }
         }
         m.finish(&[], &mut p);
+    }
+    if let Some(asr) = top.get("asr") {
+        let mut m = MapReader::new(asr, "asr", &mut p);
+        config.asr_jobs = m
+            .get("jobs")
+            .and_then(|y| number(y, "jobs", &mut p))
+            .map(|n| n.max(1) as usize);
+        m.finish(&[], &mut p);
+    }
+    if let Some(turn) = top.get("turn") {
+        config.turn = crate::dialplan::load::read_turn(turn, &mut p);
     }
     top.finish(&[], &mut p);
     p.into_result(config)

@@ -158,6 +158,9 @@ pub enum Report {
         record: serde_json::Value,
         transcript: Vec<String>,
     },
+    /// The caller's speech held a prompt: a real interruption (the prompt and its synthesis
+    /// dropped), or a backchannel, cough or noise (`resumed`: the prompt went on).
+    BargeIn { call_id: String, resumed: bool },
     /// A timed turn's latency.
     Latency {
         call_id: String,

@@ -251,6 +251,44 @@ impl Server {
     }
 }
 
+/// Runs `voxnav call` (the binary at `exe`) against a server on loopback `port` with a
+/// script; returns its JSON report.
+pub fn scripted_call(exe: &str, port: u16, script: &Path) -> serde_json::Value {
+    let out = Command::new(exe)
+        .args(["call", &format!("sip:ivr@127.0.0.1:{port}")])
+        .arg("--script")
+        .arg(script)
+        .arg("--json")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("voxnav call runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "voxnav call: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("voxnav call "))
+        .unwrap_or_else(|| panic!("no report in {stdout}"));
+    serde_json::from_str(json).unwrap()
+}
+
+/// Everything the bot said in a `voxnav call` report, as Whisper heard it on the caller's
+/// side, lower case.
+pub fn bot_words(report: &serde_json::Value) -> String {
+    report["bot"]
+        .as_array()
+        .map(|b| {
+            b.iter()
+                .map(|b| b["text"].as_str().unwrap_or_default().to_lowercase())
+                .collect::<Vec<_>>()
+                .join(" / ")
+        })
+        .unwrap_or_default()
+}
+
 /// The JSON of every `voxnav: KIND {...}` line among `lines`.
 pub fn records(lines: &[String], kind: &str) -> Vec<serde_json::Value> {
     let prefix = format!("voxnav: {kind} ");
@@ -397,12 +435,14 @@ pub fn sipp_speaking_caller(
 }
 
 /// A `voxnav serve` for benchmarks, on the demo hotline, returned once it is ready (its
-/// prompt cache warm, so every measurement sees the same server); stderr goes to `log`.
+/// prompt cache warm, so every measurement sees the same server); stderr goes to `log`, its
+/// stdout lines (decision and latency records) are kept.
 pub struct BenchServer {
     pub process: KillOnDrop,
     pub pid: u32,
     pub port: u16,
     pub log: PathBuf,
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl BenchServer {
@@ -429,13 +469,25 @@ impl BenchServer {
                 break;
             }
         }
-        std::thread::spawn(move || lines.for_each(drop));
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = kept.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
         BenchServer {
             process,
             pid,
             port,
             log: log.to_path_buf(),
+            lines: kept,
         }
+    }
+
+    /// The stdout lines so far, and forgets them.
+    pub fn take_lines(&self) -> Vec<String> {
+        std::mem::take(&mut *self.lines.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// How many times the server offered the keypad because recognition was unavailable.
@@ -448,16 +500,18 @@ impl BenchServer {
 }
 
 /// Starts `n` scripted callers (`voxnav call --json --no-transcribe`) 400 ms apart against a
-/// server on `port`, waits for them, and returns every turn's voice-to-voice latency (ms,
-/// measured on the caller's side).
-pub fn scripted_callers(exe: &str, port: u16, script: &Path, n: usize) -> Vec<u64> {
+/// server on `port`, waits for them, and returns their reports.
+pub fn scripted_call_reports(
+    exe: &str,
+    port: u16,
+    script: &Path,
+    n: usize,
+) -> Vec<serde_json::Value> {
     let callers: Vec<_> = (0..n)
         .map(|i| {
-            std::thread::sleep(std::time::Duration::from_millis(if i == 0 {
-                0
-            } else {
-                400
-            }));
+            if i > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(400));
+            }
             Command::new(exe)
                 .args(["call", &format!("sip:ivr@127.0.0.1:{port}")])
                 .arg("--script")
@@ -469,22 +523,32 @@ pub fn scripted_callers(exe: &str, port: u16, script: &Path, n: usize) -> Vec<u6
                 .expect("voxnav call")
         })
         .collect();
-    let mut latencies = Vec::new();
-    for c in callers {
-        let out = c.wait_with_output().expect("caller ends");
-        let text = String::from_utf8_lossy(&out.stdout);
-        if let Some(json) = text.lines().find_map(|l| l.strip_prefix("voxnav call ")) {
-            let v: serde_json::Value = serde_json::from_str(json).expect("the caller's JSON");
-            latencies.extend(
-                v["voice_to_voice_ms"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|x| x.as_u64()),
-            );
-        }
-    }
-    latencies
+    callers
+        .into_iter()
+        .filter_map(|c| {
+            let out = c.wait_with_output().expect("caller ends");
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            text.lines()
+                .find_map(|l| l.strip_prefix("voxnav call "))
+                .and_then(|json| serde_json::from_str(json).ok())
+        })
+        .collect()
+}
+
+/// Starts `n` scripted callers and returns every turn's voice-to-voice latency (ms, measured
+/// on the caller's side).
+pub fn scripted_callers(exe: &str, port: u16, script: &Path, n: usize) -> Vec<u64> {
+    scripted_call_reports(exe, port, script, n)
+        .iter()
+        .flat_map(|v| {
+            v["voice_to_voice_ms"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x.as_u64())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The nearest-rank value at fraction `p` of sorted values (0 when empty).

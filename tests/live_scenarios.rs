@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use voxnav::testkit::{
-    KillOnDrop, Server, espeak_wav, free_udp_port, records, temp_dir, wait_for_udp_listener,
+    KillOnDrop, Server, bot_words, espeak_wav, free_udp_port, records, scripted_call, temp_dir,
+    wait_for_udp_listener,
 };
 
 const VOXNAV: &str = env!("CARGO_BIN_EXE_voxnav");
@@ -24,36 +25,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// Runs `voxnav call` against the server with a script; returns its JSON report.
 fn call(server: &Server, script: &Path) -> serde_json::Value {
-    let out = Command::new(VOXNAV)
-        .args(["call", &format!("sip:ivr@127.0.0.1:{}", server.port)])
-        .arg("--script")
-        .arg(script)
-        .arg("--json")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("voxnav call runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "voxnav call: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("voxnav call "))
-        .unwrap_or_else(|| panic!("no report in {stdout}"));
-    serde_json::from_str(json).unwrap()
-}
-
-/// Everything the bot said, as Whisper heard it on the caller's side, lower case.
-fn bot_words(report: &serde_json::Value) -> String {
-    report["bot"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["text"].as_str().unwrap_or_default().to_lowercase())
-        .collect::<Vec<_>>()
-        .join(" / ")
+    scripted_call(VOXNAV, server.port, script)
 }
 
 fn write_script(dir: &Path, text: &str) -> std::path::PathBuf {

@@ -181,6 +181,8 @@ pub struct CallRecord {
     pub failure: Option<String>,
     /// Who hung up, how.
     pub ended: String,
+    /// The call's Call-ID (what the server's records name it by).
+    pub call_id: String,
 }
 
 /// Audio input for a turn, at 8 kHz, trailing silence trimmed (so "drained" is the last
@@ -260,6 +262,7 @@ pub async fn run(target: &str, script: &[ScriptTurn], speak: SpeakFn<'_>) -> Cal
             max_queued_frames: None,
         },
     );
+    record.call_id = leg.call_id.clone();
     let dialled = Instant::now();
     let mut answered: Option<Instant> = None;
     // Bot audio on the timeline: (arrival, frame).

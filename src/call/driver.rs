@@ -117,13 +117,15 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
         hangup,
     } = call;
     let span = tracing::Span::current();
-    let engine = CallEngine::new(services.registry.current(), services.vars.clone());
+    let hotline = services.registry.current();
+    let detector = (services.detector)(&hotline.plan.settings.turn);
+    let engine = CallEngine::new(hotline, services.vars.clone());
     let mut session = CallSession::new(
         &call_id,
         &caller,
         engine,
         services.registry.version(),
-        (services.detector)(),
+        detector,
     );
     let (done_tx, mut done_rx) = unbounded_channel::<Done>();
     let mut driver = Driver {
@@ -194,6 +196,22 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
     }
 }
 
+/// With `VOXNAV_DUMP_UTTERANCES=DIR`, every audio sent to recognition is written to
+/// DIR/CALL-JOB.wav (8 kHz): what the recogniser heard, for diagnosing a misheard turn.
+fn dump_utterance(call_id: &str, job: u64, audio: &[f32]) {
+    let Some(dir) = std::env::var_os("VOXNAV_DUMP_UTTERANCES") else {
+        return;
+    };
+    let path = std::path::Path::new(&dir).join(format!("{call_id}-{job}.wav"));
+    let wav = crate::media::wav::Audio {
+        samples: audio.to_vec(),
+        sample_rate: 8000,
+    };
+    if let Err(e) = crate::media::wav::write(&path, &wav) {
+        tracing::warn!("writing {}: {e}", path.display());
+    }
+}
+
 /// The agent leg's events as the session sees them.
 fn agent_event(e: LegEvent) -> Option<AgentEvent> {
     Some(match e {
@@ -242,6 +260,8 @@ impl Driver {
                 self.media.mark(mark);
             }
             Output::StopPlayback => self.media.flush(),
+            Output::PausePlayback => self.media.pause(true),
+            Output::ResumePlayback => self.media.pause(false),
             Output::Recognize {
                 job,
                 audio,
@@ -261,6 +281,7 @@ impl Driver {
                     let _ = self.done.send(Done::Recognized(job, Err(why)));
                     return;
                 }
+                dump_utterance(&self.call_id, job, &audio);
                 self.spawn(move || {
                     let options = RecognizeOptions {
                         deadline: Some(Instant::now() + super::session::RECOGNITION_DEADLINE),
@@ -269,6 +290,13 @@ impl Driver {
                         .asr
                         .recognize(&audio, 8000, &options)
                         .inspect(|t| {
+                            tracing::debug!(
+                                speculative,
+                                audio_ms = t.timings.audio.as_millis() as u64,
+                                queued_ms = t.timings.queued.as_millis() as u64,
+                                processing_ms = t.timings.processing.as_millis() as u64,
+                                "recognised"
+                            );
                             s.reporter.report(Report::EngineWait {
                                 engine: "asr",
                                 waited: t.timings.queued,
@@ -289,10 +317,16 @@ impl Driver {
                     return;
                 };
                 self.spawn(move || {
+                    let started = Instant::now();
                     let p = model.complete_probability(&audio).unwrap_or_else(|e| {
                         tracing::warn!("end-of-turn model failed: {e}");
                         0.0 // incomplete: the silence rule decides
                     });
+                    tracing::debug!(
+                        complete = p,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "end-of-turn verdict"
+                    );
                     Done::Verdict(job, p)
                 });
             }

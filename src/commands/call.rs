@@ -136,6 +136,7 @@ pub fn run(paths: &ModelPaths, args: CallArgs) -> Result<()> {
             .collect();
         let out = serde_json::json!({
             "target": target,
+            "call": record.call_id,
             "answered_ms": record.answered_after.map(|d| d.as_millis() as u64),
             "failure": record.failure,
             "ended": record.ended,

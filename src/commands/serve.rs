@@ -19,13 +19,16 @@ use tokio_util::sync::CancellationToken;
 
 use voxnav::call::driver::{PromptCache, Services};
 use voxnav::call::transfer::AgentDirectory;
-use voxnav::call::turn::DetectorFactory;
 use voxnav::call::turn::energy::{Endpointer, EndpointerConfig};
+use voxnav::call::turn::model::{ModelTurn, TurnConfig};
+use voxnav::call::turn::{DetectorFactory, EndOfTurnModel};
+use voxnav::dialplan::model::{DetectorKind, TurnOverrides};
 use voxnav::dialplan::registry::HotlineRegistry;
 use voxnav::models::ModelPaths;
 use voxnav::net::media::MediaEngine;
 use voxnav::ops::{admin::AdminConfig, lines::StdoutLines, live::LiveView, metrics::Metrics};
 use voxnav::report::{Observer, Reporter};
+use voxnav::speech::turn_models::{SileroModel, SileroVad, SmartTurn};
 use voxnav::speech::{PiperConfig, PiperSynthesizer, Recognizer, Synthesizer, WhisperConfig};
 
 #[derive(Args)]
@@ -80,6 +83,10 @@ pub struct ServeArgs {
     /// default 90).
     #[arg(long)]
     retention_days: Option<u32>,
+    /// Recognitions that may run at once (config `asr.jobs`; default 2, one per core: each
+    /// takes a core, and borrows the other while it is free).
+    #[arg(long)]
+    asr_jobs: Option<usize>,
 }
 
 /// How often the dialplan file is checked for changes.
@@ -189,14 +196,21 @@ fn hotline_services(
             .with_reporter(reporter.clone()),
     );
     let plan = registry.current();
+    let budget = voxnav::speech::CoreBudget::detect();
     let whisper = WhisperConfig {
         model: plan.plan.asr_model.parse().map_err(anyhow::Error::msg)?,
         language: voxnav::dialplan::engine::language_code(plan.plan.language).into(),
+        jobs: args
+            .asr_jobs
+            .or(file.asr_jobs)
+            .unwrap_or(budget.cores)
+            .max(1),
         ..Default::default()
     };
     let piper = PiperConfig::default();
-    let budget = voxnav::speech::CoreBudget::detect();
-    budget.check(&whisper, &piper)?;
+    // Every engine job takes its threads from one gate of a slot per core: jobs queue for
+    // cores, threads never exceed them.
+    budget.check_shared(&whisper, &piper)?;
     // One slot per core, shared: a recognition borrows the second core while TTS is idle.
     let cores = Arc::new(voxnav::speech::gate::JobGate::new(budget.cores, 4096));
     let mut asr: Arc<dyn Recognizer> = Arc::new(
@@ -208,9 +222,8 @@ fn hotline_services(
         asr = Arc::new(voxnav::speech::fault::FaultyRecognizer { inner: asr, fault });
     }
     let tts: Arc<dyn Synthesizer> =
-        Arc::new(PiperSynthesizer::new(paths, piper)?.with_shared_cores(cores));
-    let detector: DetectorFactory =
-        Arc::new(|| Box::new(Endpointer::new(EndpointerConfig::default())));
+        Arc::new(PiperSynthesizer::new(paths, piper)?.with_shared_cores(cores.clone()));
+    let (detector, turn_model) = turn_detector(paths, file.turn, cores)?;
     tracing::info!(
         dialplan = %dialplan.display(),
         hotline = %plan.plan.name,
@@ -221,7 +234,7 @@ fn hotline_services(
         asr,
         tts,
         detector,
-        turn_model: None,
+        turn_model,
         vars,
         prompts: PromptCache::default(),
         agents: AgentDirectory {
@@ -232,6 +245,41 @@ fn hotline_services(
         media,
         reporter,
     }))
+}
+
+/// Each call's turn detector: the server's `turn:` settings, then its hotline's. The model
+/// detector's models are loaded once (Silero's session is shared, each call keeps its own
+/// state; Smart Turn runs on the shared core budget); the energy one needs none.
+fn turn_detector(
+    paths: &ModelPaths,
+    server: TurnOverrides,
+    cores: Arc<voxnav::speech::gate::JobGate>,
+) -> Result<(DetectorFactory, Option<Arc<dyn EndOfTurnModel>>)> {
+    let merge = move |hotline: &TurnOverrides| TurnOverrides {
+        detector: hotline.detector.or(server.detector),
+        pause_ms: hotline.pause_ms.or(server.pause_ms),
+        complete_threshold: hotline.complete_threshold.or(server.complete_threshold),
+        end_silence_ms: hotline.end_silence_ms.or(server.end_silence_ms),
+        digits_end_silence_ms: hotline
+            .digits_end_silence_ms
+            .or(server.digits_end_silence_ms),
+        barge_in_ms: hotline.barge_in_ms.or(server.barge_in_ms),
+        max_turn_ms: hotline.max_turn_ms.or(server.max_turn_ms),
+    };
+    let vad = SileroModel::load(paths)?;
+    let smart_turn: Arc<dyn EndOfTurnModel> =
+        Arc::new(SmartTurn::load(paths)?.with_shared_cores(cores));
+    let factory: DetectorFactory = Arc::new(move |hotline: &TurnOverrides| {
+        let o = merge(hotline);
+        match o.detector.unwrap_or(DetectorKind::Model) {
+            DetectorKind::Model => Box::new(ModelTurn::new(
+                SileroVad::new(vad.clone()),
+                TurnConfig::default().with(&o),
+            )),
+            DetectorKind::Energy => Box::new(Endpointer::new(EndpointerConfig::default())),
+        }
+    });
+    Ok((factory, Some(smart_turn)))
 }
 
 /// Each answered call runs the dialplan on its own task.

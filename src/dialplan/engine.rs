@@ -319,6 +319,28 @@ impl CallEngine {
         self.vars.get(name).map(String::as_str)
     }
 
+    /// Whether `text` means something to this hotline (a confident intent, a knowledge-base
+    /// entry, digits, or a request to repeat), without changing the call: the call session
+    /// asks it about a short sound a caller made over a prompt (Whisper turns a cough or an
+    /// "uh-huh" into words).
+    pub fn understands(&self, text: &str) -> bool {
+        let lowered = text.to_lowercase();
+        // A number (not one "oh", which is how Whisper often writes a grunt).
+        let number = slots::digits(text).is_some_and(|d| d.len() >= 3);
+        if number || REPEAT.iter().any(|r| lowered.contains(r)) {
+            return true;
+        }
+        let settings = &self.hotline.plan.settings;
+        let embedding = self.hotline.embedder.embed(text);
+        let m = self.hotline.router.classify_embedded(&embedding, text);
+        (m.intent.is_some() && !m.out_of_scope && m.confidence >= settings.min_confidence)
+            || self
+                .hotline
+                .kb
+                .best_embedded(&embedding, text)
+                .is_some_and(|kb| kb.score >= settings.kb_threshold)
+    }
+
     /// The caller's and bot's lines so far ("caller: ...", "bot: ...").
     pub fn transcript(&self) -> &[String] {
         &self.transcript

@@ -216,9 +216,57 @@ fn read_settings(y: &Yaml, p: &mut Problems) -> Settings {
             .get("anger_threshold")
             .and_then(|y| fraction(y, "anger_threshold", p))
             .unwrap_or(d.anger_threshold),
+        turn: m.get("turn").map(|y| read_turn(y, p)).unwrap_or_default(),
     };
     m.finish(&[], p);
     s
+}
+
+/// A `turn:` map of turn-taking thresholds (hotline settings and the server config).
+pub fn read_turn(y: &Yaml, p: &mut Problems) -> super::model::TurnOverrides {
+    let mut m = MapReader::new(y, "turn", p);
+    let detector = m
+        .get("detector")
+        .and_then(|y| text(y, "detector", p))
+        .and_then(|(t, pos)| match t.as_str() {
+            "model" => Some(super::model::DetectorKind::Model),
+            "energy" => Some(super::model::DetectorKind::Energy),
+            _ => {
+                p.add(
+                    pos,
+                    format!("`{t}` is not a turn detector"),
+                    "model or energy",
+                );
+                None
+            }
+        });
+    let complete_threshold = m
+        .get("complete_threshold")
+        .and_then(|y| fraction(y, "complete_threshold", p));
+    let mut ms = |key: &'static str, p: &mut Problems, range: std::ops::RangeInclusive<u64>| {
+        let y = m.get(key)?;
+        let n = number(y, key, p)?;
+        if !range.contains(&n) {
+            p.add(
+                y.pos(),
+                format!("`{key}: {n}` is out of range"),
+                format!("{}-{} ms", range.start(), range.end()),
+            );
+            return None;
+        }
+        Some(n as u32)
+    };
+    let t = super::model::TurnOverrides {
+        detector,
+        pause_ms: ms("pause_ms", p, 100..=2000),
+        end_silence_ms: ms("end_silence_ms", p, 200..=10_000),
+        digits_end_silence_ms: ms("digits_end_silence_ms", p, 200..=10_000),
+        barge_in_ms: ms("barge_in_ms", p, 60..=2000),
+        max_turn_ms: ms("max_turn_ms", p, 2000..=120_000),
+        complete_threshold,
+    };
+    m.finish(&[], p);
+    t
 }
 
 fn read_intents(y: &Yaml, p: &mut Problems) -> Vec<IntentDef> {

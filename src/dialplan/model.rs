@@ -74,6 +74,37 @@ pub struct Settings {
     pub no_input_ms: u64,
     /// Sentiment score at or above which the caller counts as angry.
     pub anger_threshold: f32,
+    /// Turn-taking thresholds this hotline changes (`settings.turn`; the server's otherwise).
+    pub turn: TurnOverrides,
+}
+
+/// The turn detectors voxnav has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DetectorKind {
+    /// Silero VAD and the Smart Turn end-of-turn model (the default).
+    Model,
+    /// Frame energy and a fixed 700 ms silence (the first version's rule).
+    Energy,
+}
+
+/// Turn-taking thresholds a hotline or the server config may set (documented with their
+/// defaults in docs/turn-taking.md); None keeps the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TurnOverrides {
+    /// Which detector decides turns.
+    pub detector: Option<DetectorKind>,
+    /// A pause this long consults the end-of-turn model and starts recognition.
+    pub pause_ms: Option<u32>,
+    /// The model's probability from which a turn is complete.
+    pub complete_threshold: Option<f32>,
+    /// Silence that ends a turn the model did not call complete.
+    pub end_silence_ms: Option<u32>,
+    /// The same at an ask for a number.
+    pub digits_end_silence_ms: Option<u32>,
+    /// Continuous speech that interrupts a prompt.
+    pub barge_in_ms: Option<u32>,
+    /// The longest turn.
+    pub max_turn_ms: Option<u32>,
 }
 
 impl Default for Settings {
@@ -84,6 +115,7 @@ impl Default for Settings {
             kb_threshold: 0.6,
             no_input_ms: 6000,
             anger_threshold: 0.8,
+            turn: TurnOverrides::default(),
         }
     }
 }

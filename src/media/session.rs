@@ -229,6 +229,8 @@ pub struct RtpSession {
     digit_timestamp: u32,
     /// When the last frame carrying queued audio left.
     last_audio_sent: Option<Instant>,
+    /// Playback held: silence goes out, the queue waits (a possible barge-in).
+    paused: bool,
     events: VecDeque<MediaEvent>,
     /// Datagrams built, waiting for `poll_transmit`, and their spare buffers.
     transmits: VecDeque<(Transmit, Vec<u8>)>,
@@ -270,6 +272,7 @@ impl RtpSession {
             digit_packets: VecDeque::new(),
             digit_timestamp: 0,
             last_audio_sent: None,
+            paused: false,
             events: VecDeque::new(),
             transmits: VecDeque::new(),
             spare: Vec::new(),
@@ -328,13 +331,21 @@ impl RtpSession {
         self.cues.push_back((self.queued_total, Cue::Digit(digit)));
     }
 
-    /// Drops everything queued (barge-in): audio, digits and marks not yet reached.
+    /// Drops everything queued (barge-in): audio, digits and marks not yet reached; playback
+    /// is no longer held.
     pub fn flush(&mut self) {
+        self.paused = false;
         self.sent_total += self.audio.len() as u64;
         self.audio.clear();
         self.cues.clear();
         self.digit_packets.clear();
         self.queued_total = self.sent_total;
+    }
+
+    /// Holds or resumes playback: while held, silence is sent and the queue (with its marks
+    /// and digits) waits where it is.
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
     }
 
     /// Samples queued and not yet sent.
@@ -451,6 +462,10 @@ impl RtpSession {
     /// Takes the next frame's worth of queued audio into `frame` (zeros past the end);
     /// true if any queued audio was in it. Stops at a digit cue.
     fn take_frame(&mut self, frame: &mut [i16; FRAME]) -> bool {
+        if self.paused {
+            frame.fill(0);
+            return false;
+        }
         let limit = self
             .cues
             .iter()
@@ -892,6 +907,11 @@ mod tests {
         ));
         s.play(&[1; FRAME * 10]);
         s.mark(4);
+        s.set_paused(true);
+        s.handle_timeout(t0 + PTIME * 12);
+        drain(&mut s);
+        assert_eq!(s.queued(), FRAME * 10, "held: nothing taken from the queue");
+        s.set_paused(false);
         s.flush();
         assert_eq!(s.queued(), 0);
         s.handle_timeout(t0 + PTIME * 12);

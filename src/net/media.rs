@@ -58,6 +58,7 @@ enum Command {
     /// A digit signalled out of band (SIP INFO): reported like one from the stream.
     SignalledDigit(u64, char),
     Flush(u64),
+    Pause(u64, bool),
     Update(u64, Negotiated),
     Remove(u64),
 }
@@ -128,6 +129,11 @@ impl MediaHandle {
     /// Drops what is queued (barge-in).
     pub fn flush(&self) {
         self.send(Command::Flush(self.id));
+    }
+
+    /// Holds (true) or resumes (false) playback where it is.
+    pub fn pause(&self, paused: bool) {
+        self.send(Command::Pause(self.id, paused));
     }
 
     /// A new offer/answer.
@@ -346,6 +352,7 @@ fn apply(
         | Command::Digit(id, _)
         | Command::SignalledDigit(id, _)
         | Command::Flush(id)
+        | Command::Pause(id, _)
         | Command::Update(id, _)
         | Command::Remove(id) => *id,
     };
@@ -385,6 +392,7 @@ fn apply(
         Command::Digit(_, d) => e.session.send_digit(d),
         Command::SignalledDigit(_, d) => e.session.handle_signalled_digit(d),
         Command::Flush(_) => e.session.flush(),
+        Command::Pause(_, paused) => e.session.set_paused(paused),
         Command::Update(_, media) => e.session.update(media),
         Command::Remove(_) => {
             if let Some(mut e) = calls.remove(&id) {

@@ -30,6 +30,10 @@ impl Observer for StdoutLines {
                     "turn"
                 );
             }
+            Report::BargeIn { call_id, resumed } => {
+                let json = serde_json::json!({ "call": call_id, "resumed": resumed });
+                print_record("barge-in", &json);
+            }
             Report::Latency { call_id, latency } => {
                 print_record("latency", &latency.to_json(call_id));
             }

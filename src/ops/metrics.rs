@@ -44,6 +44,7 @@ pub struct Metrics {
     transfer_attempts: Counters,
     turns: Counters,
     turn_ends: Counters,
+    barge_ins: Counters,
     intents: Counters,
     fallbacks: Counters,
     turn_latency: Histograms,
@@ -88,6 +89,7 @@ impl Metrics {
             "transfer_attempts",
             "turns",
             "turn_ends",
+            "barge_ins",
             "intents",
             "fallbacks",
             "sip_responses",
@@ -125,6 +127,11 @@ impl Metrics {
             &mut r,
             "turn_ends",
             "Caller turns by what ended them: the end-of-turn model, a long enough number, the silence rule, the cap",
+        );
+        let barge_ins = counter(
+            &mut r,
+            "barge_ins",
+            "Prompts the caller's speech held: interrupted (a request), resumed (a backchannel, cough, noise)",
         );
         let intents = counter(&mut r, "intents", "Intents recognised in caller turns");
         let fallbacks = counter(
@@ -179,6 +186,7 @@ impl Metrics {
             transfer_attempts,
             turns,
             turn_ends,
+            barge_ins,
             intents,
             fallbacks,
             turn_latency,
@@ -277,6 +285,10 @@ impl Observer for Metrics {
                 self.observe_latency("reply_audio", latency.reply_audio);
                 self.observe_latency("detected_to_audio", latency.detected_to_audio());
                 self.observe_latency("voice_to_voice", latency.voice_to_voice());
+            }
+            Report::BargeIn { resumed, .. } => {
+                let result = if *resumed { "resumed" } else { "interrupted" };
+                self.barge_ins.get_or_create(&label("result", result)).inc();
             }
             Report::TransferRequested { reason, .. } => {
                 self.transfers.get_or_create(&label("reason", reason)).inc();
@@ -402,6 +414,10 @@ mod tests {
             Report::AsrUnavailable {
                 call_id: "a".into(),
                 why: "x".into(),
+            },
+            Report::BargeIn {
+                call_id: "a".into(),
+                resumed: false,
             },
             Report::EngineWait {
                 engine: "asr",

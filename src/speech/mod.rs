@@ -12,6 +12,7 @@ pub mod gate;
 pub mod piper;
 pub mod text;
 pub mod tts;
+pub mod turn_models;
 pub mod whisper;
 
 use std::path::PathBuf;
@@ -66,6 +67,19 @@ impl CoreBudget {
         Self {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
+    }
+
+    /// With one gate of `cores` slots shared by every engine (`JobGate`, held per thread a
+    /// job runs), jobs may outnumber the cores: they queue for slots. What must fit is one
+    /// job of each engine.
+    pub fn check_shared(&self, asr: &WhisperConfig, tts: &PiperConfig) -> Result<(), SpeechError> {
+        if asr.threads_per_job > self.cores || tts.threads_per_job > self.cores {
+            return Err(SpeechError::Config(format!(
+                "a job of {} ASR or {} TTS threads cannot run on {} cores",
+                asr.threads_per_job, tts.threads_per_job, self.cores
+            )));
+        }
+        Ok(())
     }
 
     /// Refuses a configuration whose engines together would run more threads than cores.

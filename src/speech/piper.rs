@@ -70,7 +70,7 @@ pub struct PiperSynthesizer {
 }
 
 /// Loads ONNX Runtime from the models directory once per process.
-fn init_onnxruntime(lib: &Path) -> Result<(), SpeechError> {
+pub(crate) fn init_onnxruntime(lib: &Path) -> Result<(), SpeechError> {
     static INIT: OnceLock<Result<(), String>> = OnceLock::new();
     INIT.get_or_init(|| {
         let bytes = std::fs::read(lib).map_err(|e| format!("{}: {e}", lib.display()))?;

@@ -225,7 +225,7 @@ impl TurnDetector for Endpointer {
     /// The energy rule has no end-of-turn model: nothing to consult, no verdicts.
     fn handle_verdict(&mut self, _id: u64, _complete: f32) {}
 
-    fn handle_transcript(&mut self, _samples: usize, _text: &str) {}
+    fn handle_transcript(&mut self, _samples: usize, _text: &str, _understood: bool) {}
 
     /// The fixed silence applies to every ask.
     fn expect(&mut self, _expectation: Expectation) {}
@@ -236,6 +236,10 @@ impl TurnDetector for Endpointer {
 
     fn in_speech(&self) -> bool {
         Endpointer::in_speech(self)
+    }
+
+    fn voice_active(&self) -> bool {
+        self.speech.is_some() && self.silence_ms < self.config.speculate_ms
     }
 
     fn reset(&mut self) {

@@ -45,6 +45,9 @@ pub enum TurnEvent {
     Pause(Vec<f32>),
     /// The end-of-turn model should judge the audio so far; `id` comes back with the verdict.
     Consult { id: u64, audio: Vec<f32> },
+    /// The model judged the turn so far complete: only its transcript is missing to end it
+    /// (recognise the pause's audio now if that is not already under way).
+    LikelyComplete,
     /// The turn is over: its audio (pre-roll included, trailing silence trimmed to the pause
     /// length), why, and how long ago the voice ended.
     Utterance {
@@ -63,13 +66,16 @@ pub trait TurnDetector: Send {
     /// The end-of-turn model's probability that consultation `id`'s audio is a complete turn.
     fn handle_verdict(&mut self, id: u64, complete: f32);
     /// What recognition made of the first `samples` samples of the current utterance (a
-    /// speculative result): at a digits ask, it tells whether the number is long enough.
-    fn handle_transcript(&mut self, samples: usize, text: &str);
+    /// speculative result), and whether the hotline understands it: an early end needs words
+    /// that read as finished and mean something; at a digits ask, a number long enough.
+    fn handle_transcript(&mut self, samples: usize, text: &str, understood: bool);
     /// The next turn's expectation (set when the dialplan listens).
     fn expect(&mut self, expectation: Expectation);
     fn poll_event(&mut self) -> Option<TurnEvent>;
     /// True while an utterance is being collected.
     fn in_speech(&self) -> bool;
+    /// True while the caller's voice is going on now (in an utterance, and not in a pause).
+    fn voice_active(&self) -> bool;
     /// Forgets any partial utterance.
     fn reset(&mut self);
     /// A name for records ("energy", "silero+smart-turn").
@@ -83,5 +89,8 @@ pub trait EndOfTurnModel: Send + Sync {
     fn complete_probability(&self, audio: &[f32]) -> Result<f32, String>;
 }
 
-/// Makes each call's turn detector (its own state; shared models behind it).
-pub type DetectorFactory = std::sync::Arc<dyn Fn() -> Box<dyn TurnDetector> + Send + Sync>;
+/// Makes each call's turn detector (its own state; shared models behind it), given the
+/// thresholds its hotline sets (`settings.turn`).
+pub type DetectorFactory = std::sync::Arc<
+    dyn Fn(&crate::dialplan::model::TurnOverrides) -> Box<dyn TurnDetector> + Send + Sync,
+>;
