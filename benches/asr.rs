@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use voxnav::media::wav;
 use voxnav::models::paths::WhisperModel;
-use voxnav::speech::{RecognizeOptions, Recognizer, WhisperConfig, WhisperRecognizer};
+use voxnav::speech::{
+    MoonshineRecognizer, RecognizeOptions, Recognizer, WhisperConfig, WhisperRecognizer,
+};
 use voxnav::testkit::{
     espeak_wav_voice, installed_models, median, peak_rss_mb, peak_rss_of_engine_in_fresh_process,
     rss_mb, telephone, temp_dir, word_errors,
@@ -48,9 +50,22 @@ struct Row {
 }
 
 fn run(name: &str, config: WhisperConfig, audio: &[Vec<f32>], repeats: usize) -> Row {
-    let paths = installed_models();
+    run_engine(
+        name,
+        || Box::new(WhisperRecognizer::new(&installed_models(), config).expect("model loads")),
+        audio,
+        repeats,
+    )
+}
+
+fn run_engine(
+    name: &str,
+    load: impl FnOnce() -> Box<dyn Recognizer>,
+    audio: &[Vec<f32>],
+    repeats: usize,
+) -> Row {
     let before = rss_mb();
-    let asr = WhisperRecognizer::new(&paths, config).expect("model loads");
+    let asr = load();
     let (mut times, mut rtfs, mut errors, mut words) = (Vec::new(), Vec::new(), 0, 0);
     let texts = VOICES.iter().flat_map(|_| SENTENCES.iter());
     for (text, pcm) in texts.zip(audio) {
@@ -108,6 +123,13 @@ fn latency_options(audio: &[Vec<f32>]) {
     let rows = [
         ("default (base beam5 margin 150) 2t", two(base())),
         (
+            "q8_0 weights 2t",
+            two(WhisperConfig {
+                q8_0: true,
+                ..base()
+            }),
+        ),
+        (
             "flash attention 2t",
             two(WhisperConfig {
                 flash_attn: true,
@@ -144,13 +166,25 @@ fn latency_options(audio: &[Vec<f32>]) {
         ),
         ("default 1t", base()),
         (
-            "flash attention 1t",
+            "q8_0 weights 1t",
             WhisperConfig {
-                flash_attn: true,
+                q8_0: true,
                 ..base()
             },
         ),
     ];
+    // VOXNAV_BENCH_ASR=q8_0: only the default against 8-bit weights.
+    // VOXNAV_BENCH_ASR=moonshine: only the default against Moonshine.
+    let only = |prefix: &'static str| {
+        move |(n, _): &(&str, WhisperConfig)| n.starts_with("default") || n.starts_with(prefix)
+    };
+    let rows: Vec<_> = if std::env::var("VOXNAV_BENCH_ASR").as_deref() == Ok("q8_0") {
+        rows.into_iter().filter(only("q8_0")).collect()
+    } else if std::env::var("VOXNAV_BENCH_ASR").as_deref() == Ok("moonshine") {
+        rows.into_iter().filter(only("moonshine")).collect()
+    } else {
+        rows.into_iter().collect()
+    };
     let reference = run(rows[0].0, rows[0].1.clone(), audio, 1);
     println!(
         "\n{:<40} {:>9} {:>8} {:>6} {:>9}",
@@ -170,6 +204,12 @@ fn latency_options(audio: &[Vec<f32>]) {
     for (name, config) in rows.into_iter().skip(1) {
         print(&run(name, config, audio, 1));
     }
+    print(&run_engine(
+        "moonshine base greedy 1t",
+        || Box::new(MoonshineRecognizer::new(&installed_models(), 1, 32).expect("moonshine loads")),
+        audio,
+        1,
+    ));
 }
 
 fn main() {
@@ -215,7 +255,10 @@ fn main() {
         ..cfg(model, 5, 2, false, true)
     };
     use WhisperModel::{Base, TinyEn};
-    if std::env::var("VOXNAV_BENCH_ASR").as_deref() == Ok("latency") {
+    if matches!(
+        std::env::var("VOXNAV_BENCH_ASR").as_deref(),
+        Ok("latency") | Ok("q8_0") | Ok("moonshine")
+    ) {
         return latency_options(&audio);
     }
     let reference = run(

@@ -8,8 +8,9 @@
 //! error rate of each call's recognised turns against what was said, and split turns (a turn
 //! the server heard as two: cut off). Keypad offers (recognition unavailable) are counted
 //! from the server's log. CPU is the server's, per talking caller, and per idle caller (on the
-//! line, silent, hearing prompts). Then the capacity change of this issue in one run: the same
-//! load against `--asr-jobs 1` and the default two recognitions at once.
+//! line, silent, hearing prompts). Then the capacity changes in one run: the same load with
+//! `--asr-jobs 1`, the default two recognitions at once, overflow to Moonshine
+//! (`--asr-overflow 1`) and Moonshine alone (`VOXNAV_BENCH_COMPARE=N` sets the load).
 //!
 //! `cargo bench --bench live_calls` (about 20 minutes).
 
@@ -130,6 +131,9 @@ struct Level {
     split: usize,
     offers: usize,
     cpu_per_caller: f64,
+    /// Timed turns by what ended them: model/digits (early), silence, cap.
+    early: usize,
+    by_silence: usize,
 }
 
 fn run_level(server: &BenchServer, script: &Path, reference: &[String], n: usize) -> Level {
@@ -141,7 +145,12 @@ fn run_level(server: &BenchServer, script: &Path, reference: &[String], n: usize
     let wall = started.elapsed();
     let (cpu1, _) = cpu_ms_and_rss_kb(server.pid);
     std::thread::sleep(Duration::from_millis(500));
-    let decisions = records(&server.take_lines(), "decision");
+    let lines = server.take_lines();
+    let decisions = records(&lines, "decision");
+    let ended: Vec<String> = records(&lines, "latency")
+        .iter()
+        .map(|l| l["ended_by"].as_str().unwrap_or_default().to_string())
+        .collect();
     let mut level = Level {
         callers: n,
         latencies: Vec::new(),
@@ -150,6 +159,11 @@ fn run_level(server: &BenchServer, script: &Path, reference: &[String], n: usize
         split: 0,
         offers: server.keypad_offers() - offers_before,
         cpu_per_caller: (cpu1 - cpu0) as f64 / wall.as_millis() as f64 / n as f64,
+        early: ended
+            .iter()
+            .filter(|e| *e == "model" || *e == "digits")
+            .count(),
+        by_silence: ended.iter().filter(|e| *e == "silence").count(),
     };
     for r in &reports {
         level.latencies.extend(
@@ -179,7 +193,7 @@ fn run_level(server: &BenchServer, script: &Path, reference: &[String], n: usize
 fn print(label: &str, l: &Level) {
     let p = |q| percentile(&l.latencies, q);
     println!(
-        "{label:<14} {:>7} {:>6} {:>7} {:>7} {:>7} {:>6.1}% {:>6} {:>7} {:>8.1}%",
+        "{label:<14} {:>7} {:>6} {:>7} {:>7} {:>7} {:>6.1}% {:>6} {:>7} {:>8.1}% {:>6} {:>7}",
         l.callers,
         l.latencies.len(),
         p(0.5),
@@ -188,7 +202,9 @@ fn print(label: &str, l: &Level) {
         100.0 * l.errors as f64 / l.words.max(1) as f64,
         l.split,
         l.offers,
-        100.0 * l.cpu_per_caller
+        100.0 * l.cpu_per_caller,
+        l.early,
+        l.by_silence
     );
 }
 
@@ -209,6 +225,8 @@ fn header() {
 }
 
 fn main() {
+    // VOXNAV_BENCH_CALLERS=1,5 chooses the levels ("" for none); VOXNAV_BENCH_COMPARE=N the
+    // level of the comparison.
     let levels: Vec<usize> = std::env::var("VOXNAV_BENCH_CALLERS")
         .ok()
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
@@ -255,22 +273,32 @@ fn main() {
     );
     drop(server);
 
-    // The capacity change in one run: one recognition at a time against two.
-    let compare = levels
-        .iter()
-        .copied()
-        .filter(|&n| n > 1)
-        .min()
-        .unwrap_or(5)
-        .max(5);
-    println!("\ncapacity change at {compare} callers (same run):");
+    // The capacity changes in one run: one recognition at a time, two (the default), two with
+    // overflow to Moonshine when one already waits, Moonshine alone.
+    let compare = std::env::var("VOXNAV_BENCH_COMPARE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            levels
+                .iter()
+                .copied()
+                .filter(|&n| n > 1)
+                .min()
+                .unwrap_or(5)
+                .max(5)
+        });
+    println!("\ncapacity changes at {compare} callers (same run):");
     header();
-    for (label, extra) in [("asr-jobs 1", "1"), ("asr-jobs 2", "2")] {
-        let server = BenchServer::start(
-            VOXNAV,
-            &["--no-records", "--asr-jobs", extra],
-            &dir.join(format!("server-{extra}.err")),
-        );
+    let configs: [(&str, &[&str]); 4] = [
+        ("asr-jobs 1", &["--asr-jobs", "1"]),
+        ("default", &[]),
+        ("overflow 1", &["--asr-overflow", "1"]),
+        ("moonshine", &["--asr-engine", "moonshine"]),
+    ];
+    for (i, (label, extra)) in configs.into_iter().enumerate() {
+        let mut args = vec!["--no-records"];
+        args.extend_from_slice(extra);
+        let server = BenchServer::start(VOXNAV, &args, &dir.join(format!("server-{i}.err")));
         let level = run_level(&server, &script, &reference, compare);
         print(label, &level);
     }

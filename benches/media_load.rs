@@ -26,10 +26,15 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Self::start_with(1)
+    }
+
+    fn start_with(media_threads: usize) -> Server {
         let port = free_udp_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_voxnav"))
             .args(["serve", "--sip-listen", &format!("127.0.0.1:{port}")])
             .args(["--max-calls", "5000", "--rtp-ports", "30000-39999"])
+            .args(["--media-threads", &media_threads.to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -119,8 +124,8 @@ fn sipp_totals(stat: &std::path::Path) -> (u64, u64, u64) {
     )
 }
 
-fn concurrent_audio(calls: u64, idle: (u64, u64)) {
-    let server = Server::start();
+fn concurrent_audio(calls: u64, idle: (u64, u64), media_threads: usize) {
+    let server = Server::start_with(media_threads);
     let stat = std::env::temp_dir().join(format!("voxnav-bench-conc-{calls}.csv"));
     let _ = std::fs::remove_file(&stat);
     let ramp_rate = 200;
@@ -163,7 +168,7 @@ fn concurrent_audio(calls: u64, idle: (u64, u64)) {
     let worst = p99s.iter().cloned().fold(0.0, f64::max);
     let rss_per_call = rss.saturating_sub(idle.1) as f64 / 1024.0 / calls as f64;
     println!(
-        "{calls:>5} calls | ok {ok:>4} failed {failed:>3} | server CPU {:>5.1}% of a core ({:.3}% per call) | \
+        "{calls:>5} calls, {media_threads} media thread(s) | ok {ok:>4} failed {failed:>3} | server CPU {:>5.1}% of a core ({:.3}% per call) | \
          RSS {:>4} MB ({:.3} MB per call) | RTP gap vs 20 ms: per-call p99 median {:.1} ms, worst {:.1} ms; \
          gaps off by > 2 ms: {over} of {sent} ({:.3}%, all-packet p99 within 2 ms: {})",
         cpu_share * 100.0,
@@ -204,8 +209,10 @@ fn main() {
     };
     println!("idle server RSS {} MB", idle.1 / 1024);
     for calls in [100, 400, 800, 1200, 1600] {
-        concurrent_audio(calls, idle);
+        concurrent_audio(calls, idle, 1);
     }
+    // The busiest level again with a media thread per core.
+    concurrent_audio(1600, idle, 2);
 
     println!("\n== call rate, 1 s calls, 20 s per run ==");
     let server = Server::start();

@@ -7,6 +7,7 @@
 //!   ring_ms: 0               # ring (180) this long before answering
 //! media:
 //!   rtp_ports: 10000-20000   # even RTP ports, RTCP on the next odd one
+//!   threads: 1               # media driver threads (each owns a share of the calls)
 //! transfer:                  # where dialplan transfers ring (a bridge to a SIP phone)
 //!   default: sip:desk@192.0.2.10        # the seat for queues not listed
 //!   queues:
@@ -22,13 +23,16 @@
 //!   format: text             # or json (one object per line)
 //! asr:
 //!   jobs: 2                  # recognitions at once (each takes a core of the shared budget)
+//!   engine: whisper          # whisper (base, beam 5) or moonshine (base, greedy: lighter)
+//!   overflow: off            # with whisper: N = a request that would wait behind N others
+//!                            # goes to moonshine instead (docs/speech.md); off = never
 //! turn:                      # turn-taking for every hotline (a hotline's settings.turn wins)
 //!   detector: model          # model (Silero VAD + Smart Turn) or energy (700 ms silence)
 //!   pause_ms: 200            # a pause this long consults the end-of-turn model
-//!   complete_threshold: 0.5  # the model's probability from which a turn is complete
+//!   complete_threshold: 0.7  # the model's probability from which a turn is complete
 //!   end_silence_ms: 1000     # silence that ends a turn the model did not call complete
 //!   digits_end_silence_ms: 1800  # the same at an ask for a number
-//!   barge_in_ms: 240         # continuous speech that interrupts a prompt
+//!   barge_in_ms: 180         # continuous speech that interrupts a prompt
 //!   max_turn_ms: 15000       # the longest turn (hold music, a television)
 //! ```
 //!
@@ -59,6 +63,45 @@ pub struct ServerConfig {
     pub log: crate::ops::log::LogConfig,
     pub turn: crate::dialplan::model::TurnOverrides,
     pub asr_jobs: Option<usize>,
+    pub asr_engine: Option<AsrEngine>,
+    /// `Some(None)`: `overflow: off`.
+    pub asr_overflow: Option<Option<usize>>,
+    pub media_threads: Option<usize>,
+}
+
+/// The recognizer that hears callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsrEngine {
+    /// Whisper (the dialplan's `asr_model`, beam 5): the most accurate here.
+    Whisper,
+    /// Moonshine base, greedy: about half Whisper base's CPU, English only.
+    Moonshine,
+}
+
+impl std::str::FromStr for AsrEngine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "whisper" => Ok(Self::Whisper),
+            "moonshine" => Ok(Self::Moonshine),
+            _ => Err(format!(
+                "unknown ASR engine `{s}`; choose whisper or moonshine"
+            )),
+        }
+    }
+}
+
+/// `off` or a number of waiting requests (at least 1).
+pub fn parse_overflow(s: &str) -> Result<Option<usize>, String> {
+    match s {
+        "off" => Ok(None),
+        n => match n.parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(Some(n)),
+            _ => Err(format!(
+                "`{s}` is not an overflow setting; use off or a number of waiting requests (1 or more)"
+            )),
+        },
+    }
 }
 
 fn address(y: &yaml::Yaml, what: &str, p: &mut Problems) -> Option<SocketAddr> {
@@ -117,6 +160,10 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
                 Err(e) => p.add(pos, e, ""),
             }
         }
+        config.media_threads = m
+            .get("threads")
+            .and_then(|y| number(y, "threads", &mut p))
+            .map(|n| n.max(1) as usize);
         m.finish(&[], &mut p);
     }
     if let Some(transfer) = top.get("transfer") {
@@ -183,6 +230,18 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
             .get("jobs")
             .and_then(|y| number(y, "jobs", &mut p))
             .map(|n| n.max(1) as usize);
+        if let Some((engine, pos)) = m.get("engine").and_then(|y| text(y, "engine", &mut p)) {
+            match engine.parse() {
+                Ok(e) => config.asr_engine = Some(e),
+                Err(e) => p.add(pos, e, ""),
+            }
+        }
+        if let Some((overflow, pos)) = m.get("overflow").and_then(|y| text(y, "overflow", &mut p)) {
+            match parse_overflow(&overflow) {
+                Ok(o) => config.asr_overflow = Some(o),
+                Err(e) => p.add(pos, e, ""),
+            }
+        }
         m.finish(&[], &mut p);
     }
     if let Some(turn) = top.get("turn") {
@@ -206,7 +265,7 @@ mod tests {
             "sip:\n  listen: 127.0.0.1:5070\n  max_calls: 7\nmedia:\n  rtp_ports: 30000-30100\n\
              transfer:\n  default: sip:desk@192.0.2.10\n  queues:\n    billing: sip:b@192.0.2.11:5070\n\
              admin:\n  listen: 127.0.0.1:8081\nrecords:\n  path: off\n  retention_days: 30\n\
-             log:\n  level: voxnav=debug\n  format: json\n",
+             log:\n  level: voxnav=debug\n  format: json\nasr:\n  jobs: 1\n  engine: moonshine\n  overflow: 2\n",
         )
         .unwrap();
         let c = read(&good).unwrap();
@@ -219,10 +278,14 @@ mod tests {
         assert_eq!((c.records_path, c.retention_days), (Some(None), Some(30)));
         assert_eq!(c.log.level.as_deref(), Some("voxnav=debug"));
         assert!(c.log.json);
+        assert_eq!(c.asr_jobs, Some(1));
+        assert_eq!(c.asr_engine, Some(AsrEngine::Moonshine));
+        assert_eq!(c.asr_overflow, Some(Some(2)));
         let bad = dir.join("bad.yaml");
         std::fs::write(
             &bad,
-            "sip:\n  listen: here\n  max_cals: 7\ntransfer:\n  queues:\n    billing: desk 4\nlog:\n  format: xml\n",
+            "sip:\n  listen: here\n  max_cals: 7\ntransfer:\n  queues:\n    billing: desk 4\nlog:\n  format: xml\n\
+             asr:\n  engine: kaldi\n  overflow: 0\n",
         )
         .unwrap();
         let e = read(&bad).unwrap_err();
@@ -243,6 +306,15 @@ mod tests {
             e.contains("bad.yaml:8:11: `xml` is not a log format"),
             "{e}"
         );
+        assert!(
+            e.contains("bad.yaml:10:11: unknown ASR engine `kaldi`"),
+            "{e}"
+        );
+        assert!(
+            e.contains("bad.yaml:11:13: `0` is not an overflow setting"),
+            "{e}"
+        );
+        assert_eq!(parse_overflow("off"), Ok(None));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -27,7 +27,7 @@ struct Cli {
 enum Command {
     /// Run the SIP server: with a dialplan it answers calls by voice; without one, the
     /// built-in test behaviour (beeps, digit echo) answers.
-    Serve(commands::serve::ServeArgs),
+    Serve(Box<commands::serve::ServeArgs>),
     /// A scripted test caller: dial a SIP URI, play the script's caller turns (text spoken
     /// with the product voice, WAV files, keypad digits, silences, barge-in), record and
     /// transcribe what the bot says, print the transcript with each turn's voice-to-voice
@@ -63,7 +63,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let paths = cli.models_dir.map(ModelPaths::new).unwrap_or_default();
     match cli.command {
-        Command::Serve(args) => commands::serve::run(&paths, args),
+        Command::Serve(args) => commands::serve::run(&paths, *args),
         Command::Call(args) => commands::call::run(&paths, args),
         Command::Say(args) => commands::speech::say(&paths, args),
         Command::Transcribe(args) => commands::speech::transcribe(&paths, args),

@@ -185,6 +185,8 @@ pub enum Report {
         engine: &'static str,
         waited: Duration,
     },
+    /// A recognition finished, by the engine that heard it.
+    Recognized { engine: &'static str },
     /// The recognition queue as a call saw it.
     AsrQueue { running: usize, waiting: usize },
     /// A call is over, with the outcome the session decided.

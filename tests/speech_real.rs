@@ -8,8 +8,8 @@ use voxnav::models::ggml::GgmlFile;
 use voxnav::models::paths::WhisperModel;
 use voxnav::models::whisper_ggml::expected_tensor_count;
 use voxnav::speech::{
-    PiperConfig, PiperSynthesizer, RecognizeOptions, Recognizer, Synthesizer, WhisperConfig,
-    WhisperRecognizer, espeak,
+    MoonshineRecognizer, PiperConfig, PiperSynthesizer, RecognizeOptions, Recognizer, Synthesizer,
+    WhisperConfig, WhisperRecognizer, espeak,
 };
 use voxnav::testkit::{
     espeak_wav_voice, installed_models as models, telephone, temp_dir, word_errors, words,
@@ -62,15 +62,24 @@ fn piper_through_mulaw_is_recognised_by_whisper() {
         .iter()
         .map(|s| telephone(&tts.speak_all(s).unwrap()))
         .collect();
-    for model in WhisperModel::ALL {
-        let asr = WhisperRecognizer::new(
-            &paths,
-            WhisperConfig {
-                model,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    // Each Whisper model as converted (f16), base with 8-bit (Q8_0) matrix weights, and
+    // Moonshine base (the lighter engine the server overflows to).
+    let whisper = |model, q8_0| -> Box<dyn Recognizer> {
+        let config = WhisperConfig {
+            model,
+            q8_0,
+            ..Default::default()
+        };
+        Box::new(WhisperRecognizer::new(&paths, config).unwrap())
+    };
+    let engines = [
+        whisper(WhisperModel::TinyEn, false),
+        whisper(WhisperModel::Base, false),
+        whisper(WhisperModel::Base, true),
+        Box::new(MoonshineRecognizer::new(&paths, 1, 4).unwrap()),
+    ];
+    for asr in engines {
+        let model = asr.describe();
         let mut pairs = Vec::new();
         for (s, pcm) in SENTENCES.iter().zip(&audio) {
             let t = asr

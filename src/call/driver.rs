@@ -5,9 +5,10 @@
 //! - recognition, the end-of-turn model, synthesis and backend requests run on tokio's
 //!   blocking pool; the engines' own gates keep the threads they run within the core budget,
 //!   so load shows up as measured queue wait (reported), not oversubscribed cores;
-//! - a speculative recognition is declined when any recognition is running or waiting (it
-//!   must never make another caller wait), and a turn's recognition is answered at once with
-//!   the keypad offer when too many callers are already waiting;
+//! - a speculative recognition queues like any other (if nothing more is said, it is the
+//!   turn's recognition) and is cancelled when the caller goes on, so stale work leaves the
+//!   queue; a turn's recognition is answered at once with the keypad offer when too many are
+//!   already waiting;
 //! - fixed prompts come from the prompt cache; dynamic replies stream clause by clause;
 //! - transfers dial the seat through `net::leg` and relay the agent's audio;
 //! - reports go to the server's observers.
@@ -32,9 +33,9 @@ use crate::net::media::MediaEngine;
 use crate::report::{Report, Reporter};
 use crate::speech::{RecognizeOptions, Recognizer, Synthesizer};
 
-/// Callers already waiting for recognition beyond which a new turn is offered the keypad
-/// rather than left to wait in silence.
-pub const KEYPAD_OFFER_QUEUE: usize = 2;
+/// Recognitions already waiting beyond which a new turn is offered the keypad rather than
+/// left to wait in silence (with two running, four waiting is about two seconds).
+pub const KEYPAD_OFFER_QUEUE: usize = 4;
 /// A breath between the texts of one reply.
 const BREATH_MS: usize = 250;
 
@@ -134,6 +135,7 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
         done: done_tx,
         span,
         stops: HashMap::new(),
+        cancels: HashMap::new(),
         leg: None,
         media: media.clone(),
         hangup: Some(hangup),
@@ -168,7 +170,10 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
             Some(done) = done_rx.recv() => {
                 let now = Instant::now();
                 match done {
-                    Done::Recognized(job, heard) => session.handle_recognized(job, heard, now),
+                    Done::Recognized(job, heard) => {
+                        driver.cancels.remove(&job);
+                        session.handle_recognized(job, heard, now)
+                    }
                     Done::Verdict(job, p) => session.handle_verdict(job, p, now),
                     Done::Synthesized(job, s) => session.handle_synthesized(job, s, now),
                     Done::Http(job, r) => session.handle_http(job, r, now),
@@ -191,7 +196,7 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
     }
     // Whatever synthesis is still running for this call stops; the agent leg (if any) hangs
     // up when dropped.
-    for stop in driver.stops.values() {
+    for stop in driver.stops.values().chain(driver.cancels.values()) {
         stop.store(true, Ordering::Relaxed);
     }
 }
@@ -231,6 +236,8 @@ struct Driver {
     span: tracing::Span,
     /// Stop flags of synthesis jobs in flight.
     stops: HashMap<u64, Arc<AtomicBool>>,
+    /// Cancel flags of recognitions in flight.
+    cancels: HashMap<u64, Arc<AtomicBool>>,
     leg: Option<Leg>,
     media: crate::net::media::MediaHandle,
     hangup: Option<crate::net::HangupFn>,
@@ -269,22 +276,18 @@ impl Driver {
             } => {
                 let (running, waiting) = s.asr.queue();
                 s.reporter.report(Report::AsrQueue { running, waiting });
-                if speculative && (running, waiting) != (0, 0) {
-                    // Speculation never makes another caller wait.
-                    let _ = self
-                        .done
-                        .send(Done::Recognized(job, Err("declined: engine busy".into())));
-                    return;
-                }
                 if !speculative && waiting >= KEYPAD_OFFER_QUEUE {
-                    let why = format!("{waiting} callers ahead in the ASR queue");
+                    let why = format!("{waiting} recognitions ahead in the queue");
                     let _ = self.done.send(Done::Recognized(job, Err(why)));
                     return;
                 }
+                let cancel = Arc::new(AtomicBool::new(false));
+                self.cancels.insert(job, cancel.clone());
                 dump_utterance(&self.call_id, job, &audio);
                 self.spawn(move || {
                     let options = RecognizeOptions {
                         deadline: Some(Instant::now() + super::session::RECOGNITION_DEADLINE),
+                        cancel: Some(cancel),
                     };
                     let heard = s
                         .asr
@@ -292,6 +295,7 @@ impl Driver {
                         .inspect(|t| {
                             tracing::debug!(
                                 speculative,
+                                engine = t.engine,
                                 audio_ms = t.timings.audio.as_millis() as u64,
                                 queued_ms = t.timings.queued.as_millis() as u64,
                                 processing_ms = t.timings.processing.as_millis() as u64,
@@ -300,17 +304,24 @@ impl Driver {
                             s.reporter.report(Report::EngineWait {
                                 engine: "asr",
                                 waited: t.timings.queued,
-                            })
+                            });
+                            s.reporter.report(Report::Recognized { engine: t.engine });
                         })
                         .map(|t| (t.text, t.confidence))
                         .map_err(|e| e.to_string());
                     if let Err(e) = &heard
                         && !speculative
+                        && e != "cancelled"
                     {
                         tracing::warn!("recognition failed: {e}");
                     }
                     Done::Recognized(job, heard)
                 });
+            }
+            Output::CancelRecognition { job } => {
+                if let Some(c) = self.cancels.remove(&job) {
+                    c.store(true, Ordering::Relaxed);
+                }
             }
             Output::JudgeTurn { job, audio } => {
                 let Some(model) = s.turn_model.clone() else {

@@ -21,8 +21,9 @@
 //!   ("uh-huh", "okay"), a cough or noise; a key stops the prompt at once;
 //! - speech that began during a prompt and never barged in is a backchannel: ignored;
 //! - digits are collected up to the ask's maximum, `#`, or a 3 s pause;
-//! - at a pause the audio so far is recognised speculatively (when the engine is idle: the
-//!   driver declines otherwise); if the turn ends with exactly that audio, its result is used;
+//! - at a pause the audio so far is recognised speculatively; if the caller goes on, that
+//!   recognition is cancelled (dropped from the engine's queue, or stopped); if the turn ends
+//!   with exactly that audio, its result is used;
 //! - recognition that fails, is declined, or takes past its deadline offers the keypad;
 //! - an utterance that ends while the bot is still busy (recognising, synthesising, asking a
 //!   backend) is kept and recognised when the call listens again;
@@ -108,11 +109,15 @@ pub enum Output {
     PausePlayback,
     /// Resume held playback (it was a backchannel, a cough, noise).
     ResumePlayback,
-    /// Recognise 8 kHz audio. A speculative request may be declined (engine busy).
+    /// Recognise 8 kHz audio (`speculative`: started at a pause, maybe cancelled later).
     Recognize {
         job: u64,
         audio: Vec<f32>,
         speculative: bool,
+    },
+    /// A speculative recognition nobody needs any more: dropped from the queue, or stopped.
+    CancelRecognition {
+        job: u64,
     },
     /// Ask the end-of-turn model about the audio so far.
     JudgeTurn {
@@ -502,6 +507,7 @@ impl CallSession {
                 }
             }
             TurnEvent::Pause(audio) => {
+                self.cancel_speculation();
                 if self.utterance_counts && self.will_listen() && self.recognition.is_none() {
                     let job = self.id();
                     self.speculation = Some(Speculation {
@@ -518,6 +524,7 @@ impl CallSession {
                     });
                 }
             }
+            TurnEvent::Resumed => self.cancel_speculation(),
             TurnEvent::LikelyComplete => {
                 if let Some(s) = self.speculation.as_mut() {
                     s.likely = true;
@@ -555,6 +562,19 @@ impl CallSession {
                 }
             }
             TurnEvent::TooShort => self.resume_after_backchannel(),
+        }
+    }
+
+    /// The speculation in flight is stale (the caller went on): cancel it.
+    fn cancel_speculation(&mut self) {
+        if self.awaiting_speculation {
+            return; // it is the turn's recognition now
+        }
+        if let Some(s) = self.speculation.take()
+            && s.heard.is_none()
+        {
+            self.outputs
+                .push_back(Output::CancelRecognition { job: s.job });
         }
     }
 
@@ -954,7 +974,7 @@ impl CallSession {
                 Some(Err(_)) => {}
             }
         }
-        self.speculation = None;
+        self.cancel_speculation();
         self.outputs.push_back(Output::Recognize {
             job,
             audio: u.audio,
@@ -1249,6 +1269,7 @@ fn turn_event_name(e: &TurnEvent) -> &'static str {
         TurnEvent::Utterance { .. } => "utterance",
         TurnEvent::TooShort => "too short",
         TurnEvent::LikelyComplete => "likely complete",
+        TurnEvent::Resumed => "resumed",
     }
 }
 

@@ -22,6 +22,7 @@ use voxnav::call::transfer::AgentDirectory;
 use voxnav::call::turn::energy::{Endpointer, EndpointerConfig};
 use voxnav::call::turn::model::{ModelTurn, TurnConfig};
 use voxnav::call::turn::{DetectorFactory, EndOfTurnModel};
+use voxnav::config::AsrEngine;
 use voxnav::dialplan::model::{DetectorKind, TurnOverrides};
 use voxnav::dialplan::registry::HotlineRegistry;
 use voxnav::models::ModelPaths;
@@ -29,7 +30,10 @@ use voxnav::net::media::MediaEngine;
 use voxnav::ops::{admin::AdminConfig, lines::StdoutLines, live::LiveView, metrics::Metrics};
 use voxnav::report::{Observer, Reporter};
 use voxnav::speech::turn_models::{SileroModel, SileroVad, SmartTurn};
-use voxnav::speech::{PiperConfig, PiperSynthesizer, Recognizer, Synthesizer, WhisperConfig};
+use voxnav::speech::{
+    MoonshineRecognizer, OverflowRecognizer, PiperConfig, PiperSynthesizer, Recognizer,
+    Synthesizer, WhisperConfig, WhisperRecognizer,
+};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -83,10 +87,21 @@ pub struct ServeArgs {
     /// default 90).
     #[arg(long)]
     retention_days: Option<u32>,
+    /// Media driver threads (config `media.threads`; default 1: one thread keeps 1200 calls
+    /// within a millisecond of their send times on this 2-core machine).
+    #[arg(long)]
+    media_threads: Option<usize>,
     /// Recognitions that may run at once (config `asr.jobs`; default 2, one per core: each
     /// takes a core, and borrows the other while it is free).
     #[arg(long)]
     asr_jobs: Option<usize>,
+    /// The recognizer: whisper or moonshine (config `asr.engine`; default whisper).
+    #[arg(long)]
+    asr_engine: Option<voxnav::config::AsrEngine>,
+    /// With whisper: a request that would wait behind this many others goes to moonshine
+    /// instead, or `off` (config `asr.overflow`; default off).
+    #[arg(long, value_parser = voxnav::config::parse_overflow)]
+    asr_overflow: Option<Option<usize>>,
 }
 
 /// How often the dialplan file is checked for changes.
@@ -129,7 +144,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
         )?));
     }
     let reporter = Reporter::new(observers);
-    let media = MediaEngine::start(1)?;
+    let media = MediaEngine::start(args.media_threads.or(file.media_threads).unwrap_or(1))?;
 
     let hotline = match &args.dialplan {
         Some(path) => Some(hotline_services(
@@ -213,9 +228,31 @@ fn hotline_services(
     budget.check_shared(&whisper, &piper)?;
     // One slot per core, shared: a recognition borrows the second core while TTS is idle.
     let cores = Arc::new(voxnav::speech::gate::JobGate::new(budget.cores, 4096));
-    let mut asr: Arc<dyn Recognizer> = Arc::new(
-        voxnav::speech::WhisperRecognizer::new(paths, whisper)?.with_shared_cores(cores.clone()),
-    );
+    let asr_jobs = whisper.jobs;
+    let moonshine = || -> Result<Arc<dyn Recognizer>> {
+        Ok(Arc::new(
+            MoonshineRecognizer::new(paths, asr_jobs, whisper.max_queue)?
+                .with_shared_cores(cores.clone()),
+        ))
+    };
+    let engine = args.asr_engine.or(file.asr_engine);
+    let mut asr: Arc<dyn Recognizer> = match engine.unwrap_or(AsrEngine::Whisper) {
+        AsrEngine::Moonshine => moonshine()?,
+        AsrEngine::Whisper => {
+            let primary: Arc<dyn Recognizer> = Arc::new(
+                WhisperRecognizer::new(paths, whisper.clone())?.with_shared_cores(cores.clone()),
+            );
+            match args.asr_overflow.or(file.asr_overflow).flatten() {
+                Some(when_waiting) => Arc::new(OverflowRecognizer {
+                    primary,
+                    light: moonshine()?,
+                    when_waiting,
+                }),
+                None => primary,
+            }
+        }
+    };
+    tracing::info!(asr = %asr.describe(), "recognizer");
     // Degradation tests: VOXNAV_FAULT_ASR=fail or slow:MS (see speech/fault.rs).
     if let Some(fault) = voxnav::speech::fault::AsrFault::from_env().map_err(anyhow::Error::msg)? {
         tracing::warn!("ASR fault injected: {fault:?}");

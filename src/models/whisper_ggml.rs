@@ -22,8 +22,10 @@
 //! whisper.cpp has no key bias: dropping it is exact, because `q·(k+b) = q·k + q·b` shifts every
 //! attention logit of one query by the same amount, which softmax ignores.
 //!
-//! Types follow whisper.cpp's tensor table: 2-D and 3-D weights f16, 1-D tensors, conv biases
-//! and positional embeddings f32. The loader checks sizes, so a wrong type fails loudly there too.
+//! Types follow whisper.cpp's tensor table: the matrix weights (attention, MLP, token
+//! embedding) f16 or, for `Weights::Q8_0`, 8-bit blocks (whisper.cpp's `wtype`); the conv
+//! weights f16 (its `vtype`); 1-D tensors, conv biases and positional embeddings f32. The loader
+//! checks sizes, so a wrong type fails loudly there too.
 
 use std::io::Write;
 use std::ops::Range;
@@ -43,11 +45,31 @@ pub struct ConvertSummary {
     pub vocab_tokens: usize,
 }
 
+/// How the matrix weights are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weights {
+    /// As shipped (16-bit floats).
+    F16,
+    /// 8-bit blocks with an f16 scale per 32 values: half the memory traffic, integer dot
+    /// products on AVX2.
+    Q8_0,
+}
+
 /// Converts a CTranslate2 Whisper `model.bin` plus its `vocabulary.txt` into a GGML file.
 pub fn convert_whisper<W: Write>(
     model_bin: &[u8],
     vocabulary: &str,
     out: W,
+) -> Result<(W, ConvertSummary), ConvertError> {
+    convert_whisper_as(model_bin, vocabulary, out, Weights::F16)
+}
+
+/// `convert_whisper` with the matrix weights stored as `weights`.
+pub fn convert_whisper_as<W: Write>(
+    model_bin: &[u8],
+    vocabulary: &str,
+    out: W,
+    weights: Weights,
 ) -> Result<(W, ConvertSummary), ConvertError> {
     let model = Ct2Model::parse(model_bin)?;
     if model.spec != "WhisperSpec" {
@@ -56,7 +78,14 @@ pub fn convert_whisper<W: Write>(
             model.spec
         )));
     }
-    let hparams = hparams(&model)?;
+    let mut hparams = hparams(&model)?;
+    let wtype = match weights {
+        Weights::F16 => GgmlType::F16,
+        Weights::Q8_0 => {
+            hparams.ftype = 7 + 1000 * 2;
+            GgmlType::Q8_0
+        }
+    };
     let tokens = vocab::decode_vocabulary(vocabulary)?;
     // Tokens past <|endoftext|> are special and whisper.cpp derives them; the rest must fit.
     if tokens.len() >= hparams.n_vocab as usize {
@@ -71,13 +100,16 @@ pub fn convert_whisper<W: Write>(
     let mut c = Converter {
         model: &model,
         w: &mut w,
+        wtype,
     };
 
     let n_audio = hparams.n_audio_state as usize;
     for k in 1..=2 {
-        c.emit_weight(
+        // Conv weights stay f16 whatever the matrices are (whisper.cpp's `vtype`).
+        c.emit_full(
             &format!("encoder.conv{k}.weight"),
             &format!("encoder/conv{k}/weight"),
+            GgmlType::F16,
         )?;
         let bias = c.var(&format!("encoder/conv{k}/bias"))?;
         c.emit(
@@ -128,14 +160,14 @@ pub fn convert_whisper<W: Write>(
             kv,
             0..n_text,
             &[n_text, n_text],
-            GgmlType::F16,
+            wtype,
         )?;
         c.emit(
             &format!("{g}.cross_attn.value.weight"),
             kv,
             n_text..2 * n_text,
             &[n_text, n_text],
-            GgmlType::F16,
+            wtype,
         )?;
         c.emit(
             &format!("{g}.cross_attn.value.bias"),
@@ -231,6 +263,8 @@ fn hparams(model: &Ct2Model<'_>) -> Result<WhisperHparams, ConvertError> {
 struct Converter<'m, 'a, W: Write> {
     model: &'m Ct2Model<'a>,
     w: &'m mut GgmlWriter<W>,
+    /// The matrix weights' type.
+    wtype: GgmlType,
 }
 
 impl<'m, 'a, W: Write> Converter<'m, 'a, W> {
@@ -276,7 +310,7 @@ impl<'m, 'a, W: Write> Converter<'m, 'a, W> {
     }
 
     fn emit_weight(&mut self, name: &str, src: &str) -> Result<(), ConvertError> {
-        self.emit_full(name, src, GgmlType::F16)
+        self.emit_full(name, src, self.wtype)
     }
 
     fn linear(&mut self, g: &str, src: &str) -> Result<(), ConvertError> {
@@ -308,7 +342,7 @@ impl<'m, 'a, W: Write> Converter<'m, 'a, W> {
                 qkv,
                 rows.clone(),
                 &[n, n],
-                GgmlType::F16,
+                self.wtype,
             )?;
             if *part != "key" {
                 self.emit(
@@ -360,6 +394,16 @@ fn convert_elements(
             .chunks_exact(from.size())
             .flat_map(|b| f16::from_f32(as_f32(b)).to_le_bytes())
             .collect(),
+        (_, GgmlType::Q8_0) => {
+            let values: Vec<f32> = src.chunks_exact(from.size()).map(as_f32).collect();
+            if !values.len().is_multiple_of(super::ggml::Q8_0_BLOCK) {
+                return Err(ConvertError::Shape(format!(
+                    "{name}: {} values are not whole 32-value blocks",
+                    values.len()
+                )));
+            }
+            super::ggml::quantize_q8_0(&values)
+        }
     })
 }
 
@@ -614,5 +658,39 @@ mod tests {
             (0..20).map(|i| format!("t{i}\n")).collect::<String>() + "<|endoftext|>\n";
         let err = convert_whisper(&synthetic_model(), &long, Vec::new()).unwrap_err();
         assert!(matches!(err, ConvertError::Vocabulary(_)), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod q8_tests {
+    use super::*;
+    use crate::models::ggml::{dequantize_q8_0, quantize_q8_0};
+
+    #[test]
+    fn q8_0_blocks_round_trip_within_half_a_step() {
+        let values: Vec<f32> = (0..96).map(|i| ((i as f32) * 0.37).sin() * 3.0).collect();
+        let q = quantize_q8_0(&values);
+        assert_eq!(q.len(), 3 * 34);
+        let back = dequantize_q8_0(&q);
+        for block in 0..3 {
+            let amax = values[block * 32..(block + 1) * 32]
+                .iter()
+                .fold(0f32, |m, v| m.max(v.abs()));
+            for i in block * 32..(block + 1) * 32 {
+                assert!((back[i] - values[i]).abs() <= amax / 127.0 * 0.51 + 1e-3);
+            }
+        }
+        assert_eq!(dequantize_q8_0(&quantize_q8_0(&[0.0; 32])), vec![0.0; 32]);
+    }
+
+    #[test]
+    fn rows_that_are_not_whole_blocks_are_refused() {
+        let err = convert_elements(&[0u8; 8 * 4], Ct2Type::F32, GgmlType::Q8_0, "w").unwrap_err();
+        assert!(
+            err.to_string().contains("not whole 32-value blocks"),
+            "{err}"
+        );
+        let ok = convert_elements(&[0u8; 32 * 2], Ct2Type::F16, GgmlType::Q8_0, "w").unwrap();
+        assert_eq!(ok.len(), 34);
     }
 }

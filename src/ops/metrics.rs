@@ -45,6 +45,7 @@ pub struct Metrics {
     turns: Counters,
     turn_ends: Counters,
     barge_ins: Counters,
+    recognitions: Counters,
     intents: Counters,
     fallbacks: Counters,
     turn_latency: Histograms,
@@ -90,6 +91,7 @@ impl Metrics {
             "turns",
             "turn_ends",
             "barge_ins",
+            "recognitions",
             "intents",
             "fallbacks",
             "sip_responses",
@@ -132,6 +134,11 @@ impl Metrics {
             &mut r,
             "barge_ins",
             "Prompts the caller's speech held: interrupted (a request), resumed (a backchannel, cough, noise)",
+        );
+        let recognitions = counter(
+            &mut r,
+            "recognitions",
+            "Recognitions by engine (moonshine: overflow from a long Whisper queue)",
         );
         let intents = counter(&mut r, "intents", "Intents recognised in caller turns");
         let fallbacks = counter(
@@ -187,6 +194,7 @@ impl Metrics {
             turns,
             turn_ends,
             barge_ins,
+            recognitions,
             intents,
             fallbacks,
             turn_latency,
@@ -313,6 +321,11 @@ impl Observer for Metrics {
                     .get_or_create(&label("engine", *engine))
                     .observe(waited.as_secs_f64());
             }
+            Report::Recognized { engine } => {
+                self.recognitions
+                    .get_or_create(&label("engine", *engine))
+                    .inc();
+            }
             Report::AsrQueue { running, waiting } => {
                 self.asr_running.set(*running as u64);
                 self.asr_waiting.set(*waiting as u64);
@@ -423,6 +436,7 @@ mod tests {
                 engine: "asr",
                 waited: Duration::ZERO,
             },
+            Report::Recognized { engine: "whisper" },
             Report::CallEnded {
                 call_id: "a".into(),
                 outcome: Outcome::Abandoned,

@@ -14,6 +14,8 @@ pub struct Transcript {
     /// Where in the audio the text was heard.
     pub segments: Vec<Segment>,
     pub timings: AsrTimings,
+    /// Which engine heard it ("whisper", "moonshine"), for records and metrics.
+    pub engine: &'static str,
 }
 
 /// A stretch of recognised text with its position in the utterance.
@@ -50,6 +52,18 @@ impl AsrTimings {
 pub struct RecognizeOptions {
     /// Give up (error `Deadline`) if recognition has not finished by then, including queue time.
     pub deadline: Option<Instant>,
+    /// Give up (error `Cancelled`) once this is set: a speculative recognition whose caller
+    /// went on talking is dropped from the queue, or stopped if it already runs.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl RecognizeOptions {
+    /// Whether the request was cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 /// A speech recognizer: mono PCM in (8 or 16 kHz), text out. Implementations are shared between

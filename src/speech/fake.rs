@@ -86,6 +86,7 @@ impl Recognizer for FakeRecognizer {
                 queued: Duration::ZERO,
                 processing: started.elapsed(),
             },
+            engine: "fake",
         })
     }
 
@@ -184,6 +185,7 @@ mod tests {
         let slow = FakeRecognizer::hearing(&["hi"]).with_latency(Duration::from_secs(5));
         let opts = RecognizeOptions {
             deadline: Some(Instant::now() + Duration::from_millis(10)),
+            ..Default::default()
         };
         assert!(matches!(
             slow.recognize(&audio, 8000, &opts),

@@ -95,6 +95,7 @@ mod tests {
         let started = Instant::now();
         let options = RecognizeOptions {
             deadline: Some(Instant::now() + Duration::from_millis(50)),
+            ..Default::default()
         };
         assert!(matches!(
             slow.recognize(&audio, 8000, &options),

@@ -9,6 +9,8 @@ pub mod espeak;
 pub mod fake;
 pub mod fault;
 pub mod gate;
+pub mod moonshine;
+pub mod overflow;
 pub mod piper;
 pub mod text;
 pub mod tts;
@@ -18,6 +20,8 @@ pub mod whisper;
 use std::path::PathBuf;
 
 pub use asr::{RecognizeOptions, Recognizer, Transcript};
+pub use moonshine::MoonshineRecognizer;
+pub use overflow::OverflowRecognizer;
 pub use piper::{PiperConfig, PiperSynthesizer};
 pub use tts::{SpokenClause, Synthesizer};
 pub use whisper::{WhisperConfig, WhisperRecognizer};
@@ -47,6 +51,9 @@ pub enum SpeechError {
     /// The request's deadline passed.
     #[error("speech deadline passed")]
     Deadline,
+    /// The request was cancelled (nobody needs its result any more).
+    #[error("cancelled")]
+    Cancelled,
     /// The engine's queue refused the request or it waited past its deadline.
     #[error(transparent)]
     Busy(#[from] gate::GateError),

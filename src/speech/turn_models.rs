@@ -41,9 +41,9 @@ fn engine_err<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> SpeechError + '
     move |e| SpeechError::Engine(format!("{what}: {e}"))
 }
 
-/// A single-threaded session for a small model (no spinning: the cores belong to Whisper
-/// and Piper).
-fn session(path: &Path, paths: &ModelPaths) -> Result<Session, SpeechError> {
+/// A single-threaded session (no spinning: a job's core comes from the shared budget, and
+/// the others belong to Whisper and Piper).
+pub(super) fn one_thread_session(path: &Path, paths: &ModelPaths) -> Result<Session, SpeechError> {
     if !path.exists() {
         return Err(SpeechError::ModelMissing(path.to_path_buf()));
     }
@@ -66,7 +66,7 @@ pub struct SileroModel {
 impl SileroModel {
     pub fn load(paths: &ModelPaths) -> Result<Arc<Self>, SpeechError> {
         Ok(Arc::new(Self {
-            session: Mutex::new(session(&paths.silero_vad(), paths)?),
+            session: Mutex::new(one_thread_session(&paths.silero_vad(), paths)?),
         }))
     }
 
@@ -154,7 +154,7 @@ impl SmartTurn {
             .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / N_FFT as f64).cos())
             .collect();
         Ok(Self {
-            session: Mutex::new(session(&paths.smart_turn(), paths)?),
+            session: Mutex::new(one_thread_session(&paths.smart_turn(), paths)?),
             mel: crate::models::mel::filter_bank(N_MELS),
             fft,
             window,

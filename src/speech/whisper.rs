@@ -68,8 +68,10 @@ pub struct WhisperConfig {
     /// Encoder frames (20 ms each) kept beyond the utterance when trimming; too tight a window
     /// makes Whisper drop or invent words.
     pub audio_ctx_margin: u32,
-    /// whisper.cpp's flash attention (same results, less memory traffic on CPU).
+    /// whisper.cpp's flash attention.
     pub flash_attn: bool,
+    /// The model with 8-bit (Q8_0) matrix weights instead of f16.
+    pub q8_0: bool,
 }
 
 impl Default for WhisperConfig {
@@ -87,6 +89,7 @@ impl Default for WhisperConfig {
             trim_audio_ctx: true,
             audio_ctx_margin: 150,
             flash_attn: false,
+            q8_0: false,
         }
     }
 }
@@ -115,10 +118,13 @@ impl WhisperRecognizer {
     /// Loads the model. Fails with `ModelMissing` if it has not been installed.
     pub fn new(paths: &ModelPaths, config: WhisperConfig) -> Result<Self, SpeechError> {
         silence_native_logs();
-        let path = config
-            .model_path
-            .clone()
-            .unwrap_or_else(|| paths.whisper_ggml(config.model));
+        let path = config.model_path.clone().unwrap_or_else(|| {
+            if config.q8_0 {
+                paths.whisper_ggml_q8_0(config.model)
+            } else {
+                paths.whisper_ggml(config.model)
+            }
+        });
         if !path.exists() {
             return Err(SpeechError::ModelMissing(path));
         }
@@ -159,8 +165,8 @@ impl WhisperRecognizer {
 
     /// Shares the cores with other engines (`cores` has one slot per core): a job takes one
     /// for each of its `threads_per_job` threads, and borrows one more while it is free, so a
-    /// recognition runs on two threads when TTS is idle and on one when it is not. Threads
-    /// never exceed the cores.
+    /// recognition runs on two threads when the other core is idle and on one when it is not.
+    /// Threads never exceed the cores.
     pub fn with_shared_cores(mut self, cores: std::sync::Arc<JobGate>) -> Self {
         self.cores = Some(cores);
         self
@@ -207,7 +213,7 @@ impl WhisperRecognizer {
         &'a self,
         threads: usize,
         audio_secs: f64,
-        deadline: &'a Option<Instant>,
+        stop: &'a Stop,
         cap: &'a TokenCap,
     ) -> FullParams<'a, 'a> {
         let strategy = if self.config.beam_size > 1 {
@@ -248,12 +254,12 @@ impl WhisperRecognizer {
             p.set_filter_logits_callback(Some(force_end_at_cap));
             p.set_filter_logits_callback_user_data(cap as *const TokenCap as *mut c_void);
         }
-        if deadline.is_some() {
-            // SAFETY: the callback only reads the `Option<Instant>` behind `user_data`, which is
-            // borrowed for 'a and so outlives the `full` call these params are used in.
+        if stop.deadline.is_some() || stop.cancel.is_some() {
+            // SAFETY: the callback only reads the `Stop` behind `user_data`, which is borrowed
+            // for 'a and so outlives the `full` call these params are used in.
             unsafe {
-                p.set_abort_callback(Some(abort_past_deadline));
-                p.set_abort_callback_user_data(deadline as *const Option<Instant> as *mut c_void);
+                p.set_abort_callback(Some(abort_when_stopped));
+                p.set_abort_callback_user_data(stop as *const Stop as *mut c_void);
             }
         }
         p
@@ -283,11 +289,22 @@ unsafe extern "C" fn force_end_at_cap(
     }
 }
 
-/// whisper.cpp's abort hook: true once the deadline behind `user_data` has passed.
-unsafe extern "C" fn abort_past_deadline(user_data: *mut c_void) -> bool {
-    // SAFETY: set in `params` to a live `&Option<Instant>`.
-    let deadline = unsafe { &*(user_data as *const Option<Instant>) };
-    deadline.is_some_and(|d| Instant::now() >= d)
+/// When a running recognition stops early: its deadline, or its cancellation.
+struct Stop {
+    deadline: Option<Instant>,
+    cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// whisper.cpp's abort hook: true once the deadline behind `user_data` has passed or the
+/// request was cancelled.
+unsafe extern "C" fn abort_when_stopped(user_data: *mut c_void) -> bool {
+    // SAFETY: set in `params` to a live `&Stop`.
+    let stop = unsafe { &*(user_data as *const Stop) };
+    stop.deadline.is_some_and(|d| Instant::now() >= d)
+        || stop
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 /// Routes whisper.cpp's stderr chatter into whisper-rs's hooks (dropped unless a logging feature
@@ -352,13 +369,18 @@ impl Recognizer for WhisperRecognizer {
         validate_input(samples, sample_rate)?;
         let audio = Duration::from_secs_f64(samples.len() as f64 / sample_rate as f64);
         let permit = self.gate.acquire(options.deadline)?;
-        // The shared cores: this job's own threads, plus one borrowed while it is free.
+        // The shared cores: this job's own threads, plus one borrowed while it is free. (Only
+        // borrowing when no other recognition runs was measured too: no better at 10 talking
+        // callers, worse at 20; docs/speech.md.)
         let mut core_permits = Vec::new();
         if let Some(cores) = self.cores.as_deref() {
             for _ in 0..self.config.threads_per_job {
                 core_permits.push(cores.acquire(options.deadline)?);
             }
             core_permits.extend(cores.try_acquire());
+        }
+        if options.cancelled() {
+            return Err(SpeechError::Cancelled);
         }
         let threads = core_permits.len().max(self.config.threads_per_job);
         let queued = permit.waited + core_permits.iter().map(|p| p.waited).sum::<Duration>();
@@ -373,12 +395,19 @@ impl Recognizer for WhisperRecognizer {
         pcm16k.extend_from_slice(&pad);
         let padded_secs = pcm16k.len() as f64 / WHISPER_RATE as f64;
         let mut state = self.take_state()?;
+        let stop = Stop {
+            deadline: options.deadline,
+            cancel: options.cancel.clone(),
+        };
         let deadline = options.deadline;
         let cap = self.token_cap(audio.as_secs_f64());
-        let params = self.params(threads, padded_secs, &deadline, &cap);
+        let params = self.params(threads, padded_secs, &stop, &cap);
         let result = state.full(params, &pcm16k);
         if let Err(e) = result {
             // A state that failed mid-run is dropped rather than reused.
+            if options.cancelled() {
+                return Err(SpeechError::Cancelled);
+            }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(SpeechError::Deadline);
             }
@@ -440,6 +469,7 @@ impl Recognizer for WhisperRecognizer {
                 queued,
                 processing: started.elapsed(),
             },
+            engine: "whisper",
         })
     }
 
@@ -454,8 +484,11 @@ impl Recognizer for WhisperRecognizer {
             "greedy".into()
         };
         format!(
-            "whisper {} {decoding} {}x{} threads",
-            self.config.model, self.config.jobs, self.config.threads_per_job
+            "whisper {}{} {decoding} {}x{} threads",
+            self.config.model,
+            if self.config.q8_0 { " q8_0" } else { "" },
+            self.config.jobs,
+            self.config.threads_per_job
         )
     }
 }

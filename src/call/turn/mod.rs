@@ -48,6 +48,8 @@ pub enum TurnEvent {
     /// The model judged the turn so far complete: only its transcript is missing to end it
     /// (recognise the pause's audio now if that is not already under way).
     LikelyComplete,
+    /// The caller went on after a pause: what was started on the pause's audio is stale.
+    Resumed,
     /// The turn is over: its audio (pre-roll included, trailing silence trimmed to the pause
     /// length), why, and how long ago the voice ended.
     Utterance {

@@ -274,7 +274,10 @@ impl<V: VoiceActivity> TurnDetector for ModelTurn<V> {
                 self.voiced_ms += FRAME_MS;
                 self.run_ms += FRAME_MS;
                 self.silence_ms = 0;
-                self.consultation = None; // they went on: that pause was not the end
+                // They went on: that pause was not the end.
+                if self.consultation.take().is_some() {
+                    self.events.push_back(TurnEvent::Resumed);
+                }
                 if self.run_ms >= self.config.barge_in_ms && !self.barged_in {
                     self.barged_in = true;
                     self.events.push_back(TurnEvent::BargeIn);
