@@ -210,7 +210,7 @@ fn print(label: &str, l: &Level) {
 
 fn header() {
     println!(
-        "{:<14} {:>7} {:>6} {:>7} {:>7} {:>7} {:>7} {:>6} {:>7} {:>9}",
+        "{:<14} {:>7} {:>6} {:>7} {:>7} {:>7} {:>7} {:>6} {:>7} {:>9} {:>6} {:>7}",
         "server",
         "callers",
         "turns",
@@ -220,7 +220,9 @@ fn header() {
         "WER",
         "split",
         "keypad",
-        "CPU/caller"
+        "CPU/caller",
+        "early",
+        "silence"
     );
 }
 

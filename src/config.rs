@@ -91,6 +91,18 @@ impl std::str::FromStr for AsrEngine {
     }
 }
 
+/// `asr.overflow` / `--asr-overflow`: `off`, or the number of requests waiting for Whisper
+/// from which the next goes to Moonshine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AsrOverflow(pub Option<usize>);
+
+impl std::str::FromStr for AsrOverflow {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_overflow(s).map(Self)
+    }
+}
+
 /// `off` or a number of waiting requests (at least 1).
 pub fn parse_overflow(s: &str) -> Result<Option<usize>, String> {
     match s {

@@ -80,3 +80,31 @@ fn main() -> Result<()> {
         Command::DemoOrders { listen } => commands::dialplan::demo_orders(&listen),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every option of `serve` parses into its type (clap checks types only when parsing).
+    #[test]
+    fn serve_options_parse() {
+        let cli = Cli::try_parse_from([
+            "voxnav",
+            "serve",
+            "--asr-jobs",
+            "1",
+            "--asr-engine",
+            "moonshine",
+            "--asr-overflow",
+            "2",
+            "--media-threads",
+            "2",
+        ]);
+        assert!(matches!(cli.map(|c| c.command), Ok(Command::Serve(_))));
+        for bad in [["--asr-overflow", "0"], ["--asr-engine", "kaldi"]] {
+            let args = ["voxnav", "serve", bad[0], bad[1]];
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
+        assert!(Cli::try_parse_from(["voxnav", "serve", "--asr-overflow", "off"]).is_ok());
+    }
+}
