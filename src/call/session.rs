@@ -1639,6 +1639,11 @@ nodes:
             again[0].1 > first.1,
             "the second speculation has the whole turn"
         );
+        assert!(
+            log.iter()
+                .any(|o| matches!(o, Output::CancelRecognition { job } if *job == first.0)),
+            "the stale speculation is cancelled, not left to hold a core"
+        );
         h.s.handle_recognized(first.0, Ok(("four seven".into(), 0.9)), h.now);
         h.pump();
         assert!(
