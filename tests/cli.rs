@@ -141,5 +141,19 @@ fn bad_input_is_refused_with_a_clear_error() {
         "truncated model file",
     );
     assert!(!out.exists(), "a failed conversion leaves no output");
+
+    // The English-only engine for a Mandarin hotline is refused before anything listens.
+    fails_cleanly(
+        &voxnav(&[
+            "serve",
+            "--sip-listen",
+            "127.0.0.1:0",
+            "--dialplan",
+            "dialplans/hotline-zh.yaml",
+            "--asr-engine",
+            "moonshine",
+        ]),
+        "moonshine hears English only",
+    );
     std::fs::remove_dir_all(dir).ok();
 }

@@ -229,7 +229,13 @@ fn hotline_services(
     // One slot per core, shared: a recognition borrows the second core while TTS is idle.
     let cores = Arc::new(voxnav::speech::gate::JobGate::new(budget.cores, 4096));
     let asr_jobs = whisper.jobs;
+    let language = whisper.language.clone();
     let moonshine = || -> Result<Arc<dyn Recognizer>> {
+        // The packaged Moonshine model hears English only.
+        anyhow::ensure!(
+            language == "en",
+            "asr: moonshine hears English only, and the hotline speaks `{language}`; use whisper"
+        );
         Ok(Arc::new(
             MoonshineRecognizer::new(paths, asr_jobs, whisper.max_queue)?
                 .with_shared_cores(cores.clone()),
