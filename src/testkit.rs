@@ -276,13 +276,21 @@ pub fn scripted_call(exe: &str, port: u16, script: &Path) -> serde_json::Value {
 }
 
 /// Everything the bot said in a `voxnav call` report, as Whisper heard it on the caller's
-/// side, lower case.
+/// side: lower-case words (apostrophes kept) separated by single spaces, each prompt after a
+/// " / ". Punctuation goes: Whisper writes the same reply as "no colleague" or "no, colleague"
+/// from one run of the voice to the next.
 pub fn bot_words(report: &serde_json::Value) -> String {
     report["bot"]
         .as_array()
         .map(|b| {
             b.iter()
-                .map(|b| b["text"].as_str().unwrap_or_default().to_lowercase())
+                .map(|b| {
+                    let text = b["text"].as_str().unwrap_or_default().to_lowercase();
+                    text.split(|c: char| !(c.is_alphanumeric() || c == '\''))
+                        .filter(|w| !w.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
                 .collect::<Vec<_>>()
                 .join(" / ")
         })
@@ -583,5 +591,16 @@ mod tests {
         assert_eq!(word_errors("order 47219", "Order 4 7 2 1 9."), (0, 6));
         assert_eq!(word_errors("a b c d", "a x c"), (2, 4));
         assert_eq!(word_errors("a b", "a b c"), (1, 2));
+    }
+
+    #[test]
+    fn bot_words_are_words_whatever_the_punctuation() {
+        let report = serde_json::json!({"bot": [
+            {"text": "Sorry, no, colleague is free. I couldn't catch that!"},
+            {"text": ""}
+        ]});
+        let words = bot_words(&report);
+        assert_eq!(words, "sorry no colleague is free i couldn't catch that / ");
+        assert!(words.contains("no colleague"));
     }
 }
