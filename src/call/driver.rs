@@ -284,9 +284,10 @@ impl Driver {
                 let cancel = Arc::new(AtomicBool::new(false));
                 self.cancels.insert(job, cancel.clone());
                 dump_utterance(&self.call_id, job, &audio);
+                let allowed = super::session::recognition_deadline(audio.len());
                 self.spawn(move || {
                     let options = RecognizeOptions {
-                        deadline: Some(Instant::now() + super::session::RECOGNITION_DEADLINE),
+                        deadline: Some(Instant::now() + allowed),
                         cancel: Some(cancel),
                     };
                     let heard = s

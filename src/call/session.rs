@@ -39,8 +39,22 @@ use crate::report::{Outcome, Report, TransferStatus, TurnEnd, TurnLatency};
 
 /// Keys typed without the closing `#` are taken as complete after this pause.
 pub const INTER_DIGIT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Recognition (queue wait included) past this gives up and offers the keypad.
+/// Recognition (queue wait included) of a short turn past this gives up and offers the
+/// keypad; longer turns get more (see [`recognition_deadline`]).
 pub const RECOGNITION_DEADLINE: Duration = Duration::from_secs(5);
+/// Extra recognition time per second of a turn's audio beyond the first five. Whisper base
+/// on one thread (a busy machine lends no second core) took 9.6 s for 13 s of fast, unbroken
+/// speech that ran to the token cap (RTF 0.74), and the machine may be shared with more than
+/// our engines; a caller who talked for 15 s must not be told their words were not caught
+/// because they talked for long.
+const RECOGNITION_TIME_PER_AUDIO_SEC: f64 = 1.0;
+
+/// How long the recognition of `samples` of 8 kHz audio may take, queue wait included.
+pub fn recognition_deadline(samples: usize) -> Duration {
+    let secs = samples as f64 / 8000.0;
+    RECOGNITION_DEADLINE
+        + Duration::from_secs_f64((secs - 5.0).max(0.0) * RECOGNITION_TIME_PER_AUDIO_SEC)
+}
 /// Synthesis of one reply past this gives up (the call goes on without the rest of it).
 pub const SYNTHESIS_DEADLINE: Duration = Duration::from_secs(15);
 /// What the caller hears when recognition is unavailable.
@@ -949,8 +963,10 @@ impl CallSession {
         });
         let job = self.id();
         self.recognition = Some(job);
-        self.timers
-            .set(Timer::Recognition, now + RECOGNITION_DEADLINE);
+        self.timers.set(
+            Timer::Recognition,
+            now + recognition_deadline(u.audio.len()),
+        );
         if let Some(s) = self.speculation.as_mut()
             && s.samples == u.audio.len()
         {
@@ -1799,6 +1815,13 @@ nodes:
     }
 
     #[test]
+    fn recognition_time_grows_with_the_turn() {
+        assert_eq!(recognition_deadline(8000 * 2), RECOGNITION_DEADLINE);
+        assert_eq!(recognition_deadline(8000 * 5), RECOGNITION_DEADLINE);
+        assert_eq!(recognition_deadline(8000 * 15), Duration::from_secs(15));
+    }
+
+    #[test]
     fn a_turn_that_never_pauses_is_capped_and_answered() {
         let mut h = harness(true);
         h.wait(1500);
@@ -1807,6 +1830,10 @@ nodes:
         let r = Harness::recognitions(&h.log);
         let fin = r.iter().find(|r| !r.2).expect("recognised at the cap");
         assert!(fin.1 >= 8 * 15_000);
+        // Fifteen seconds of speech take a busy one-thread Whisper longer than a short
+        // turn's deadline: the session waits for it rather than offer the keypad.
+        h.wait(RECOGNITION_DEADLINE.as_millis() as u64 + 3000);
+        assert!(!says(&h.log, "keypad"), "a long turn is given time");
         h.s.handle_recognized(fin.0, Ok(("blah blah".into(), 0.3)), h.now);
         h.pump();
         let d = Harness::decisions(&h.log);
