@@ -1,6 +1,7 @@
 //! The demo hotline's NLU on held-out phrasings (`dialplans/hotline.heldout.tsv`, written apart
-//! from its examples): intent, knowledge-base and out-of-scope accuracy as the menu `ask` decides
-//! them, the dialplan's load time (read + check + NLU training, median of 5), and per-utterance
+//! from its examples) and on knowledge-base paraphrases (`dialplans/hotline.kb-paraphrases.tsv`:
+//! questions worded unlike the listed variants, and out-of-scope questions): intent,
+//! knowledge-base and out-of-scope accuracy as the menu `ask` decides them, the dialplan's load time (read + check + NLU training, median of 5), and per-utterance
 //! decision latency. Reference in the same process: the lexical router alone.
 //!
 //! `cargo bench --bench hotline`
@@ -33,23 +34,42 @@ fn main() {
     }
     let hotline = hotline.unwrap();
     let mut times = Vec::new();
-    let mut wrong = Vec::new();
-    for (phrase, want) in &cases {
-        let started = Instant::now();
-        let got = voxnav::dialplan::testing::first_turn_decision(&hotline, phrase);
-        times.push(started.elapsed().as_secs_f64() * 1000.0);
-        if &got != want {
-            wrong.push(format!("  {phrase:?}: expected {want}, got {got}"));
+    for (file, cases) in [
+        ("hotline.heldout.tsv", cases),
+        (
+            "hotline.kb-paraphrases.tsv",
+            voxnav::dialplan::testing::read_heldout(
+                &std::path::Path::new(root).join("dialplans/hotline.kb-paraphrases.tsv"),
+            )
+            .unwrap(),
+        ),
+    ] {
+        let mut wrong = Vec::new();
+        let (mut answered, mut out_of_scope, mut wrongly_answered) = (0, 0, 0);
+        for (phrase, want) in &cases {
+            let started = Instant::now();
+            let got = voxnav::dialplan::testing::first_turn_decision(&hotline, phrase);
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            if want == "none" {
+                out_of_scope += 1;
+                wrongly_answered += usize::from(got.starts_with("kb:"));
+            } else if want.starts_with("kb:") {
+                answered += usize::from(&got == want);
+            }
+            if &got != want {
+                wrong.push(format!("  {phrase:?}: expected {want}, got {got}"));
+            }
         }
-    }
-    let right = cases.len() - wrong.len();
-    println!(
-        "demo hotline, {} held-out phrasings: {right} right ({:.1}%)",
-        cases.len(),
-        100.0 * right as f64 / cases.len() as f64
-    );
-    for w in &wrong {
-        println!("{w}");
+        let right = cases.len() - wrong.len();
+        let kb_cases = cases.iter().filter(|(_, w)| w.starts_with("kb:")).count();
+        println!(
+            "{file}: {} phrasings, {right} right ({:.1}%); knowledge questions answered right {answered}/{kb_cases}; out-of-scope given a knowledge answer {wrongly_answered}/{out_of_scope}",
+            cases.len(),
+            100.0 * right as f64 / cases.len() as f64
+        );
+        for w in &wrong {
+            println!("{w}");
+        }
     }
     times.sort_by(f64::total_cmp);
     println!(

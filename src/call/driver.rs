@@ -120,7 +120,10 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
     let span = tracing::Span::current();
     let hotline = services.registry.current();
     let detector = (services.detector)(&hotline.plan.settings.turn);
-    let engine = CallEngine::new(hotline, services.vars.clone());
+    let engine = CallEngine::new(
+        hotline,
+        crate::nlu::dates::with_today(services.vars.clone()),
+    );
     let mut session = CallSession::new(
         &call_id,
         &caller,

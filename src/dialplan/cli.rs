@@ -102,7 +102,7 @@ pub fn simulate(
     vars: BTreeMap<String, String>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let mut engine = CallEngine::new(hotline, vars);
+    let mut engine = CallEngine::new(hotline, crate::nlu::dates::with_today(vars));
     let stdout = std::io::stdout();
     let print = |turn: &sim::BotTurn| {
         let mut out = stdout.lock();
@@ -131,7 +131,9 @@ pub fn simulate(
         print(&t);
     }
     if !json {
-        eprintln!("(type what the caller says; #dtmf 1234, #silence, #hangup; Ctrl-D ends)");
+        eprintln!(
+            "(type what the caller says; #dtmf 1234, #silence, #hangup, #confidence 0.5 TEXT; Ctrl-D ends)"
+        );
     }
     for line in std::io::stdin().lock().lines() {
         let line = line?;

@@ -15,6 +15,8 @@ use std::sync::Arc;
 use super::model::{Dialplan, Language, SlotKind};
 use super::nodes::{Node, transfer::Target};
 use super::read::fill;
+use super::values;
+use crate::nlu::dates::Date;
 use crate::nlu::intent::{Embedder, Example, IntentRouter, RouterConfig};
 use crate::nlu::kb::{Entry, KnowledgeBase};
 use crate::nlu::{sentiment, slots};
@@ -247,8 +249,21 @@ pub struct CallEngine {
     transfer_fallback: Option<String>,
     /// Transfers that failed on this call: after two the call ends rather than loop.
     transfer_failures: usize,
+    /// Slot values the caller gave before the flow asked for them ("where is order
+    /// 472198"): the ask for one takes it instead of asking.
+    heard: BTreeMap<String, Heard>,
+    /// The value being read back at the current ask, awaiting a yes.
+    confirming: Option<Heard>,
     /// Built during an event.
     record: Decision,
+}
+
+/// A slot value and how sure recognition was of it (1 for keys).
+#[derive(Debug, Clone, PartialEq)]
+struct Heard {
+    slot: String,
+    value: String,
+    confidence: f32,
 }
 
 fn empty_record() -> Decision {
@@ -302,8 +317,19 @@ impl CallEngine {
             transcript: Vec::new(),
             transfer_fallback: None,
             transfer_failures: 0,
+            heard: BTreeMap::new(),
+            confirming: None,
             record: empty_record(),
         }
+    }
+
+    /// The call's date for relative dates ("tomorrow"): the `today` variable (YYYY-MM-DD),
+    /// which the host sets from its clock (the engine reads none); 1970-01-01 without it.
+    fn today(&self) -> Date {
+        self.vars
+            .get("today")
+            .and_then(|t| Date::parse(t))
+            .unwrap_or(Date::from_days(0))
     }
 
     pub fn hotline(&self) -> &Arc<Hotline> {
@@ -422,7 +448,7 @@ impl CallEngine {
                 self.record.input = text.clone();
                 self.record.asr_confidence = Some(confidence);
                 self.transcript.push(format!("caller: {text}"));
-                self.on_input(Some(&text), None, &mut actions);
+                self.on_input(Some((&text, confidence)), None, &mut actions);
             }
             Event::Dtmf(digits) => {
                 self.turn += 1;
@@ -485,7 +511,12 @@ impl CallEngine {
         }
     }
 
-    fn on_input(&mut self, speech: Option<&str>, digits: Option<&str>, actions: &mut Vec<Action>) {
+    fn on_input(
+        &mut self,
+        speech: Option<(&str, f32)>,
+        digits: Option<&str>,
+        actions: &mut Vec<Action>,
+    ) {
         let Some((ask_id, ask)) = self.current_ask() else {
             self.record.reason = "input while not listening (ignored)".into();
             return;
@@ -502,7 +533,7 @@ impl CallEngine {
                 actions,
             );
         }
-        if let Some(text) = speech {
+        if let Some((text, confidence)) = speech {
             let mood = sentiment::score(text);
             self.record.sentiment = mood.score;
             // Repeated failure raises frustration too.
@@ -554,8 +585,12 @@ impl CallEngine {
                     actions,
                 );
             }
+            if self.confirming.is_some() {
+                return self.on_confirm_answer(text, Some(confidence), &ask_id, &ask, actions);
+            }
+            self.hear_slots_anywhere(text, confidence, &ask);
             if let Some((slot, _)) = &ask.slot {
-                return self.fill_slot(slot, text, &ask, actions);
+                return self.fill_slot(slot, text, Some(confidence), &ask_id, &ask, actions);
             }
             // The knowledge base wins when it fits and the intent is unsure or absent.
             if ask.kb
@@ -613,8 +648,11 @@ impl CallEngine {
                 ),
             }
         } else if let Some(d) = digits {
+            if self.confirming.is_some() {
+                return self.on_confirm_answer(d, None, &ask_id, &ask, actions);
+            }
             if let Some((slot, _)) = &ask.slot {
-                return self.fill_slot(slot, d, &ask, actions);
+                return self.fill_slot(slot, d, None, &ask_id, &ask, actions);
             }
             if d.starts_with('0') && handlers.agent.is_some() {
                 return self.handler_or_end(
@@ -628,32 +666,34 @@ impl CallEngine {
         }
     }
 
+    /// The ask's slot from what the caller said (`confidence` from recognition) or keyed
+    /// (`confidence` None): accepted, read back when unsure, or not understood.
     fn fill_slot(
         &mut self,
         slot: &str,
         input: &str,
+        confidence: Option<f32>,
+        ask_id: &str,
         ask: &super::nodes::ask::Ask,
         actions: &mut Vec<Action>,
     ) {
-        let plan = &self.hotline.plan;
-        let Some(def) = plan.slot(slot) else { return };
-        let value = match &def.kind {
-            SlotKind::Digits { min, max } => {
-                slots::digits(input).filter(|d| (*min..=*max).contains(&d.len()))
-            }
-            SlotKind::YesNo => {
-                slots::yes_no(input).map(|b| if b { "yes".into() } else { "no".into() })
-            }
+        let hotline = self.hotline.clone();
+        let Some(def) = hotline.plan.slot(slot) else {
+            return;
         };
-        match value {
+        let today = self.today();
+        match values::value(&def.kind, input, confidence.is_none(), today) {
             Some(v) => {
-                self.record.slots.insert(slot.to_string(), v.clone());
-                self.vars.insert(slot.to_string(), v.clone());
-                self.record.reason = format!("slot `{slot}` = {v}");
-                let Waiting::Ask(id) = self.waiting.clone() else {
-                    return;
+                let heard = Heard {
+                    slot: slot.to_string(),
+                    value: v,
+                    confidence: confidence.unwrap_or(1.0),
                 };
-                self.accepted(&id, actions);
+                if self.needs_confirming(ask, heard.confidence) {
+                    return self.confirm(ask, heard, actions);
+                }
+                self.set_slot(slot, &heard.value, "");
+                self.accepted(ask_id, actions);
             }
             None => {
                 let why = match &def.kind {
@@ -661,9 +701,143 @@ impl CallEngine {
                         format!("no {min}-{max} digit `{slot}` in the input")
                     }
                     SlotKind::YesNo => "neither yes nor no".to_string(),
+                    other => format!("no {} for `{slot}` in the input", other.name()),
                 };
                 self.no_match(ask, &why, actions)
             }
+        }
+    }
+
+    fn set_slot(&mut self, slot: &str, value: &str, how: &str) {
+        self.record
+            .slots
+            .insert(slot.to_string(), value.to_string());
+        self.vars.insert(slot.to_string(), value.to_string());
+        self.confirming = None;
+        self.record.reason = if how.is_empty() {
+            format!("slot `{slot}` = {value}")
+        } else {
+            format!("slot `{slot}` = {value} ({how})")
+        };
+    }
+
+    /// Whether a value heard with `confidence` is read back before it is used.
+    fn needs_confirming(&self, ask: &super::nodes::ask::Ask, confidence: f32) -> bool {
+        ask.confirm
+            .unwrap_or(confidence < self.hotline.plan.settings.confirm_below)
+    }
+
+    /// Reads `heard` back and listens for a yes, a no, or a correction.
+    fn confirm(&mut self, ask: &super::nodes::ask::Ask, heard: Heard, actions: &mut Vec<Action>) {
+        let question = self.confirm_question(&heard);
+        self.record.reason = format!(
+            "reading `{}` = {} back (recognition confidence {:.2})",
+            heard.slot, heard.value, heard.confidence
+        );
+        self.confirming = Some(heard);
+        self.last_prompt = question.clone();
+        self.say(actions, &question, ask.barge_in);
+        self.listen(ask, actions);
+    }
+
+    fn confirm_question(&self, heard: &Heard) -> String {
+        let plan = &self.hotline.plan;
+        let spoken = plan.slot(&heard.slot).map_or(heard.value.clone(), |d| {
+            values::spoken(&d.kind, &heard.value, plan.language)
+        });
+        let template = plan
+            .prompts
+            .get("confirm_value")
+            .map_or(values::confirm_question(plan.language), String::as_str);
+        template.replace("{{value}}", &spoken)
+    }
+
+    /// The caller's answer to "I heard X. Is that right?": a new value is a correction ("no,
+    /// 4 7 2 1 9 9"), kept if heard surely and read back if not; a yes keeps X; a no asks
+    /// again; anything else repeats the question.
+    fn on_confirm_answer(
+        &mut self,
+        input: &str,
+        confidence: Option<f32>,
+        ask_id: &str,
+        ask: &super::nodes::ask::Ask,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(heard) = self.confirming.clone() else {
+            return;
+        };
+        let hotline = self.hotline.clone();
+        let Some(def) = hotline.plan.slot(&heard.slot) else {
+            return;
+        };
+        let typed = confidence.is_none();
+        let answer = if typed {
+            values::value(&SlotKind::YesNo, input, true, self.today()).map(|v| v == "yes")
+        } else {
+            slots::yes_no(input)
+        };
+        let correction = values::value(&def.kind, input, typed, self.today())
+            .filter(|_| def.kind != SlotKind::YesNo);
+        match (correction, answer) {
+            (Some(v), _) if v != heard.value => {
+                let fresh = Heard {
+                    slot: heard.slot.clone(),
+                    value: v,
+                    confidence: confidence.unwrap_or(1.0),
+                };
+                if fresh.confidence < hotline.plan.settings.confirm_below {
+                    self.confirm(ask, fresh, actions);
+                    return;
+                }
+                self.set_slot(&fresh.slot, &fresh.value, "corrected by the caller");
+                self.accepted(ask_id, actions);
+            }
+            (_, Some(true)) | (Some(_), None) => {
+                self.set_slot(&heard.slot, &heard.value, "confirmed by the caller");
+                self.accepted(ask_id, actions);
+            }
+            (_, Some(false)) => {
+                self.confirming = None;
+                self.no_match(
+                    ask,
+                    &format!("the caller said `{}` was not {}", heard.slot, heard.value),
+                    actions,
+                );
+            }
+            (None, None) => {
+                self.no_match += 1;
+                self.failures += 1;
+                self.record.reason = "not understood: neither yes nor no to the read-back".into();
+                if self.no_match > ask.no_match.len().max(1) {
+                    self.confirming = None;
+                    return self.no_match(ask, "no answer to the read-back", actions);
+                }
+                let question = self.confirm_question(&heard);
+                self.say(actions, &question, ask.barge_in);
+                self.listen(ask, actions);
+            }
+        }
+    }
+
+    /// Values in `text` for the dialplan's other slots, kept for when the flow asks.
+    fn hear_slots_anywhere(&mut self, text: &str, confidence: f32, ask: &super::nodes::ask::Ask) {
+        let hotline = self.hotline.clone();
+        let asking = ask.slot.as_ref().map(|(s, _)| s.as_str());
+        let defs = hotline
+            .plan
+            .slots
+            .iter()
+            .filter(|d| Some(d.name.as_str()) != asking);
+        for (slot, value) in values::heard_anywhere(defs, text, self.today()) {
+            self.record.slots.insert(slot.clone(), value.clone());
+            self.heard.insert(
+                slot.clone(),
+                Heard {
+                    slot,
+                    value,
+                    confidence,
+                },
+            );
         }
     }
 
@@ -707,6 +881,15 @@ impl CallEngine {
         self.record.path.push(ask_id);
         self.no_input += 1;
         self.record.reason = "no input".into();
+        if let Some(heard) = self.confirming.clone()
+            && self.no_input <= ask.no_input.len().max(1)
+        {
+            // Silence after a read-back: the question again, not the ask's prompt.
+            let question = self.confirm_question(&heard);
+            self.say(actions, &question, ask.barge_in);
+            self.listen(&ask, actions);
+            return;
+        }
         if let Some(reprompt) = ask.no_input.get(self.no_input - 1) {
             let text = reprompt.text.clone();
             self.say(actions, &text, ask.barge_in);
@@ -724,6 +907,7 @@ impl CallEngine {
 
     fn listen(&mut self, ask: &super::nodes::ask::Ask, actions: &mut Vec<Action>) {
         let expect = match (&ask.slot, ask.intents.is_empty()) {
+            (Some((s, _)), _) if self.confirming.is_some() => format!("read-back of slot {s}"),
             (Some((s, _)), _) => format!("slot {s}"),
             (None, true) => "any intent".to_string(),
             (None, false) => ask
@@ -733,13 +917,14 @@ impl CallEngine {
                 .collect::<Vec<_>>()
                 .join("|"),
         };
-        let digits_min =
-            ask.slot
-                .as_ref()
-                .and_then(|(s, _)| match self.hotline.plan.slot(s).map(|d| &d.kind) {
-                    Some(super::model::SlotKind::Digits { min, .. }) => Some(*min),
-                    _ => None,
-                });
+        let digits_min = ask
+            .slot
+            .as_ref()
+            .filter(|_| self.confirming.is_none())
+            .and_then(|(s, _)| match self.hotline.plan.slot(s).map(|d| &d.kind) {
+                Some(super::model::SlotKind::Digits { min, .. }) => Some(*min),
+                _ => None,
+            });
         actions.push(Action::Listen {
             timeout_ms: ask
                 .timeout_ms
@@ -843,12 +1028,26 @@ impl CallEngine {
                     if self.waiting != Waiting::Ask(id.clone()) {
                         self.no_input = 0;
                         self.no_match = 0;
+                        self.confirming = None;
                     }
                     self.waiting = Waiting::Ask(id.clone());
-                    self.last_prompt = fill(&a.prompt.text, |v| self.vars.get(v).cloned());
-                    self.say(actions, &a.prompt.text, a.barge_in);
-                    self.listen(a, actions);
-                    return;
+                    // The caller already said it: no need to ask (read back if unsure).
+                    if let Some((slot, _)) = &a.slot
+                        && let Some(h) = self.heard.remove(slot)
+                    {
+                        if self.needs_confirming(a, h.confidence) {
+                            self.confirm(a, h, actions);
+                            return;
+                        }
+                        self.set_slot(&h.slot, &h.value, "given before the ask");
+                        self.waiting = Waiting::Nothing;
+                        next
+                    } else {
+                        self.last_prompt = fill(&a.prompt.text, |v| self.vars.get(v).cloned());
+                        self.say(actions, &a.prompt.text, a.barge_in);
+                        self.listen(a, actions);
+                        return;
+                    }
                 }
                 Node::Route(r) => {
                     let intent = self.vars.get("intent").cloned().unwrap_or_default();
@@ -1056,6 +1255,141 @@ nodes:
             text: t.into(),
             confidence: 0.9,
         }
+    }
+
+    const BOOKING: &str = r#"
+name: booking
+settings: { confirm_below: 0.6 }
+vars: { today: "2026-12-02" }
+intents:
+  book:
+    examples: [book a repair, I want to book a visit, schedule an engineer]
+slots:
+  day: { type: date, tense: future }
+  at: { type: time }
+  deposit: { type: money }
+  phone: { type: phone }
+  ref: { type: code, min_length: 4, max_length: 8 }
+prompts:
+  menu: "What do you need?"
+handlers: { no_input: human, no_match: human }
+start: menu
+nodes:
+  menu:
+    ask: { prompt: menu, no_input: ["Hello?"], no_match: ["Again?"] }
+    next: ask_day
+  ask_day:
+    ask: { prompt: "Which day?", slot: day, no_input: ["Day?"], no_match: ["Which day, for example next Monday?"] }
+    next: ask_at
+  ask_at:
+    ask: { prompt: "What time?", slot: at, no_input: ["Time?"], no_match: ["What time?"] }
+    next: ask_deposit
+  ask_deposit:
+    ask: { prompt: "How much will you pay now?", slot: deposit, no_input: ["Amount?"], no_match: ["Amount?"] }
+    next: ask_phone
+  ask_phone:
+    ask: { prompt: "Your phone number?", slot: phone, confirm: true, no_input: ["Phone?"], no_match: ["Phone?"] }
+    next: ask_ref
+  ask_ref:
+    ask: { prompt: "Your reference?", slot: ref, no_input: ["Reference?"], no_match: ["Reference?"] }
+    next: done
+  done:
+    hangup: "Booked {{day}} at {{at}}, {{deposit}} paid, we call {{phone}} about {{ref}}."
+  human:
+    transfer: { queue: general, reason: "needs a person" }
+"#;
+
+    #[test]
+    fn every_slot_type_from_the_first_sentence_or_its_ask_with_read_backs() {
+        let plan = crate::dialplan::load_str("booking.yaml", BOOKING).unwrap();
+        let mut c = CallEngine::new(
+            Arc::new(Hotline::build(plan, Arc::new(BagOfWords))),
+            BTreeMap::new(),
+        );
+        c.handle(Event::Start);
+        // Day and time in the first sentence: neither is asked for.
+        let s = c.handle(speech(
+            "I want to book a repair next Tuesday at half past four",
+        ));
+        let d = s.decision.unwrap();
+        assert_eq!(d.slots["day"], "2026-12-08", "{d:?}");
+        assert_eq!(d.slots["at"], "16:30");
+        assert_eq!(d.say, vec!["How much will you pay now?"], "{d:?}");
+        // Money said; an unsure one is read back, "yes" keeps it.
+        let s = c.handle(Event::Speech {
+            text: "twenty five dollars and fifty cents".into(),
+            confidence: 0.4,
+        });
+        assert_eq!(
+            s.decision.unwrap().say,
+            vec!["I heard 25.50. Is that right?"]
+        );
+        let s = c.handle(speech("yes that's right"));
+        let d = s.decision.unwrap();
+        assert_eq!(d.slots["deposit"], "25.50");
+        // `confirm: true`: even a sure phone number is read back; a correction replaces it.
+        assert_eq!(d.say, vec!["Your phone number?"]);
+        let s = c.handle(speech("oh seven seven oh oh nine oh oh one two three"));
+        assert_eq!(
+            s.decision.unwrap().say,
+            vec!["I heard 0 7 7 0 0 9 0 0 1 2 3. Is that right?"]
+        );
+        let s = c.handle(Event::Speech {
+            text: "no, 07700 900124".into(),
+            confidence: 0.9,
+        });
+        let d = s.decision.unwrap();
+        assert_eq!(d.slots["phone"], "07700900124", "{d:?}");
+        assert_eq!(
+            d.reason,
+            "slot `phone` = 07700900124 (corrected by the caller)"
+        );
+        // A code spelled out; the booking is read out whole.
+        let s = c.handle(speech("it's alpha bravo seven two"));
+        let d = s.decision.unwrap();
+        assert_eq!(d.slots["ref"], "AB72");
+        assert_eq!(
+            d.say,
+            vec!["Booked 2026-12-08 at 16:30, 25.50 paid, we call 07700900124 about AB72."]
+        );
+    }
+
+    #[test]
+    fn a_read_back_answered_no_asks_again_and_silence_repeats_the_question() {
+        let plan = crate::dialplan::load_str("booking.yaml", BOOKING).unwrap();
+        let mut c = CallEngine::new(
+            Arc::new(Hotline::build(plan, Arc::new(BagOfWords))),
+            BTreeMap::new(),
+        );
+        c.handle(Event::Start);
+        c.handle(speech("book a repair"));
+        let s = c.handle(Event::Speech {
+            text: "on friday".into(),
+            confidence: 0.3,
+        });
+        let d = s.decision.unwrap();
+        assert_eq!(
+            d.say,
+            vec!["I heard Friday the 4th of December 2026. Is that right?"]
+        );
+        assert!(d.slots.is_empty(), "not kept until confirmed");
+        let s = c.handle(Event::NoInput);
+        assert_eq!(
+            s.decision.unwrap().say,
+            vec!["I heard Friday the 4th of December 2026. Is that right?"]
+        );
+        let s = c.handle(speech("no"));
+        let d = s.decision.unwrap();
+        assert_eq!(
+            d.say,
+            vec!["Which day, for example next Monday?", "Which day?"],
+            "{d:?}"
+        );
+        // Keys at a date ask: YYYYMMDD.
+        let s = c.handle(Event::Dtmf("20261207".into()));
+        let d = s.decision.unwrap();
+        assert_eq!(d.slots["day"], "2026-12-07");
+        assert_eq!(d.say, vec!["What time?"]);
     }
 
     #[test]

@@ -217,6 +217,10 @@ fn read_settings(y: &Yaml, p: &mut Problems) -> Settings {
             .and_then(|y| fraction(y, "anger_threshold", p))
             .unwrap_or(d.anger_threshold),
         turn: m.get("turn").map(|y| read_turn(y, p)).unwrap_or_default(),
+        confirm_below: m
+            .get("confirm_below")
+            .and_then(|y| fraction(y, "confirm_below", p))
+            .unwrap_or(d.confirm_below),
     };
     m.finish(&[], p);
     s
@@ -307,40 +311,82 @@ fn read_intents(y: &Yaml, p: &mut Problems) -> Vec<IntentDef> {
 }
 
 fn read_slots(y: &Yaml, p: &mut Problems) -> Vec<SlotDef> {
+    use crate::nlu::dates::Tense;
+    const TYPES: [&str; 7] = ["digits", "yes_no", "date", "time", "money", "phone", "code"];
     let m = MapReader::new(y, "slots", p);
     let mut out = Vec::new();
     for (k, v) in m.entries() {
         let mut sm = MapReader::new(v, "a slot", p);
         let kind = sm.require("type", p).and_then(|y| text(y, "type", p));
-        let min = sm
-            .get("min_digits")
-            .and_then(|y| number(y, "min_digits", p))
-            .unwrap_or(1) as usize;
-        let max = sm
-            .get("max_digits")
-            .and_then(|y| number(y, "max_digits", p))
-            .unwrap_or(20) as usize;
-        sm.finish(&[], p);
+        let bound = |sm: &mut MapReader, key: &'static str, default: usize, p: &mut Problems| {
+            sm.get(key)
+                .and_then(|y| number(y, key, p))
+                .map_or(default, |n| n as usize)
+        };
         let kind = match kind {
-            Some((t, _)) if t == "digits" => SlotKind::Digits { min, max },
+            Some((t, _)) if t == "digits" => {
+                let min = bound(&mut sm, "min_digits", 1, p);
+                let max = bound(&mut sm, "max_digits", 20, p);
+                if min > max {
+                    p.add(
+                        k.pos,
+                        format!("slot `{}`: min_digits {min} > max_digits {max}", k.name),
+                        "",
+                    );
+                }
+                SlotKind::Digits { min, max }
+            }
+            Some((t, _)) if t == "code" => {
+                let min = bound(&mut sm, "min_length", 3, p);
+                let max = bound(&mut sm, "max_length", 12, p);
+                if min > max || min == 0 {
+                    p.add(
+                        k.pos,
+                        format!("slot `{}`: min_length {min}, max_length {max}", k.name),
+                        "1 <= min_length <= max_length",
+                    );
+                }
+                SlotKind::Code { min, max }
+            }
+            Some((t, _)) if t == "date" => {
+                let tense = sm
+                    .get("tense")
+                    .and_then(|y| text(y, "tense", p))
+                    .and_then(|(t, pos)| match t.as_str() {
+                        "past" => Some(Tense::Past),
+                        "future" => Some(Tense::Future),
+                        "either" => Some(Tense::Either),
+                        _ => {
+                            p.add(
+                                pos,
+                                format!("`{t}` is not a tense"),
+                                "past, future or either",
+                            );
+                            None
+                        }
+                    })
+                    .unwrap_or_default();
+                SlotKind::Date { tense }
+            }
             Some((t, _)) if t == "yes_no" => SlotKind::YesNo,
+            Some((t, _)) if t == "time" => SlotKind::Time,
+            Some((t, _)) if t == "money" => SlotKind::Money,
+            Some((t, _)) if t == "phone" => SlotKind::Phone,
             Some((t, pos)) => {
                 p.add(
                     pos,
                     format!("unknown slot type `{t}`"),
-                    did_you_mean(&t, ["digits", "yes_no"]),
+                    did_you_mean(&t, TYPES),
                 );
+                sm.finish(&[], p);
                 continue;
             }
-            None => continue,
+            None => {
+                sm.finish(&[], p);
+                continue;
+            }
         };
-        if min > max {
-            p.add(
-                k.pos,
-                format!("slot `{}`: min_digits {min} > max_digits {max}", k.name),
-                "",
-            );
-        }
+        sm.finish(&[], p);
         out.push(SlotDef {
             name: k.name.clone(),
             kind,

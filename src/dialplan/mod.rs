@@ -1,6 +1,6 @@
 //! Dialplans: YAML files admins write (one per hotline), read with positions (`yaml`), into a
 //! checked model (`load`, `check`, `model`, one file per node kind in `nodes/`), run per call by
-//! the sans-IO engine (`engine`).
+//! the sans-IO engine (`engine`), with slot values read and read back by `values`.
 
 pub mod check;
 pub mod cli;
@@ -13,6 +13,7 @@ pub mod read;
 pub mod registry;
 pub mod sim;
 pub mod testing;
+pub mod values;
 pub mod yaml;
 
 pub use error::DialplanError;

@@ -12,8 +12,9 @@ pub type HttpFn<'a> =
     &'a dyn Fn(&str, &str, Option<&str>, Duration) -> Result<(u16, String), String>;
 
 /// A caller line as the simulator reads it: plain text is speech; `#dtmf 1234`, `#silence`,
-/// `#hangup` are the other inputs, and `#no-agent` says the transfer just made failed (busy, no
-/// answer).
+/// `#hangup` are the other inputs, `#no-agent` says the transfer just made failed (busy, no
+/// answer), and `#confidence 0.5 four seven two` is speech recognised with that confidence
+/// (plain text has 0.95).
 pub fn parse_line(line: &str) -> Option<Event> {
     let line = line.trim();
     if line.is_empty() {
@@ -21,6 +22,15 @@ pub fn parse_line(line: &str) -> Option<Event> {
     }
     if let Some(d) = line.strip_prefix("#dtmf") {
         return Some(Event::Dtmf(d.trim().trim_end_matches('#').to_string()));
+    }
+    if let Some(rest) = line.strip_prefix("#confidence")
+        && let Some((c, text)) = rest.trim().split_once(' ')
+        && let Ok(confidence) = c.parse::<f32>()
+    {
+        return Some(Event::Speech {
+            text: text.trim().to_string(),
+            confidence: confidence.clamp(0.0, 1.0),
+        });
     }
     match line {
         "#silence" => Some(Event::NoInput),
@@ -110,6 +120,7 @@ pub fn to_json(t: &BotTurn) -> serde_json::Value {
     serde_json::json!({
         "turn": d.turn,
         "input": d.input,
+        "asr_confidence": d.asr_confidence.map(|c| (c * 1000.0).round() / 1000.0),
         "intent": d.intent,
         "confidence": (d.confidence * 1000.0).round() / 1000.0,
         "out_of_scope": d.out_of_scope,

@@ -183,7 +183,7 @@ pub fn run(
     for script in &file.scripts {
         let mut all = vars.clone();
         all.extend(script.vars.clone());
-        let mut engine = CallEngine::new(hotline.clone(), all);
+        let mut engine = CallEngine::new(hotline.clone(), crate::nlu::dates::with_today(all));
         let mut failures = Vec::new();
         if let Some(t) = sim::step(&mut engine, Event::Start, http) {
             note_path(&t.decision.path, &mut visited, &mut edges);

@@ -12,6 +12,8 @@
 //!     barge_in: true           # the caller may interrupt the prompt (default true)
 //!     no_input: [reprompt_1, reprompt_2]   # escalating reprompts on silence
 //!     no_match: [not_understood_1]         # escalating reprompts when not understood
+//!     confirm: true            # read the slot's value back for a yes (default: only
+//!                              # when recognition was unsure, settings.confirm_below)
 //!     fail: transfer_agent     # after the reprompts (default: the global handlers)
 //!   next: route_order
 //! ```
@@ -33,6 +35,9 @@ pub struct Ask {
     pub no_input: Vec<Speech>,
     pub no_match: Vec<Speech>,
     pub fail: Option<Ref>,
+    /// Read the slot's value back: always (true), never (false), or when recognition was
+    /// unsure (None: `settings.confirm_below`).
+    pub confirm: Option<bool>,
 }
 
 pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Ask> {
@@ -71,6 +76,14 @@ pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Ask> {
         .map(|y| cx.speeches(y, "no_match"))
         .unwrap_or_default();
     let fail = m.get("fail").and_then(|y| cx.reference(y, "fail"));
+    let confirm = m.get("confirm").and_then(|y| boolean(y, "confirm", cx.p));
+    if confirm.is_some() && slot.is_none() {
+        cx.p.add(
+            m.pos,
+            "`confirm` reads a slot's value back: this ask fills no slot",
+            "add `slot:` or remove `confirm:`",
+        );
+    }
     if slot.is_some() && !intents.is_empty() {
         cx.p.add(
             m.pos,
@@ -90,5 +103,6 @@ pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Ask> {
         no_input,
         no_match,
         fail,
+        confirm,
     })
 }
