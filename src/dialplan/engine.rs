@@ -364,7 +364,7 @@ impl CallEngine {
                 .hotline
                 .kb
                 .best_embedded(&embedding, text)
-                .is_some_and(|kb| kb.score >= settings.kb_threshold)
+                .is_some_and(|kb| kb.score >= settings.kb_threshold && kb.clear())
     }
 
     /// The caller's and bot's lines so far ("caller: ...", "bot: ...").
@@ -602,7 +602,7 @@ impl CallEngine {
                 let unsure = m.intent.is_none()
                     || m.confidence < plan.settings.min_confidence
                     || kb.score >= m.nearest;
-                if kb.score >= plan.settings.kb_threshold && unsure {
+                if kb.score >= plan.settings.kb_threshold && kb.clear() && unsure {
                     self.record.kb = Some(kb.id.clone());
                     self.vars.insert("kb_id".into(), kb.id.clone());
                     self.vars.insert("intent".into(), String::new());
