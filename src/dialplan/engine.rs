@@ -534,6 +534,18 @@ impl CallEngine {
             );
         }
         if let Some((text, confidence)) = speech {
+            if confidence < plan.settings.min_asr_confidence {
+                // Whisper's sentences made of noise or music: not a request, and not a
+                // value for a slot; the record keeps what was heard for the trainers.
+                return self.no_match(
+                    &ask,
+                    &format!(
+                        "recognition unsure ({confidence:.2} < {:.2})",
+                        plan.settings.min_asr_confidence
+                    ),
+                    actions,
+                );
+            }
             let mood = sentiment::score(text);
             self.record.sentiment = mood.score;
             // Repeated failure raises frustration too.
@@ -1318,7 +1330,7 @@ nodes:
         // Money said; an unsure one is read back, "yes" keeps it.
         let s = c.handle(Event::Speech {
             text: "twenty five dollars and fifty cents".into(),
-            confidence: 0.4,
+            confidence: 0.5,
         });
         assert_eq!(
             s.decision.unwrap().say,
@@ -1365,7 +1377,7 @@ nodes:
         c.handle(speech("book a repair"));
         let s = c.handle(Event::Speech {
             text: "on friday".into(),
-            confidence: 0.3,
+            confidence: 0.5,
         });
         let d = s.decision.unwrap();
         assert_eq!(

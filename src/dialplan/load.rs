@@ -221,6 +221,10 @@ fn read_settings(y: &Yaml, p: &mut Problems) -> Settings {
             .get("confirm_below")
             .and_then(|y| fraction(y, "confirm_below", p))
             .unwrap_or(d.confirm_below),
+        min_asr_confidence: m
+            .get("min_asr_confidence")
+            .and_then(|y| fraction(y, "min_asr_confidence", p))
+            .unwrap_or(d.min_asr_confidence),
     };
     m.finish(&[], p);
     s

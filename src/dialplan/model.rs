@@ -117,6 +117,10 @@ pub struct Settings {
     /// caller to confirm ("I heard 4 7 2 1 9 8. Is that right?"); 0 never, 1 always. Measured
     /// on spoken order numbers: right ones came at 0.71-0.86, misheard ones at 0.56-0.65.
     pub confirm_below: f32,
+    /// Recognised text below this confidence is not taken as a request: Whisper makes
+    /// sentences of noise and music (0.36-0.38 measured) where speech scored 0.56 and up,
+    /// misheard or not (tests/understanding.rs prints it).
+    pub min_asr_confidence: f32,
 }
 
 /// The turn detectors voxnav has.
@@ -158,6 +162,7 @@ impl Default for Settings {
             anger_threshold: 0.8,
             turn: TurnOverrides::default(),
             confirm_below: 0.68,
+            min_asr_confidence: 0.45,
         }
     }
 }

@@ -315,8 +315,10 @@ fn silence_native_logs() {
 }
 
 /// Removes Whisper's hallucination loops: a phrase of 4+ words (3+ of them distinct words with
-/// letters) immediately repeated, possibly with a cut-off last copy, is kept once. Digit runs
-/// ("one one one one", "4 7 2 4 7 2") are never touched: callers do say those.
+/// letters) immediately repeated, or a phrase of 2-3 words (one with letters, not a number
+/// word) said three times or more in a row ("I need I need I need", seen on a short request),
+/// possibly with a cut-off last copy, is kept once. Digit runs ("one one one one", "4 7 2 4 7
+/// 2") and single words ("no no no") are never touched: callers do say those.
 pub fn collapse_repeated_phrases(text: &str) -> String {
     let words: Vec<&str> = text.split_whitespace().collect();
     let key = |w: &str| {
@@ -328,13 +330,17 @@ pub fn collapse_repeated_phrases(text: &str) -> String {
     let mut i = 0;
     while i < words.len() {
         let mut skipped = false;
-        for n in (4..=(words.len() - i) / 2).rev() {
+        for n in (2..=(words.len() - i) / 2).rev() {
             let phrase = &keys[i..i + n];
             let distinct: std::collections::HashSet<&String> = phrase
                 .iter()
-                .filter(|w| w.chars().any(|c| c.is_alphabetic()))
+                .filter(|w| w.chars().any(|c| c.is_alphabetic()) && !is_number_word(w))
                 .collect();
-            if distinct.len() < 3 || phrase != &keys[i + n..i + 2 * n] {
+            let copies_needed = if n >= 4 { 2 } else { 3 };
+            let enough_words = if n >= 4 { 3 } else { 1 };
+            if distinct.len() < enough_words
+                || (1..copies_needed).any(|c| keys.get(i + c * n..i + (c + 1) * n) != Some(phrase))
+            {
                 continue;
             }
             // Skip every further full copy, then a partial copy at the very end.
@@ -357,6 +363,15 @@ pub fn collapse_repeated_phrases(text: &str) -> String {
         }
     }
     out.join(" ")
+}
+
+/// Number words: a repeated group of them is a number read out, not a loop.
+fn is_number_word(w: &str) -> bool {
+    const NUMBERS: &[&str] = &[
+        "zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+        "ten", "double", "triple", "hundred", "thousand",
+    ];
+    NUMBERS.contains(&w)
 }
 
 impl Recognizer for WhisperRecognizer {
@@ -516,6 +531,18 @@ mod tests {
             "4 7 2 4 7 2 4 7 2 4 7 2"
         );
         assert_eq!(collapse("no no no I said no"), "no no no I said no");
+        // A short request that looped.
+        assert_eq!(collapse("I need I need I need I need I need I"), "I need");
+        assert_eq!(
+            collapse("I want to I want to I want to talk to someone"),
+            "I want to talk to someone"
+        );
+        assert_eq!(collapse("hello hello hello"), "hello hello hello");
+        assert_eq!(collapse("thank you thank you"), "thank you thank you");
+        assert_eq!(
+            collapse("four two four two four two"),
+            "four two four two four two"
+        );
         assert_eq!(collapse("check my order please"), "check my order please");
         assert_eq!(collapse(""), "");
     }
