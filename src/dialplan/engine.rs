@@ -761,7 +761,8 @@ impl CallEngine {
             .prompts
             .get("confirm_value")
             .map_or(values::confirm_question(plan.language), String::as_str);
-        template.replace("{{value}}", &spoken)
+        // "3 p.m." ends with a point of its own.
+        template.replace("{{value}}", &spoken).replace("..", ".")
     }
 
     /// The caller's answer to "I heard X. Is that right?": a new value is a correction ("no,
@@ -809,7 +810,6 @@ impl CallEngine {
                 self.accepted(ask_id, actions);
             }
             (_, Some(false)) => {
-                self.confirming = None;
                 self.no_match(
                     ask,
                     &format!("the caller said `{}` was not {}", heard.slot, heard.value),
@@ -817,13 +817,13 @@ impl CallEngine {
                 );
             }
             (None, None) => {
+                if self.no_match + 1 > ask.no_match.len().max(1) {
+                    // As often as the ask's own reprompts allow, then its failure path.
+                    return self.no_match(ask, "no answer to the read-back", actions);
+                }
                 self.no_match += 1;
                 self.failures += 1;
                 self.record.reason = "not understood: neither yes nor no to the read-back".into();
-                if self.no_match > ask.no_match.len().max(1) {
-                    self.confirming = None;
-                    return self.no_match(ask, "no answer to the read-back", actions);
-                }
                 let question = self.confirm_question(&heard);
                 self.say(actions, &question, ask.barge_in);
                 self.listen(ask, actions);
@@ -866,6 +866,8 @@ impl CallEngine {
     }
 
     fn no_match(&mut self, ask: &super::nodes::ask::Ask, why: &str, actions: &mut Vec<Action>) {
+        // The ask's prompt comes again (or its failure path): a read-back in progress ends.
+        self.confirming = None;
         self.no_match += 1;
         self.failures += 1;
         self.record.reason = format!("not understood: {why}");
@@ -1402,6 +1404,47 @@ nodes:
         let d = s.decision.unwrap();
         assert_eq!(d.slots["day"], "2026-12-07");
         assert_eq!(d.say, vec!["What time?"]);
+    }
+
+    #[test]
+    fn a_read_back_not_answered_ends_as_the_asks_reprompts_allow_and_noise_asks_again() {
+        let plan = crate::dialplan::load_str("booking.yaml", BOOKING).unwrap();
+        let hotline = Arc::new(Hotline::build(plan, Arc::new(BagOfWords)));
+        let unsure = |t: &str| Event::Speech {
+            text: t.into(),
+            confidence: 0.5,
+        };
+        let mut c = CallEngine::new(hotline.clone(), BTreeMap::new());
+        c.handle(Event::Start);
+        c.handle(speech("book a repair"));
+        c.handle(Event::Dtmf("20261207".into()));
+        let d = c.handle(unsure("at three")).decision.unwrap();
+        assert_eq!(d.say, vec!["I heard 3 p.m. Is that right?"]);
+        // Neither yes, no nor a time: the question again, once (the ask has one reprompt)...
+        let d = c.handle(speech("what")).decision.unwrap();
+        assert_eq!(d.say, vec!["I heard 3 p.m. Is that right?"]);
+        // ...then the ask's failure path.
+        let d = c.handle(speech("hmm")).decision.unwrap();
+        assert_eq!(d.decision, DecisionKind::Transfer, "{d:?}");
+
+        // Recognition too unsure at a read-back: the value is asked for again, and the next
+        // answer is a value, not a yes to the old read-back.
+        let mut c = CallEngine::new(hotline, BTreeMap::new());
+        c.handle(Event::Start);
+        c.handle(speech("book a repair"));
+        c.handle(Event::Dtmf("20261207".into()));
+        c.handle(unsure("at three"));
+        let d = c
+            .handle(Event::Speech {
+                text: "I don't know what to do with it".into(),
+                confidence: 0.38,
+            })
+            .decision
+            .unwrap();
+        assert!(d.reason.contains("recognition unsure"), "{d:?}");
+        assert_eq!(d.say, vec!["What time?", "What time?"]);
+        let d = c.handle(speech("ten o'clock")).decision.unwrap();
+        assert_eq!(d.slots["at"], "10:00", "{d:?}");
     }
 
     #[test]
