@@ -87,6 +87,31 @@ pub fn espeak_wav_voice(text: &str, voice: &str, rate: u32, dir: &Path, name: &s
     out
 }
 
+/// The demo hotline (`dialplans/hotline.yaml`) built with the real MiniLM embedder.
+pub fn demo_hotline() -> std::sync::Arc<crate::dialplan::engine::Hotline> {
+    let plan = crate::dialplan::load_file(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("dialplans/hotline.yaml"),
+    )
+    .expect("the demo hotline loads");
+    let (weights, vocab) = ModelPaths::default().minilm();
+    let embedder = std::sync::Arc::new(
+        crate::nlu::minilm::MiniLm::load(&weights, &vocab).expect("models installed"),
+    );
+    std::sync::Arc::new(crate::dialplan::engine::Hotline::build(plan, embedder))
+}
+
+/// `text` spoken by an espeak-ng `voice`, through G.711 (what a call would carry).
+pub fn espeak_telephone(text: &str, voice: &str, dir: &Path, name: &str) -> Vec<f32> {
+    let audio = crate::media::wav::read(&espeak_wav_voice(text, voice, 8_000, dir, name))
+        .expect("espeak-ng wrote a WAV");
+    let pcm: Vec<i16> = audio
+        .samples
+        .iter()
+        .map(|s| (s * 32_767.0) as i16)
+        .collect();
+    telephone(&pcm)
+}
+
 /// Resident memory of this process in MiB (VmRSS), for benchmarks.
 pub fn rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -226,17 +226,8 @@ fn broken_dialplans_are_refused_with_positions_and_hints() {
 /// 85% of the time (measured: 40 of 42; `cargo bench --bench hotline` lists the misses).
 #[test]
 fn held_out_phrasings_are_understood() {
-    use std::sync::Arc;
-    use voxnav::dialplan::engine::Hotline;
     let root = env!("CARGO_MANIFEST_DIR");
-    let plan = voxnav::dialplan::load_file(std::path::Path::new(&format!(
-        "{root}/dialplans/hotline.yaml"
-    )))
-    .unwrap();
-    let (weights, vocab) = voxnav::models::paths::ModelPaths::default().minilm();
-    let embedder =
-        Arc::new(voxnav::nlu::minilm::MiniLm::load(&weights, &vocab).expect("models installed"));
-    let hotline = Arc::new(Hotline::build(plan, embedder));
+    let hotline = voxnav::testkit::demo_hotline();
     let cases = voxnav::dialplan::testing::read_heldout(std::path::Path::new(&format!(
         "{root}/dialplans/hotline.heldout.tsv"
     )))
@@ -259,17 +250,8 @@ fn held_out_phrasings_are_understood() {
 /// answered right, 0 of 10 out-of-scope answered (`cargo bench --bench hotline` lists them).
 #[test]
 fn knowledge_paraphrases_are_answered_and_out_of_scope_is_not() {
-    use std::sync::Arc;
-    use voxnav::dialplan::engine::Hotline;
     let root = env!("CARGO_MANIFEST_DIR");
-    let plan = voxnav::dialplan::load_file(std::path::Path::new(&format!(
-        "{root}/dialplans/hotline.yaml"
-    )))
-    .unwrap();
-    let (weights, vocab) = voxnav::models::paths::ModelPaths::default().minilm();
-    let embedder =
-        Arc::new(voxnav::nlu::minilm::MiniLm::load(&weights, &vocab).expect("models installed"));
-    let hotline = Arc::new(Hotline::build(plan, embedder));
+    let hotline = voxnav::testkit::demo_hotline();
     let cases = voxnav::dialplan::testing::read_heldout(std::path::Path::new(&format!(
         "{root}/dialplans/hotline.kb-paraphrases.tsv"
     )))

@@ -3,15 +3,14 @@
 //! server's configuration) recognises them, and the demo hotline's menu decides them. Bad input
 //! too: a number far too long, another language, noise and music.
 
-use std::sync::Arc;
-
-use voxnav::dialplan::engine::{CallEngine, Event, Hotline};
-use voxnav::media::wav;
+use voxnav::dialplan::engine::{CallEngine, Event};
 use voxnav::speech::{
     PiperConfig, PiperSynthesizer, RecognizeOptions, Recognizer, Synthesizer, WhisperConfig,
     WhisperRecognizer,
 };
-use voxnav::testkit::{espeak_wav_voice, installed_models, telephone, temp_dir, word_errors};
+use voxnav::testkit::{
+    demo_hotline, espeak_telephone, installed_models, telephone, temp_dir, word_errors,
+};
 
 /// Requests worded apart from the hotline's examples (a mix of `hotline.heldout.tsv` and
 /// `hotline.kb-paraphrases.tsv`), and what the menu should make of them.
@@ -44,18 +43,6 @@ const REQUESTS: [(&str, &str); 10] = [
 /// fail it while a real regression (a broken channel, resampler or router) does.
 const SPOKEN_UNDERSTANDING_BOUND: f64 = 0.85;
 
-fn hotline() -> Arc<Hotline> {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let plan = voxnav::dialplan::load_file(std::path::Path::new(&format!(
-        "{root}/dialplans/hotline.yaml"
-    )))
-    .unwrap();
-    let (weights, vocab) = voxnav::models::paths::ModelPaths::default().minilm();
-    let embedder =
-        Arc::new(voxnav::nlu::minilm::MiniLm::load(&weights, &vocab).expect("models installed"));
-    Arc::new(Hotline::build(plan, embedder))
-}
-
 fn whisper() -> WhisperRecognizer {
     WhisperRecognizer::new(&installed_models(), WhisperConfig::default()).expect("whisper")
 }
@@ -73,14 +60,10 @@ fn voices(text: &str, dir: &std::path::Path, name: &str) -> Vec<(&'static str, V
     });
     let mut out = vec![("piper", telephone(&tts.speak_all(text).unwrap()))];
     for voice in ["en-us", "en-gb+f3", "en-us+m3"] {
-        let path = espeak_wav_voice(text, voice, 8_000, dir, &format!("{name}-{voice}"));
-        let audio = wav::read(&path).unwrap();
-        let pcm: Vec<i16> = audio
-            .samples
-            .iter()
-            .map(|s| (s * 32_767.0) as i16)
-            .collect();
-        out.push((voice, telephone(&pcm)));
+        out.push((
+            voice,
+            espeak_telephone(text, voice, dir, &format!("{name}-{voice}")),
+        ));
     }
     out
 }
@@ -88,7 +71,7 @@ fn voices(text: &str, dir: &std::path::Path, name: &str) -> Vec<(&'static str, V
 #[test]
 fn spoken_requests_are_understood_and_an_order_number_in_them_is_kept() {
     let dir = temp_dir("understanding");
-    let hotline = hotline();
+    let hotline = demo_hotline();
     let asr = whisper();
     let mut right = 0;
     let mut total = 0;
@@ -172,7 +155,7 @@ fn spoken_requests_are_understood_and_an_order_number_in_them_is_kept() {
 #[test]
 fn bad_input_a_thirty_digit_number_another_language_noise_and_music() {
     let dir = temp_dir("understanding-bad");
-    let hotline = hotline();
+    let hotline = demo_hotline();
     let asr = whisper();
     let recognise = |audio: &[f32]| {
         asr.recognize(audio, 8_000, &RecognizeOptions::default())
@@ -202,20 +185,12 @@ fn bad_input_a_thirty_digit_number_another_language_noise_and_music() {
 
     // French to an English hotline: understood as what it asks, or not at all; never a
     // wrong answer.
-    let path = espeak_wav_voice(
+    let heard = recognise(&espeak_telephone(
         "Bonjour, je voudrais savoir où est ma commande, s'il vous plaît.",
         "fr",
-        8_000,
         &dir,
         "french",
-    );
-    let pcm: Vec<i16> = wav::read(&path)
-        .unwrap()
-        .samples
-        .iter()
-        .map(|s| (s * 32_767.0) as i16)
-        .collect();
-    let heard = recognise(&telephone(&pcm));
+    ));
     let got = voxnav::dialplan::testing::first_turn_decision(&hotline, &heard.text);
     println!("french heard {:?} -> {got}", heard.text);
     assert!(

@@ -150,38 +150,13 @@ pub fn spoken(kind: &SlotKind, value: &str, language: Language) -> String {
             Some(d) if language == Language::Mandarin => {
                 format!("{}年{}月{}日", d.year, d.month, d.day)
             }
-            Some(d) => {
-                const DAYS: [&str; 7] = [
-                    "Monday",
-                    "Tuesday",
-                    "Wednesday",
-                    "Thursday",
-                    "Friday",
-                    "Saturday",
-                    "Sunday",
-                ];
-                const MONTHS: [&str; 12] = [
-                    "January",
-                    "February",
-                    "March",
-                    "April",
-                    "May",
-                    "June",
-                    "July",
-                    "August",
-                    "September",
-                    "October",
-                    "November",
-                    "December",
-                ];
-                format!(
-                    "{} the {} of {} {}",
-                    DAYS[d.weekday() as usize],
-                    ordinal(d.day),
-                    MONTHS[d.month as usize - 1],
-                    d.year
-                )
-            }
+            Some(d) => format!(
+                "{} the {} of {} {}",
+                capitalised(dates::WEEKDAYS[d.weekday() as usize]),
+                ordinal(d.day),
+                capitalised(dates::MONTHS[d.month as usize - 1]),
+                d.year
+            ),
             None => value.to_string(),
         },
         SlotKind::Time => {
@@ -204,6 +179,13 @@ pub fn spoken(kind: &SlotKind, value: &str, language: Language) -> String {
         }
         SlotKind::Money | SlotKind::YesNo => value.to_string(),
     }
+}
+
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
 }
 
 fn ordinal(n: u32) -> String {

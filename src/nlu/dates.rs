@@ -99,7 +99,8 @@ fn days_in_month(year: i32, month: u32) -> u32 {
     }
 }
 
-const MONTHS: [&str; 12] = [
+/// Month names as the readers match them (lower case).
+pub const MONTHS: [&str; 12] = [
     "january",
     "february",
     "march",
@@ -113,7 +114,8 @@ const MONTHS: [&str; 12] = [
     "november",
     "december",
 ];
-const WEEKDAYS: [&str; 7] = [
+/// Weekday names, Monday first (lower case).
+pub const WEEKDAYS: [&str; 7] = [
     "monday",
     "tuesday",
     "wednesday",

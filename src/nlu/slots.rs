@@ -227,8 +227,8 @@ pub fn yes_no(text: &str) -> Option<bool> {
     }
 }
 
-/// Whether a word is part of a spoken number.
-fn is_number_word(w: &str) -> bool {
+/// Whether a word is part of a spoken number ("four", "forty", "double", "4721", "四").
+pub fn is_number_word(w: &str) -> bool {
     unit(w).is_some() && !matches!(w, "to" | "too" | "for" | "o")
         || teen(w).is_some()
         || tens(w).is_some()

@@ -334,7 +334,9 @@ pub fn collapse_repeated_phrases(text: &str) -> String {
             let phrase = &keys[i..i + n];
             let distinct: std::collections::HashSet<&String> = phrase
                 .iter()
-                .filter(|w| w.chars().any(|c| c.is_alphabetic()) && !is_number_word(w))
+                .filter(|w| {
+                    w.chars().any(|c| c.is_alphabetic()) && !crate::nlu::slots::is_number_word(w)
+                })
                 .collect();
             let copies_needed = if n >= 4 { 2 } else { 3 };
             let enough_words = if n >= 4 { 3 } else { 1 };
@@ -363,15 +365,6 @@ pub fn collapse_repeated_phrases(text: &str) -> String {
         }
     }
     out.join(" ")
-}
-
-/// Number words: a repeated group of them is a number read out, not a loop.
-fn is_number_word(w: &str) -> bool {
-    const NUMBERS: &[&str] = &[
-        "zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-        "ten", "double", "triple", "hundred", "thousand",
-    ];
-    NUMBERS.contains(&w)
 }
 
 impl Recognizer for WhisperRecognizer {
