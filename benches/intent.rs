@@ -196,20 +196,22 @@ fn main() {
 
     let configs: [(&str, RouterConfig); 3] = [
         (
-            "router (MiniLM LR 0.75 + lexical 0.25)",
+            "router (MiniLM LR + lexical: 0.75/0.25 with the nearest example under 20 per intent, 0.6/0.4 with the lexical LR from 20)",
             RouterConfig::default(),
         ),
         (
             "MiniLM logistic regression alone",
             RouterConfig {
                 embedding_weight: 1.0,
+                many_embedding_weight: 1.0,
                 ..Default::default()
             },
         ),
         (
-            "lexical (TF-IDF words + char grams) alone",
+            "lexical (TF-IDF words + char grams; nearest example under 20 per intent, LR from 20) alone",
             RouterConfig {
                 embedding_weight: 0.0,
+                many_embedding_weight: 0.0,
                 ..Default::default()
             },
         ),

@@ -64,6 +64,7 @@ impl Hotline {
         };
         let config = RouterConfig {
             embedding_weight: weight,
+            many_embedding_weight: weight.min(RouterConfig::default().many_embedding_weight),
             similarity_weight: if plan.language == Language::Mandarin {
                 0.3
             } else {
@@ -254,6 +255,8 @@ pub struct CallEngine {
     heard: BTreeMap<String, Heard>,
     /// The value being read back at the current ask, awaiting a yes.
     confirming: Option<Heard>,
+    /// Two knowledge entries the caller's question sat between, awaiting "which one".
+    choosing: Option<Choice>,
     /// Built during an event.
     record: Decision,
 }
@@ -264,6 +267,18 @@ struct Heard {
     slot: String,
     value: String,
     confidence: f32,
+}
+
+/// How much nearer an intent's example may be than the nearer option before a reply to "do
+/// you mean X or Y?" counts as a new request instead of a choice.
+const CHOICE_SLACK: f32 = 0.1;
+
+/// "Do you mean X or Y?" asked: the two entries, best first, and the question that was
+/// between them (kept as the call's `utterance` when one is chosen).
+#[derive(Debug, Clone, PartialEq)]
+struct Choice {
+    options: [String; 2],
+    question: String,
 }
 
 fn empty_record() -> Decision {
@@ -319,6 +334,7 @@ impl CallEngine {
             transfer_failures: 0,
             heard: BTreeMap::new(),
             confirming: None,
+            choosing: None,
             record: empty_record(),
         }
     }
@@ -597,6 +613,24 @@ impl CallEngine {
                     actions,
                 );
             }
+            // An answer to "do you mean X or Y?"; anything else is a new request, and the
+            // question is not asked twice in a row.
+            let choice = self.choosing.take();
+            // An intent the router is sure of, and how near its example came: a new request
+            // outranks a pick by content that is no nearer.
+            let intent_nearest = sure(m.intent.as_deref().unwrap_or("")).then_some(m.nearest);
+            if let Some(c) = &choice
+                && let Some(id) = self.chosen(c, text, &embedding, intent_nearest)
+            {
+                let question = c.question.clone();
+                return self.answer_from_kb(
+                    &id,
+                    &question,
+                    "chosen by the caller",
+                    &ask_id,
+                    actions,
+                );
+            }
             if self.confirming.is_some() {
                 return self.on_confirm_answer(text, Some(confidence), &ask_id, &ask, actions);
             }
@@ -614,15 +648,15 @@ impl CallEngine {
                 let unsure = m.intent.is_none()
                     || m.confidence < plan.settings.min_confidence
                     || kb.score >= m.nearest;
-                if kb.score >= plan.settings.kb_threshold && kb.clear() && unsure {
-                    self.record.kb = Some(kb.id.clone());
-                    self.vars.insert("kb_id".into(), kb.id.clone());
-                    self.vars.insert("intent".into(), String::new());
-                    self.vars.insert("utterance".into(), text.to_string());
-                    self.record.reason =
-                        format!("knowledge base entry `{}` (score {:.2})", kb.id, kb.score);
-                    self.accepted(&ask_id, actions);
-                    return;
+                if kb.score >= plan.settings.kb_threshold && unsure {
+                    if kb.clear() {
+                        let why = format!("score {:.2}", kb.score);
+                        return self.answer_from_kb(&kb.id, text, &why, &ask_id, actions);
+                    }
+                    if choice.is_none() {
+                        // Two entries too close to call: a wrong answer is worse than asking.
+                        return self.ask_which(&kb, text, &ask, actions);
+                    }
                 }
             }
             let expected = ask.intents.is_empty()
@@ -660,6 +694,18 @@ impl CallEngine {
                 ),
             }
         } else if let Some(d) = digits {
+            if let Some(c) = self.choosing.take()
+                && let Some(i) = values::which_of_two(d)
+            {
+                let id = c.options[i].clone();
+                return self.answer_from_kb(
+                    &id,
+                    &c.question,
+                    "chosen on the keypad",
+                    &ask_id,
+                    actions,
+                );
+            }
             if self.confirming.is_some() {
                 return self.on_confirm_answer(d, None, &ask_id, &ask, actions);
             }
@@ -853,6 +899,102 @@ impl CallEngine {
         }
     }
 
+    /// The ask is answered from knowledge entry `id`: the flow's `kb_id` is set and the ask
+    /// moves on (its next node reads the answer).
+    fn answer_from_kb(
+        &mut self,
+        id: &str,
+        question: &str,
+        why: &str,
+        ask_id: &str,
+        actions: &mut Vec<Action>,
+    ) {
+        self.record.kb = Some(id.to_string());
+        self.vars.insert("kb_id".into(), id.to_string());
+        self.vars.insert("intent".into(), String::new());
+        self.vars.insert("utterance".into(), question.to_string());
+        self.record.reason = format!("knowledge base entry `{id}` ({why})");
+        self.accepted(ask_id, actions);
+    }
+
+    /// A knowledge entry's topic as spoken in "do you mean X or Y?".
+    fn kb_topic(&self, id: &str) -> String {
+        let def = self.hotline.plan.knowledge.iter().find(|k| k.id == id);
+        def.and_then(|k| k.topic.clone().or_else(|| k.questions.first().cloned()))
+            .unwrap_or_else(|| id.replace('_', " "))
+    }
+
+    fn choice_question(&self, c: &Choice) -> String {
+        let plan = &self.hotline.plan;
+        let template = plan
+            .prompts
+            .get("choose_entry")
+            .map_or(values::choice_question(plan.language), String::as_str);
+        template
+            .replace("{{first}}", &self.kb_topic(&c.options[0]))
+            .replace("{{second}}", &self.kb_topic(&c.options[1]))
+    }
+
+    /// "Do you mean X or Y?" for a question between two knowledge entries.
+    fn ask_which(
+        &mut self,
+        kb: &crate::nlu::kb::KbMatch,
+        text: &str,
+        ask: &super::nodes::ask::Ask,
+        actions: &mut Vec<Action>,
+    ) {
+        let c = Choice {
+            options: [kb.id.clone(), kb.runner_up_id.clone()],
+            question: text.to_string(),
+        };
+        self.record.reason = format!(
+            "between knowledge entries `{}` ({:.2}) and `{}` ({:.2}): asked which",
+            kb.id, kb.score, kb.runner_up_id, kb.runner_up
+        );
+        let question = self.choice_question(&c);
+        self.last_prompt = question.clone();
+        self.say(actions, &question, ask.barge_in);
+        self.choosing = Some(c);
+        self.listen(ask, actions);
+    }
+
+    /// Which offered entry an answer to "do you mean X or Y?" picks: by position ("the
+    /// second one"), else by what it says, if it is clearly nearer one entry (its topic,
+    /// questions or answer) than the other and not clearly farther than the nearest example
+    /// of an intent the router is sure of (`intent_nearest`). None: "neither", or something
+    /// else asked.
+    fn chosen(
+        &self,
+        c: &Choice,
+        text: &str,
+        e: &[f32],
+        intent_nearest: Option<f32>,
+    ) -> Option<String> {
+        if let Some(i) = values::which_of_two(text) {
+            return Some(c.options[i].clone());
+        }
+        if values::refuses_both(text) {
+            return None;
+        }
+        let kb = &self.hotline.kb;
+        let all = kb.entry_scores(e, text);
+        let score = |id: &str| -> Option<f32> {
+            let i = kb.entries().iter().position(|x| x.id == id)?;
+            let topic = self.hotline.embedder.embed(&self.kb_topic(id));
+            Some(all[i].max(crate::nlu::minilm::dot(e, &topic)))
+        };
+        let (a, b) = (score(&c.options[0])?, score(&c.options[1])?);
+        let floor = self.hotline.plan.settings.kb_threshold - crate::nlu::kb::MARGIN;
+        let (best, high, low) = if a >= b { (0, a, b) } else { (1, b, a) };
+        // The caller was just asked to choose, so a reply near one option is a choice unless
+        // an intent's example is clearly nearer: "the delivery time" (0.74 to the delivery
+        // entry, 0.76 to a delivery-problem example) chooses; "my package is late" (0.40
+        // against 0.71) is a new request.
+        let beats_intent = intent_nearest.is_none_or(|n| high >= n - CHOICE_SLACK);
+        (high >= floor && high - low >= crate::nlu::kb::MARGIN && beats_intent)
+            .then(|| c.options[best].clone())
+    }
+
     /// The ask got what it wanted: on to its `next`.
     fn accepted(&mut self, ask_id: &str, actions: &mut Vec<Action>) {
         self.no_input = 0;
@@ -866,8 +1008,10 @@ impl CallEngine {
     }
 
     fn no_match(&mut self, ask: &super::nodes::ask::Ask, why: &str, actions: &mut Vec<Action>) {
-        // The ask's prompt comes again (or its failure path): a read-back in progress ends.
+        // The ask's prompt comes again (or its failure path): a read-back or a choice in
+        // progress ends.
         self.confirming = None;
+        self.choosing = None;
         self.no_match += 1;
         self.failures += 1;
         self.record.reason = format!("not understood: {why}");
@@ -895,6 +1039,16 @@ impl CallEngine {
         self.record.path.push(ask_id);
         self.no_input += 1;
         self.record.reason = "no input".into();
+        if let Some(c) = self.choosing.clone()
+            && self.no_input <= ask.no_input.len().max(1)
+        {
+            // Silence after "do you mean X or Y?": that question again.
+            let question = self.choice_question(&c);
+            self.say(actions, &question, ask.barge_in);
+            self.listen(&ask, actions);
+            return;
+        }
+        self.choosing = None;
         if let Some(heard) = self.confirming.clone()
             && self.no_input <= ask.no_input.len().max(1)
         {

@@ -409,6 +409,10 @@ fn read_knowledge(y: &Yaml, p: &mut Problems) -> Vec<KbDef> {
     for item in items {
         let mut m = MapReader::new(item, "a knowledge entry", p);
         let id = m.require("id", p).and_then(|y| text(y, "id", p));
+        let topic = m
+            .get("topic")
+            .and_then(|y| text(y, "topic", p))
+            .map(|(t, _)| t);
         let questions: Vec<String> = m
             .require("questions", p)
             .map(|y| texts(y, "question", p))
@@ -434,6 +438,7 @@ fn read_knowledge(y: &Yaml, p: &mut Problems) -> Vec<KbDef> {
             }
             out.push(KbDef {
                 id,
+                topic,
                 questions,
                 answer,
                 pos,

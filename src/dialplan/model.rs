@@ -93,6 +93,10 @@ pub struct IntentDef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KbDef {
     pub id: String,
+    /// A few words naming the entry, spoken when the caller's question sits between two
+    /// entries ("Do you mean our opening hours, or delivery times?"); the first question
+    /// when not given.
+    pub topic: Option<String>,
     pub questions: Vec<String>,
     pub answer: String,
     pub pos: Pos,

@@ -208,6 +208,60 @@ pub fn confirm_question(language: Language) -> &'static str {
     }
 }
 
+/// The question for a caller whose question sits between two knowledge entries (a dialplan
+/// overrides it with the prompt `choose_entry`; `{{first}}` and `{{second}}` are the
+/// entries' topics).
+pub fn choice_question(language: Language) -> &'static str {
+    match language {
+        Language::English => "Do you mean {{first}}, or {{second}}?",
+        Language::Mandarin => "您是想问{{first}}，还是{{second}}？",
+    }
+}
+
+/// Which of two offered options an answer points at by position: 0 for "the first one",
+/// "one", "the former" or key 1; 1 for "the second", "the other one", "the latter", "the
+/// last" or key 2. None when it names neither by position (the caller may have named one by
+/// its topic, or asked for something else).
+pub fn which_of_two(text: &str) -> Option<usize> {
+    let lowered = text.to_lowercase();
+    let cjk: String = lowered.chars().filter(|c| !c.is_whitespace()).collect();
+    if cjk.contains("第一") || cjk.contains("前者") || cjk.contains("前面") {
+        return Some(0);
+    }
+    if cjk.contains("第二") || cjk.contains("后者") || cjk.contains("后面") {
+        return Some(1);
+    }
+    let words = crate::nlu::lexical::words(&lowered);
+    let has = |w: &str| words.iter().any(|x| x == w);
+    // A bare number counts only in a short answer ("one", "number two"): "the one about
+    // shipping" names an option by its topic, not by position.
+    let short = words.len() <= 3;
+    let second = has("second")
+        || has("latter")
+        || has("last")
+        || has("other")
+        || has("2")
+        || short && has("two");
+    let first = has("first") || has("former") || has("1") || short && has("one") && !second;
+    match (first, second) {
+        (true, false) => Some(0),
+        (false, true) => Some(1),
+        _ => None,
+    }
+}
+
+/// Whether an answer to "X or Y?" turns both down ("neither", "no, I want ...", "都不是").
+pub fn refuses_both(text: &str) -> bool {
+    let words = crate::nlu::lexical::words(text);
+    let joined: String = words.concat();
+    matches!(
+        words.first().map(String::as_str),
+        Some("no" | "nope" | "neither" | "none" | "nah")
+    ) || words.iter().any(|w| w == "neither" || w == "nor")
+        || joined.contains("都不")
+        || joined.starts_with("不是")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,6 +367,54 @@ mod tests {
             vec![("order_number".to_string(), "47219855".to_string())]
         );
         assert!(heard_anywhere(defs.iter(), "it's 47219855", today()).is_empty());
+    }
+
+    #[test]
+    fn an_option_is_chosen_by_position() {
+        for first in [
+            "the first one",
+            "first",
+            "one",
+            "number one",
+            "the former",
+            "1",
+            "第一个",
+        ] {
+            assert_eq!(which_of_two(first), Some(0), "{first}");
+        }
+        for second in [
+            "the second one",
+            "the other one",
+            "the latter please",
+            "two",
+            "the last one",
+            "第二个",
+            "后者",
+        ] {
+            assert_eq!(which_of_two(second), Some(1), "{second}");
+        }
+        for neither in [
+            "the one about shipping",
+            "neither, I want to talk to someone",
+            "how much is delivery",
+        ] {
+            assert_eq!(which_of_two(neither), None, "{neither}");
+        }
+        for refusal in [
+            "neither",
+            "no, where is my order",
+            "none of those",
+            "都不是",
+        ] {
+            assert!(refuses_both(refusal), "{refusal}");
+        }
+        for pick in [
+            "shipping costs",
+            "the delivery time",
+            "not sure, how long it takes",
+        ] {
+            assert!(!refuses_both(pick), "{pick}");
+        }
     }
 
     #[test]

@@ -4,13 +4,16 @@
 //! - meaning: the sentence embedding (`Embedder`, all-MiniLM-L6-v2 in production) classified
 //!   by multinomial logistic regression, which is the strongest few-shot method measured on
 //!   Banking77 in `docs/nlu.md`;
-//! - surface: hashed TF-IDF of words and character n-grams (`lexical`), nearest example per
-//!   intent, which catches ASR misspellings and domain words the embedding blurs.
+//! - surface: hashed TF-IDF of words and character n-grams (`lexical`), which catches ASR
+//!   misspellings and domain words the embedding blurs: the nearest example per intent for
+//!   few-shot dialplans, its own (sparse) logistic regression once intents have 20 examples.
 //!
 //! Admins' optional keywords add a fixed boost to their intent. Out-of-scope detection: an
 //! utterance whose nearest example (by embedding) is less similar than the examples of the
 //! same intent are to each other (a low percentile of their leave-one-out similarities,
 //! computed at training) is out of scope, whatever the classifier's ranking says.
+
+use std::collections::HashMap;
 
 use super::lexical::{Idf, Sparse, cosine};
 use super::minilm::{MiniLm, dot, normalize};
@@ -50,6 +53,14 @@ impl Embedder for BagOfWords {
 pub struct RouterConfig {
     /// Weight of the embedding classifier against the lexical one.
     pub embedding_weight: f32,
+    /// From this many examples per intent (the median), the lexical view is its own logistic
+    /// regression instead of the nearest example, and `many_embedding_weight` replaces
+    /// `embedding_weight`. With fewer, a classifier on words has too little to learn from:
+    /// its probabilities are flat, and on the demo hotline (4-9 examples per intent) two
+    /// held-out requests fell under `min_confidence`; on Banking77 at 10 per intent it
+    /// gained 0.1 point.
+    pub many_examples: usize,
+    pub many_embedding_weight: f32,
     /// Weight of embedding similarity against lexical similarity in the nearest-example score
     /// used for out-of-scope detection (1.0 for English; lower where the embedding model is
     /// weak, e.g. Mandarin with an English MiniLM).
@@ -67,6 +78,8 @@ impl Default for RouterConfig {
     fn default() -> Self {
         Self {
             embedding_weight: 0.75,
+            many_examples: 20,
+            many_embedding_weight: 0.6,
             similarity_weight: 1.0,
             keyword_boost: 0.25,
             oos_percentile: 0.05,
@@ -106,6 +119,8 @@ pub struct IntentRouter {
     weights: Vec<Vec<f32>>,
     idf: Idf,
     lexical: Vec<(usize, Sparse)>,
+    /// The lexical classifier, trained when intents have `many_examples`.
+    lexical_classifier: Option<LexicalClassifier>,
     embeddings: Vec<(usize, Vec<f32>)>,
     keywords: Vec<(usize, Vec<String>)>,
     /// Below this nearest-example similarity an utterance is out of scope.
@@ -229,6 +244,110 @@ pub fn train_logistic(
     w.chunks(cols).map(<[f32]>::to_vec).collect()
 }
 
+/// Multinomial logistic regression on the lexical view's sparse TF-IDF vectors: the
+/// surface-form classifier blended with the embedding one. On Banking77 it is far stronger
+/// than the nearest example by cosine that it replaced (scikit-learn's TF-IDF + LR reference:
+/// 74.1 / 85.5 / 91.6%), and it sees what the embedding blurs: domain words, ASR misspellings.
+#[derive(Debug, Clone, Default)]
+pub struct LexicalClassifier {
+    /// Hashed feature -> row of `weights`; features never seen in training carry no weight.
+    index: HashMap<u32, usize>,
+    /// [features + 1][classes], feature-major so one feature's weights are contiguous; the
+    /// last row is the bias.
+    weights: Vec<f32>,
+    classes: usize,
+}
+
+impl LexicalClassifier {
+    /// Mean cross-entropy + `l2`/(2n) |W|^2 (the dense classifier's convention), full-batch
+    /// Adam from zero for 100 steps (Banking77: 50, 100, 200 and 300 steps give 72.6, 72.1,
+    /// 72.1, 72.1% at 10-shot and 90.8, 91.3, 91.1, 91.0% on all of train; 100 steps train
+    /// 770 examples in 0.8 s). Deterministic.
+    pub fn train(features: &[Sparse], labels: &[usize], classes: usize, l2: f32) -> Self {
+        let mut index = HashMap::new();
+        for v in features {
+            for &(f, _) in v {
+                let next = index.len();
+                index.entry(f).or_insert(next);
+            }
+        }
+        let rows: Vec<Vec<(usize, f32)>> = features
+            .iter()
+            .map(|v| v.iter().map(|&(f, x)| (index[&f], x)).collect())
+            .collect();
+        let bias = index.len();
+        let mut w = vec![0.0f32; (bias + 1) * classes];
+        let n = features.len();
+        if n == 0 || classes == 0 {
+            return Self {
+                index,
+                weights: w,
+                classes,
+            };
+        }
+        let (mut m1, mut m2) = (vec![0.0f32; w.len()], vec![0.0f32; w.len()]);
+        let (beta1, beta2, lr, steps) = (0.9f32, 0.999f32, 0.1f32, 100);
+        let l2 = l2 / n as f32;
+        let mut grad = vec![0.0f32; w.len()];
+        let mut p = vec![0.0f32; classes];
+        for step in 1..=steps {
+            grad.iter_mut().for_each(|g| *g = 0.0);
+            for (row, &label) in rows.iter().zip(labels) {
+                p.copy_from_slice(&w[bias * classes..]);
+                for &(f, x) in row {
+                    for (pc, wc) in p.iter_mut().zip(&w[f * classes..(f + 1) * classes]) {
+                        *pc += wc * x;
+                    }
+                }
+                softmax(&mut p);
+                p[label] -= 1.0;
+                p.iter_mut().for_each(|v| *v /= n as f32);
+                for &(f, x) in row {
+                    for (gc, pc) in grad[f * classes..(f + 1) * classes].iter_mut().zip(&p) {
+                        *gc += pc * x;
+                    }
+                }
+                for (gc, pc) in grad[bias * classes..].iter_mut().zip(&p) {
+                    *gc += pc;
+                }
+            }
+            for (g, wv) in grad[..bias * classes].iter_mut().zip(&w) {
+                *g += l2 * wv;
+            }
+            let (b1t, b2t) = (1.0 - beta1.powi(step), 1.0 - beta2.powi(step));
+            for i in 0..w.len() {
+                m1[i] = beta1 * m1[i] + (1.0 - beta1) * grad[i];
+                m2[i] = beta2 * m2[i] + (1.0 - beta2) * grad[i] * grad[i];
+                w[i] -= lr * (m1[i] / b1t) / ((m2[i] / b2t).sqrt() + 1e-8);
+            }
+        }
+        Self {
+            index,
+            weights: w,
+            classes,
+        }
+    }
+
+    /// Class probabilities of a sparse TF-IDF vector.
+    pub fn probabilities(&self, x: &Sparse) -> Vec<f32> {
+        let classes = self.classes;
+        let bias = self.index.len();
+        let mut p = self.weights[bias * classes..(bias + 1) * classes].to_vec();
+        for (f, v) in x {
+            if let Some(&r) = self.index.get(f) {
+                for (pc, wc) in p
+                    .iter_mut()
+                    .zip(&self.weights[r * classes..(r + 1) * classes])
+                {
+                    *pc += wc * v;
+                }
+            }
+        }
+        softmax(&mut p);
+        p
+    }
+}
+
 impl IntentRouter {
     /// Trains on `examples`; `keywords` are (intent, words) pairs. Intents are ordered as they
     /// first appear in the examples.
@@ -259,6 +378,20 @@ impl IntentRouter {
             .iter()
             .map(|e| (index(&e.intent).unwrap_or(0), idf.vector(&e.text)))
             .collect();
+        let mut per_intent = vec![0usize; intents.len()];
+        labels.iter().for_each(|&c| per_intent[c] += 1);
+        per_intent.sort_unstable();
+        let many = per_intent
+            .get(per_intent.len() / 2)
+            .is_some_and(|&m| m >= config.many_examples);
+        let lexical_classifier = many.then(|| {
+            LexicalClassifier::train(
+                &lexical.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
+                &labels,
+                intents.len(),
+                config.l2,
+            )
+        });
         let sw = config.similarity_weight;
         let mut loo: Vec<f32> = embeddings
             .iter()
@@ -292,6 +425,7 @@ impl IntentRouter {
             weights,
             idf,
             lexical,
+            lexical_classifier,
             embeddings,
             keywords,
             oos_threshold,
@@ -319,13 +453,21 @@ impl IntentRouter {
             .collect();
         softmax(&mut p_emb);
         let q = self.idf.vector(text);
-        let mut best_lex = vec![0.0f32; classes];
-        for (c, v) in &self.lexical {
-            best_lex[*c] = best_lex[*c].max(cosine(&q, v));
-        }
-        let mut p_lex: Vec<f32> = best_lex.iter().map(|v| v * 10.0).collect();
-        softmax(&mut p_lex);
-        let w = self.config.embedding_weight;
+        let (p_lex, w) = match &self.lexical_classifier {
+            Some(classifier) => (
+                classifier.probabilities(&q),
+                self.config.many_embedding_weight,
+            ),
+            None => {
+                let mut best = vec![0.0f32; classes];
+                for (c, v) in &self.lexical {
+                    best[*c] = best[*c].max(cosine(&q, v));
+                }
+                let mut p: Vec<f32> = best.iter().map(|v| v * 10.0).collect();
+                softmax(&mut p);
+                (p, self.config.embedding_weight)
+            }
+        };
         let mut p: Vec<f32> = p_emb
             .iter()
             .zip(&p_lex)
@@ -465,6 +607,35 @@ mod tests {
         let m = r.classify(&BagOfWords, "what's the weather tomorrow");
         assert!(m.out_of_scope && m.intent.is_none(), "{m:?}");
         assert!(!r.classify(&BagOfWords, "track my order").out_of_scope);
+    }
+
+    #[test]
+    fn the_lexical_classifier_takes_over_from_twenty_examples_per_intent() {
+        // 20 phrasings per intent from templates: the lexical view becomes a classifier,
+        // which learns which words tell the intents apart ("refund" vs "track").
+        let mut many = Vec::new();
+        for i in 0..20 {
+            many.push(Example {
+                intent: "refund".into(),
+                text: format!("refund number {i} for my order please"),
+            });
+            many.push(Example {
+                intent: "track".into(),
+                text: format!("track number {i} for my order please"),
+            });
+        }
+        let config = RouterConfig {
+            embedding_weight: 0.0,
+            many_embedding_weight: 0.0,
+            ..Default::default()
+        };
+        let r = IntentRouter::train(&BagOfWords, &many, &[], config);
+        assert!(r.lexical_classifier.is_some());
+        let m = r.classify(&BagOfWords, "a refund on order 99 please");
+        assert_eq!(m.best, "refund");
+        assert!(m.confidence > 0.6, "{m:?}");
+        let few = IntentRouter::train(&BagOfWords, &examples(), &[], config);
+        assert!(few.lexical_classifier.is_none(), "four examples: nearest example");
     }
 
     #[test]

@@ -22,8 +22,9 @@ pub struct Entry {
 pub struct KbMatch {
     pub id: String,
     pub score: f32,
-    /// The best score of any other entry.
+    /// The best score of any other entry, and which entry that is.
     pub runner_up: f32,
+    pub runner_up_id: String,
 }
 
 impl KbMatch {
@@ -114,16 +115,18 @@ impl KnowledgeBase {
             .copied()
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(&b.1))?;
-        let runner_up = scores
+        let (second, runner_up) = scores
             .iter()
+            .copied()
             .enumerate()
             .filter(|(i, _)| *i != best)
-            .map(|(_, s)| *s)
-            .fold(f32::MIN, f32::max);
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or((best, f32::MIN));
         Some(KbMatch {
             id: self.entries[best].id.clone(),
             score,
             runner_up,
+            runner_up_id: self.entries[second].id.clone(),
         })
     }
 
