@@ -635,7 +635,10 @@ mod tests {
         assert_eq!(m.best, "refund");
         assert!(m.confidence > 0.6, "{m:?}");
         let few = IntentRouter::train(&BagOfWords, &examples(), &[], config);
-        assert!(few.lexical_classifier.is_none(), "four examples: nearest example");
+        assert!(
+            few.lexical_classifier.is_none(),
+            "four examples: nearest example"
+        );
     }
 
     #[test]
