@@ -232,17 +232,21 @@ pub fn which_of_two(text: &str) -> Option<usize> {
         return Some(1);
     }
     let words = crate::nlu::lexical::words(&lowered);
+    // A choice by position is a short answer ("I mean the second one"); a longer one says
+    // something else ("is it free if I order 2, the last one took a week").
+    if words.len() > 6 {
+        return None;
+    }
     let has = |w: &str| words.iter().any(|x| x == w);
-    // A bare number counts only in a short answer ("one", "number two"): "the one about
-    // shipping" names an option by its topic, not by position.
+    // A bare number counts only in a very short answer ("one", "number two"): "the one
+    // about shipping" names an option by its topic, not by position.
     let short = words.len() <= 3;
     let second = has("second")
         || has("latter")
         || has("last")
         || has("other")
-        || has("2")
-        || short && has("two");
-    let first = has("first") || has("former") || has("1") || short && has("one") && !second;
+        || short && (has("2") || has("two"));
+    let first = has("first") || has("former") || short && (has("1") || has("one")) && !second;
     match (first, second) {
         (true, false) => Some(0),
         (false, true) => Some(1),
@@ -378,6 +382,7 @@ mod tests {
             "number one",
             "the former",
             "1",
+            "I mean the first one please",
             "第一个",
         ] {
             assert_eq!(which_of_two(first), Some(0), "{first}");
@@ -397,6 +402,8 @@ mod tests {
             "the one about shipping",
             "neither, I want to talk to someone",
             "how much is delivery",
+            "is it free if I order 2, the last one took a week",
+            "what about 1 item",
         ] {
             assert_eq!(which_of_two(neither), None, "{neither}");
         }
