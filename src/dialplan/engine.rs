@@ -78,6 +78,10 @@ impl Hotline {
             .iter()
             .map(|k| Entry {
                 id: k.id.clone(),
+                // Named by its first question when the dialplan gives no topic.
+                topic: (k.topic.clone())
+                    .or_else(|| k.questions.first().cloned())
+                    .unwrap_or_else(|| k.id.replace('_', " ")),
                 questions: k.questions.clone(),
                 answer: k.answer.clone(),
             })
@@ -918,10 +922,8 @@ impl CallEngine {
     }
 
     /// A knowledge entry's topic as spoken in "do you mean X or Y?".
-    fn kb_topic(&self, id: &str) -> String {
-        let def = self.hotline.plan.knowledge.iter().find(|k| k.id == id);
-        def.and_then(|k| k.topic.clone().or_else(|| k.questions.first().cloned()))
-            .unwrap_or_else(|| id.replace('_', " "))
+    fn kb_topic<'a>(&'a self, id: &'a str) -> &'a str {
+        self.hotline.kb.entry(id).map_or(id, |e| e.topic.as_str())
     }
 
     fn choice_question(&self, c: &Choice) -> String {
@@ -931,8 +933,8 @@ impl CallEngine {
             .get("choose_entry")
             .map_or(values::choice_question(plan.language), String::as_str);
         template
-            .replace("{{first}}", &self.kb_topic(&c.options[0]))
-            .replace("{{second}}", &self.kb_topic(&c.options[1]))
+            .replace("{{first}}", self.kb_topic(&c.options[0]))
+            .replace("{{second}}", self.kb_topic(&c.options[1]))
     }
 
     /// "Do you mean X or Y?" for a question between two knowledge entries.
@@ -977,12 +979,8 @@ impl CallEngine {
             return None;
         }
         let kb = &self.hotline.kb;
-        let all = kb.entry_scores(e, text);
-        let score = |id: &str| -> Option<f32> {
-            let i = kb.entries().iter().position(|x| x.id == id)?;
-            let topic = self.hotline.embedder.embed(&self.kb_topic(id));
-            Some(all[i].max(crate::nlu::minilm::dot(e, &topic)))
-        };
+        let all = kb.choice_scores(e, text);
+        let score = |id: &str| Some(all[kb.entries().iter().position(|x| x.id == id)?]);
         let (a, b) = (score(&c.options[0])?, score(&c.options[1])?);
         let floor = self.hotline.plan.settings.kb_threshold - crate::nlu::kb::MARGIN;
         let (best, high, low) = if a >= b { (0, a, b) } else { (1, b, a) };
@@ -1039,25 +1037,21 @@ impl CallEngine {
         self.record.path.push(ask_id);
         self.no_input += 1;
         self.record.reason = "no input".into();
-        if let Some(c) = self.choosing.clone()
+        // Silence after "do you mean X or Y?" or a read-back: that question again, not the
+        // ask's prompt (as often as the ask's own silence reprompts allow).
+        let pending = match (&self.choosing, &self.confirming) {
+            (Some(c), _) => Some(self.choice_question(c)),
+            (None, Some(heard)) => Some(self.confirm_question(heard)),
+            (None, None) => None,
+        };
+        if let Some(question) = pending
             && self.no_input <= ask.no_input.len().max(1)
         {
-            // Silence after "do you mean X or Y?": that question again.
-            let question = self.choice_question(&c);
             self.say(actions, &question, ask.barge_in);
             self.listen(&ask, actions);
             return;
         }
         self.choosing = None;
-        if let Some(heard) = self.confirming.clone()
-            && self.no_input <= ask.no_input.len().max(1)
-        {
-            // Silence after a read-back: the question again, not the ask's prompt.
-            let question = self.confirm_question(&heard);
-            self.say(actions, &question, ask.barge_in);
-            self.listen(&ask, actions);
-            return;
-        }
         if let Some(reprompt) = ask.no_input.get(self.no_input - 1) {
             let text = reprompt.text.clone();
             self.say(actions, &text, ask.barge_in);

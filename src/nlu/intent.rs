@@ -176,6 +176,41 @@ fn gemm(
     }
 }
 
+/// Adam (Kingma and Ba 2015) with the usual betas, for the full-batch trainers below.
+struct Adam {
+    m1: Vec<f32>,
+    m2: Vec<f32>,
+    lr: f32,
+    step: i32,
+}
+
+impl Adam {
+    fn new(params: usize, lr: f32) -> Self {
+        Self {
+            m1: vec![0.0; params],
+            m2: vec![0.0; params],
+            lr,
+            step: 0,
+        }
+    }
+
+    /// One bias-corrected step of `w` against `grad`.
+    fn update(&mut self, w: &mut [f32], grad: &[f32]) {
+        let (beta1, beta2) = (0.9f32, 0.999f32);
+        self.step += 1;
+        let (b1t, b2t) = (1.0 - beta1.powi(self.step), 1.0 - beta2.powi(self.step));
+        for ((wv, g), (m1, m2)) in w
+            .iter_mut()
+            .zip(grad)
+            .zip(self.m1.iter_mut().zip(self.m2.iter_mut()))
+        {
+            *m1 = beta1 * *m1 + (1.0 - beta1) * g;
+            *m2 = beta2 * *m2 + (1.0 - beta2) * g * g;
+            *wv -= self.lr * (*m1 / b1t) / ((*m2 / b2t).sqrt() + 1e-8);
+        }
+    }
+}
+
 /// Multinomial logistic regression: mean cross-entropy + `l2`/(2n) |W|^2, full-batch Adam for
 /// 300 steps (converged: 500 steps or twice the rate give the same accuracy), started from the nearest-centroid solution (each intent's weights point at its
 /// mean example), so few-shot training begins where the centroid classifier already is.
@@ -211,13 +246,12 @@ pub fn train_logistic(
             row.iter_mut().for_each(|v| *v *= 10.0 / norm);
         }
     }
-    let (mut m1, mut m2) = (vec![0.0f32; w.len()], vec![0.0f32; w.len()]);
-    let (beta1, beta2, lr, steps) = (0.9f32, 0.999f32, 0.1f32, 300);
+    let mut adam = Adam::new(w.len(), 0.1);
     // The penalty per example shrinks as examples grow (scikit-learn's C = 1 is l2 = 1/n).
     let l2 = l2 / n as f32;
     let mut logits = vec![0.0f32; n * classes];
     let mut grad = vec![0.0f32; classes * cols];
-    for step in 1..=steps {
+    for _ in 0..300 {
         // logits[n, classes] = X[n, cols] W^T
         gemm(n, cols, classes, &x, cols, 1, &w, 1, cols, &mut logits);
         for (i, row) in logits.chunks_mut(classes).enumerate() {
@@ -234,12 +268,7 @@ pub fn train_logistic(
                 *g += l2 * w[i];
             }
         }
-        let (b1t, b2t) = (1.0 - beta1.powi(step), 1.0 - beta2.powi(step));
-        for i in 0..w.len() {
-            m1[i] = beta1 * m1[i] + (1.0 - beta1) * grad[i];
-            m2[i] = beta2 * m2[i] + (1.0 - beta2) * grad[i] * grad[i];
-            w[i] -= lr * (m1[i] / b1t) / ((m2[i] / b2t).sqrt() + 1e-8);
-        }
+        adam.update(&mut w, &grad);
     }
     w.chunks(cols).map(<[f32]>::to_vec).collect()
 }
@@ -285,12 +314,11 @@ impl LexicalClassifier {
                 classes,
             };
         }
-        let (mut m1, mut m2) = (vec![0.0f32; w.len()], vec![0.0f32; w.len()]);
-        let (beta1, beta2, lr, steps) = (0.9f32, 0.999f32, 0.1f32, 100);
+        let mut adam = Adam::new(w.len(), 0.1);
         let l2 = l2 / n as f32;
         let mut grad = vec![0.0f32; w.len()];
         let mut p = vec![0.0f32; classes];
-        for step in 1..=steps {
+        for _ in 0..100 {
             grad.iter_mut().for_each(|g| *g = 0.0);
             for (row, &label) in rows.iter().zip(labels) {
                 p.copy_from_slice(&w[bias * classes..]);
@@ -314,12 +342,7 @@ impl LexicalClassifier {
             for (g, wv) in grad[..bias * classes].iter_mut().zip(&w) {
                 *g += l2 * wv;
             }
-            let (b1t, b2t) = (1.0 - beta1.powi(step), 1.0 - beta2.powi(step));
-            for i in 0..w.len() {
-                m1[i] = beta1 * m1[i] + (1.0 - beta1) * grad[i];
-                m2[i] = beta2 * m2[i] + (1.0 - beta2) * grad[i] * grad[i];
-                w[i] -= lr * (m1[i] / b1t) / ((m2[i] / b2t).sqrt() + 1e-8);
-            }
+            adam.update(&mut w, &grad);
         }
         Self {
             index,

@@ -13,6 +13,8 @@ use super::minilm::dot;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub id: String,
+    /// A few words naming the entry, for "do you mean X or Y?".
+    pub topic: String,
     pub questions: Vec<String>,
     pub answer: String,
 }
@@ -50,6 +52,8 @@ pub struct KnowledgeBase {
     variants: Vec<(usize, Vec<f32>, Sparse)>,
     /// Each entry's answer, embedded and as a lexical vector.
     answers: Vec<(Vec<f32>, Sparse)>,
+    /// Each entry's topic, embedded.
+    topics: Vec<Vec<f32>>,
     pub threshold: f32,
     /// Weight of meaning (embedding) against surface (TF-IDF) in the score.
     pub embedding_weight: f32,
@@ -83,11 +87,13 @@ impl KnowledgeBase {
             .iter()
             .map(|e| (embedder.embed(&e.answer), idf.vector(&e.answer)))
             .collect();
+        let topics = entries.iter().map(|e| embedder.embed(&e.topic)).collect();
         Self {
             entries,
             idf,
             variants,
             answers,
+            topics,
             threshold,
             embedding_weight,
         }
@@ -157,6 +163,16 @@ impl KnowledgeBase {
         scores
     }
 
+    /// `entry_scores`, where an entry's topic counts too: how a reply to "do you mean X or
+    /// Y?" is matched ("what it costs" against "what shipping costs").
+    pub fn choice_scores(&self, e: &[f32], text: &str) -> Vec<f32> {
+        self.entry_scores(e, text)
+            .into_iter()
+            .zip(&self.topics)
+            .map(|(s, topic)| s.max(dot(e, topic)))
+            .collect()
+    }
+
     /// The entry that answers `text`, or None when nothing fits well enough.
     pub fn lookup(&self, embedder: &dyn Embedder, text: &str) -> Option<KbMatch> {
         self.best(embedder, text)
@@ -176,6 +192,7 @@ mod tests {
             vec![
                 Entry {
                     id: "service_hours".into(),
+                    topic: "our opening hours".into(),
                     questions: vec![
                         "what are your opening hours".into(),
                         "when are you open".into(),
@@ -184,6 +201,7 @@ mod tests {
                 },
                 Entry {
                     id: "shipping_fee".into(),
+                    topic: "shipping costs".into(),
                     questions: vec![
                         "how much is shipping".into(),
                         "what does delivery cost".into(),
