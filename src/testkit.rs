@@ -279,11 +279,16 @@ impl Server {
 /// Runs `voxnav call` (the binary at `exe`) against a server on loopback `port` with a
 /// script; returns its JSON report.
 pub fn scripted_call(exe: &str, port: u16, script: &Path) -> serde_json::Value {
+    scripted_call_from(exe, port, script, "voxnav-caller")
+}
+
+/// `scripted_call` from the caller number `from`.
+pub fn scripted_call_from(exe: &str, port: u16, script: &Path, from: &str) -> serde_json::Value {
     let out = Command::new(exe)
         .args(["call", &format!("sip:ivr@127.0.0.1:{port}")])
         .arg("--script")
         .arg(script)
-        .arg("--json")
+        .args(["--json", "--from", from])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("voxnav call runs");

@@ -189,6 +189,11 @@ fn the_dashboard_shows_live_and_recorded_calls_after_real_calls() {
         calls.contains("self_served") && calls.contains("abandoned"),
         "{calls}"
     );
+    // Callers by number: the asserted identity of call 1, the From user of call 2.
+    assert!(
+        calls.contains("+15550199") && calls.contains("sipp"),
+        "{calls}"
+    );
     let heard = text("not-understood");
     assert!(
         heard.to_lowercase().contains("elephant"),

@@ -214,6 +214,22 @@ fn broken_dialplans_are_refused_with_positions_and_hints() {
         "{e}"
     );
 
+    // `other` (a request instead of a slot's value) at an ask that takes intents anyway, and
+    // an unknown target for it.
+    let e = refused(&good.replace(
+        "      prompt: anything_else\n",
+        "      prompt: anything_else\n      other: route_menu\n",
+    ));
+    assert!(
+        e.contains("`other` takes requests at an ask for a slot"),
+        "{e}"
+    );
+    let e = refused(&good.replace("      other: route_known\n", "      other: route_knwon\n"));
+    assert!(
+        e.contains("unknown node `route_knwon`") && e.contains("`route_known`"),
+        "{e}"
+    );
+
     // Unknown keys get the closest known one.
     let e = refused(&good.replace("      dtmf: 10\n", "      dtfm: 10\n"));
     assert!(

@@ -104,6 +104,8 @@ fn a_caller_asks_for_their_order_by_voice_then_types_the_number_and_hears_the_st
         std::thread::sleep(Duration::from_millis(200));
     }
     let live = seen_live.expect("the live call at the order number question");
+    // The trunk's P-Asserted-Identity, not the From user (`sipp`), names the caller.
+    assert_eq!(live["caller"], "+15550199", "{live}");
     assert!(
         live["transcript"].to_string().contains("caller: "),
         "{live}"
@@ -117,7 +119,11 @@ fn a_caller_asks_for_their_order_by_voice_then_types_the_number_and_hears_the_st
 
     let mut decisions = Vec::new();
     let mut latencies = Vec::new();
+    let mut calls = Vec::new();
     while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
+        if let Some(json) = line.strip_prefix("voxnav: call-started ") {
+            calls.push(serde_json::from_str::<serde_json::Value>(json).unwrap());
+        }
         if let Some(json) = line.strip_prefix("voxnav: decision ") {
             decisions.push(serde_json::from_str::<serde_json::Value>(json).unwrap());
         }
@@ -128,17 +134,16 @@ fn a_caller_asks_for_their_order_by_voice_then_types_the_number_and_hears_the_st
             break;
         }
     }
-    assert!(
-        decisions.len() >= 2,
-        "greeting and one caller turn: {decisions:#?}"
-    );
-    assert!(
-        decisions[0]["say"]
-            .as_str()
-            .unwrap()
-            .contains("Thanks for calling")
-    );
-    let turn = &decisions[1];
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    assert_eq!(calls[0]["caller"], "+15550199", "{calls:#?}");
+    // The call starts by looking the caller up; this number has no order, so the usual
+    // greeting follows.
+    assert_eq!(decisions[0]["action"], "http", "{decisions:#?}");
+    let greeting = decisions
+        .iter()
+        .position(|d| d["say"].as_str().unwrap().contains("Thanks for calling"))
+        .expect("the greeting");
+    let turn = &decisions[greeting + 1];
     let heard = turn["input"].as_str().unwrap().to_lowercase();
     assert!(heard.contains("order"), "what Whisper heard: {heard}");
     assert_eq!(turn["intent"], "order_status", "{turn}");
@@ -156,8 +161,8 @@ fn a_caller_asks_for_their_order_by_voice_then_types_the_number_and_hears_the_st
     assert_eq!(typed["action"], "http", "{typed}");
     let answer = decisions
         .iter()
-        .find(|d| d["input"] == "(backend reply)")
-        .expect("the lookup reply");
+        .rfind(|d| d["input"] == "(backend reply)")
+        .expect("the order lookup's reply");
     assert_eq!(answer["decision"], "answer", "{answer}");
     assert!(
         answer["say"]

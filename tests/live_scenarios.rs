@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use voxnav::testkit::{
-    KillOnDrop, Server, bot_words, espeak_wav, free_udp_port, records, scripted_call, temp_dir,
-    wait_for_udp_listener,
+    KillOnDrop, Server, bot_words, espeak_wav, free_udp_port, records, scripted_call,
+    scripted_call_from, temp_dir, wait_for_udp_listener,
 };
 
 const VOXNAV: &str = env!("CARGO_BIN_EXE_voxnav");
@@ -93,7 +93,9 @@ fn spoken_order_number_knowledge_question_barge_in_silence_and_hang_up_mid_promp
         |pred: &dyn Fn(&serde_json::Value) -> bool| decisions.iter().find(|d| pred(d)).cloned();
     let asked = find(&|d| d["intent"] == "order_status").expect("order status heard");
     assert_eq!(asked["node"], "order_lookup/ask_number", "{asked}");
-    let status = find(&|d| d["input"] == "(backend reply)")
+    // The order lookup's reply (the first backend reply is the caller lookup at the start).
+    let status = (decisions.iter())
+        .rfind(|d| d["input"] == "(backend reply)")
         .unwrap_or_else(|| panic!("no lookup reply: {decisions:#?}\n{report}"));
     assert!(
         status["say"]
@@ -143,14 +145,21 @@ fn talk_to_an_agent_bridges_the_call_to_the_agents_phone() {
         &["--agent", &format!("sip:agent@127.0.0.1:{agent_port}")],
         &[],
     );
-    // Asks for a person, talks to the agent once connected, and stays on the line until the
+    // A caller the demo order service knows by number: greeted with their order, they ask
+    // for a person instead, talk to the agent once connected, and stay on the line until the
     // agent hangs up (8 s after answering).
     let script = write_script(
         &dir,
         "turns:\n  - wav: agent.wav\n  - wav: hello.wav\n    after_ms: 4000\n  - silence_ms: 15000\n",
     );
-    let report = call(&server, &script);
+    let report = scripted_call_from(VOXNAV, server.port, &script, "+15550100");
     let lines = server.lines_until_quiet(Duration::from_secs(3));
+    assert_eq!(records(&lines, "call-started")[0]["caller"], "+15550100");
+    let greeting = bot_words(&report);
+    assert!(
+        greeting.contains("i see your order") && greeting.contains("thursday"),
+        "{report}"
+    );
     let status = agent.0.wait().expect("sipp ends");
     assert!(
         status.success(),
@@ -308,7 +317,8 @@ fn call_records_keep_every_finished_turn_when_the_server_is_killed_mid_call() {
     };
     let probe = voxnav::ops::records::connect(&db_path).expect("the records database");
     let until = std::time::Instant::now() + Duration::from_secs(10);
-    while committed(&probe) < 2 && std::time::Instant::now() < until {
+    // (call start), the caller lookup's reply, the caller's turn.
+    while committed(&probe) < 3 && std::time::Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(probe);
@@ -323,7 +333,7 @@ fn call_records_keep_every_finished_turn_when_the_server_is_killed_mid_call() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .expect("the call's row");
-    assert!(caller.contains("voxnav-caller"), "{caller}");
+    assert_eq!(caller, "voxnav-caller");
     assert_eq!(ended, None, "killed mid-call: never ended");
     let turns: Vec<(String, String, String)> = db
         .prepare("SELECT input, decision, record FROM turns WHERE call_id = ?1 ORDER BY seq")
@@ -332,11 +342,12 @@ fn call_records_keep_every_finished_turn_when_the_server_is_killed_mid_call() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert!(turns.len() >= 2, "{turns:?}");
+    assert!(turns.len() >= 3, "{turns:?}");
     assert_eq!(turns[0].0, "(call start)");
-    assert!(turns[1].0.to_lowercase().contains("order"), "{turns:?}");
+    assert_eq!(turns[1].0, "(backend reply)");
+    assert!(turns[2].0.to_lowercase().contains("order"), "{turns:?}");
     // The whole decision record is kept, latency included.
-    let record: serde_json::Value = serde_json::from_str(&turns[1].2).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&turns[2].2).unwrap();
     assert!(record["latency"]["asr_ms"].as_u64().is_some(), "{record}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -176,7 +176,15 @@ fn backchannels_and_a_cough_do_not_interrupt_and_real_speech_does_at_once() {
         bot_words(&report)
     );
     let decisions = records(&lines, "decision");
-    assert_eq!(decisions.len(), 1, "only the call's start: {decisions:#?}");
+    let inputs: Vec<&str> = decisions
+        .iter()
+        .map(|d| d["input"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        inputs,
+        ["(call start)", "(backend reply)"],
+        "only the call's start and its caller lookup: {decisions:#?}"
+    );
 
     // A real question 2.5 s into the greeting stops it within 300 ms (caller side).
     let report = scripted_call(

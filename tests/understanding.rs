@@ -3,7 +3,7 @@
 //! server's configuration) recognises them, and the demo hotline's menu decides them. Bad input
 //! too: a number far too long, another language, noise and music.
 
-use voxnav::dialplan::engine::{CallEngine, Event};
+use voxnav::dialplan::engine::Event;
 use voxnav::speech::{
     PiperConfig, PiperSynthesizer, RecognizeOptions, Recognizer, Synthesizer, WhisperConfig,
     WhisperRecognizer,
@@ -131,8 +131,7 @@ fn spoken_requests_are_understood_and_an_order_number_in_them_is_kept() {
     let heard = asr
         .recognize(&audio, 8_000, &RecognizeOptions::default())
         .unwrap();
-    let mut call = CallEngine::new(hotline.clone(), Default::default());
-    call.handle(Event::Start);
+    let mut call = voxnav::dialplan::testing::started_call(&hotline);
     let step = call.handle(Event::Speech {
         text: heard.text.clone(),
         confidence: heard.confidence,
@@ -166,8 +165,7 @@ fn bad_input_a_thirty_digit_number_another_language_noise_and_music() {
     let thirty = "one two three four five six seven eight nine zero ".repeat(3);
     let audio = voices(&thirty, &dir, "thirty").remove(0).1;
     let heard = recognise(&audio);
-    let mut call = CallEngine::new(hotline.clone(), Default::default());
-    call.handle(Event::Start);
+    let mut call = voxnav::dialplan::testing::started_call(&hotline);
     call.handle(Event::Speech {
         text: "I want to check my order".into(),
         confidence: 0.9,
@@ -218,8 +216,7 @@ fn bad_input_a_thirty_digit_number_another_language_noise_and_music() {
         .collect();
     for (what, audio) in [("noise", noise), ("music", music)] {
         let heard = recognise(&audio);
-        let mut call = CallEngine::new(hotline.clone(), Default::default());
-        call.handle(Event::Start);
+        let mut call = voxnav::dialplan::testing::started_call(&hotline);
         let d = call
             .handle(Event::Speech {
                 text: heard.text.clone(),

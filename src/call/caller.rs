@@ -222,7 +222,14 @@ pub fn wav_8k(path: &Path) -> Result<Vec<i16>, String> {
 
 /// Places the call and plays the script. `speak` turns text into 8 kHz audio (the product
 /// TTS); it is called before the call so synthesis time does not count as the caller's.
-pub async fn run(target: &str, script: &[ScriptTurn], speak: SpeakFn<'_>) -> CallRecord {
+/// `from_user` is the user of the caller's From (its number, to a hotline that looks callers
+/// up).
+pub async fn run(
+    target: &str,
+    from_user: &str,
+    script: &[ScriptTurn],
+    speak: SpeakFn<'_>,
+) -> CallRecord {
     let mut record = CallRecord::default();
     // Prepare every turn's audio first.
     let mut audio: Vec<Option<Vec<i16>>> = Vec::new();
@@ -256,7 +263,7 @@ pub async fn run(target: &str, script: &[ScriptTurn], speak: SpeakFn<'_>) -> Cal
         &engine,
         LegConfig {
             target: target.to_string(),
-            from_user: "voxnav-caller".into(),
+            from_user: from_user.into(),
             headers: Vec::new(),
             answer_timeout: Duration::from_secs(30),
             max_queued_frames: None,

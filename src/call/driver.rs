@@ -120,13 +120,18 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
     let span = tracing::Span::current();
     let hotline = services.registry.current();
     let detector = (services.detector)(&hotline.plan.settings.turn);
-    let engine = CallEngine::new(
-        hotline,
-        crate::nlu::dates::with_today(services.vars.clone()),
+    // The caller is a variable of the dialplan (`{{caller_number}}`, for a lookup or a
+    // greeting), and what records and the dashboard show.
+    let mut vars = crate::nlu::dates::with_today(services.vars.clone());
+    vars.insert("caller_number".into(), caller.number.clone());
+    vars.insert(
+        "caller_name".into(),
+        caller.name.clone().unwrap_or_default(),
     );
+    let engine = CallEngine::new(hotline, vars);
     let mut session = CallSession::new(
         &call_id,
-        &caller,
+        &caller.number,
         engine,
         services.registry.version(),
         detector,

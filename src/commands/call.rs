@@ -29,6 +29,9 @@ pub struct CallArgs {
     /// Print the result as one JSON object (`voxnav call {...}`).
     #[arg(long)]
     json: bool,
+    /// The caller's number or user (the From URI's user part).
+    #[arg(long, default_value = "voxnav-caller")]
+    from: String,
 }
 
 /// Places the scripted call, then transcribes the bot's replies.
@@ -61,7 +64,7 @@ pub fn run(paths: &ModelPaths, args: CallArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let record = runtime.block_on(caller::run(target, &script, &speak));
+    let record = runtime.block_on(caller::run(target, &args.from, &script, &speak));
     if let Some(path) = record_to {
         let samples = record
             .bot_audio

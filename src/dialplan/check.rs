@@ -16,7 +16,8 @@ pub const BUILTIN_VARIABLES: &[&str] = &[
     "utterance",
     "confidence",
     "digits",
-    "caller",
+    "caller_number",
+    "caller_name",
     "turn",
     "kb_answer",
     "kb_id",
@@ -70,7 +71,7 @@ pub fn check(plan: &Dialplan, p: &mut Problems) {
             check_ref(n, p);
         }
         for t in node.kind.targets() {
-            check_ref(t, p);
+            check_ref(&t, p);
         }
         if node.next.is_none() && !node.kind.always_jumps() {
             p.add(
@@ -155,12 +156,7 @@ fn successors(plan: &Dialplan, id: &str) -> Vec<String> {
     let Some(node) = plan.nodes.get(id) else {
         return Vec::new();
     };
-    let mut out: Vec<String> = node
-        .kind
-        .targets()
-        .into_iter()
-        .map(|r| r.name.clone())
-        .collect();
+    let mut out: Vec<String> = node.kind.targets().into_iter().map(|r| r.name).collect();
     if let Some(n) = &node.next {
         out.push(n.name.clone());
     }

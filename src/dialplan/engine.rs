@@ -265,6 +265,12 @@ pub struct CallEngine {
     record: Decision,
 }
 
+/// What a caller asked for instead of answering an ask's question.
+enum Request {
+    Intent(String),
+    Kb(String),
+}
+
 /// A slot value and how sure recognition was of it (1 for keys).
 #[derive(Debug, Clone, PartialEq)]
 struct Heard {
@@ -322,6 +328,12 @@ impl CallEngine {
     /// number, a backend address).
     pub fn new(hotline: Arc<Hotline>, vars: BTreeMap<String, String>) -> Self {
         let mut all = hotline.plan.vars.clone();
+        // Every call has a caller; the host passes the real one (`sip::identity`).
+        all.insert(
+            "caller_number".into(),
+            crate::sip::identity::ANONYMOUS.into(),
+        );
+        all.insert("caller_name".into(), String::new());
         all.extend(vars);
         Self {
             hotline,
@@ -639,6 +651,17 @@ impl CallEngine {
                 return self.on_confirm_answer(text, Some(confidence), &ask_id, &ask, actions);
             }
             self.hear_slots_anywhere(text, confidence, &ask);
+            if let Some(other) = &ask.other
+                && let Some(request) = self.request_instead(&ask, text, &m, &embedding)
+            {
+                let to = other.name.clone();
+                match request {
+                    Request::Intent(intent) => self.take_intent(&intent, text, m.confidence),
+                    Request::Kb(id) => self.take_kb(&id, text, "clear match"),
+                }
+                self.record.reason = format!("{}: asked instead of answering", self.record.reason);
+                return self.leave_ask(Some(to), actions);
+            }
             if let Some((slot, _)) = &ask.slot {
                 return self.fill_slot(slot, text, Some(confidence), &ask_id, &ask, actions);
             }
@@ -670,12 +693,7 @@ impl CallEngine {
                     .any(|(i, _)| m.intent.as_deref() == Some(i));
             match &m.intent {
                 Some(intent) if m.confidence >= plan.settings.min_confidence && expected => {
-                    self.vars.insert("intent".into(), intent.clone());
-                    self.vars.insert("kb_id".into(), String::new());
-                    self.vars.insert("utterance".into(), text.to_string());
-                    self.vars
-                        .insert("confidence".into(), format!("{:.2}", m.confidence));
-                    self.record.reason = format!("intent `{intent}` ({:.2})", m.confidence);
+                    self.take_intent(intent, text, m.confidence);
                     self.accepted(&ask_id, actions);
                 }
                 Some(intent) if !expected => self.no_match(
@@ -913,12 +931,62 @@ impl CallEngine {
         ask_id: &str,
         actions: &mut Vec<Action>,
     ) {
+        self.take_kb(id, question, why);
+        self.accepted(ask_id, actions);
+    }
+
+    /// The caller's request is intent `intent`: the flow sees it in its variables.
+    fn take_intent(&mut self, intent: &str, text: &str, confidence: f32) {
+        self.vars.insert("intent".into(), intent.to_string());
+        self.vars.insert("kb_id".into(), String::new());
+        self.vars.insert("utterance".into(), text.to_string());
+        self.vars
+            .insert("confidence".into(), format!("{confidence:.2}"));
+        self.record.reason = format!("intent `{intent}` ({confidence:.2})");
+    }
+
+    /// The caller's question is knowledge entry `id`: the flow sees it in its variables.
+    fn take_kb(&mut self, id: &str, question: &str, why: &str) {
         self.record.kb = Some(id.to_string());
         self.vars.insert("kb_id".into(), id.to_string());
         self.vars.insert("intent".into(), String::new());
         self.vars.insert("utterance".into(), question.to_string());
         self.record.reason = format!("knowledge base entry `{id}` ({why})");
-        self.accepted(ask_id, actions);
+    }
+
+    /// At an ask with `other` (see `nodes::ask`): the reply as a request instead of the
+    /// slot's value: no value in it (or a "no" to a yes/no question), and an intent the
+    /// router is sure of that no global handler takes, or (with `kb: true`) a clear knowledge
+    /// entry (the one nearer what was said, when both).
+    fn request_instead(
+        &self,
+        ask: &super::nodes::ask::Ask,
+        text: &str,
+        m: &crate::nlu::intent::IntentMatch,
+        embedding: &[f32],
+    ) -> Option<Request> {
+        let plan = &self.hotline.plan;
+        let def = plan.slot(&ask.slot.as_ref()?.0)?;
+        let value = values::value(&def.kind, text, false, self.today());
+        let declined = def.kind == SlotKind::YesNo && value.as_deref() == Some("no");
+        if value.is_some() && !declined {
+            return None;
+        }
+        let handled = |i: &str| {
+            (i == "agent" && plan.handlers.agent.is_some())
+                || (i == "goodbye" && plan.handlers.goodbye.is_some())
+        };
+        let intent = (m.intent.as_deref()).filter(|i| {
+            !m.out_of_scope && m.confidence >= plan.settings.min_confidence && !handled(i)
+        });
+        let kb = (self.hotline.kb.best_embedded(embedding, text))
+            .filter(|k| ask.kb && k.score >= plan.settings.kb_threshold && k.clear());
+        match (intent, kb) {
+            (Some(_), Some(k)) if k.score >= m.nearest => Some(Request::Kb(k.id)),
+            (Some(i), _) => Some(Request::Intent(i.to_string())),
+            (None, Some(k)) => Some(Request::Kb(k.id)),
+            (None, None) => None,
+        }
     }
 
     /// A knowledge entry's topic as spoken in "do you mean X or Y?".
@@ -995,12 +1063,17 @@ impl CallEngine {
 
     /// The ask got what it wanted: on to its `next`.
     fn accepted(&mut self, ask_id: &str, actions: &mut Vec<Action>) {
+        let next = self.hotline.plan.node(ask_id).and_then(|n| n.next.clone());
+        self.leave_ask(next.map(|n| n.name), actions);
+    }
+
+    /// The ask got what it waited for: on to `to`.
+    fn leave_ask(&mut self, to: Option<String>, actions: &mut Vec<Action>) {
         self.no_input = 0;
         self.no_match = 0;
         self.failures = 0;
-        let next = self.hotline.plan.node(ask_id).and_then(|n| n.next.clone());
-        match next {
-            Some(n) => self.run(&n.name, actions),
+        match to {
+            Some(n) => self.run(&n, actions),
             None => self.handler_or_end(None, "ask has no next", DecisionKind::Transfer, actions),
         }
     }
@@ -1106,8 +1179,15 @@ impl CallEngine {
         };
         self.record.input = "(backend reply)".into();
         self.record.path.push(id.clone());
+        // A lookup the caller asked for answers them; one made before they said anything
+        // (who is calling?) only prepares the call, and does not make it self-served.
+        let answered = if self.turn > 0 {
+            DecisionKind::Answer
+        } else {
+            DecisionKind::Dialplan
+        };
         if let (Ok((404, _)), Some(nf)) = (&result, &h.not_found) {
-            self.record.decision = DecisionKind::Answer;
+            self.record.decision = answered;
             self.record.reason = "backend: not found".into();
             let target = nf.name.clone();
             self.run(&target, actions);
@@ -1130,7 +1210,7 @@ impl CallEngine {
                     };
                     self.vars.insert(var.clone(), value);
                 }
-                self.record.decision = DecisionKind::Answer;
+                self.record.decision = answered;
                 self.record.reason = "backend lookup answered".into();
                 let next = self.hotline.plan.node(&id).and_then(|n| n.next.clone());
                 match next {
@@ -1184,6 +1264,9 @@ impl CallEngine {
             let go = match &node.kind {
                 Node::Say(s) => {
                     self.say(actions, &s.speech.text, s.barge_in);
+                    if s.answers {
+                        self.record.decision = DecisionKind::Answer;
+                    }
                     next
                 }
                 Node::Ask(a) => {
@@ -1699,6 +1782,50 @@ nodes:
         assert!(
             c.handle(Event::NoInput).decision.is_none(),
             "nothing after the end"
+        );
+    }
+
+    #[test]
+    fn a_transfer_fallback_inside_a_flow_names_the_flow_node() {
+        // Every reference a node kind lists is qualified inside a sub-flow: `busy` here is the
+        // flow's own node, not an unknown top-level one.
+        let source = r#"
+name: flows
+intents:
+  agent:
+    examples: [talk to a human, a person please, an agent]
+start: first
+nodes:
+  first:
+    call: helpdesk
+    next: bye
+  bye:
+    hangup: "Goodbye."
+flows:
+  helpdesk:
+    start: hand_over
+    nodes:
+      hand_over:
+        transfer: { queue: general, reason: "test", fallback: busy }
+      busy:
+        say: "Nobody is free in the flow."
+        next: done
+      done:
+        return: true
+"#;
+        let plan = crate::dialplan::load_str("flows.yaml", source).expect("loads");
+        let node = plan.node("helpdesk/hand_over").expect("flow node");
+        assert_eq!(node.kind.targets()[0].name, "helpdesk/busy");
+        let mut c = CallEngine::new(
+            Arc::new(Hotline::build(plan, Arc::new(BagOfWords))),
+            BTreeMap::new(),
+        );
+        c.handle(Event::Start);
+        let s = c.handle(Event::TransferFailed("no agent".into()));
+        assert!(
+            matches!(&s.actions[0], Action::Say { text, .. } if text == "Nobody is free in the flow."),
+            "{:?}",
+            s.actions
         );
     }
 }

@@ -172,7 +172,7 @@ fn read_plan(file: &str, tree: &Yaml, p: &mut Problems) -> Option<Dialplan> {
         }
     }
     top.finish(&[], p);
-    qualify_flow_refs(&mut node_map, &flows);
+    qualify_flow_refs(&mut node_map);
     Some(Dialplan {
         file: file.to_string(),
         name: name?,
@@ -553,40 +553,17 @@ fn read_nodes(
 }
 
 /// Inside a flow, a reference names the flow's own node if it has one by that name.
-fn qualify_flow_refs(nodes: &mut BTreeMap<String, NodeDef>, flows: &BTreeMap<String, String>) {
+fn qualify_flow_refs(nodes: &mut BTreeMap<String, NodeDef>) {
     let ids: Vec<String> = nodes.keys().cloned().collect();
     for (id, node) in nodes.iter_mut() {
         let Some((flow, _)) = id.split_once('/') else {
             continue;
         };
-        let _ = flows;
-        let fix = |r: &mut Ref| {
+        for r in node.next.iter_mut().chain(node.kind.targets_mut()) {
             let local = format!("{flow}/{}", r.name);
             if ids.contains(&local) {
                 r.name = local;
             }
-        };
-        if let Some(n) = node.next.as_mut() {
-            fix(n);
-        }
-        match &mut node.kind {
-            Node::Route(r) => {
-                r.cases.iter_mut().for_each(|(_, _, t)| fix(t));
-                r.kb.iter_mut().for_each(fix);
-                fix(&mut r.default);
-            }
-            Node::Answer(a) => a.none.iter_mut().for_each(fix),
-            Node::Http(h) => {
-                h.not_found.iter_mut().for_each(fix);
-                fix(&mut h.error);
-            }
-            Node::Branch(b) => {
-                b.cases.iter_mut().for_each(|(_, t)| fix(t));
-                fix(&mut b.otherwise);
-            }
-            Node::Goto(g) => fix(&mut g.target),
-            Node::Ask(a) => a.fail.iter_mut().for_each(fix),
-            _ => {}
         }
     }
 }

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! A test may set `vars:` for its call (e.g. `orders_api` pointing at a closed port, to
-//! check the spoken fallback when the backend is down). Expectation keys: `intent` (a name or `none`), `decision`, `kb` (an id or `none`), `node`
+//! check the spoken fallback when the backend is down, or `caller_number`), and `start:`
+//! expectations on what the call does before the caller speaks (its greeting). Expectation keys: `intent` (a name or `none`), `decision`, `kb` (an id or `none`), `node`
 //! (where the turn ended), `say` (text the bot said contains it), `action`, `slot`
 //! (`name=value`), `transfer` (the queue or URI). The report also lists the nodes and branches
 //! no test reaches.
@@ -35,6 +36,8 @@ pub struct Script {
     pub name: String,
     /// Variables set for this conversation (e.g. a backend address that is down).
     pub vars: BTreeMap<String, String>,
+    /// Expectations on the call's start (before the caller's first turn).
+    pub start: BTreeMap<String, String>,
     pub turns: Vec<(String, BTreeMap<String, String>, usize)>,
 }
 
@@ -75,6 +78,10 @@ pub fn read(path: &Path) -> Result<TestFile, String> {
                     }
                 }
             }
+            let start = m
+                .get("start")
+                .map(|e| expectations(e, &mut p))
+                .unwrap_or_default();
             let mut turns = Vec::new();
             if let Some(yaml::Yaml::Seq { items, .. }) = m.require("turns", &mut p) {
                 for t in items {
@@ -82,15 +89,10 @@ pub fn read(path: &Path) -> Result<TestFile, String> {
                     let caller = tm
                         .require("caller", &mut p)
                         .and_then(|y| text(y, "caller", &mut p));
-                    let mut expect = BTreeMap::new();
-                    if let Some(e) = tm.get("expect") {
-                        let em = MapReader::new(e, "expect", &mut p);
-                        for (k, v) in em.entries() {
-                            if let Some((t, _)) = text(v, "expected value", &mut p) {
-                                expect.insert(k.name.clone(), t);
-                            }
-                        }
-                    }
+                    let expect = tm
+                        .get("expect")
+                        .map(|e| expectations(e, &mut p))
+                        .unwrap_or_default();
                     tm.finish(&[], &mut p);
                     if let Some((c, pos)) = caller {
                         turns.push((c, expect, pos.line));
@@ -98,7 +100,12 @@ pub fn read(path: &Path) -> Result<TestFile, String> {
                 }
             }
             m.finish(&[], &mut p);
-            scripts.push(Script { name, vars, turns });
+            scripts.push(Script {
+                name,
+                vars,
+                start,
+                turns,
+            });
         }
     }
     top.finish(&[], &mut p);
@@ -111,6 +118,18 @@ pub fn read(path: &Path) -> Result<TestFile, String> {
         path: path.to_path_buf(),
         scripts,
     })
+}
+
+/// An `expect:` (or `start:`) map: key -> expected text.
+fn expectations(e: &yaml::Yaml, p: &mut Problems) -> BTreeMap<String, String> {
+    let em = MapReader::new(e, "expect", p);
+    let mut expect = BTreeMap::new();
+    for (k, v) in em.entries() {
+        if let Some((t, _)) = text(v, "expected value", p) {
+            expect.insert(k.name.clone(), t);
+        }
+    }
+    expect
 }
 
 /// Compares a turn with its expectations; returns the mismatches.
@@ -187,6 +206,9 @@ pub fn run(
         let mut failures = Vec::new();
         if let Some(t) = sim::step(&mut engine, Event::Start, http) {
             note_path(&t.decision.path, &mut visited, &mut edges);
+            for m in mismatches(&t, &script.start) {
+                failures.push(format!("{}: call start: {m}", file.path.display()));
+            }
         }
         for (line, expect, source_line) in &script.turns {
             let Some(event) = sim::parse_line(line) else {
@@ -223,8 +245,9 @@ pub fn run(
             continue;
         }
         let branches: Vec<String> = match &node.kind {
-            Node::Route(r) => r.targets().into_iter().map(|t| t.name.clone()).collect(),
-            Node::Branch(b) => b.targets().into_iter().map(|t| t.name.clone()).collect(),
+            Node::Route(_) | Node::Branch(_) => {
+                node.kind.targets().into_iter().map(|t| t.name).collect()
+            }
             _ => Vec::new(),
         };
         for target in branches {
@@ -261,11 +284,19 @@ pub fn read_heldout(path: &Path) -> std::io::Result<Vec<(String, String)>> {
         .collect())
 }
 
+/// A call on `hotline` from its start to its first question, with no backend running: a
+/// request on the way (the demo's caller lookup) fails, and the flow takes its error path.
+pub fn started_call(hotline: &Arc<Hotline>) -> CallEngine {
+    let mut call = CallEngine::new(hotline.clone(), BTreeMap::new());
+    let no_backend: HttpFn = &|_, _, _, _| Err("no backend in this measurement".into());
+    sim::step(&mut call, Event::Start, no_backend);
+    call
+}
+
 /// What the hotline's first `ask` decides for `phrase`: an intent, `kb:<id>`, or `none`
 /// (out of scope or not understood). Scored against `read_heldout`.
 pub fn first_turn_decision(hotline: &Arc<Hotline>, phrase: &str) -> String {
-    let mut call = CallEngine::new(hotline.clone(), BTreeMap::new());
-    call.handle(Event::Start);
+    let mut call = started_call(hotline);
     let Some(d) = call
         .handle(Event::Speech {
             text: phrase.into(),

@@ -128,32 +128,51 @@ fn dechunk(mut rest: &str) -> Result<String, String> {
     }
 }
 
-/// The demo orders: (order number, status, detail).
-pub const DEMO_ORDERS: &[(&str, &str, &str)] = &[
-    (
-        "472198",
-        "shipped",
-        "It left our warehouse yesterday and should arrive on Thursday.",
-    ),
-    (
-        "123456",
-        "processing",
-        "We are packing it now; it will ship within one working day.",
-    ),
-    (
-        "555123",
-        "delivered",
-        "It was delivered on Monday and signed for at the front door.",
-    ),
-    (
-        "900001",
-        "cancelled",
-        "It was cancelled at your request and the refund is on its way.",
-    ),
+/// One order of the demo order service.
+pub struct DemoOrder {
+    pub number: &'static str,
+    pub status: &'static str,
+    pub detail: &'static str,
+    /// Who placed it (a caller number, as `sip::identity` gives it), if the demo knows.
+    pub caller: Option<&'static str>,
+    /// What a greeting says about it ("I see your order ... is on its way").
+    pub headline: &'static str,
+}
+
+/// The demo orders; a caller's latest order is the last one listed for them.
+pub const DEMO_ORDERS: &[DemoOrder] = &[
+    DemoOrder {
+        number: "472198",
+        status: "shipped",
+        detail: "It left our warehouse yesterday and should arrive on Thursday.",
+        caller: Some("+15550100"),
+        headline: "is on its way and should arrive on Thursday",
+    },
+    DemoOrder {
+        number: "123456",
+        status: "processing",
+        detail: "We are packing it now; it will ship within one working day.",
+        caller: None,
+        headline: "is being packed and ships within one working day",
+    },
+    DemoOrder {
+        number: "555123",
+        status: "delivered",
+        detail: "It was delivered on Monday and signed for at the front door.",
+        caller: Some("+15550123"),
+        headline: "was delivered on Monday",
+    },
+    DemoOrder {
+        number: "900001",
+        status: "cancelled",
+        detail: "It was cancelled at your request and the refund is on its way.",
+        caller: None,
+        headline: "was cancelled and the refund is on its way",
+    },
 ];
 
-/// Serves `GET /orders/{number}` from `DEMO_ORDERS` (404 with `{}` for unknown numbers) until
-/// the process ends. `delay` makes every reply slow, to exercise timeouts.
+/// Serves `GET /orders/{number}` and `GET /callers/{caller number}/orders/latest` from
+/// `DEMO_ORDERS` (404 with `{}` for unknown numbers) until the process ends. `delay` makes every reply slow, to exercise timeouts.
 pub fn spawn_demo_orders(listen: &str, delay: Duration) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(listen)?;
     let addr = listener.local_addr()?;
@@ -179,11 +198,23 @@ fn answer(stream: TcpStream, delay: Duration) -> std::io::Result<()> {
     }
     std::thread::sleep(delay);
     let path = line.split_whitespace().nth(1).unwrap_or("/");
-    let number = path.strip_prefix("/orders/").unwrap_or("");
-    let (status, body) = match DEMO_ORDERS.iter().find(|(n, _, _)| *n == number) {
-        Some((n, s, d)) => (
+    let found = if let Some(number) = path.strip_prefix("/orders/") {
+        DEMO_ORDERS.iter().find(|o| o.number == number)
+    } else if let Some(caller) =
+        (path.strip_prefix("/callers/")).and_then(|rest| rest.strip_suffix("/orders/latest"))
+    {
+        let caller = caller.replace("%2B", "+");
+        (DEMO_ORDERS.iter().rev()).find(|o| o.caller == Some(caller.as_str()))
+    } else {
+        None
+    };
+    let (status, body) = match found {
+        Some(o) => (
             "200 OK",
-            serde_json::json!({ "order": n, "status": s, "detail": d }).to_string(),
+            serde_json::json!({
+                "order": o.number, "status": o.status, "detail": o.detail, "headline": o.headline,
+            })
+            .to_string(),
         ),
         None => ("404 Not Found", "{}".to_string()),
     };
@@ -219,6 +250,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(status, 404);
+        let latest = |caller: &str| {
+            let url = format!("http://{addr}/callers/{caller}/orders/latest");
+            fetch("GET", &url, None, Duration::from_secs(2)).unwrap()
+        };
+        let (status, body) = latest("+15550100");
+        assert_eq!(status, 200);
+        assert!(body.contains("\"order\":\"472198\""), "{body}");
+        assert!(body.contains("on its way"), "{body}");
+        assert_eq!(latest("%2B15550123").0, 200);
+        assert_eq!(latest("anonymous").0, 404);
+        assert_eq!(latest("").0, 404);
         let slow = spawn_demo_orders("127.0.0.1:0", Duration::from_millis(800)).unwrap();
         let started = Instant::now();
         let err = fetch(

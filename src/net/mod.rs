@@ -64,8 +64,8 @@ pub type HangupFn = Box<dyn FnOnce(String) + Send>;
 /// An answered call handed to whatever runs it (the dialplan's call driver).
 pub struct AnsweredCall {
     pub call_id: String,
-    /// The INVITE's From.
-    pub caller: String,
+    /// Who is calling (P-Asserted-Identity or From, cleaned).
+    pub caller: crate::sip::identity::CallerId,
     /// The call's RTP session on the media driver.
     pub media: MediaHandle,
     /// What the session reports: the caller's audio every 20 ms, keys, playback marks. The
@@ -366,7 +366,9 @@ async fn start_call(
     } else {
         "udp"
     };
-    span.in_scope(|| tracing::info!(%caller, transport, rtp = %local_rtp, "call answered"));
+    span.in_scope(
+        || tracing::info!(caller = %caller.number, transport, rtp = %local_rtp, "call answered"),
+    );
     let mut config = SessionConfig::answered_call(
         media::random_ssrc(&call_id),
         format!("voxnav@{}", local_rtp.ip()),

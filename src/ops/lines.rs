@@ -5,7 +5,7 @@
 
 use crate::report::{Observer, Report};
 
-/// Prints decision, latency and transfer lines; logs turns and transfers.
+/// Prints call-started, decision, latency and transfer lines; logs turns and transfers.
 #[derive(Debug, Default)]
 pub struct StdoutLines;
 
@@ -29,6 +29,20 @@ impl Observer for StdoutLines {
                     node = text("node"),
                     "turn"
                 );
+            }
+            Report::CallStarted {
+                call_id,
+                caller,
+                hotline,
+                dialplan_version,
+            } => {
+                let json = serde_json::json!({
+                    "call": call_id,
+                    "caller": caller,
+                    "hotline": hotline,
+                    "dialplan_version": dialplan_version,
+                });
+                print_record("call-started", &json);
             }
             Report::BargeIn { call_id, resumed } => {
                 let json = serde_json::json!({ "call": call_id, "resumed": resumed });

@@ -13,6 +13,8 @@ pub struct LiveCall {
     pub call_id: String,
     /// Unix time in milliseconds.
     pub started_ms: u64,
+    /// The caller's number (`sip::identity`).
+    pub caller: String,
     pub hotline: String,
     pub node: String,
     pub turns: u32,
@@ -62,13 +64,17 @@ impl Observer for LiveView {
     fn observe(&self, report: &Report) {
         match report {
             Report::CallStarted {
-                call_id, hotline, ..
+                call_id,
+                caller,
+                hotline,
+                ..
             } => {
                 self.lock().insert(
                     call_id.clone(),
                     LiveCall {
                         call_id: call_id.clone(),
                         started_ms: now_ms(),
+                        caller: caller.clone(),
                         hotline: hotline.clone(),
                         state: "bot".into(),
                         ..Default::default()

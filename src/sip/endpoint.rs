@@ -340,12 +340,13 @@ impl Endpoint {
             .is_some_and(|d| d.state == DialogState::Offered)
     }
 
-    /// Who is calling: the INVITE's From (name-addr, tag included), or "" if unknown.
-    pub fn caller_of(&self, call_id: &str) -> String {
+    /// Who is calling (`identity::caller_id` of the INVITE), anonymous if the call is unknown.
+    pub fn caller_of(&self, call_id: &str) -> super::identity::CallerId {
         self.dialogs
             .get(call_id)
-            .map(|d| d.remote_name_addr.clone())
-            .unwrap_or_default()
+            .map_or_else(super::identity::CallerId::anonymous, |d| {
+                super::identity::caller_id(&d.invite)
+            })
     }
 
     /// Whether the call came over TCP.

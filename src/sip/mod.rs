@@ -15,6 +15,7 @@ pub mod dialog;
 pub mod endpoint;
 pub mod envelope;
 pub mod framing;
+pub mod identity;
 pub mod response;
 pub mod sdp;
 pub mod session_timer;

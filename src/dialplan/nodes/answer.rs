@@ -18,6 +18,12 @@ pub struct Answer {
     pub none: Option<Ref>,
 }
 
+impl Answer {
+    pub fn targets_mut(&mut self) -> Vec<&mut Ref> {
+        self.none.iter_mut().collect()
+    }
+}
+
 pub fn read(value: &Yaml, node: &mut MapReader, cx: &mut Ctx) -> Option<Answer> {
     let (id, pos) = text(value, "answer", cx.p)?;
     let none = node.get("none").and_then(|y| cx.reference(y, "none"));

@@ -15,8 +15,15 @@
 //!     confirm: true            # read the slot's value back for a yes (default: only
 //!                              # when recognition was unsure, settings.confirm_below)
 //!     fail: transfer_agent     # after the reprompts (default: the global handlers)
+//!     other: route_menu        # with a slot: a request instead of the value goes here
 //!   next: route_order
 //! ```
+//!
+//! `other` is for questions a caller may answer with something else entirely ("I see your
+//! order is out for delivery; is that why you're calling?" "No, I want a refund"): when the
+//! reply holds no value for the slot, or is a "no" to a yes/no slot, and the router is sure
+//! of an intent (other than the global handlers') or, with `kb: true`, the knowledge base
+//! has a clear answer, the call goes to `other` with `intent`/`kb_id`/`utterance` set, as after an intent ask.
 
 use crate::dialplan::model::{Ref, Speech};
 use crate::dialplan::read::{Ctx, MapReader, boolean, number, texts};
@@ -35,9 +42,17 @@ pub struct Ask {
     pub no_input: Vec<Speech>,
     pub no_match: Vec<Speech>,
     pub fail: Option<Ref>,
+    /// Where a request instead of the slot's value goes.
+    pub other: Option<Ref>,
     /// Read the slot's value back: always (true), never (false), or when recognition was
     /// unsure (None: `settings.confirm_below`).
     pub confirm: Option<bool>,
+}
+
+impl Ask {
+    pub fn targets_mut(&mut self) -> Vec<&mut Ref> {
+        self.fail.iter_mut().chain(self.other.iter_mut()).collect()
+    }
 }
 
 pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Ask> {
@@ -77,6 +92,14 @@ pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Ask> {
         .unwrap_or_default();
     let fail = m.get("fail").and_then(|y| cx.reference(y, "fail"));
     let confirm = m.get("confirm").and_then(|y| boolean(y, "confirm", cx.p));
+    let other = m.get("other").and_then(|y| cx.reference(y, "other"));
+    if other.is_some() && slot.is_none() {
+        cx.p.add(
+            m.pos,
+            "`other` takes requests at an ask for a slot: this ask already takes intents",
+            "add `slot:` or remove `other:` (its `next` already sees the intent)",
+        );
+    }
     if confirm.is_some() && slot.is_none() {
         cx.p.add(
             m.pos,
@@ -103,6 +126,7 @@ pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Ask> {
         no_input,
         no_match,
         fail,
+        other,
         confirm,
     })
 }

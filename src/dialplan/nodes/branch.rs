@@ -77,11 +77,9 @@ pub struct Branch {
 }
 
 impl Branch {
-    pub fn targets(&self) -> Vec<&Ref> {
-        self.cases
-            .iter()
-            .map(|(_, r)| r)
-            .chain([&self.otherwise])
+    pub fn targets_mut(&mut self) -> Vec<&mut Ref> {
+        (self.cases.iter_mut().map(|(_, r)| r))
+            .chain([&mut self.otherwise])
             .collect()
     }
 }

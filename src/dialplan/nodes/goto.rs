@@ -14,6 +14,12 @@ pub struct Goto {
     pub target: Ref,
 }
 
+impl Goto {
+    pub fn targets_mut(&mut self) -> Vec<&mut Ref> {
+        vec![&mut self.target]
+    }
+}
+
 pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Goto> {
     Some(Goto {
         target: cx.reference(value, "goto")?,

@@ -31,6 +31,12 @@ pub struct Http {
     pub error: Ref,
 }
 
+impl Http {
+    pub fn targets_mut(&mut self) -> Vec<&mut Ref> {
+        self.not_found.iter_mut().chain([&mut self.error]).collect()
+    }
+}
+
 /// Checks a URL with `{{variables}}` in it: scheme, host, no spaces.
 pub fn url_problem(url: &str) -> Option<&'static str> {
     let rest = if let Some(r) = url.strip_prefix("http://") {

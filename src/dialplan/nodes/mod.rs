@@ -57,18 +57,27 @@ impl Node {
         }
     }
 
-    /// Nodes this one can lead to, besides its `next`.
-    pub fn targets(&self) -> Vec<&Ref> {
+    /// Nodes this one can lead to, besides its `next`: each kind lists its own, and loading
+    /// qualifies every one of them inside a sub-flow (so none can be missed there).
+    pub fn targets_mut(&mut self) -> Vec<&mut Ref> {
         match self {
-            Node::Route(r) => r.targets(),
-            Node::Answer(a) => a.none.iter().collect(),
-            Node::Http(h) => h.not_found.iter().chain([&h.error]).collect(),
-            Node::Branch(b) => b.targets(),
-            Node::Goto(g) => vec![&g.target],
-            Node::Ask(a) => a.fail.iter().collect(),
-            Node::Transfer(t) => t.fallback.iter().collect(),
-            _ => Vec::new(),
+            Node::Route(r) => r.targets_mut(),
+            Node::Answer(a) => a.targets_mut(),
+            Node::Http(h) => h.targets_mut(),
+            Node::Branch(b) => b.targets_mut(),
+            Node::Goto(g) => g.targets_mut(),
+            Node::Ask(a) => a.targets_mut(),
+            Node::Transfer(t) => t.targets_mut(),
+            Node::Say(_) | Node::Set(_) | Node::Hangup(_) | Node::Call(_) | Node::Return => {
+                Vec::new()
+            }
         }
+    }
+
+    /// `targets_mut`, read-only (a copy: used when checking and reporting, not per call).
+    pub fn targets(&self) -> Vec<Ref> {
+        let mut copy = self.clone();
+        copy.targets_mut().into_iter().map(|r| r.clone()).collect()
     }
 
     /// Whether the node ends the call (no `next` needed).

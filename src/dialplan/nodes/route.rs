@@ -22,12 +22,10 @@ pub struct Route {
 }
 
 impl Route {
-    pub fn targets(&self) -> Vec<&Ref> {
-        self.cases
-            .iter()
-            .map(|(_, _, r)| r)
-            .chain(self.kb.iter())
-            .chain([&self.default])
+    pub fn targets_mut(&mut self) -> Vec<&mut Ref> {
+        (self.cases.iter_mut().map(|(_, _, r)| r))
+            .chain(self.kb.iter_mut())
+            .chain([&mut self.default])
             .collect()
     }
 }

@@ -4,6 +4,8 @@
 //! welcome:
 //!   say: greeting          # a prompt id, or the text itself
 //!   barge_in: false        # optional: the caller cannot interrupt this one
+//!   answers: true          # optional: this tells the caller what they called for (the turn
+//!                          # is an answer, and the call counts as self-served)
 //!   next: menu
 //! ```
 
@@ -15,6 +17,7 @@ use crate::dialplan::yaml::Yaml;
 pub struct Say {
     pub speech: Speech,
     pub barge_in: bool,
+    pub answers: bool,
 }
 
 pub fn read(value: &Yaml, node: &mut MapReader, cx: &mut Ctx) -> Option<Say> {
@@ -22,8 +25,13 @@ pub fn read(value: &Yaml, node: &mut MapReader, cx: &mut Ctx) -> Option<Say> {
         .get("barge_in")
         .and_then(|b| boolean(b, "barge_in", cx.p))
         .unwrap_or(true);
+    let answers = node
+        .get("answers")
+        .and_then(|b| boolean(b, "answers", cx.p))
+        .unwrap_or(false);
     Some(Say {
         speech: cx.speech(value, "say")?,
         barge_in,
+        answers,
     })
 }

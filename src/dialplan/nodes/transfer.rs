@@ -27,6 +27,12 @@ pub struct Transfer {
     pub fallback: Option<Ref>,
 }
 
+impl Transfer {
+    pub fn targets_mut(&mut self) -> Vec<&mut Ref> {
+        self.fallback.iter_mut().collect()
+    }
+}
+
 pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Transfer> {
     let mut m = MapReader::new(value, "transfer", cx.p);
     let queue = m.get("queue").and_then(|y| text(y, "queue", cx.p));
