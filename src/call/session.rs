@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use super::turn::{Expectation, TurnDetector, TurnEvent};
 use crate::dialplan::engine::{Action, CallEngine, Event, Step};
+use crate::dialplan::phrases::Phrase;
 use crate::report::{Outcome, Report, TransferStatus, TurnEnd, TurnLatency};
 
 /// Keys typed without the closing `#` are taken as complete after this pause.
@@ -57,8 +58,6 @@ pub fn recognition_deadline(samples: usize) -> Duration {
 }
 /// Synthesis of one reply past this gives up (the call goes on without the rest of it).
 pub const SYNTHESIS_DEADLINE: Duration = Duration::from_secs(15);
-/// What the caller hears when recognition is unavailable.
-pub const KEYPAD_OFFER: &str = "Sorry, I couldn't catch that. You can also use your keypad.";
 /// Speech still going this long after a barge-in is a real interruption (a backchannel is
 /// over by then).
 pub const BARGE_COMMIT: Duration = Duration::from_millis(700);
@@ -1035,7 +1034,9 @@ impl CallSession {
                 self.apply(
                     vec![
                         Action::Say {
-                            text: KEYPAD_OFFER.into(),
+                            text: Phrase::KeypadOffer
+                                .text(&self.engine.hotline().plan)
+                                .to_string(),
                             barge_in: true,
                         },
                         Action::Listen {

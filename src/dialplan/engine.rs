@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use super::model::{Dialplan, Language, SlotKind};
 use super::nodes::{Node, transfer::Target};
+use super::phrases::Phrase;
 use super::read::fill;
 use super::values;
 use crate::nlu::dates::Date;
@@ -464,11 +465,8 @@ impl CallEngine {
                 self.record.input = "(transfer failed)".into();
                 self.record.decision = DecisionKind::End;
                 self.record.reason = format!("transfer failed: {why}");
-                self.say(
-                    &mut actions,
-                    "Sorry, no colleague is free right now. Please call again later. Goodbye.",
-                    false,
-                );
+                let goodbye = Phrase::NoAgentGoodbye.text(&self.hotline.plan).to_string();
+                self.say(&mut actions, &goodbye, false);
                 actions.push(Action::Hangup {
                     reason: self.record.reason.clone(),
                 });
@@ -527,7 +525,8 @@ impl CallEngine {
             Some(t) => self.run(&t, actions),
             None => {
                 // No handler: a human is better than a dead end.
-                self.say(actions, "Let me connect you to a colleague.", false);
+                let text = Phrase::ConnectFallback.text(&self.hotline.plan).to_string();
+                self.say(actions, &text, false);
                 self.transfer(Target::Queue("general".into()), reason, None, actions);
             }
         }
@@ -825,10 +824,7 @@ impl CallEngine {
         let spoken = plan.slot(&heard.slot).map_or(heard.value.clone(), |d| {
             values::spoken(&d.kind, &heard.value, plan.language)
         });
-        let template = plan
-            .prompts
-            .get("confirm_value")
-            .map_or(values::confirm_question(plan.language), String::as_str);
+        let template = Phrase::ConfirmValue.text(plan);
         // "3 p.m." ends with a point of its own.
         template.replace("{{value}}", &spoken).replace("..", ".")
     }
@@ -996,10 +992,7 @@ impl CallEngine {
 
     fn choice_question(&self, c: &Choice) -> String {
         let plan = &self.hotline.plan;
-        let template = plan
-            .prompts
-            .get("choose_entry")
-            .map_or(values::choice_question(plan.language), String::as_str);
+        let template = Phrase::ChooseEntry.text(plan);
         template
             .replace("{{first}}", self.kb_topic(&c.options[0]))
             .replace("{{second}}", self.kb_topic(&c.options[1]))

@@ -9,6 +9,7 @@ pub mod error;
 pub mod load;
 pub mod model;
 pub mod nodes;
+pub mod phrases;
 pub mod read;
 pub mod registry;
 pub mod sim;

@@ -263,6 +263,10 @@ impl Dialplan {
         for k in &self.knowledge {
             add(&k.answer);
         }
+        // The built-in phrases without variables (the keypad offer, the goodbyes).
+        for phrase in super::phrases::Phrase::ALL {
+            add(phrase.text(self));
+        }
         out
     }
 }

@@ -199,25 +199,6 @@ fn ordinal(n: u32) -> String {
     format!("{n}{suffix}")
 }
 
-/// The question that reads a value back, in the hotline's language (a dialplan overrides it
-/// with the prompt `confirm_value`, where `{{value}}` is the value read back).
-pub fn confirm_question(language: Language) -> &'static str {
-    match language {
-        Language::English => "I heard {{value}}. Is that right?",
-        Language::Mandarin => "我听到的是{{value}}，对吗？",
-    }
-}
-
-/// The question for a caller whose question sits between two knowledge entries (a dialplan
-/// overrides it with the prompt `choose_entry`; `{{first}}` and `{{second}}` are the
-/// entries' topics).
-pub fn choice_question(language: Language) -> &'static str {
-    match language {
-        Language::English => "Do you mean {{first}}, or {{second}}?",
-        Language::Mandarin => "您是想问{{first}}，还是{{second}}？",
-    }
-}
-
 /// Which of two offered options an answer points at by position: 0 for "the first one",
 /// "one", "the former" or key 1; 1 for "the second", "the other one", "the latter", "the
 /// last" or key 2. None when it names neither by position (the caller may have named one by

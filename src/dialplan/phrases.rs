@@ -1,0 +1,110 @@
+//! What voxnav says on its own, not written in any node: reading a value back, "do you mean X
+//! or Y?", the keypad offer when recognition fails, the hand-over when no handler says where
+//! to go, and the goodbye when no agent is free. Each has an id that a dialplan's `prompts:`
+//! may override, and a default in each language, so a Mandarin hotline never speaks English.
+
+use super::model::{Dialplan, Language};
+
+/// A built-in phrase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phrase {
+    /// Reads a value back for a yes: `{{value}}` is the value as spoken.
+    ConfirmValue,
+    /// Between two knowledge entries: `{{first}}` and `{{second}}` are their topics.
+    ChooseEntry,
+    /// Recognition failed or is too slow: the keypad still works.
+    KeypadOffer,
+    /// A caller who needs a human and no handler names the node that hands them over.
+    ConnectFallback,
+    /// A transfer failed and no fallback takes the caller back into the flow.
+    NoAgentGoodbye,
+}
+
+impl Phrase {
+    pub const ALL: [Phrase; 5] = [
+        Phrase::ConfirmValue,
+        Phrase::ChooseEntry,
+        Phrase::KeypadOffer,
+        Phrase::ConnectFallback,
+        Phrase::NoAgentGoodbye,
+    ];
+
+    /// The prompt id that overrides it.
+    pub fn id(self) -> &'static str {
+        match self {
+            Phrase::ConfirmValue => "confirm_value",
+            Phrase::ChooseEntry => "choose_entry",
+            Phrase::KeypadOffer => "keypad_offer",
+            Phrase::ConnectFallback => "connect_fallback",
+            Phrase::NoAgentGoodbye => "no_agent_goodbye",
+        }
+    }
+
+    /// What it says in `language` unless the dialplan overrides it.
+    pub fn default_text(self, language: Language) -> &'static str {
+        use Language::{English, Mandarin};
+        match (self, language) {
+            (Phrase::ConfirmValue, English) => "I heard {{value}}. Is that right?",
+            (Phrase::ConfirmValue, Mandarin) => "我听到的是{{value}}，对吗？",
+            (Phrase::ChooseEntry, English) => "Do you mean {{first}}, or {{second}}?",
+            (Phrase::ChooseEntry, Mandarin) => "您是想问{{first}}，还是{{second}}？",
+            (Phrase::KeypadOffer, English) => {
+                "Sorry, I couldn't catch that. You can also use your keypad."
+            }
+            (Phrase::KeypadOffer, Mandarin) => "抱歉，我没有听清。您也可以使用电话按键。",
+            (Phrase::ConnectFallback, English) => "Let me connect you to a colleague.",
+            (Phrase::ConnectFallback, Mandarin) => "我为您转接人工客服。",
+            (Phrase::NoAgentGoodbye, English) => {
+                "Sorry, no colleague is free right now. Please call again later. Goodbye."
+            }
+            (Phrase::NoAgentGoodbye, Mandarin) => "抱歉，现在没有空闲的客服。请稍后再来电。再见。",
+        }
+    }
+
+    /// What it says on `plan`'s hotline: the dialplan's prompt of that id, else the default
+    /// for its language.
+    pub fn text(self, plan: &Dialplan) -> &str {
+        plan.prompts
+            .get(self.id())
+            .map_or(self.default_text(plan.language), String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_phrase_has_a_text_in_every_language_and_a_dialplan_overrides_it() {
+        for phrase in Phrase::ALL {
+            for language in [Language::English, Language::Mandarin] {
+                let text = phrase.default_text(language);
+                let ascii = text.chars().filter(char::is_ascii_alphabetic).count();
+                match language {
+                    Language::English => assert!(ascii > 10, "{phrase:?}: {text}"),
+                    // Variables aside, no English in a Mandarin phrase.
+                    Language::Mandarin => assert!(
+                        text.replace("{{value}}", "")
+                            .replace("{{first}}", "")
+                            .replace("{{second}}", "")
+                            .chars()
+                            .all(|c| !c.is_ascii_alphabetic()),
+                        "{phrase:?}: {text}"
+                    ),
+                }
+            }
+        }
+        let mut plan = crate::dialplan::load_str(
+            "t.yaml",
+            "name: t\nlanguage: zh\nintents:\n  hi:\n    examples: [你好, 您好, 喂你好]\nstart: bye\nnodes:\n  bye: { hangup: \"再见\" }\n",
+        )
+        .expect("loads");
+        assert_eq!(
+            Phrase::KeypadOffer.text(&plan),
+            "抱歉，我没有听清。您也可以使用电话按键。"
+        );
+        plan.prompts
+            .insert("keypad_offer".into(), "请按键输入。".into());
+        assert_eq!(Phrase::KeypadOffer.text(&plan), "请按键输入。");
+    }
+}
