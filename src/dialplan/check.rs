@@ -252,58 +252,12 @@ fn check_variables(plan: &Dialplan, p: &mut Problems) {
     defined.extend(plan.vars.keys().cloned());
     defined.extend(plan.slots.iter().map(|s| s.name.clone()));
     for node in plan.nodes.values() {
-        match &node.kind {
-            Node::Set(s) => defined.extend(s.values.iter().map(|(k, _, _)| k.clone())),
-            Node::Http(h) => defined.extend(h.set.iter().map(|(k, _)| k.clone())),
-            _ => {}
-        }
+        defined.extend(node.kind.sets());
     }
-    let mut uses: Vec<(String, super::yaml::Pos)> = Vec::new();
-    let mut text =
-        |t: &str, pos: super::yaml::Pos| uses.extend(variables(t).into_iter().map(|v| (v, pos)));
-    for node in plan.nodes.values() {
-        match &node.kind {
-            Node::Say(s) => text(&s.speech.text, s.speech.pos),
-            Node::Ask(a) => {
-                for s in std::iter::once(&a.prompt)
-                    .chain(&a.no_input)
-                    .chain(&a.no_match)
-                {
-                    text(&s.text, s.pos);
-                }
-            }
-            Node::Http(h) => {
-                text(&h.url, h.url_pos);
-                if let Some(b) = &h.body {
-                    text(b, h.url_pos);
-                }
-                if let Some(f) = &h.filler {
-                    text(&f.text, f.pos);
-                }
-            }
-            Node::Set(s) => {
-                for (_, pos, value) in &s.values {
-                    text(value, *pos);
-                }
-            }
-            Node::Branch(b) => {
-                for (c, _) in &b.cases {
-                    text(&format!("{{{{{}}}}}", c.variable), c.pos);
-                }
-            }
-            Node::Transfer(t) => {
-                if let Some(s) = &t.say {
-                    text(&s.text, s.pos);
-                }
-            }
-            Node::Hangup(hg) => {
-                if let Some(s) = &hg.say {
-                    text(&s.text, s.pos);
-                }
-            }
-            _ => {}
-        }
-    }
+    let uses: Vec<(String, super::yaml::Pos)> = (plan.nodes.values())
+        .flat_map(|node| node.kind.templates())
+        .flat_map(|(t, pos)| variables(&t).into_iter().map(move |v| (v, pos)))
+        .collect();
     for (v, pos) in uses {
         if !defined.contains(&v) {
             p.add(

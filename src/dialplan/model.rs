@@ -233,7 +233,6 @@ impl Dialplan {
     /// Every text the dialplan may say that has no `{{variables}}`, whitespace-normalised as
     /// the engine speaks it: what can be synthesised once at load.
     pub fn static_texts(&self) -> Vec<String> {
-        use super::nodes::Node;
         let mut out: Vec<String> = Vec::new();
         let mut add = |t: &str| {
             if !t.contains("{{") {
@@ -244,21 +243,7 @@ impl Dialplan {
             }
         };
         for node in self.nodes.values() {
-            match &node.kind {
-                Node::Say(s) => add(&s.speech.text),
-                Node::Ask(a) => {
-                    for s in std::iter::once(&a.prompt)
-                        .chain(&a.no_input)
-                        .chain(&a.no_match)
-                    {
-                        add(&s.text);
-                    }
-                }
-                Node::Http(h) => h.filler.iter().for_each(|f| add(&f.text)),
-                Node::Transfer(t) => t.say.iter().for_each(|s| add(&s.text)),
-                Node::Hangup(h) => h.say.iter().for_each(|s| add(&s.text)),
-                _ => {}
-            }
+            node.kind.speech().iter().for_each(|s| add(&s.text));
         }
         for k in &self.knowledge {
             add(&k.answer);

@@ -50,6 +50,13 @@ pub struct Ask {
 }
 
 impl Ask {
+    pub fn speech(&self) -> Vec<&Speech> {
+        std::iter::once(&self.prompt)
+            .chain(&self.no_input)
+            .chain(&self.no_match)
+            .collect()
+    }
+
     pub fn targets_mut(&mut self) -> Vec<&mut Ref> {
         self.fail.iter_mut().chain(self.other.iter_mut()).collect()
     }

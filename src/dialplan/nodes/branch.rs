@@ -77,6 +77,13 @@ pub struct Branch {
 }
 
 impl Branch {
+    /// The variables the conditions read, as `{{name}}` templates.
+    pub fn templates(&self) -> Vec<(String, Pos)> {
+        (self.cases.iter())
+            .map(|(c, _)| (format!("{{{{{}}}}}", c.variable), c.pos))
+            .collect()
+    }
+
     pub fn targets_mut(&mut self) -> Vec<&mut Ref> {
         (self.cases.iter_mut().map(|(_, r)| r))
             .chain([&mut self.otherwise])

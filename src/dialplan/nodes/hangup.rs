@@ -14,6 +14,12 @@ pub struct Hangup {
     pub say: Option<Speech>,
 }
 
+impl Hangup {
+    pub fn speech(&self) -> Vec<&Speech> {
+        self.say.iter().collect()
+    }
+}
+
 pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Hangup> {
     let say = if value.is_null() || value.as_str() == Some("true") {
         None

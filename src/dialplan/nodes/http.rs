@@ -32,6 +32,23 @@ pub struct Http {
 }
 
 impl Http {
+    pub fn speech(&self) -> Vec<&Speech> {
+        self.filler.iter().collect()
+    }
+
+    /// The URL and body, filled from variables.
+    pub fn templates(&self) -> Vec<(String, Pos)> {
+        std::iter::once(&self.url)
+            .chain(&self.body)
+            .map(|t| (t.clone(), self.url_pos))
+            .collect()
+    }
+
+    /// The variables the reply sets.
+    pub fn sets(&self) -> Vec<String> {
+        self.set.iter().map(|(k, _)| k.clone()).collect()
+    }
+
     pub fn targets_mut(&mut self) -> Vec<&mut Ref> {
         self.not_found.iter_mut().chain([&mut self.error]).collect()
     }

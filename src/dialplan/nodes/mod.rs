@@ -1,5 +1,7 @@
-//! Node kinds, one file each: how a node is read from YAML and which nodes it can lead to.
-//! How each behaves in a call is in `engine`, which matches on `Node`.
+//! Node kinds, one file each: how a node is read from YAML, which nodes it can lead to, what
+//! it speaks, which `{{variables}}` it reads and which it sets. `Node` only dispatches (every
+//! kind listed, so a new kind is a compile error here until it says what it has). How each
+//! behaves in a call is still in `engine`, which matches on `Node`.
 
 pub mod answer;
 pub mod ask;
@@ -13,7 +15,8 @@ pub mod say;
 pub mod set;
 pub mod transfer;
 
-use super::model::Ref;
+use super::model::{Ref, Speech};
+use super::yaml::Pos;
 
 /// Every node kind.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +74,66 @@ impl Node {
             Node::Say(_) | Node::Set(_) | Node::Hangup(_) | Node::Call(_) | Node::Return => {
                 Vec::new()
             }
+        }
+    }
+
+    /// What the node speaks (prompts, reprompts, fillers): the prompt cache synthesises the
+    /// fixed ones, and the checker looks for variables in them.
+    pub fn speech(&self) -> Vec<&Speech> {
+        match self {
+            Node::Say(s) => s.speech(),
+            Node::Ask(a) => a.speech(),
+            Node::Http(h) => h.speech(),
+            Node::Transfer(t) => t.speech(),
+            Node::Hangup(h) => h.speech(),
+            Node::Route(_)
+            | Node::Answer(_)
+            | Node::Set(_)
+            | Node::Branch(_)
+            | Node::Goto(_)
+            | Node::Call(_)
+            | Node::Return => Vec::new(),
+        }
+    }
+
+    /// Every text the node fills from `{{variables}}` (its speech, a URL, a value, a
+    /// condition), with where it is written.
+    pub fn templates(&self) -> Vec<(String, Pos)> {
+        let own = match self {
+            Node::Http(h) => h.templates(),
+            Node::Set(s) => s.templates(),
+            Node::Branch(b) => b.templates(),
+            Node::Say(_)
+            | Node::Ask(_)
+            | Node::Route(_)
+            | Node::Answer(_)
+            | Node::Transfer(_)
+            | Node::Hangup(_)
+            | Node::Goto(_)
+            | Node::Call(_)
+            | Node::Return => Vec::new(),
+        };
+        (self.speech().into_iter())
+            .map(|s| (s.text.clone(), s.pos))
+            .chain(own)
+            .collect()
+    }
+
+    /// The variables the node sets.
+    pub fn sets(&self) -> Vec<String> {
+        match self {
+            Node::Http(h) => h.sets(),
+            Node::Set(s) => s.sets(),
+            Node::Say(_)
+            | Node::Ask(_)
+            | Node::Route(_)
+            | Node::Answer(_)
+            | Node::Branch(_)
+            | Node::Transfer(_)
+            | Node::Hangup(_)
+            | Node::Goto(_)
+            | Node::Call(_)
+            | Node::Return => Vec::new(),
         }
     }
 

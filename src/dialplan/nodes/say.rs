@@ -20,6 +20,12 @@ pub struct Say {
     pub answers: bool,
 }
 
+impl Say {
+    pub fn speech(&self) -> Vec<&Speech> {
+        vec![&self.speech]
+    }
+}
+
 pub fn read(value: &Yaml, node: &mut MapReader, cx: &mut Ctx) -> Option<Say> {
     let barge_in = node
         .get("barge_in")

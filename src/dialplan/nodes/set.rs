@@ -14,6 +14,19 @@ pub struct Set {
     pub values: Vec<(String, Pos, String)>,
 }
 
+impl Set {
+    /// The values, filled from variables.
+    pub fn templates(&self) -> Vec<(String, Pos)> {
+        (self.values.iter())
+            .map(|(_, pos, value)| (value.clone(), *pos))
+            .collect()
+    }
+
+    pub fn sets(&self) -> Vec<String> {
+        self.values.iter().map(|(k, _, _)| k.clone()).collect()
+    }
+}
+
 pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Set> {
     let m = MapReader::new(value, "set", cx.p);
     let values = m

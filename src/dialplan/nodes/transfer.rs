@@ -28,6 +28,10 @@ pub struct Transfer {
 }
 
 impl Transfer {
+    pub fn speech(&self) -> Vec<&Speech> {
+        self.say.iter().collect()
+    }
+
     pub fn targets_mut(&mut self) -> Vec<&mut Ref> {
         self.fallback.iter_mut().collect()
     }
