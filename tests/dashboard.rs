@@ -4,12 +4,15 @@
 //! words land in the not-understood list). Chromium loads the page while the second call is
 //! on the line (the live table shows it at its node with its transcript) and after both (KPI
 //! tiles, call list, not-understood list, drop-off, and one call's turn-by-turn view). The
-//! server's JSON log is checked for the call id on the call's events.
+//! server's JSON log is checked for the call id on the call's events. A third call, from the
+//! first call's number about the same thing, says goodbye and rates the call on the keypad:
+//! the statistics count its survey score and the first call as not resolved at first contact.
 
 use std::time::Duration;
 
 use voxnav::testkit::{
-    Server, chromium_dom, element_text, free_udp_port, sipp_speaking_caller, temp_dir,
+    Server, chromium_dom, element_text, espeak_wav, free_udp_port, scripted_call_from,
+    sipp_speaking_caller, temp_dir,
 };
 
 const TOKEN: &str = "dash-token";
@@ -265,5 +268,49 @@ fn the_dashboard_shows_live_and_recorded_calls_after_real_calls() {
         .filter(|e| e["fields"]["message"] == "turn" && e["span"]["id"].as_str().is_none())
         .count();
     assert_eq!(turns_without_call, 0, "every turn event is in a call span");
+    // Before call 3: one judged call (call 1: a number and a matter), resolved so far; no
+    // survey answered.
+    let before = api("/api/stats");
+    assert_eq!(before["first_contact"]["judged"], 1, "{before}");
+    assert_eq!(before["first_contact"]["resolved"], 1, "{before}");
+    assert_eq!(before["survey"]["responses"], 0, "{before}");
+
+    // Call 3: the same number, about its order again; then goodbye and a 4 on the keypad.
+    espeak_wav("where is my order", &dir, "order");
+    espeak_wav("no, that's all, goodbye", &dir, "bye");
+    let script = dir.join("third.yaml");
+    std::fs::write(
+        &script,
+        "turns:\n  - wav: order.wav\n  - dtmf: \"472198#\"\n  - wav: bye.wav\n  - dtmf: \"4\"\n",
+    )
+    .unwrap();
+    let report = scripted_call_from(
+        env!("CARGO_BIN_EXE_voxnav"),
+        server.port,
+        &script,
+        "+15550199",
+    );
+    assert!(report["failure"].is_null(), "{report}");
+    let mut after = serde_json::Value::Null;
+    for _ in 0..50 {
+        after = api("/api/stats");
+        if after["ended"] == 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(after["outcomes"]["self_served"], 2, "{after}");
+    assert_eq!(after["survey"]["responses"], 1, "{after}");
+    assert_eq!(after["survey"]["average"], 4.0, "{after}");
+    // Call 1 was followed by another call about the same matter: not resolved at first
+    // contact; call 3 is, so far.
+    assert_eq!(after["first_contact"]["judged"], 2, "{after}");
+    assert_eq!(after["first_contact"]["resolved"], 1, "{after}");
+    let dom = page("");
+    assert_eq!(element_text(&dom, "kpi-fcr").as_deref(), Some("50%"));
+    assert_eq!(
+        element_text(&dom, "kpi-satisfaction").as_deref(),
+        Some("4.0 (1)")
+    );
     drop(server);
 }

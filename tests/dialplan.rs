@@ -158,8 +158,8 @@ fn broken_dialplans_are_refused_with_positions_and_hints() {
 
     // An unreachable node.
     let e = refused(&good.replace(
-        "  bye:\n    hangup: goodbye\n",
-        "  bye:\n    hangup: goodbye\n\n  orphan:\n    say: goodbye\n    next: menu\n",
+        "  bye_now:\n    hangup: goodbye\n",
+        "  bye_now:\n    hangup: goodbye\n\n  orphan:\n    say: goodbye\n    next: menu\n",
     ));
     assert!(e.contains("node `orphan` is unreachable"), "{e}");
 

@@ -337,6 +337,7 @@ pub struct CallSession {
     barge: Option<Option<Listening>>,
     end_after_audio: Option<String>,
     answered: bool,
+    /// The dialplan hung up, or a turn ended the conversation (goodbye).
     dialplan_ended: bool,
     reached_agent: bool,
     transfer_reason: Option<String>,
@@ -1075,6 +1076,10 @@ impl CallSession {
         let mut json = crate::dialplan::sim::to_json(&turn);
         json["call"] = serde_json::Value::String(self.call_id.clone());
         self.answered |= json["decision"] == "answer";
+        // The bot brought the call to its end (a goodbye, then perhaps a survey the caller
+        // hangs up on): finished, not abandoned.
+        self.dialplan_ended |= d.decision == crate::dialplan::engine::DecisionKind::End
+            && !matches!(d.input.as_str(), "(hangup)" | "(transfer failed)");
         self.flush_decision(None);
         let speaks = step.actions.iter().any(|a| matches!(a, Action::Say { .. }));
         if self.timing.is_some() && speaks {

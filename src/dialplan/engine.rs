@@ -208,6 +208,8 @@ pub struct Decision {
     pub sentiment: f32,
     pub kb: Option<String>,
     pub kb_score: Option<f32>,
+    /// A survey score given this turn (a `rating` slot filled): the call's satisfaction.
+    pub survey: Option<u32>,
     pub decision: DecisionKind,
     pub reason: String,
     pub path: Vec<String>,
@@ -304,6 +306,7 @@ fn empty_record() -> Decision {
         sentiment: 0.0,
         kb: None,
         kb_score: None,
+        survey: None,
         decision: DecisionKind::Dialplan,
         reason: String::new(),
         path: Vec::new(),
@@ -792,6 +795,11 @@ impl CallEngine {
             .slots
             .insert(slot.to_string(), value.to_string());
         self.vars.insert(slot.to_string(), value.to_string());
+        if let Some(def) = self.hotline.plan.slot(slot)
+            && matches!(def.kind, SlotKind::Rating { .. })
+        {
+            self.record.survey = value.parse().ok();
+        }
         self.confirming = None;
         self.record.reason = if how.is_empty() {
             format!("slot `{slot}` = {value}")

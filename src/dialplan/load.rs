@@ -316,7 +316,9 @@ fn read_intents(y: &Yaml, p: &mut Problems) -> Vec<IntentDef> {
 
 fn read_slots(y: &Yaml, p: &mut Problems) -> Vec<SlotDef> {
     use crate::nlu::dates::Tense;
-    const TYPES: [&str; 7] = ["digits", "yes_no", "date", "time", "money", "phone", "code"];
+    const TYPES: [&str; 8] = [
+        "digits", "yes_no", "date", "time", "money", "phone", "code", "rating",
+    ];
     let m = MapReader::new(y, "slots", p);
     let mut out = Vec::new();
     for (k, v) in m.entries() {
@@ -371,6 +373,17 @@ fn read_slots(y: &Yaml, p: &mut Problems) -> Vec<SlotDef> {
                     })
                     .unwrap_or_default();
                 SlotKind::Date { tense }
+            }
+            Some((t, _)) if t == "rating" => {
+                let max = bound(&mut sm, "max", 5, p);
+                if !(2..=10).contains(&max) {
+                    p.add(
+                        k.pos,
+                        format!("slot `{}`: a rating from 1 to {max}", k.name),
+                        "max is 2 to 10 (5 is usual)",
+                    );
+                }
+                SlotKind::Rating { max: max as u32 }
             }
             Some((t, _)) if t == "yes_no" => SlotKind::YesNo,
             Some((t, _)) if t == "time" => SlotKind::Time,

@@ -52,6 +52,10 @@ pub enum SlotKind {
         min: usize,
         max: usize,
     },
+    /// A survey score from 1 to `max` (said, or a key), recorded as the call's satisfaction.
+    Rating {
+        max: u32,
+    },
 }
 
 impl SlotKind {
@@ -65,13 +69,15 @@ impl SlotKind {
             SlotKind::Money => "money",
             SlotKind::Phone => "phone",
             SlotKind::Code { .. } => "code",
+            SlotKind::Rating { .. } => "rating",
         }
     }
 
     /// Whether a value of this type is picked out of any sentence (an order number said in
-    /// the first request). A yes or a no means something only as the answer to a question.
+    /// the first request). A yes or a no, or a score, means something only as the answer to a
+    /// question.
     pub fn heard_anywhere(&self) -> bool {
-        !matches!(self, SlotKind::YesNo)
+        !matches!(self, SlotKind::YesNo | SlotKind::Rating { .. })
     }
 }
 

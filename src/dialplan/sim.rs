@@ -130,6 +130,7 @@ pub fn to_json(t: &BotTurn) -> serde_json::Value {
         "reason": d.reason,
         "kb": d.kb,
         "kb_score": d.kb_score.map(|s| (s * 1000.0).round() / 1000.0),
+        "survey": d.survey,
         "node": last_node(d),
         "path": d.path,
         "say": d.say.join(" "),

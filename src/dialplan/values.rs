@@ -22,6 +22,7 @@ pub fn value(kind: &SlotKind, input: &str, typed: bool, today: Date) -> Option<S
         SlotKind::Money => slots::money(input),
         SlotKind::Phone => slots::phone(input),
         SlotKind::Code { min, max } => slots::code(input, *min, *max),
+        SlotKind::Rating { max } => slots::rating(input, *max).map(|n| n.to_string()),
     }
 }
 
@@ -37,6 +38,11 @@ fn keyed(kind: &SlotKind, keys: &str) -> Option<String> {
             "2" => Some("no".into()),
             _ => None,
         },
+        SlotKind::Rating { max } => keys
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=*max).contains(n) && digits())
+            .map(|n| n.to_string()),
         SlotKind::Money => {
             let (units, cents) = keys.split_once('*').unwrap_or((keys, "00"));
             let ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
@@ -177,7 +183,7 @@ pub fn spoken(kind: &SlotKind, value: &str, language: Language) -> String {
                 format!("{h12}:{m:02} {half}")
             }
         }
-        SlotKind::Money | SlotKind::YesNo => value.to_string(),
+        SlotKind::Money | SlotKind::YesNo | SlotKind::Rating { .. } => value.to_string(),
     }
 }
 

@@ -62,6 +62,46 @@ fn chinese_digit(c: char) -> Option<char> {
     Some(d)
 }
 
+/// A score from 1 to `max` said as an answer to a survey question: "four", "5", "I'd give
+/// you a four", "four out of five", "4 stars", "五分". One score only: "three or four" is not
+/// an answer; a number above `max` is not either.
+pub fn rating(text: &str, max: u32) -> Option<u32> {
+    let lowered = text.to_lowercase();
+    // Mandarin: a single digit character (or 十) anywhere, e.g. 五分, 给四星.
+    let cjk: Vec<u32> = lowered
+        .chars()
+        .filter_map(|c| match c {
+            '十' => Some(10),
+            c => chinese_digit(c).and_then(|d| d.to_digit(10)),
+        })
+        .collect();
+    let ws = words(&lowered.replace('/', " out of ").replace('-', " "));
+    let mut numbers: Vec<u32> = Vec::new();
+    let mut i = 0;
+    while i < ws.len() {
+        let w = ws[i].as_str();
+        let n = (w.parse::<u32>().ok())
+            .or_else(|| unit(w).filter(|_| !matches!(w, "to" | "too" | "for" | "o" | "oh")))
+            .or_else(|| teen(w));
+        if let Some(n) = n {
+            numbers.push(n);
+            // "four out of five": the scale is not the score.
+            if ws.get(i + 1).map(String::as_str) == Some("out")
+                && ws.get(i + 2).map(String::as_str) == Some("of")
+            {
+                i += 4;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    numbers.extend(cjk);
+    match numbers.as_slice() {
+        [n] if (1..=max).contains(n) => Some(*n),
+        _ => None,
+    }
+}
+
 /// The digits a caller said or typed, in order ("my order is forty-seven twenty-one" ->
 /// "4721"). Words that are not numbers are skipped; "to"/"for" count as digits only between
 /// other digits, so "I want to check order four five" gives "45".
@@ -606,5 +646,26 @@ mod tests {
         }
         assert_eq!(code("I would like a refund", 3, 10), None);
         assert_eq!(code("where is my order", 3, 10), None);
+    }
+
+    #[test]
+    fn survey_ratings() {
+        for (said, want) in [
+            ("four", Some(4)),
+            ("5", Some(5)),
+            ("I'd give you a four", Some(4)),
+            ("four out of five", Some(4)),
+            ("3/5", Some(3)),
+            ("one star", Some(1)),
+            ("五分", Some(5)),
+            ("three or four", None),
+            ("seven", None),
+            ("zero", None),
+            ("it was fine", None),
+            ("", None),
+        ] {
+            assert_eq!(rating(said, 5), want, "{said}");
+        }
+        assert_eq!(rating("ten", 10), Some(10));
     }
 }

@@ -12,6 +12,13 @@
 //!   as their last turn's node;
 //! - **not understood**: caller turns whose decision says "not understood" (no intent matched,
 //!   or one the ask did not expect), spoken ones only (keypad and timers excluded);
+//! - **satisfaction**: the survey scores given (a `rating` slot, the decision record's
+//!   `survey`), their mean and count per score;
+//! - **first-contact resolution**: of the ended calls from a known number (not `anonymous`)
+//!   that asked about something (an intent other than `agent`/`goodbye`, or a knowledge
+//!   entry), the share whose caller did not call again about any of the same things within
+//!   `FCR_WINDOW_DAYS` days; a call younger than the window counts as resolved until a repeat
+//!   comes;
 //! - **voice-to-voice latency** (server side): the caller's last voiced frame -> first reply
 //!   audio, from each timed turn's `latency` record (`voice_to_voice_ms`).
 
@@ -54,6 +61,29 @@ pub struct NodeDropOff {
     pub drop_off_rate: f64,
 }
 
+/// The survey answers of a range.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Survey {
+    pub responses: u64,
+    pub average: Option<f64>,
+    /// How many gave each score, by score.
+    pub by_score: Vec<Count>,
+}
+
+/// First-contact resolution of a range.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FirstContact {
+    pub window_days: u64,
+    /// Ended calls from a known number about something.
+    pub judged: u64,
+    /// Of those, calls not followed by another about the same thing within the window.
+    pub resolved: u64,
+    pub rate: Option<f64>,
+}
+
+/// A repeat call within this many days means the first did not resolve its matter.
+pub const FCR_WINDOW_DAYS: u64 = 7;
+
 /// One time bucket of the series the dashboard charts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Bucket {
@@ -84,6 +114,8 @@ pub struct Summary {
     pub latency_p50_ms: Option<u64>,
     pub latency_p95_ms: Option<u64>,
     pub drop_off: Vec<NodeDropOff>,
+    pub survey: Survey,
+    pub first_contact: FirstContact,
     pub series: Vec<Bucket>,
 }
 
@@ -169,6 +201,94 @@ fn counts(db: &Connection, sql: &str, range: Range) -> Result<Vec<Count>, StatsE
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn survey(db: &Connection, range: Range) -> Result<Survey, StatsError> {
+    let by_score = counts(
+        db,
+        "SELECT CAST(json_extract(t.record, '$.survey') AS TEXT) AS score, COUNT(*)          FROM turns t JOIN calls c USING (call_id)          WHERE c.started_ms >= ?1 AND c.started_ms < ?2 AND score IS NOT NULL          GROUP BY score ORDER BY CAST(score AS INTEGER)",
+        range,
+    )?;
+    let responses: u64 = by_score.iter().map(|c| c.count).sum();
+    let total: f64 = (by_score.iter())
+        .map(|c| c.name.parse::<f64>().unwrap_or(0.0) * c.count as f64)
+        .sum();
+    Ok(Survey {
+        responses,
+        average: (responses > 0).then(|| total / responses as f64),
+        by_score,
+    })
+}
+
+/// A call from a known number and what it was about.
+struct CallTopics {
+    caller: String,
+    started_ms: u64,
+    ended: bool,
+    /// Its intents (not the handlers' `agent` and `goodbye`) and knowledge entries, as
+    /// `intent` and `kb:id`.
+    topics: Vec<String>,
+}
+
+/// The calls from known numbers started in [`from_ms`, `to_ms`), by id.
+fn topics_of_calls(
+    db: &Connection,
+    from_ms: u64,
+    to_ms: u64,
+) -> Result<BTreeMap<String, CallTopics>, StatsError> {
+    let mut calls: BTreeMap<String, CallTopics> = BTreeMap::new();
+    let mut q = db.prepare(
+        "SELECT c.call_id, c.caller, c.started_ms, c.ended_ms IS NOT NULL,                 t.intent, json_extract(t.record, '$.kb')          FROM calls c LEFT JOIN turns t USING (call_id)          WHERE c.started_ms >= ?1 AND c.started_ms < ?2 AND c.caller != 'anonymous'",
+    )?;
+    let mut rows = q.query(params![from_ms as i64, to_ms as i64])?;
+    while let Some(r) = rows.next()? {
+        let call = calls.entry(r.get(0)?).or_insert_with(|| CallTopics {
+            caller: r.get(1).unwrap_or_default(),
+            started_ms: r.get::<_, i64>(2).unwrap_or(0) as u64,
+            ended: r.get(3).unwrap_or(false),
+            topics: Vec::new(),
+        });
+        let intent: Option<String> = r.get(4)?;
+        let kb: Option<String> = r.get(5)?;
+        let topic = match (intent, kb) {
+            (Some(i), _) if i != "agent" && i != "goodbye" => Some(i),
+            (_, Some(k)) => Some(format!("kb:{k}")),
+            _ => None,
+        };
+        if let Some(t) = topic
+            && !call.topics.contains(&t)
+        {
+            call.topics.push(t);
+        }
+    }
+    Ok(calls)
+}
+
+fn first_contact(db: &Connection, range: Range) -> Result<FirstContact, StatsError> {
+    let window_ms = FCR_WINDOW_DAYS * 86_400_000;
+    // Later calls up to a window past the range can reveal a repeat.
+    let calls = topics_of_calls(db, range.from_ms, range.to_ms.saturating_add(window_ms))?;
+    let (mut judged, mut resolved) = (0, 0);
+    for (id, call) in &calls {
+        if call.started_ms >= range.to_ms || !call.ended || call.topics.is_empty() {
+            continue;
+        }
+        judged += 1;
+        let repeated = calls.iter().any(|(other, later)| {
+            other != id
+                && later.caller == call.caller
+                && later.started_ms > call.started_ms
+                && later.started_ms <= call.started_ms + window_ms
+                && later.topics.iter().any(|t| call.topics.contains(t))
+        });
+        resolved += u64::from(!repeated);
+    }
+    Ok(FirstContact {
+        window_days: FCR_WINDOW_DAYS,
+        judged,
+        resolved,
+        rate: rate(resolved, judged),
+    })
 }
 
 /// The statistics of calls started in `range`, with a series in buckets of `bucket_ms`.
@@ -305,6 +425,8 @@ pub fn summary(db: &Connection, range: Range, bucket_ms: u64) -> Result<Summary,
         latency_p50_ms: percentile(&all, 0.5),
         latency_p95_ms: percentile(&all, 0.95),
         drop_off,
+        survey: survey(db, range)?,
+        first_contact: first_contact(db, range)?,
         series,
     })
 }
@@ -570,5 +692,73 @@ mod tests {
             (empty.calls, empty.containment_rate, empty.latency_p50_ms),
             (0, None, None)
         );
+    }
+
+    /// Survey scores, and first-contact resolution by caller number and topic.
+    #[test]
+    fn survey_scores_and_first_contact_resolution() {
+        let db = Connection::open_in_memory().unwrap();
+        db.execute_batch(super::super::records::SCHEMA).unwrap();
+        let day: i64 = 86_400_000;
+        let from = |id: &str, caller: &str, started: i64, ended: bool, topic: &str| {
+            db.execute(
+                "INSERT INTO calls VALUES (?1, ?2, 'demo', 1, ?3, ?4, ?5, NULL)",
+                params![
+                    id,
+                    caller,
+                    started,
+                    ended.then_some(started + 60_000),
+                    ended.then_some("self_served")
+                ],
+            )
+            .unwrap();
+            let record = match topic.strip_prefix("kb:") {
+                Some(kb) => serde_json::json!({ "kb": kb }),
+                None => serde_json::json!({ "intent": topic }),
+            };
+            turn(&db, id, "something", "menu", record);
+        };
+        from("p1", "+15550100", 0, true, "order_status");
+        from("p2", "+15550100", 2 * day, true, "order_status"); // p1 did not resolve it
+        from("q1", "+15550123", 0, true, "return_refund");
+        from("q2", "+15550123", day, true, "kb:warranty"); // another matter
+        from("r1", "+15550199", 0, true, "order_status");
+        from("r2", "+15550199", 9 * day, true, "order_status"); // outside the window
+        from("s1", "anonymous", 0, true, "order_status"); // no number: not judged
+        from("t1", "+15550111", 0, true, "agent"); // asked for a human only: not judged
+        from("u1", "+15550112", 0, false, "order_status"); // in progress: not judged
+        for (id, score) in [("p1", 4), ("q1", 5), ("r1", 5)] {
+            turn(
+                &db,
+                id,
+                "#dtmf 5",
+                "bye",
+                serde_json::json!({ "survey": score }),
+            );
+        }
+        let s = summary(
+            &db,
+            Range {
+                from_ms: 0,
+                to_ms: 3 * day as u64,
+            },
+            day as u64,
+        )
+        .unwrap();
+        assert_eq!(
+            s.first_contact,
+            FirstContact {
+                window_days: 7,
+                judged: 5,
+                resolved: 4,
+                rate: Some(0.8)
+            }
+        );
+        assert_eq!(s.survey.responses, 3);
+        assert!((s.survey.average.unwrap() - 14.0 / 3.0).abs() < 1e-9);
+        let by_score: Vec<(&str, u64)> = (s.survey.by_score.iter())
+            .map(|c| (c.name.as_str(), c.count))
+            .collect();
+        assert_eq!(by_score, [("4", 1), ("5", 2)]);
     }
 }
