@@ -1392,6 +1392,10 @@ nodes:
     }
 
     fn harness(model: bool) -> Harness {
+        harness_on(PLAN, model)
+    }
+
+    fn harness_on(plan: &str, model: bool) -> Harness {
         let dir = std::env::temp_dir().join(format!(
             "voxnav-session-{}-{}",
             std::process::id(),
@@ -1402,7 +1406,7 @@ nodes:
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("p.yaml");
-        std::fs::write(&file, PLAN).unwrap();
+        std::fs::write(&file, plan).unwrap();
         let registry = HotlineRegistry::load(&file, Arc::new(BagOfWords)).unwrap();
         let engine = CallEngine::new(registry.current(), Default::default());
         let now = Instant::now();
@@ -1421,6 +1425,17 @@ nodes:
     }
 
     impl Harness {
+        /// Into the first prompt, the caller talks for 0.8 s and is recognised as `text`.
+        fn first_words(&mut self, text: &str) {
+            self.wait(1500);
+            self.talk(800, true);
+            self.wait(300);
+            let spec = Harness::recognitions(&self.log)[0].0;
+            self.s
+                .handle_recognized(spec, Ok((text.into(), 0.9)), self.now);
+            self.pump();
+        }
+
         /// Carries out outputs: media and synthesis are simulated, the rest logged.
         fn pump(&mut self) {
             while let Some(out) = self.s.poll_output() {
@@ -1891,12 +1906,7 @@ nodes:
 
         // Connected: the caller's audio goes to the agent and the agent's to the caller.
         let mut h = harness(false);
-        h.wait(1500);
-        h.talk(800, true);
-        h.wait(300);
-        let spec = Harness::recognitions(&h.log)[0].0;
-        h.s.handle_recognized(spec, Ok(("an agent please".into(), 0.9)), h.now);
-        h.pump();
+        h.first_words("an agent please");
         h.wait(500);
         h.s.handle_agent(
             AgentEvent::Dialling {
@@ -1948,12 +1958,7 @@ nodes:
         assert!(h.s.is_over());
         // The dialplan said goodbye: self-served, the hang-up after the goodbye played.
         let mut h = harness(false);
-        h.wait(1500);
-        h.talk(800, true);
-        h.wait(300);
-        let spec = Harness::recognitions(&h.log)[0].0;
-        h.s.handle_recognized(spec, Ok(("hello there".into(), 0.9)), h.now);
-        h.pump();
+        h.first_words("hello there");
         h.wait(1500);
         h.take();
         h.s.handle_digit('4', h.now);
@@ -1975,5 +1980,38 @@ nodes:
                 ..
             })
         )));
+    }
+
+    #[test]
+    fn a_caller_who_said_goodbye_and_hangs_up_on_the_survey_was_served() {
+        // The goodbye handler asks for a score; the caller hangs up over the question. The
+        // bot had brought the call to its end: self-served, not abandoned.
+        let plan = PLAN
+            .replace(
+                "intents:\n",
+                "intents:\n  goodbye: { examples: [goodbye, bye bye, that is all goodbye] }\n",
+            )
+            .replace("slots:\n", "slots:\n  score: { type: rating }\n")
+            .replace("agent: to_agent }", "agent: to_agent, goodbye: survey }")
+            .replace(
+                "nodes:\n",
+                "nodes:\n  survey:\n    ask: { prompt: \"Rate us from one to five.\", slot: score, dtmf: 1, fail: bye }\n    next: bye\n",
+            );
+        let mut h = harness_on(&plan, false);
+        h.first_words("goodbye");
+        h.wait(400);
+        h.s.handle_hangup(h.now);
+        h.pump();
+        assert!(
+            h.log.iter().any(|o| matches!(
+                o,
+                Output::Report(Report::CallEnded {
+                    outcome: Outcome::SelfServed,
+                    ..
+                })
+            )),
+            "{:?}",
+            h.log
+        );
     }
 }
