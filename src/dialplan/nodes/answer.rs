@@ -7,6 +7,7 @@
 //!   next: anything_else
 //! ```
 
+use super::NodeKind;
 use crate::dialplan::model::Ref;
 use crate::dialplan::read::{Ctx, MapReader, text};
 use crate::dialplan::yaml::{Pos, Yaml};
@@ -18,8 +19,8 @@ pub struct Answer {
     pub none: Option<Ref>,
 }
 
-impl Answer {
-    pub fn targets_mut(&mut self) -> Vec<&mut Ref> {
+impl NodeKind for Answer {
+    fn targets_mut(&mut self) -> Vec<&mut Ref> {
         self.none.iter_mut().collect()
     }
 }

@@ -25,6 +25,7 @@
 //! of an intent (other than the global handlers') or, with `kb: true`, the knowledge base
 //! has a clear answer, the call goes to `other` with `intent`/`kb_id`/`utterance` set, as after an intent ask.
 
+use super::NodeKind;
 use crate::dialplan::model::{Ref, Speech};
 use crate::dialplan::read::{Ctx, MapReader, boolean, number, texts};
 use crate::dialplan::yaml::{Pos, Yaml};
@@ -49,15 +50,15 @@ pub struct Ask {
     pub confirm: Option<bool>,
 }
 
-impl Ask {
-    pub fn speech(&self) -> Vec<&Speech> {
+impl NodeKind for Ask {
+    fn speech(&self) -> Vec<&Speech> {
         std::iter::once(&self.prompt)
             .chain(&self.no_input)
             .chain(&self.no_match)
             .collect()
     }
 
-    pub fn targets_mut(&mut self) -> Vec<&mut Ref> {
+    fn targets_mut(&mut self) -> Vec<&mut Ref> {
         self.fail.iter_mut().chain(self.other.iter_mut()).collect()
     }
 }

@@ -10,6 +10,7 @@
 //!   else: say_unknown
 //! ```
 
+use super::NodeKind;
 use crate::dialplan::model::Ref;
 use crate::dialplan::read::{Ctx, MapReader, text};
 use crate::dialplan::yaml::{Pos, Yaml};
@@ -76,15 +77,15 @@ pub struct Branch {
     pub otherwise: Ref,
 }
 
-impl Branch {
+impl NodeKind for Branch {
     /// The variables the conditions read, as `{{name}}` templates.
-    pub fn templates(&self) -> Vec<(String, Pos)> {
+    fn templates(&self) -> Vec<(String, Pos)> {
         (self.cases.iter())
             .map(|(c, _)| (format!("{{{{{}}}}}", c.variable), c.pos))
             .collect()
     }
 
-    pub fn targets_mut(&mut self) -> Vec<&mut Ref> {
+    fn targets_mut(&mut self) -> Vec<&mut Ref> {
         (self.cases.iter_mut().map(|(_, r)| r))
             .chain([&mut self.otherwise])
             .collect()

@@ -6,6 +6,7 @@
 //!   next: lookup
 //! ```
 
+use super::NodeKind;
 use crate::dialplan::read::{Ctx, MapReader, text};
 use crate::dialplan::yaml::{Pos, Yaml};
 
@@ -14,6 +15,9 @@ pub struct Call {
     pub flow: String,
     pub pos: Pos,
 }
+
+/// Leads only to its flow (and `next`), says nothing, sets nothing.
+impl NodeKind for Call {}
 
 pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Call> {
     let (flow, pos) = text(value, "call", cx.p)?;

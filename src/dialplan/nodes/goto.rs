@@ -5,6 +5,7 @@
 //!   goto: menu
 //! ```
 
+use super::NodeKind;
 use crate::dialplan::model::Ref;
 use crate::dialplan::read::{Ctx, MapReader};
 use crate::dialplan::yaml::Yaml;
@@ -14,8 +15,8 @@ pub struct Goto {
     pub target: Ref,
 }
 
-impl Goto {
-    pub fn targets_mut(&mut self) -> Vec<&mut Ref> {
+impl NodeKind for Goto {
+    fn targets_mut(&mut self) -> Vec<&mut Ref> {
         vec![&mut self.target]
     }
 }

@@ -5,6 +5,7 @@
 //!   hangup: goodbye_prompt
 //! ```
 
+use super::NodeKind;
 use crate::dialplan::model::Speech;
 use crate::dialplan::read::{Ctx, MapReader};
 use crate::dialplan::yaml::Yaml;
@@ -14,8 +15,8 @@ pub struct Hangup {
     pub say: Option<Speech>,
 }
 
-impl Hangup {
-    pub fn speech(&self) -> Vec<&Speech> {
+impl NodeKind for Hangup {
+    fn speech(&self) -> Vec<&Speech> {
         self.say.iter().collect()
     }
 }

@@ -13,6 +13,7 @@
 //!   error: lookup_failed        # timeout, connection error, other non-2xx, bad JSON
 //! ```
 
+use super::NodeKind;
 use crate::dialplan::model::{Ref, Speech};
 use crate::dialplan::read::{Ctx, MapReader, number, text};
 use crate::dialplan::yaml::{Pos, Yaml};
@@ -31,13 +32,13 @@ pub struct Http {
     pub error: Ref,
 }
 
-impl Http {
-    pub fn speech(&self) -> Vec<&Speech> {
+impl NodeKind for Http {
+    fn speech(&self) -> Vec<&Speech> {
         self.filler.iter().collect()
     }
 
     /// The URL and body, filled from variables.
-    pub fn templates(&self) -> Vec<(String, Pos)> {
+    fn templates(&self) -> Vec<(String, Pos)> {
         std::iter::once(&self.url)
             .chain(&self.body)
             .map(|t| (t.clone(), self.url_pos))
@@ -45,11 +46,11 @@ impl Http {
     }
 
     /// The variables the reply sets.
-    pub fn sets(&self) -> Vec<String> {
+    fn sets(&self) -> Vec<String> {
         self.set.iter().map(|(k, _)| k.clone()).collect()
     }
 
-    pub fn targets_mut(&mut self) -> Vec<&mut Ref> {
+    fn targets_mut(&mut self) -> Vec<&mut Ref> {
         self.not_found.iter_mut().chain([&mut self.error]).collect()
     }
 }

@@ -1,7 +1,6 @@
 //! Node kinds, one file each: how a node is read from YAML, which nodes it can lead to, what
-//! it speaks, which `{{variables}}` it reads and which it sets. `Node` only dispatches (every
-//! kind listed, so a new kind is a compile error here until it says what it has). How each
-//! behaves in a call is still in `engine`, which matches on `Node`.
+//! it speaks, which `{{variables}}` it reads and which it sets (its `NodeKind`). `Node` only
+//! dispatches. How each behaves in a call is still in `engine`, which matches on `Node`.
 
 pub mod answer;
 pub mod ask;
@@ -17,6 +16,30 @@ pub mod transfer;
 
 use super::model::{Ref, Speech};
 use super::yaml::Pos;
+
+/// What a node kind says about itself, in its own file. A kind leaves out what it does not
+/// have (a `goto` speaks nothing, a `say` sets nothing).
+pub trait NodeKind {
+    /// Nodes it can lead to, besides its `next`.
+    fn targets_mut(&mut self) -> Vec<&mut Ref> {
+        Vec::new()
+    }
+
+    /// What it speaks.
+    fn speech(&self) -> Vec<&Speech> {
+        Vec::new()
+    }
+
+    /// Texts it fills from `{{variables}}` besides its speech (a URL, a value, a condition).
+    fn templates(&self) -> Vec<(String, Pos)> {
+        Vec::new()
+    }
+
+    /// Variables it sets.
+    fn sets(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
 
 /// Every node kind.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,59 +83,58 @@ impl Node {
         }
     }
 
+    /// The kind's own description (None for `return`, which has nothing to describe).
+    fn described(&self) -> Option<&dyn NodeKind> {
+        Some(match self {
+            Node::Say(k) => k,
+            Node::Ask(k) => k,
+            Node::Route(k) => k,
+            Node::Answer(k) => k,
+            Node::Http(k) => k,
+            Node::Set(k) => k,
+            Node::Branch(k) => k,
+            Node::Transfer(k) => k,
+            Node::Hangup(k) => k,
+            Node::Goto(k) => k,
+            Node::Call(k) => k,
+            Node::Return => return None,
+        })
+    }
+
+    fn described_mut(&mut self) -> Option<&mut dyn NodeKind> {
+        Some(match self {
+            Node::Say(k) => k,
+            Node::Ask(k) => k,
+            Node::Route(k) => k,
+            Node::Answer(k) => k,
+            Node::Http(k) => k,
+            Node::Set(k) => k,
+            Node::Branch(k) => k,
+            Node::Transfer(k) => k,
+            Node::Hangup(k) => k,
+            Node::Goto(k) => k,
+            Node::Call(k) => k,
+            Node::Return => return None,
+        })
+    }
+
     /// Nodes this one can lead to, besides its `next`: each kind lists its own, and loading
     /// qualifies every one of them inside a sub-flow (so none can be missed there).
     pub fn targets_mut(&mut self) -> Vec<&mut Ref> {
-        match self {
-            Node::Route(r) => r.targets_mut(),
-            Node::Answer(a) => a.targets_mut(),
-            Node::Http(h) => h.targets_mut(),
-            Node::Branch(b) => b.targets_mut(),
-            Node::Goto(g) => g.targets_mut(),
-            Node::Ask(a) => a.targets_mut(),
-            Node::Transfer(t) => t.targets_mut(),
-            Node::Say(_) | Node::Set(_) | Node::Hangup(_) | Node::Call(_) | Node::Return => {
-                Vec::new()
-            }
-        }
+        self.described_mut()
+            .map_or_else(Vec::new, |k| k.targets_mut())
     }
 
     /// What the node speaks (prompts, reprompts, fillers): the prompt cache synthesises the
     /// fixed ones, and the checker looks for variables in them.
     pub fn speech(&self) -> Vec<&Speech> {
-        match self {
-            Node::Say(s) => s.speech(),
-            Node::Ask(a) => a.speech(),
-            Node::Http(h) => h.speech(),
-            Node::Transfer(t) => t.speech(),
-            Node::Hangup(h) => h.speech(),
-            Node::Route(_)
-            | Node::Answer(_)
-            | Node::Set(_)
-            | Node::Branch(_)
-            | Node::Goto(_)
-            | Node::Call(_)
-            | Node::Return => Vec::new(),
-        }
+        self.described().map_or_else(Vec::new, |k| k.speech())
     }
 
     /// Every text the node fills from `{{variables}}` (its speech, a URL, a value, a
     /// condition), with where it is written.
     pub fn templates(&self) -> Vec<(String, Pos)> {
-        let own = match self {
-            Node::Http(h) => h.templates(),
-            Node::Set(s) => s.templates(),
-            Node::Branch(b) => b.templates(),
-            Node::Say(_)
-            | Node::Ask(_)
-            | Node::Route(_)
-            | Node::Answer(_)
-            | Node::Transfer(_)
-            | Node::Hangup(_)
-            | Node::Goto(_)
-            | Node::Call(_)
-            | Node::Return => Vec::new(),
-        };
+        let own = self.described().map_or_else(Vec::new, |k| k.templates());
         (self.speech().into_iter())
             .map(|s| (s.text.clone(), s.pos))
             .chain(own)
@@ -121,20 +143,7 @@ impl Node {
 
     /// The variables the node sets.
     pub fn sets(&self) -> Vec<String> {
-        match self {
-            Node::Http(h) => h.sets(),
-            Node::Set(s) => s.sets(),
-            Node::Say(_)
-            | Node::Ask(_)
-            | Node::Route(_)
-            | Node::Answer(_)
-            | Node::Branch(_)
-            | Node::Transfer(_)
-            | Node::Hangup(_)
-            | Node::Goto(_)
-            | Node::Call(_)
-            | Node::Return => Vec::new(),
-        }
+        self.described().map_or_else(Vec::new, |k| k.sets())
     }
 
     /// `targets_mut`, read-only (a copy: used when checking and reporting, not per call).

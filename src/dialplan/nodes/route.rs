@@ -9,6 +9,7 @@
 //!     default: not_understood     # anything else
 //! ```
 
+use super::NodeKind;
 use crate::dialplan::model::Ref;
 use crate::dialplan::read::{Ctx, MapReader};
 use crate::dialplan::yaml::{Pos, Yaml};
@@ -21,8 +22,8 @@ pub struct Route {
     pub default: Ref,
 }
 
-impl Route {
-    pub fn targets_mut(&mut self) -> Vec<&mut Ref> {
+impl NodeKind for Route {
+    fn targets_mut(&mut self) -> Vec<&mut Ref> {
         (self.cases.iter_mut().map(|(_, _, r)| r))
             .chain(self.kb.iter_mut())
             .chain([&mut self.default])

@@ -9,6 +9,7 @@
 //!   next: menu
 //! ```
 
+use super::NodeKind;
 use crate::dialplan::model::Speech;
 use crate::dialplan::read::{Ctx, MapReader, boolean};
 use crate::dialplan::yaml::Yaml;
@@ -20,8 +21,8 @@ pub struct Say {
     pub answers: bool,
 }
 
-impl Say {
-    pub fn speech(&self) -> Vec<&Speech> {
+impl NodeKind for Say {
+    fn speech(&self) -> Vec<&Speech> {
         vec![&self.speech]
     }
 }

@@ -6,6 +6,7 @@
 //!   next: handoff
 //! ```
 
+use super::NodeKind;
 use crate::dialplan::read::{Ctx, MapReader, text};
 use crate::dialplan::yaml::{Pos, Yaml};
 
@@ -14,15 +15,15 @@ pub struct Set {
     pub values: Vec<(String, Pos, String)>,
 }
 
-impl Set {
+impl NodeKind for Set {
     /// The values, filled from variables.
-    pub fn templates(&self) -> Vec<(String, Pos)> {
+    fn templates(&self) -> Vec<(String, Pos)> {
         (self.values.iter())
             .map(|(_, pos, value)| (value.clone(), *pos))
             .collect()
     }
 
-    pub fn sets(&self) -> Vec<String> {
+    fn sets(&self) -> Vec<String> {
         self.values.iter().map(|(k, _, _)| k.clone()).collect()
     }
 }

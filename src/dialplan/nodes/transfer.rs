@@ -9,6 +9,7 @@
 //!   fallback: agents_busy
 //! ```
 
+use super::NodeKind;
 use crate::dialplan::model::{Ref, Speech};
 use crate::dialplan::read::{Ctx, MapReader, text};
 use crate::dialplan::yaml::Yaml;
@@ -27,12 +28,12 @@ pub struct Transfer {
     pub fallback: Option<Ref>,
 }
 
-impl Transfer {
-    pub fn speech(&self) -> Vec<&Speech> {
+impl NodeKind for Transfer {
+    fn speech(&self) -> Vec<&Speech> {
         self.say.iter().collect()
     }
 
-    pub fn targets_mut(&mut self) -> Vec<&mut Ref> {
+    fn targets_mut(&mut self) -> Vec<&mut Ref> {
         self.fallback.iter_mut().collect()
     }
 }
