@@ -268,20 +268,27 @@ fn first_contact(db: &Connection, range: Range) -> Result<FirstContact, StatsErr
     let window_ms = FCR_WINDOW_DAYS * 86_400_000;
     // Later calls up to a window past the range can reveal a repeat.
     let calls = topics_of_calls(db, range.from_ms, range.to_ms.saturating_add(window_ms))?;
+    // Each caller's calls, oldest first: a repeat is only ever among the same number's.
+    let mut by_caller: BTreeMap<&str, Vec<&CallTopics>> = BTreeMap::new();
+    for call in calls.values() {
+        by_caller.entry(&call.caller).or_default().push(call);
+    }
     let (mut judged, mut resolved) = (0, 0);
-    for (id, call) in &calls {
-        if call.started_ms >= range.to_ms || !call.ended || call.topics.is_empty() {
-            continue;
+    for calls in by_caller.values_mut() {
+        calls.sort_by_key(|c| c.started_ms);
+        for (i, call) in calls.iter().enumerate() {
+            if call.started_ms >= range.to_ms || !call.ended || call.topics.is_empty() {
+                continue;
+            }
+            judged += 1;
+            let repeated = (calls[i + 1..].iter())
+                .take_while(|later| later.started_ms <= call.started_ms + window_ms)
+                .any(|later| {
+                    later.started_ms > call.started_ms
+                        && later.topics.iter().any(|t| call.topics.contains(t))
+                });
+            resolved += u64::from(!repeated);
         }
-        judged += 1;
-        let repeated = calls.iter().any(|(other, later)| {
-            other != id
-                && later.caller == call.caller
-                && later.started_ms > call.started_ms
-                && later.started_ms <= call.started_ms + window_ms
-                && later.topics.iter().any(|t| call.topics.contains(t))
-        });
-        resolved += u64::from(!repeated);
     }
     Ok(FirstContact {
         window_days: FCR_WINDOW_DAYS,
