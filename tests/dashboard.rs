@@ -57,6 +57,18 @@ fn the_dashboard_shows_live_and_recorded_calls_after_real_calls() {
         assert_eq!(status, 200, "{path}: {body}");
         serde_json::from_str(&body).unwrap()
     };
+    // The statistics once `n` calls have ended (the records writer is asynchronous).
+    let stats_once_ended = |n: u64| {
+        let mut stats = serde_json::Value::Null;
+        for _ in 0..50 {
+            stats = api("/api/stats");
+            if stats["ended"] == n {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        stats
+    };
     let profile = dir.join("chromium-profile");
     let page = |fragment: &str| {
         chromium_dom(
@@ -163,15 +175,8 @@ fn the_dashboard_shows_live_and_recorded_calls_after_real_calls() {
     );
     finished(second);
 
-    // Both calls recorded (the writer is asynchronous: wait for the second call's outcome).
-    let mut summary = serde_json::Value::Null;
-    for _ in 0..50 {
-        summary = api("/api/stats");
-        if summary["ended"] == 2 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // Both calls recorded.
+    let summary = stats_once_ended(2);
     assert_eq!(summary["ended"], 2, "{summary}");
     assert_eq!(summary["outcomes"]["self_served"], 1, "{summary}");
     assert_eq!(summary["outcomes"]["abandoned"], 1, "{summary}");
@@ -291,14 +296,8 @@ fn the_dashboard_shows_live_and_recorded_calls_after_real_calls() {
         "+15550199",
     );
     assert!(report["failure"].is_null(), "{report}");
-    let mut after = serde_json::Value::Null;
-    for _ in 0..50 {
-        after = api("/api/stats");
-        if after["ended"] == 3 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let after = stats_once_ended(3);
+    assert_eq!(after["ended"], 3, "{after}");
     assert_eq!(after["outcomes"]["self_served"], 2, "{after}");
     assert_eq!(after["survey"]["responses"], 1, "{after}");
     assert_eq!(after["survey"]["average"], 4.0, "{after}");
