@@ -612,6 +612,25 @@ pub fn bench_caller_script(dir: &Path) -> PathBuf {
     script
 }
 
+/// The admin API serving `config` on a loopback port, on a thread of its own; its base URL.
+pub fn admin_on_loopback(config: crate::ops::admin::AdminConfig) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a loopback port");
+            let _ = tx.send(listener.local_addr().expect("bound"));
+            let _ = crate::ops::admin::serve(listener, config).await;
+        });
+    });
+    format!("http://{}", rx.recv().expect("the admin API started"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -168,6 +168,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
                 ready: ready.clone(),
                 metrics: metrics.clone(),
                 live: live.clone(),
+                vars: hotline.as_ref().map(|s| s.vars.clone()).unwrap_or_default(),
             },
         )
     });

@@ -6,6 +6,7 @@ pub mod check;
 pub mod cli;
 pub mod engine;
 pub mod error;
+pub mod history;
 pub mod load;
 pub mod model;
 pub mod nodes;
@@ -14,6 +15,7 @@ pub mod read;
 pub mod registry;
 pub mod sim;
 pub mod testing;
+pub mod training;
 pub mod values;
 pub mod yaml;
 

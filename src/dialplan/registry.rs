@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use super::engine::Hotline;
 use super::error::DialplanError;
+use super::training::TrainError;
 use crate::nlu::intent::Embedder;
 use crate::report::{Report, Reporter};
 
@@ -22,6 +23,16 @@ pub struct HotlineRegistry {
     reloading: Mutex<ReloadState>,
     /// Where reloads (and refusals) are reported.
     reporter: Reporter,
+}
+
+/// A change `HotlineRegistry::edit` made live.
+pub struct Edited<'a, G> {
+    pub version: u64,
+    /// The file's text before and after.
+    pub before: &'a str,
+    pub after: &'a str,
+    /// What the gate said.
+    pub judged: G,
 }
 
 /// What the registry knows about its file.
@@ -106,6 +117,11 @@ impl HotlineRegistry {
             .clone()
     }
 
+    /// The dialplan file.
+    pub fn file(&self) -> PathBuf {
+        self.path.clone()
+    }
+
     /// Loaded versions so far (1 after `load`).
     pub fn version(&self) -> u64 {
         self.version.load(std::sync::atomic::Ordering::Relaxed)
@@ -169,15 +185,60 @@ impl HotlineRegistry {
     fn reload_locked(&self, state: &mut ReloadState) -> Result<u64, DialplanError> {
         state.modified = modified(&self.path);
         let plan = super::load_file(&self.path).map_err(|e| refuse(&self.reporter, state, e))?;
-        self.reporter.report(Report::DialplanReload { ok: true });
         let hotline = Arc::new(Hotline::build(plan, self.embedder.clone()));
+        Ok(self.swap_in(state, hotline))
+    }
+
+    /// Makes `hotline` the one new calls start on; returns its version.
+    fn swap_in(&self, state: &mut ReloadState, hotline: Arc<Hotline>) -> u64 {
+        self.reporter.report(Report::DialplanReload { ok: true });
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = hotline;
         state.loaded_ms = now_ms();
         state.refused = None;
-        Ok(self
-            .version
+        self.version
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1)
+            + 1
+    }
+
+    /// A trainer's change, under the reload lock (so two changes, or a change and the file
+    /// watcher, never interleave): `edit` turns the file's text into the new text, which is
+    /// checked like an upload, trained, and judged by `gate` against the serving version; only
+    /// then is it written (atomically) and swapped in, and `record` runs (still under the lock,
+    /// so the change log's order is the order the versions went live). A file changed on disk
+    /// since it was loaded is refused untouched: the edit would be judged against a version
+    /// that is not the one on disk.
+    pub fn edit<G, R>(
+        &self,
+        edit: impl FnOnce(&str) -> Result<String, TrainError>,
+        gate: impl FnOnce(&Arc<Hotline>, &Arc<Hotline>) -> Result<G, TrainError>,
+        record: impl FnOnce(Edited<'_, G>) -> Result<R, TrainError>,
+    ) -> Result<R, TrainError> {
+        let mut state = self.state();
+        let shown = self.path.display().to_string();
+        if modified(&self.path) != state.modified {
+            return Err(TrainError::ChangedOnDisk {
+                file: shown,
+                version: self.version(),
+            });
+        }
+        let before = std::fs::read_to_string(&self.path)
+            .map_err(|e| TrainError::Io(format!("{shown}: {e}")))?;
+        let after = edit(&before)?;
+        let plan = super::load_str(&shown, &after).map_err(TrainError::Refused)?;
+        let candidate = Arc::new(Hotline::build(plan, self.embedder.clone()));
+        let judged = gate(&self.current(), &candidate)?;
+        let temporary = self.path.with_extension("yaml.new");
+        std::fs::write(&temporary, &after)
+            .and_then(|_| std::fs::rename(&temporary, &self.path))
+            .map_err(|e| TrainError::Io(format!("{shown}: cannot write: {e}")))?;
+        state.modified = modified(&self.path);
+        let version = self.swap_in(&mut state, candidate);
+        record(Edited {
+            version,
+            before: &before,
+            after: &after,
+            judged,
+        })
     }
 }
 

@@ -40,6 +40,9 @@ pub struct AdminConfig {
     pub metrics: Arc<super::metrics::Metrics>,
     /// The server's calls in progress.
     pub live: Arc<super::live::LiveView>,
+    /// The variables calls start with (the backend addresses): the trainers' test gate runs
+    /// the hotline's scripted conversations with them.
+    pub vars: std::collections::BTreeMap<String, String>,
 }
 
 /// The dashboard: one page, no build step, no external assets.
@@ -59,6 +62,15 @@ pub fn router(config: AdminConfig) -> Router {
         .route("/api/hotlines/{name}", get(hotline).put(upload_hotline))
         .route("/api/hotlines/{name}/validate", post(validate_hotline))
         .route("/api/hotlines/{name}/reload", post(reload_hotline))
+        .route(
+            "/api/hotlines/{name}/review",
+            get(review_queue).post(review_phrasing),
+        )
+        .route("/api/hotlines/{name}/changes", get(changes))
+        .route(
+            "/api/hotlines/{name}/changes/{id}/revert",
+            post(revert_change),
+        )
         .layer(middleware::from_fn_with_state(
             config.clone(),
             require_token,
@@ -409,6 +421,176 @@ async fn upload_hotline(
     on_registry(&config, &name, move |r| r.replace(&body)).await
 }
 
+/// The review queue: what callers said that the bot did not understand (not yet reviewed),
+/// each with the nearest intents and knowledge entries; and what a review can assign to.
+async fn review_queue(
+    State(config): State<AdminConfig>,
+    Path(name): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult {
+    let registry = find(&config, &name)?;
+    let range = q.range()?;
+    let limit = q.limit() as usize;
+    let hotline = registry.current();
+    let plan_name = hotline.plan.name.clone();
+    let missed = with_records(config.records, move |db| {
+        super::review::missed(db, &plan_name, range)
+    })
+    .await?;
+    let file = registry.file();
+    let items = tokio::task::spawn_blocking({
+        let hotline = hotline.clone();
+        move || {
+            let reviewed = crate::dialplan::history::ChangeLog::of(&file).reviewed();
+            super::review::queue(&missed, &hotline, &reviewed, limit)
+        }
+    })
+    .await
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let intents: Vec<_> = hotline.plan.intents.iter().map(|i| &i.name).collect();
+    let knowledge: Vec<_> = hotline
+        .plan
+        .knowledge
+        .iter()
+        .map(|k| json!({ "id": k.id, "topic": k.topic }))
+        .collect();
+    Ok(Json(json!({
+        "hotline": hotline.plan.name, "version": registry.version(), "range": range,
+        "items": items, "intents": intents, "knowledge": knowledge,
+    }))
+    .into_response())
+}
+
+/// A trainer's review (`POST .../review`).
+#[derive(Debug, Deserialize)]
+struct ReviewRequest {
+    /// The phrasing, as the queue shows it.
+    text: String,
+    /// `intent:NAME`, `kb:ID` or `out_of_scope`.
+    assign: String,
+    /// Who is reviewing.
+    trainer: String,
+}
+
+/// The HTTP answer to a trainer's change that did not go live; nothing was written.
+fn not_trained(e: &crate::dialplan::training::TrainError) -> Response {
+    use crate::dialplan::training::TrainError as E;
+    let (status, reasons) = match e {
+        E::BadRequest(m) => (StatusCode::BAD_REQUEST, vec![m.clone()]),
+        E::ChangedOnDisk { .. } => (StatusCode::CONFLICT, vec![e.to_string()]),
+        E::Conflict(m) => (StatusCode::CONFLICT, vec![m.clone()]),
+        E::Refused(d) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            d.problems.iter().map(|p| p.to_string()).collect(),
+        ),
+        E::Worse(list) => (StatusCode::UNPROCESSABLE_ENTITY, list.clone()),
+        E::Io(m) => (StatusCode::INTERNAL_SERVER_ERROR, vec![m.clone()]),
+    };
+    tracing::warn!("trainer's change refused: {e}");
+    let body = json!({ "ok": false, "error": e.to_string(), "reasons": reasons,
+                       "serving": "nothing was written; the serving version is unchanged" });
+    (status, Json(body)).into_response()
+}
+
+/// Assigns a phrasing to an intent or knowledge entry (a new example, gated by the hotline's
+/// tests and held-out phrasings, live if they do not get worse), or marks it out of scope.
+async fn review_phrasing(
+    State(config): State<AdminConfig>,
+    Path(name): Path<String>,
+    Json(request): Json<ReviewRequest>,
+) -> ApiResult {
+    use crate::dialplan::training::{self, Assignment, Gate};
+    let registry = find(&config, &name)?;
+    let assignment = Assignment::parse(&request.assign).ok_or_else(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "`assign` is `intent:NAME`, `kb:ID` or `out_of_scope`",
+        )
+    })?;
+    let started = std::time::Instant::now();
+    let vars = config.vars.clone();
+    let accepted = tokio::task::spawn_blocking(move || {
+        let http: crate::dialplan::sim::HttpFn = &crate::net::http::fetch;
+        let gate = Gate::beside(&registry.file(), vars, http)?;
+        training::review(
+            &registry,
+            &gate,
+            &request.text,
+            assignment,
+            &request.trainer,
+        )
+    })
+    .await
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let accepted = match accepted {
+        Ok(a) => a,
+        Err(e) => return Ok(not_trained(&e)),
+    };
+    let mut change = serde_json::to_value(&accepted.change).unwrap_or_default();
+    change.as_object_mut().map(|c| c.remove("before"));
+    tracing::info!(
+        hotline = name,
+        change = accepted.change.id,
+        trainer = accepted.change.trainer,
+        target = accepted.change.target,
+        "trainer's change live"
+    );
+    Ok(Json(json!({
+        "ok": true, "change": change, "gate": accepted.gate,
+        "ms": started.elapsed().as_millis() as u64,
+    }))
+    .into_response())
+}
+
+/// The change log, newest first, without the file texts kept for reverts.
+async fn changes(State(config): State<AdminConfig>, Path(name): Path<String>) -> ApiResult {
+    let registry = find(&config, &name)?;
+    let log = crate::dialplan::history::ChangeLog::of(&registry.file());
+    let list = tokio::task::spawn_blocking(move || log.list())
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let reverted: Vec<u64> = list.iter().filter_map(|c| c.reverts).collect();
+    let shown: Vec<_> = list
+        .iter()
+        .rev()
+        .map(|c| {
+            json!({
+                "id": c.id, "at_ms": c.at_ms, "trainer": c.trainer, "action": c.action,
+                "text": c.text, "target": c.target, "version": c.version, "reverts": c.reverts,
+                "reverted": reverted.contains(&c.id),
+                "revertible": !c.before.is_empty() && c.action != "revert" && !reverted.contains(&c.id),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "changes": shown })).into_response())
+}
+
+/// Who reverts (`POST .../changes/{id}/revert`).
+#[derive(Debug, Deserialize)]
+struct RevertRequest {
+    trainer: String,
+}
+
+/// Puts the file back as it was before change `id`, if nothing changed it since.
+async fn revert_change(
+    State(config): State<AdminConfig>,
+    Path((name, id)): Path<(String, u64)>,
+    Json(request): Json<RevertRequest>,
+) -> ApiResult {
+    let registry = find(&config, &name)?;
+    let change = tokio::task::spawn_blocking(move || {
+        crate::dialplan::training::revert(&registry, id, &request.trainer)
+    })
+    .await
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let change = match change {
+        Ok(c) => c,
+        Err(e) => return Ok(not_trained(&e)),
+    };
+    let shown = json!({ "id": change.id, "reverts": change.reverts, "version": change.version });
+    Ok(Json(json!({ "ok": true, "change": shown })).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,22 +611,10 @@ mod tests {
             records: Some(records),
             hotline: Some(hotline.clone()),
             ready: Arc::new(true.into()),
-            metrics: Default::default(),
-            live: Default::default(),
+            ..Default::default()
         };
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                serve(listener, config).await.unwrap();
-            });
-        });
-        (format!("http://{}", rx.recv().unwrap()), hotline)
+        let base = crate::testkit::admin_on_loopback(config);
+        (base, hotline)
     }
 
     fn call(

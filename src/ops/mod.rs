@@ -7,4 +7,5 @@ pub mod live;
 pub mod log;
 pub mod metrics;
 pub mod records;
+pub mod review;
 pub mod stats;

@@ -188,7 +188,8 @@ fn write_loop(db: Connection, rx: Receiver<RecordEvent>, retention_days: u32) {
     }
 }
 
-fn write(db: &Connection, event: &RecordEvent) -> rusqlite::Result<usize> {
+/// Writes one event as the writer thread does (tests write records synchronously with it).
+pub fn write(db: &Connection, event: &RecordEvent) -> rusqlite::Result<usize> {
     match event {
         RecordEvent::CallStarted {
             call_id,
