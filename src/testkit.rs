@@ -631,6 +631,151 @@ pub fn admin_on_loopback(config: crate::ops::admin::AdminConfig) -> String {
     format!("http://{}", rx.recv().expect("the admin API started"))
 }
 
+/// Headless Chromium driven over the DevTools protocol (`--remote-debugging-pipe`: JSON
+/// messages ending in NUL on file descriptors 3 and 4, here two FIFOs the shell opens), for
+/// tests that click: evaluate script in the page and wait for what it shows.
+pub struct Browser {
+    child: std::process::Child,
+    to: std::fs::File,
+    from: std::io::BufReader<std::fs::File>,
+    next_id: u64,
+    session: String,
+    dir: PathBuf,
+}
+
+impl Browser {
+    /// Opens `url` in a new headless Chromium with its own profile under `dir`.
+    pub fn open(url: &str, dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).expect("browser folder");
+        let (to_browser, from_browser) = (dir.join("cdp-in"), dir.join("cdp-out"));
+        for fifo in [&to_browser, &from_browser] {
+            let _ = std::fs::remove_file(fifo);
+            let made = Command::new("mkfifo").arg(fifo).status().expect("mkfifo");
+            assert!(made.success(), "mkfifo {}", fifo.display());
+        }
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(
+                "exec chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+                 --disable-background-networking --disable-component-update --disable-sync \
+                 --remote-debugging-pipe --user-data-dir=\"$1/profile\" 3<\"$1/cdp-in\" 4>\"$1/cdp-out\"",
+            )
+            .arg("sh")
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("chromium is installed by the test setup (make test-deps)");
+        // The shell opens fd 3 (blocking until this end opens), then fd 4: the same order here.
+        let to = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&to_browser)
+            .expect("the DevTools pipe");
+        let from =
+            std::io::BufReader::new(std::fs::File::open(&from_browser).expect("the DevTools pipe"));
+        let mut browser = Self {
+            child,
+            to,
+            from,
+            next_id: 0,
+            session: String::new(),
+            dir: dir.to_path_buf(),
+        };
+        let target = browser.command(
+            "Target.createTarget",
+            serde_json::json!({ "url": "about:blank" }),
+        );
+        let attached = browser.command(
+            "Target.attachToTarget",
+            serde_json::json!({ "targetId": target["targetId"], "flatten": true }),
+        );
+        browser.session = attached["sessionId"]
+            .as_str()
+            .expect("a session")
+            .to_string();
+        browser.command("Page.navigate", serde_json::json!({ "url": url }));
+        browser
+    }
+
+    /// Sends one command (to the page once attached) and returns its result.
+    fn command(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        use std::io::{BufRead, Write};
+        self.next_id += 1;
+        let mut message =
+            serde_json::json!({ "id": self.next_id, "method": method, "params": params });
+        if !self.session.is_empty() {
+            message["sessionId"] = self.session.clone().into();
+        }
+        let mut bytes = message.to_string().into_bytes();
+        bytes.push(0);
+        self.to.write_all(&bytes).expect("write to Chromium");
+        loop {
+            let mut reply = Vec::new();
+            let n = self
+                .from
+                .read_until(0, &mut reply)
+                .expect("read from Chromium");
+            assert!(n > 0, "Chromium closed the DevTools pipe during {method}");
+            reply.pop();
+            let reply: serde_json::Value = serde_json::from_slice(&reply).expect("DevTools JSON");
+            if reply["id"] == self.next_id {
+                assert!(reply.get("error").is_none(), "{method}: {reply}");
+                return reply["result"].clone();
+            }
+        }
+    }
+
+    /// The value of a script expression in the page (promises awaited).
+    pub fn eval(&mut self, expression: &str) -> serde_json::Value {
+        let result = self.command(
+            "Runtime.evaluate",
+            serde_json::json!({ "expression": expression, "awaitPromise": true, "returnByValue": true }),
+        );
+        assert!(
+            result.get("exceptionDetails").is_none(),
+            "{expression}: {result}"
+        );
+        result["result"]["value"].clone()
+    }
+
+    /// Waits until `expression` is truthy in the page (it is re-evaluated every 100 ms, up to
+    /// `timeout`); returns its value.
+    pub fn wait_for(
+        &mut self,
+        expression: &str,
+        timeout: std::time::Duration,
+    ) -> serde_json::Value {
+        let started = std::time::Instant::now();
+        loop {
+            let value = self.eval(&format!(
+                "(() => {{ try {{ return {expression}; }} catch (_) {{ return null; }} }})()"
+            ));
+            let truthy = !matches!(
+                &value,
+                serde_json::Value::Null | serde_json::Value::Bool(false)
+            ) && value != serde_json::json!("")
+                && value != serde_json::json!(0);
+            if truthy {
+                return value;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "the page never showed `{expression}`; it shows: {}",
+                self.eval("document.body.innerText")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

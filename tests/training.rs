@@ -108,9 +108,18 @@ fn review(base: &str, text: &str, assign: &str, trainer: &str) -> (u16, Value) {
     )
 }
 
-#[test]
-fn trainers_review_what_the_bot_missed_and_the_gate_keeps_the_hotline_from_getting_worse() {
-    let dir = std::env::temp_dir().join(format!("voxnav-training-{}", std::process::id()));
+/// A copy of the demo hotline served by the admin API, with two recorded calls the bot did not
+/// understand: the first caller then says it the way the examples do; the second is put
+/// through to a person.
+fn setup(
+    name: &str,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    Arc<HotlineRegistry>,
+    String,
+) {
+    let dir = std::env::temp_dir().join(format!("voxnav-training-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let file = copy_demo(&dir);
@@ -119,9 +128,6 @@ fn trainers_review_what_the_bot_missed_and_the_gate_keeps_the_hotline_from_getti
     let registry = Arc::new(HotlineRegistry::load(&file, embedder).unwrap());
     let mut vars = BTreeMap::new();
     voxnav::dialplan::cli::start_demo_orders(&mut vars).unwrap();
-
-    // Two calls with words the hotline does not place: the first caller then says it the
-    // way the examples do; the second is put through to a person.
     let db_path = dir.join("records.db");
     let db = records::connect(&db_path).unwrap();
     record_call(
@@ -142,9 +148,15 @@ fn trainers_review_what_the_bot_missed_and_the_gate_keeps_the_hotline_from_getti
         token: Some(TOKEN.into()),
         records: Some(db_path),
         hotline: Some(registry.clone()),
-        vars: vars.clone(),
+        vars,
         ..Default::default()
     });
+    (dir, file, registry, base)
+}
+
+#[test]
+fn trainers_review_what_the_bot_missed_and_the_gate_keeps_the_hotline_from_getting_worse() {
+    let (dir, file, registry, base) = setup("api");
 
     // The queue: grouped, with the repeat that was understood, the transfer, the neighbours.
     let (status, queue) = api(&base, "GET", &format!("{HOTLINE}/review"), None);
@@ -347,5 +359,76 @@ fn trainers_review_what_the_bot_missed_and_the_gate_keeps_the_hotline_from_getti
     assert_eq!(review(&base, "hello", "intent:order_status", " ").0, 400);
     assert_eq!(review(&base, "hello", "intent:no_such", "ana").0, 400);
     assert_eq!(review(&base, "hello", "somewhere", "ana").0, 400);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same loop in the dashboard, in headless Chromium: the trainer clicks the suggested
+/// intent, sees it go live, reverts it, and marks another phrasing out of scope.
+#[test]
+fn the_dashboard_review_page_teaches_reverts_and_dismisses_in_a_browser() {
+    let (dir, file, _registry, base) = setup("browser");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let mut page = voxnav::testkit::Browser::open(
+        &format!("{base}/dashboard#token={TOKEN}&review"),
+        &dir.join("browser"),
+    );
+    let wait = Duration::from_secs(30);
+    page.eval("$('trainer').value = 'chen'; $('trainer').dispatchEvent(new Event('change')); true");
+    let row = r#"document.querySelector('tr.review-item[data-text="the thingy I got hasn\'t turned up"]')"#;
+    let suggested = page.wait_for(
+        &format!("{row}.querySelector('button.suggested').dataset.target"),
+        wait,
+    );
+    assert_eq!(suggested, "intent:order_status");
+    let shown = page.eval(&format!("{row}.innerText")).to_string();
+    assert!(shown.contains("then said: where is my order"), "{shown}");
+    assert!(shown.contains("went to a person"), "{shown}");
+    assert!(
+        shown.contains("order_status 0."),
+        "the nearest intents with scores: {shown}"
+    );
+
+    // Teach it: one click on the suggestion.
+    page.eval(&format!(
+        "{row}.querySelector('button.suggested').click(); true"
+    ));
+    let result = page.wait_for("$('review-result').className === 'ok' && /live as version/.test($('review-result').innerText) && $('review-result').innerText", Duration::from_secs(60));
+    assert!(
+        result
+            .to_string()
+            .contains("now understood as order_status"),
+        "{result}"
+    );
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("- the thingy I got hasn't turned up\n")
+    );
+    page.wait_for(&format!("!{row}"), wait);
+    let change = page.wait_for(
+        "document.querySelector('tr.change') && document.querySelector('tr.change').innerText",
+        wait,
+    );
+    assert!(change.to_string().contains("chen"), "{change}");
+
+    // Revert it: the file is as it was, and the phrasing is back in the queue.
+    page.eval("document.querySelector('tr.change button').click(); true");
+    page.wait_for(
+        "/Revert #1: live/.test($('review-result').innerText)",
+        Duration::from_secs(60),
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+    page.wait_for(&format!("!!{row}"), wait);
+
+    // Out of scope: no file change, the row leaves the queue.
+    let stuff = r#"document.querySelector('tr.review-item[data-text="my stuff"]')"#;
+    page.wait_for(stuff, wait);
+    page.eval(&format!("[...{stuff}.querySelectorAll('button')].find(b => b.textContent === 'Out of scope').click(); true"));
+    page.wait_for(
+        &format!("$('review-result').className === 'ok' && !{stuff}"),
+        wait,
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+    drop(page);
     let _ = std::fs::remove_dir_all(&dir);
 }
