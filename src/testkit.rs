@@ -694,6 +694,14 @@ impl Browser {
             .expect("a session")
             .to_string();
         browser.command("Page.navigate", serde_json::json!({ "url": url }));
+        // Navigation answers when it starts; the page is ready when its document has loaded.
+        browser.wait_for(
+            &format!(
+                "document.readyState === 'complete' && location.href.startsWith({})",
+                serde_json::json!(url.split('#').next().unwrap_or(url))
+            ),
+            std::time::Duration::from_secs(30),
+        );
         browser
     }
 

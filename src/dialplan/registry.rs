@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use super::engine::Hotline;
 use super::error::DialplanError;
 use super::training::TrainError;
-use crate::nlu::intent::Embedder;
+use crate::nlu::intent::{CachedEmbedder, Embedder};
 use crate::report::{Report, Reporter};
 
 /// The current version of one hotline.
@@ -86,7 +86,13 @@ fn now_ms() -> u64 {
 
 impl HotlineRegistry {
     /// Loads the first version; fails if the file is broken.
+    /// Embeddings are remembered across versions (`CachedEmbedder`): a reload or a trainer's
+    /// change embeds only new texts.
     pub fn load(path: &Path, embedder: Arc<dyn Embedder>) -> Result<Self, DialplanError> {
+        let embedder: Arc<dyn Embedder> = Arc::new(CachedEmbedder::new(
+            embedder,
+            CachedEmbedder::DEFAULT_CAPACITY,
+        ));
         let seen = modified(path);
         let plan = super::load_file(path)?;
         Ok(Self {
