@@ -51,6 +51,23 @@ pub fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
     (prev[h.len()], r.len())
 }
 
+/// Character-level Levenshtein distance for Chinese: (errors, reference length), over letters
+/// and digits only (punctuation and spaces dropped: Whisper punctuates as it likes).
+pub fn char_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
+    let chars = |s: &str| -> Vec<char> { s.chars().filter(|c| c.is_alphanumeric()).collect() };
+    let (r, h) = (chars(reference), chars(hypothesis));
+    let mut prev: Vec<usize> = (0..=h.len()).collect();
+    for (i, rc) in r.iter().enumerate() {
+        let mut cur = vec![i + 1; h.len() + 1];
+        for (j, hc) in h.iter().enumerate() {
+            let sub = prev[j] + usize::from(rc != hc);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    (prev[h.len()], r.len())
+}
+
 /// 8 kHz PCM through G.711 mu-law and back: what the recognizer hears on a call.
 pub fn telephone(pcm: &[i16]) -> Vec<f32> {
     let law = Law::Ulaw;
@@ -228,12 +245,22 @@ impl Server {
     /// Starts `voxnav` (the binary at `exe`) serving the demo hotline with its order service,
     /// plus `extra` arguments and environment, and waits (up to 90 s) until it listens.
     pub fn start(exe: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_hotline(exe, "dialplans/hotline.yaml", extra, env)
+    }
+
+    /// `start` with another dialplan (a path relative to the repository).
+    pub fn start_hotline(
+        exe: &str,
+        dialplan: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         use std::io::BufRead;
         let port = free_udp_port();
         let log = temp_dir(&format!("server-{port}")).join("stderr.log");
         let mut child = std::process::Command::new(exe)
             .args(["serve", "--sip-listen", &format!("127.0.0.1:{port}")])
-            .args(["--dialplan", "dialplans/hotline.yaml", "--demo-orders"])
+            .args(["--dialplan", dialplan, "--demo-orders"])
             .args(extra)
             .envs(env.iter().copied())
             .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -284,11 +311,22 @@ pub fn scripted_call(exe: &str, port: u16, script: &Path) -> serde_json::Value {
 
 /// `scripted_call` from the caller number `from`.
 pub fn scripted_call_from(exe: &str, port: u16, script: &Path, from: &str) -> serde_json::Value {
+    scripted_call_with(exe, port, script, &["--from", from])
+}
+
+/// `scripted_call` with more `voxnav call` arguments (`--voice`, `--language`, `--from`).
+pub fn scripted_call_with(
+    exe: &str,
+    port: u16,
+    script: &Path,
+    extra: &[&str],
+) -> serde_json::Value {
     let out = Command::new(exe)
         .args(["call", &format!("sip:ivr@127.0.0.1:{port}")])
         .arg("--script")
         .arg(script)
-        .args(["--json", "--from", from])
+        .arg("--json")
+        .args(extra)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("voxnav call runs");

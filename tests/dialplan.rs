@@ -236,6 +236,30 @@ fn broken_dialplans_are_refused_with_positions_and_hints() {
         e.contains("unknown key `dtfm` in ask") && e.contains("did you mean `dtmf`?"),
         "{e}"
     );
+
+    // A voice that is not installed; a Mandarin hotline with the English voice.
+    let e = refused(&good.replace("voice: en_US-joe-medium", "voice: en_GB-alan"));
+    assert!(
+        e.contains(&format!(
+            "hotline.yaml:{}:8: voice `en_GB-alan`",
+            line_of("voice:")
+        )) && e.contains("espeak:NAME"),
+        "{e}"
+    );
+    let zh = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dialplans/hotline-zh.yaml"
+    ))
+    .unwrap();
+    let e = refused(&zh.replacen(
+        "voice: espeak:cmn-latn-pinyin",
+        "voice: en_US-joe-medium",
+        1,
+    ));
+    assert!(
+        e.contains("a Mandarin hotline needs a Mandarin voice"),
+        "{e}"
+    );
 }
 
 /// The held-out phrasings (written apart from the examples) are routed as expected at least

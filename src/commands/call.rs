@@ -9,8 +9,7 @@ use clap::Args;
 use voxnav::media::wav;
 use voxnav::models::ModelPaths;
 use voxnav::speech::{
-    PiperConfig, PiperSynthesizer, RecognizeOptions, Recognizer, Synthesizer, WhisperConfig,
-    WhisperRecognizer, tts::OUTPUT_RATE,
+    PiperConfig, RecognizeOptions, Recognizer, WhisperConfig, WhisperRecognizer, tts::OUTPUT_RATE,
 };
 
 #[derive(Args)]
@@ -32,6 +31,13 @@ pub struct CallArgs {
     /// The caller's number or user (the From URI's user part).
     #[arg(long, default_value = "voxnav-caller")]
     from: String,
+    /// The voice the script's lines are spoken with: the Piper voice, or `espeak:NAME`
+    /// (`espeak:cmn-latn-pinyin` for a Mandarin caller).
+    #[arg(long, default_value = voxnav::dialplan::load::DEFAULT_VOICE)]
+    voice: String,
+    /// The language the bot is transcribed in ("en", "zh").
+    #[arg(long, default_value = "en")]
+    language: String,
 }
 
 /// Places the scripted call, then transcribes the bot's replies.
@@ -50,7 +56,12 @@ pub fn run(paths: &ModelPaths, args: CallArgs) -> Result<()> {
         .any(|t| matches!(t.input, CallerInput::Say(_)));
     // One thread: the caller usually shares the machine with the server it calls.
     let tts = if needs_voice {
-        Some(PiperSynthesizer::new(paths, PiperConfig::default())?)
+        Some(voxnav::speech::synthesizer_for(
+            paths,
+            &args.voice,
+            PiperConfig::default(),
+            None,
+        )?)
     } else {
         None
     };
@@ -86,6 +97,7 @@ pub fn run(paths: &ModelPaths, args: CallArgs) -> Result<()> {
             paths,
             WhisperConfig {
                 threads_per_job: 2,
+                language: args.language.clone(),
                 ..Default::default()
             },
         )?;

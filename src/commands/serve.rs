@@ -31,8 +31,8 @@ use voxnav::ops::{admin::AdminConfig, lines::StdoutLines, live::LiveView, metric
 use voxnav::report::{Observer, Reporter};
 use voxnav::speech::turn_models::{SileroModel, SileroVad, SmartTurn};
 use voxnav::speech::{
-    MoonshineRecognizer, OverflowRecognizer, PiperConfig, PiperSynthesizer, Recognizer,
-    Synthesizer, WhisperConfig, WhisperRecognizer,
+    MoonshineRecognizer, OverflowRecognizer, PiperConfig, Recognizer, WhisperConfig,
+    WhisperRecognizer,
 };
 
 #[derive(Args)]
@@ -216,6 +216,7 @@ fn hotline_services(
     let whisper = WhisperConfig {
         model: plan.plan.asr_model.parse().map_err(anyhow::Error::msg)?,
         language: voxnav::dialplan::engine::language_code(plan.plan.language).into(),
+        prompt: plan.plan.asr_prompt.clone(),
         jobs: args
             .asr_jobs
             .or(file.asr_jobs)
@@ -270,8 +271,10 @@ fn hotline_services(
         tracing::warn!("ASR fault injected: {fault:?}");
         asr = Arc::new(voxnav::speech::fault::FaultyRecognizer { inner: asr, fault });
     }
-    let tts: Arc<dyn Synthesizer> =
-        Arc::new(PiperSynthesizer::new(paths, piper)?.with_shared_cores(cores.clone()));
+    // The hotline's voice, chosen at start (a reload that changes `voice:` takes effect on the
+    // next start; the reload logs it).
+    let tts = voxnav::speech::synthesizer_for(paths, &plan.plan.voice, piper, Some(cores.clone()))?;
+    tracing::info!(tts = %tts.describe(), "synthesiser");
     let (detector, turn_model) = turn_detector(paths, file.turn, cores)?;
     tracing::info!(
         dialplan = %dialplan.display(),

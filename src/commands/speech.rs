@@ -17,6 +17,9 @@ pub struct SayArgs {
     text: String,
     #[arg(short, long)]
     output: PathBuf,
+    /// The Piper voice, or `espeak:NAME` (`espeak:cmn-latn-pinyin`: Mandarin).
+    #[arg(long, default_value = voxnav::dialplan::load::DEFAULT_VOICE)]
+    voice: String,
 }
 
 #[derive(Args)]
@@ -51,12 +54,14 @@ pub fn say(paths: &ModelPaths, args: SayArgs) -> Result<()> {
         anyhow::bail!("nothing to say: the text is empty");
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let tts = PiperSynthesizer::new(
+    let tts = voxnav::speech::synthesizer_for(
         paths,
+        &args.voice,
         PiperConfig {
             threads_per_job: threads,
             ..Default::default()
         },
+        None,
     )?;
     let (pcm, stats) = tts.speak_with_stats(text)?;
     let samples = pcm.iter().map(|&s| s as f32 / 32_768.0).collect();

@@ -11,6 +11,9 @@ use super::nodes::{self, KINDS, Node};
 use super::read::{Ctx, MapReader, fraction, number, text, texts};
 use super::yaml::{self, Yaml};
 
+/// The Piper voice `voxnav models install` installs.
+pub const DEFAULT_VOICE: &str = "en_US-joe-medium";
+
 /// Reads and checks one dialplan file.
 pub fn load_file(path: &Path) -> Result<Dialplan, DialplanError> {
     let shown = path.display().to_string();
@@ -75,23 +78,45 @@ fn read_plan(file: &str, tree: &Yaml, p: &mut Problems) -> Option<Dialplan> {
     let voice = top
         .get("voice")
         .and_then(|y| text(y, "voice", p))
-        .map_or_else(|| "en_US-joe-medium".into(), |(t, _)| t);
-    let asr_model = match top.get("asr") {
+        .map_or_else(|| DEFAULT_VOICE.into(), |(t, _)| t);
+    let (asr_model, asr_prompt) = match top.get("asr") {
         Some(y) => {
             let mut m = MapReader::new(y, "asr", p);
             let model = m.get("model").and_then(|y| text(y, "model", p));
+            let prompt = m
+                .get("prompt")
+                .and_then(|y| text(y, "prompt", p))
+                .map(|(t, _)| t);
             m.finish(&[], p);
-            match model {
+            let model = match model {
                 Some((m, pos)) if m != "base" && m != "tiny.en" => {
                     p.add(pos, format!("ASR model `{m}`: base or tiny.en"), "");
                     m
                 }
                 Some((m, _)) => m,
                 None => "base".into(),
-            }
+            };
+            (model, prompt)
         }
-        None => "base".into(),
+        None => ("base".into(), None),
     };
+    // The voices there are: the installed Piper voice, or espeak-ng's (any language).
+    let voice_pos = top.get("voice").map_or(top.pos, |y| y.pos());
+    if voice != DEFAULT_VOICE && !voice.starts_with("espeak:") {
+        p.add(
+            voice_pos,
+            format!(
+                "voice `{voice}`: the installed voices are `{DEFAULT_VOICE}` and `espeak:NAME`"
+            ),
+            "e.g. `voice: espeak:cmn-latn-pinyin` for Mandarin",
+        );
+    } else if language == Language::Mandarin && !voice.starts_with("espeak:") {
+        p.add(
+            voice_pos,
+            "a Mandarin hotline needs a Mandarin voice",
+            "set `voice: espeak:cmn-latn-pinyin` (espeak-ng's Mandarin)",
+        );
+    }
     if language == Language::Mandarin && asr_model == "tiny.en" {
         p.add(
             top.pos,
@@ -178,6 +203,7 @@ fn read_plan(file: &str, tree: &Yaml, p: &mut Problems) -> Option<Dialplan> {
         name: name?,
         language,
         asr_model,
+        asr_prompt,
         voice,
         settings,
         intents,

@@ -212,6 +212,10 @@ pub struct Dialplan {
     pub name: String,
     pub language: Language,
     pub asr_model: String,
+    /// Text that conditions recognition (`asr: { prompt: ... }`): domain words, or the
+    /// script to write in ("以下是普通话的句子。" for simplified Chinese).
+    pub asr_prompt: Option<String>,
+    /// `en_US-joe-medium` (Piper) or `espeak:VOICE` (espeak-ng's synthesiser).
     pub voice: String,
     pub settings: Settings,
     pub intents: Vec<IntentDef>,

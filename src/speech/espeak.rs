@@ -11,27 +11,31 @@ use std::sync::Mutex;
 
 use super::SpeechError;
 
-/// The one espeak-ng instance of the process: `None` until initialised, then its data path.
-static ESPEAK: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// The one espeak-ng instance of the process: `None` until initialised, then its data path
+/// and the sample rate it synthesises at.
+static ESPEAK: Mutex<Option<(PathBuf, u32)>> = Mutex::new(None);
 
-/// Phonemises `text` (one clause) with `voice` ("en-us"), using the espeak-ng data found in
-/// `data_parent/espeak-ng-data`. The clause's closing punctuation is kept, since Piper voices map
-/// it to a pause and intonation.
-pub fn phonemize(data_parent: &Path, voice: &str, text: &str) -> Result<String, SpeechError> {
+/// The held process-wide lock.
+type Held = std::sync::MutexGuard<'static, Option<(PathBuf, u32)>>;
+
+/// Takes the process-wide lock, initialises espeak-ng on first use, and selects `voice`;
+/// returns the guard and the synthesis rate.
+fn ready(data_parent: &Path, voice: &str) -> Result<(Held, u32), SpeechError> {
     let mut guard = ESPEAK.lock().unwrap_or_else(|p| p.into_inner());
-    match guard.as_ref() {
-        Some(path) if path != data_parent => {
+    let rate = match guard.as_ref() {
+        Some((path, _)) if path != data_parent => {
             return Err(SpeechError::Config(format!(
                 "espeak-ng already initialised with {} (one data directory per process)",
                 path.display()
             )));
         }
-        Some(_) => {}
+        Some((_, rate)) => *rate,
         None => {
-            initialise(data_parent)?;
-            *guard = Some(data_parent.to_path_buf());
+            let rate = initialise(data_parent)?;
+            *guard = Some((data_parent.to_path_buf(), rate));
+            rate
         }
-    }
+    };
     let voice_c =
         CString::new(voice).map_err(|_| SpeechError::Config("voice name has a NUL".into()))?;
     // SAFETY: espeak is initialised and we hold the process-wide lock.
@@ -41,6 +45,14 @@ pub fn phonemize(data_parent: &Path, voice: &str, text: &str) -> Result<String, 
             "espeak-ng has no voice {voice:?}"
         )));
     }
+    Ok((guard, rate))
+}
+
+/// Phonemises `text` (one clause) with `voice` ("en-us"), using the espeak-ng data found in
+/// `data_parent/espeak-ng-data`. The clause's closing punctuation is kept, since Piper voices map
+/// it to a pause and intonation.
+pub fn phonemize(data_parent: &Path, voice: &str, text: &str) -> Result<String, SpeechError> {
+    let _guard = ready(data_parent, voice)?;
     let text_c = CString::new(text.replace('\0', " "))
         .map_err(|_| SpeechError::Engine("text has a NUL".into()))?;
     let mode = espeak_rs_sys::espeakINITIALIZE_PHONEME_IPA as i32;
@@ -82,7 +94,66 @@ pub fn phonemize(data_parent: &Path, voice: &str, text: &str) -> Result<String, 
     Ok(out)
 }
 
-fn initialise(data_parent: &Path) -> Result<(), SpeechError> {
+/// Collects the samples espeak hands to the synthesis callback.
+unsafe extern "C" fn collect(
+    wav: *mut std::os::raw::c_short,
+    samples: std::os::raw::c_int,
+    events: *mut espeak_rs_sys::espeak_EVENT,
+) -> std::os::raw::c_int {
+    // SAFETY: espeak passes the `user_data` given to `espeak_Synth` in every event: a live
+    // `Vec<i16>` owned by `synthesize`, which holds the process-wide lock for the call.
+    unsafe {
+        if events.is_null() || (*events).user_data.is_null() {
+            return 0;
+        }
+        let out = &mut *((*events).user_data as *mut Vec<i16>);
+        if !wav.is_null() && samples > 0 {
+            out.extend_from_slice(std::slice::from_raw_parts(wav, samples as usize));
+        }
+    }
+    0
+}
+
+/// Speaks `text` with espeak-ng's own synthesiser and `voice` ("cmn-latn-pinyin"): 16-bit PCM
+/// and its sample rate. The Mandarin hotline's voice: no neural Mandarin voice ships in a
+/// package we can install (docs/speech.md).
+pub fn synthesize(
+    data_parent: &Path,
+    voice: &str,
+    text: &str,
+) -> Result<(Vec<i16>, u32), SpeechError> {
+    let (_guard, rate) = ready(data_parent, voice)?;
+    let text_c = CString::new(text.replace('\0', " "))
+        .map_err(|_| SpeechError::Engine("text has a NUL".into()))?;
+    let mut out: Vec<i16> = Vec::new();
+    // SAFETY: under the process-wide lock; `out` outlives the synchronous `espeak_Synth` call
+    // (initialised in retrieval mode, it returns when the text is spoken), and the callback
+    // is reset before `out` is read.
+    let status = unsafe {
+        espeak_rs_sys::espeak_SetSynthCallback(Some(collect));
+        let status = espeak_rs_sys::espeak_Synth(
+            text_c.as_ptr() as *const c_void,
+            text_c.as_bytes_with_nul().len(),
+            0,
+            espeak_rs_sys::espeak_POSITION_TYPE_POS_CHARACTER,
+            0,
+            espeak_rs_sys::espeakCHARS_UTF8,
+            std::ptr::null_mut(),
+            &mut out as *mut Vec<i16> as *mut c_void,
+        );
+        espeak_rs_sys::espeak_Synchronize();
+        espeak_rs_sys::espeak_SetSynthCallback(None);
+        status
+    };
+    if status != espeak_rs_sys::espeak_ERROR_EE_OK {
+        return Err(SpeechError::Engine(format!(
+            "espeak-ng synthesis failed (code {status})"
+        )));
+    }
+    Ok((out, rate))
+}
+
+fn initialise(data_parent: &Path) -> Result<u32, SpeechError> {
     if !data_parent.join("espeak-ng-data/phontab").exists() {
         return Err(SpeechError::ModelMissing(
             data_parent.join("espeak-ng-data"),
@@ -105,7 +176,7 @@ fn initialise(data_parent: &Path) -> Result<(), SpeechError> {
             data_parent.display()
         )));
     }
-    Ok(())
+    Ok(rate as u32)
 }
 
 /// Removes the `(en)`-style language switch markers espeak inserts for foreign words.

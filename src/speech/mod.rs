@@ -6,6 +6,7 @@
 
 pub mod asr;
 pub mod espeak;
+pub mod espeak_voice;
 pub mod fake;
 pub mod fault;
 pub mod gate;
@@ -60,6 +61,33 @@ pub enum SpeechError {
     /// Resampling failed.
     #[error(transparent)]
     Resample(#[from] crate::media::resample::ResampleError),
+}
+
+/// The synthesiser for a dialplan's `voice:`: `espeak:NAME` is espeak-ng's synthesiser with
+/// that voice; anything else is the installed Piper voice with `piper` settings. `cores`: the
+/// shared core gate its jobs take slots from (None: unshared, the test caller and `say`).
+pub fn synthesizer_for(
+    paths: &crate::models::ModelPaths,
+    voice: &str,
+    piper: PiperConfig,
+    cores: Option<std::sync::Arc<gate::JobGate>>,
+) -> Result<std::sync::Arc<dyn Synthesizer>, SpeechError> {
+    Ok(match voice.strip_prefix(espeak_voice::VOICE_PREFIX) {
+        Some(name) => {
+            let s = espeak_voice::EspeakSynthesizer::new(paths, name)?;
+            std::sync::Arc::new(match cores {
+                Some(c) => s.with_shared_cores(c),
+                None => s,
+            })
+        }
+        None => {
+            let s = PiperSynthesizer::new(paths, piper)?;
+            std::sync::Arc::new(match cores {
+                Some(c) => s.with_shared_cores(c),
+                None => s,
+            })
+        }
+    })
 }
 
 /// How the cores are shared between the engines: ASR threads plus TTS threads must fit.

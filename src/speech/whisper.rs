@@ -456,7 +456,7 @@ impl Recognizer for WhisperRecognizer {
         self.return_state(state);
         drop(core_permits);
         drop(permit);
-        let text = collapse_repeated_phrases(
+        let mut text = collapse_repeated_phrases(
             &segments
                 .iter()
                 .map(|s| s.text.as_str())
@@ -464,6 +464,12 @@ impl Recognizer for WhisperRecognizer {
                 .collect::<Vec<_>>()
                 .join(" "),
         );
+        if self.config.language == "zh" {
+            // Whisper writes Mandarin in traditional or simplified characters as it likes
+            // ("沒聽懂" for "没听懂"); hotlines are written in simplified, and the router's
+            // character grams only match the same script.
+            text = simplet2s::convert(&text);
+        }
         Ok(Transcript {
             text,
             confidence: if prob_n == 0 {
