@@ -13,6 +13,8 @@ use super::yaml::{self, Yaml};
 
 /// The Piper voice `voxnav models install` installs.
 pub const DEFAULT_VOICE: &str = "en_US-joe-medium";
+/// A Mandarin hotline's voice unless it names one: espeak-ng's Mandarin.
+pub const MANDARIN_VOICE: &str = "espeak:cmn-latn-pinyin";
 
 /// Reads and checks one dialplan file.
 pub fn load_file(path: &Path) -> Result<Dialplan, DialplanError> {
@@ -78,7 +80,14 @@ fn read_plan(file: &str, tree: &Yaml, p: &mut Problems) -> Option<Dialplan> {
     let voice = top
         .get("voice")
         .and_then(|y| text(y, "voice", p))
-        .map_or_else(|| DEFAULT_VOICE.into(), |(t, _)| t);
+        .map_or_else(
+            // Unset: the language's installed voice.
+            || match language {
+                Language::Mandarin => MANDARIN_VOICE.into(),
+                _ => DEFAULT_VOICE.into(),
+            },
+            |(t, _)| t,
+        );
     let (asr_model, asr_prompt) = match top.get("asr") {
         Some(y) => {
             let mut m = MapReader::new(y, "asr", p);
