@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::model::{Dialplan, Language, SlotKind};
-use super::nodes::{Node, transfer::Target};
+use super::nodes::{Node, Walk, transfer::Target};
 use super::phrases::Phrase;
 use super::read::fill;
 use super::values;
@@ -227,7 +227,7 @@ pub struct Step {
 
 /// Where the call waits.
 #[derive(Debug, Clone, PartialEq)]
-enum Waiting {
+pub(in crate::dialplan) enum Waiting {
     Nothing,
     Ask(String),
     Http(String),
@@ -242,16 +242,16 @@ const MAX_STEPS: usize = 200;
 /// One call.
 #[derive(Debug)]
 pub struct CallEngine {
-    hotline: Arc<Hotline>,
-    vars: BTreeMap<String, String>,
-    waiting: Waiting,
-    returns: Vec<String>,
+    pub(in crate::dialplan) hotline: Arc<Hotline>,
+    pub(in crate::dialplan) vars: BTreeMap<String, String>,
+    pub(in crate::dialplan) waiting: Waiting,
+    pub(in crate::dialplan) returns: Vec<String>,
     turn: u32,
-    no_input: usize,
-    no_match: usize,
+    pub(in crate::dialplan) no_input: usize,
+    pub(in crate::dialplan) no_match: usize,
     /// Failed turns in a row across asks (repeated failure is frustration too).
     failures: usize,
-    last_prompt: String,
+    pub(in crate::dialplan) last_prompt: String,
     transcript: Vec<String>,
     /// Where the call goes if the transfer in progress fails (the transfer node's `fallback`).
     transfer_fallback: Option<String>,
@@ -259,13 +259,13 @@ pub struct CallEngine {
     transfer_failures: usize,
     /// Slot values the caller gave before the flow asked for them ("where is order
     /// 472198"): the ask for one takes it instead of asking.
-    heard: BTreeMap<String, Heard>,
+    pub(in crate::dialplan) heard: BTreeMap<String, Heard>,
     /// The value being read back at the current ask, awaiting a yes.
-    confirming: Option<Heard>,
+    pub(in crate::dialplan) confirming: Option<Heard>,
     /// Two knowledge entries the caller's question sat between, awaiting "which one".
     choosing: Option<Choice>,
     /// Built during an event.
-    record: Decision,
+    pub(in crate::dialplan) record: Decision,
 }
 
 /// What a caller asked for instead of answering an ask's question.
@@ -276,10 +276,10 @@ enum Request {
 
 /// A slot value and how sure recognition was of it (1 for keys).
 #[derive(Debug, Clone, PartialEq)]
-struct Heard {
-    slot: String,
-    value: String,
-    confidence: f32,
+pub(in crate::dialplan) struct Heard {
+    pub(in crate::dialplan) slot: String,
+    pub(in crate::dialplan) value: String,
+    pub(in crate::dialplan) confidence: f32,
 }
 
 /// How much nearer an intent's example may be than the nearer option before a reply to "do
@@ -408,7 +408,12 @@ impl CallEngine {
         &self.transcript
     }
 
-    fn say(&mut self, actions: &mut Vec<Action>, text: &str, barge_in: bool) {
+    pub(in crate::dialplan) fn say(
+        &mut self,
+        actions: &mut Vec<Action>,
+        text: &str,
+        barge_in: bool,
+    ) {
         let text = fill(text, |v| self.vars.get(v).cloned());
         let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
         if text.is_empty() {
@@ -790,7 +795,7 @@ impl CallEngine {
         }
     }
 
-    fn set_slot(&mut self, slot: &str, value: &str, how: &str) {
+    pub(in crate::dialplan) fn set_slot(&mut self, slot: &str, value: &str, how: &str) {
         self.record
             .slots
             .insert(slot.to_string(), value.to_string());
@@ -809,13 +814,22 @@ impl CallEngine {
     }
 
     /// Whether a value heard with `confidence` is read back before it is used.
-    fn needs_confirming(&self, ask: &super::nodes::ask::Ask, confidence: f32) -> bool {
+    pub(in crate::dialplan) fn needs_confirming(
+        &self,
+        ask: &super::nodes::ask::Ask,
+        confidence: f32,
+    ) -> bool {
         ask.confirm
             .unwrap_or(confidence < self.hotline.plan.settings.confirm_below)
     }
 
     /// Reads `heard` back and listens for a yes, a no, or a correction.
-    fn confirm(&mut self, ask: &super::nodes::ask::Ask, heard: Heard, actions: &mut Vec<Action>) {
+    pub(in crate::dialplan) fn confirm(
+        &mut self,
+        ask: &super::nodes::ask::Ask,
+        heard: Heard,
+        actions: &mut Vec<Action>,
+    ) {
         let question = self.confirm_question(&heard);
         self.record.reason = format!(
             "reading `{}` = {} back (recognition confidence {:.2})",
@@ -1141,7 +1155,11 @@ impl CallEngine {
         }
     }
 
-    fn listen(&mut self, ask: &super::nodes::ask::Ask, actions: &mut Vec<Action>) {
+    pub(in crate::dialplan) fn listen(
+        &mut self,
+        ask: &super::nodes::ask::Ask,
+        actions: &mut Vec<Action>,
+    ) {
         let expect = match (&ask.slot, ask.intents.is_empty()) {
             (Some((s, _)), _) if self.confirming.is_some() => format!("read-back of slot {s}"),
             (Some((s, _)), _) => format!("slot {s}"),
@@ -1232,7 +1250,7 @@ impl CallEngine {
         }
     }
 
-    fn transfer(
+    pub(in crate::dialplan) fn transfer(
         &mut self,
         target: Target,
         reason: &str,
@@ -1262,139 +1280,10 @@ impl CallEngine {
             let Some(node) = plan.node(&id) else { break };
             self.record.path.push(id.clone());
             let next = node.next.as_ref().map(|r| r.name.clone());
-            let go = match &node.kind {
-                Node::Say(s) => {
-                    self.say(actions, &s.speech.text, s.barge_in);
-                    if s.answers {
-                        self.record.decision = DecisionKind::Answer;
-                    }
-                    next
-                }
-                Node::Ask(a) => {
-                    if self.waiting != Waiting::Ask(id.clone()) {
-                        self.no_input = 0;
-                        self.no_match = 0;
-                        self.confirming = None;
-                    }
-                    self.waiting = Waiting::Ask(id.clone());
-                    // The caller already said it: no need to ask (read back if unsure).
-                    if let Some((slot, _)) = &a.slot
-                        && let Some(h) = self.heard.remove(slot)
-                    {
-                        if self.needs_confirming(a, h.confidence) {
-                            self.confirm(a, h, actions);
-                            return;
-                        }
-                        self.set_slot(&h.slot, &h.value, "given before the ask");
-                        self.waiting = Waiting::Nothing;
-                        next
-                    } else {
-                        self.last_prompt = fill(&a.prompt.text, |v| self.vars.get(v).cloned());
-                        self.say(actions, &a.prompt.text, a.barge_in);
-                        self.listen(a, actions);
-                        return;
-                    }
-                }
-                Node::Route(r) => {
-                    let intent = self.vars.get("intent").cloned().unwrap_or_default();
-                    let kb = self.vars.get("kb_id").is_some_and(|k| !k.is_empty());
-                    let target = if kb && r.kb.is_some() {
-                        r.kb.clone()
-                    } else {
-                        r.cases
-                            .iter()
-                            .find(|(i, _, _)| *i == intent)
-                            .map(|(_, _, t)| t.clone())
-                    };
-                    Some(target.unwrap_or_else(|| r.default.clone()).name)
-                }
-                Node::Answer(a) => {
-                    let entry_id = a
-                        .entry
-                        .as_ref()
-                        .map(|(e, _)| e.clone())
-                        .or_else(|| self.vars.get("kb_id").cloned().filter(|k| !k.is_empty()));
-                    match entry_id.and_then(|e| hotline.kb.entry(&e).cloned()) {
-                        Some(entry) => {
-                            self.say(actions, &entry.answer, true);
-                            self.vars.insert("kb_answer".into(), entry.answer.clone());
-                            self.record.kb = Some(entry.id.clone());
-                            self.record.decision = DecisionKind::Answer;
-                            next
-                        }
-                        None => a.none.as_ref().map(|r| r.name.clone()).or(next),
-                    }
-                }
-                Node::Http(h) => {
-                    if let Some(f) = &h.filler {
-                        self.say(actions, &f.text, true);
-                    }
-                    let url = fill(&h.url, |v| self.vars.get(v).map(|s| percent_encode(s)));
-                    let body = h
-                        .body
-                        .as_ref()
-                        .map(|b| fill(b, |v| self.vars.get(v).cloned()));
-                    actions.push(Action::Http {
-                        method: h.method.clone(),
-                        url,
-                        body,
-                        timeout_ms: h.timeout_ms,
-                    });
-                    self.waiting = Waiting::Http(id.clone());
-                    return;
-                }
-                Node::Set(s) => {
-                    for (k, _, v) in &s.values {
-                        let value = fill(v, |x| self.vars.get(x).cloned());
-                        self.vars.insert(k.clone(), value);
-                    }
-                    next
-                }
-                Node::Branch(b) => Some(
-                    b.cases
-                        .iter()
-                        .find(|(c, _)| c.holds(self.vars.get(&c.variable).map(String::as_str)))
-                        .map_or(&b.otherwise, |(_, t)| t)
-                        .name
-                        .clone(),
-                ),
-                Node::Transfer(t) => {
-                    if let Some(s) = &t.say {
-                        self.say(actions, &s.text, false);
-                    }
-                    let reason = if t.reason.is_empty() {
-                        self.record.reason.clone()
-                    } else {
-                        t.reason.clone()
-                    };
-                    if self.record.reason.is_empty() {
-                        self.record.reason = reason.clone();
-                    } else if !self.record.reason.contains(&reason) {
-                        self.record.reason = format!("{}; {reason}", self.record.reason);
-                    }
-                    let fallback = t.fallback.as_ref().map(|f| f.name.clone());
-                    self.transfer(t.target.clone(), &reason, fallback, actions);
-                    return;
-                }
-                Node::Hangup(h) => {
-                    if let Some(s) = &h.say {
-                        self.say(actions, &s.text, false);
-                    }
-                    actions.push(Action::Hangup {
-                        reason: self.record.reason.clone(),
-                    });
-                    self.record.decision = DecisionKind::End;
-                    self.waiting = Waiting::Ended;
-                    return;
-                }
-                Node::Goto(g) => Some(g.target.name.clone()),
-                Node::Call(c) => {
-                    if let Some(n) = next {
-                        self.returns.push(n);
-                    }
-                    plan.flows.get(&c.flow).cloned()
-                }
-                Node::Return => self.returns.pop(),
+            // Each kind's own file says what entering it does.
+            let go = match node.kind.enter(&id, next, self, actions) {
+                Walk::Go(n) => n,
+                Walk::Wait => return,
             };
             match go {
                 Some(n) => id = n,
@@ -1409,33 +1298,6 @@ impl CallEngine {
             actions,
         );
     }
-}
-
-/// Escapes what a URL cannot carry as is (spaces, non-ASCII, `#`, quotes); URL punctuation is
-/// kept, so a variable may hold a whole base address (`http://host:port`).
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z'
-            | b'a'..=b'z'
-            | b'0'..=b'9'
-            | b'-'
-            | b'_'
-            | b'.'
-            | b'~'
-            | b':'
-            | b'/'
-            | b'?'
-            | b'&'
-            | b'='
-            | b'%'
-            | b'@'
-            | b'+'
-            | b','
-            | b';' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The language name for ASR ("en", "zh").

@@ -25,9 +25,10 @@
 //! of an intent (other than the global handlers') or, with `kb: true`, the knowledge base
 //! has a clear answer, the call goes to `other` with `intent`/`kb_id`/`utterance` set, as after an intent ask.
 
-use super::NodeKind;
+use super::{NodeKind, Walk};
+use crate::dialplan::engine::{Action, CallEngine, Waiting};
 use crate::dialplan::model::{Ref, Speech};
-use crate::dialplan::read::{Ctx, MapReader, boolean, number, texts};
+use crate::dialplan::read::{Ctx, MapReader, boolean, fill, number, texts};
 use crate::dialplan::yaml::{Pos, Yaml};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,39 @@ pub struct Ask {
 }
 
 impl NodeKind for Ask {
+    fn enter(
+        &self,
+        id: &str,
+        next: Option<String>,
+        call: &mut CallEngine,
+        actions: &mut Vec<Action>,
+    ) -> Walk {
+        if call.waiting != Waiting::Ask(id.to_string()) {
+            call.no_input = 0;
+            call.no_match = 0;
+            call.confirming = None;
+        }
+        call.waiting = Waiting::Ask(id.to_string());
+        // The caller already said it: no need to ask (read back if unsure).
+        if let Some((slot, _)) = &self.slot
+            && let Some(h) = call.heard.remove(slot)
+        {
+            if call.needs_confirming(self, h.confidence) {
+                call.confirm(self, h, actions);
+                return Walk::Wait;
+            }
+            call.set_slot(&h.slot, &h.value, "given before the ask");
+            call.waiting = Waiting::Nothing;
+            Walk::Go(next)
+        } else {
+            let prompt = fill(&self.prompt.text, |v| call.vars.get(v).cloned());
+            call.last_prompt = prompt;
+            call.say(actions, &self.prompt.text, self.barge_in);
+            call.listen(self, actions);
+            Walk::Wait
+        }
+    }
+
     fn speech(&self) -> Vec<&Speech> {
         std::iter::once(&self.prompt)
             .chain(&self.no_input)

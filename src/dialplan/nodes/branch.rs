@@ -10,7 +10,8 @@
 //!   else: say_unknown
 //! ```
 
-use super::NodeKind;
+use super::{NodeKind, Walk};
+use crate::dialplan::engine::{Action, CallEngine};
 use crate::dialplan::model::Ref;
 use crate::dialplan::read::{Ctx, MapReader, text};
 use crate::dialplan::yaml::{Pos, Yaml};
@@ -78,6 +79,21 @@ pub struct Branch {
 }
 
 impl NodeKind for Branch {
+    fn enter(
+        &self,
+        _id: &str,
+        _next: Option<String>,
+        call: &mut CallEngine,
+        _actions: &mut Vec<Action>,
+    ) -> Walk {
+        let taken = self
+            .cases
+            .iter()
+            .find(|(c, _)| c.holds(call.vars.get(&c.variable).map(String::as_str)))
+            .map_or(&self.otherwise, |(_, t)| t);
+        Walk::Go(Some(taken.name.clone()))
+    }
+
     /// The variables the conditions read, as `{{name}}` templates.
     fn templates(&self) -> Vec<(String, Pos)> {
         (self.cases.iter())

@@ -6,7 +6,8 @@
 //!   next: lookup
 //! ```
 
-use super::NodeKind;
+use super::{NodeKind, Walk};
+use crate::dialplan::engine::{Action, CallEngine};
 use crate::dialplan::read::{Ctx, MapReader, text};
 use crate::dialplan::yaml::{Pos, Yaml};
 
@@ -17,7 +18,20 @@ pub struct Call {
 }
 
 /// Leads only to its flow (and `next`), says nothing, sets nothing.
-impl NodeKind for Call {}
+impl NodeKind for Call {
+    fn enter(
+        &self,
+        _id: &str,
+        next: Option<String>,
+        call: &mut CallEngine,
+        _actions: &mut Vec<Action>,
+    ) -> Walk {
+        if let Some(n) = next {
+            call.returns.push(n);
+        }
+        Walk::Go(call.hotline.plan.flows.get(&self.flow).cloned())
+    }
+}
 
 pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Call> {
     let (flow, pos) = text(value, "call", cx.p)?;

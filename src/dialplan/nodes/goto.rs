@@ -5,7 +5,8 @@
 //!   goto: menu
 //! ```
 
-use super::NodeKind;
+use super::{NodeKind, Walk};
+use crate::dialplan::engine::{Action, CallEngine};
 use crate::dialplan::model::Ref;
 use crate::dialplan::read::{Ctx, MapReader};
 use crate::dialplan::yaml::Yaml;
@@ -16,6 +17,16 @@ pub struct Goto {
 }
 
 impl NodeKind for Goto {
+    fn enter(
+        &self,
+        _id: &str,
+        _next: Option<String>,
+        _call: &mut CallEngine,
+        _actions: &mut Vec<Action>,
+    ) -> Walk {
+        Walk::Go(Some(self.target.name.clone()))
+    }
+
     fn targets_mut(&mut self) -> Vec<&mut Ref> {
         vec![&mut self.target]
     }

@@ -5,7 +5,8 @@
 //!   hangup: goodbye_prompt
 //! ```
 
-use super::NodeKind;
+use super::{NodeKind, Walk};
+use crate::dialplan::engine::{Action, CallEngine, DecisionKind, Waiting};
 use crate::dialplan::model::Speech;
 use crate::dialplan::read::{Ctx, MapReader};
 use crate::dialplan::yaml::Yaml;
@@ -16,6 +17,24 @@ pub struct Hangup {
 }
 
 impl NodeKind for Hangup {
+    fn enter(
+        &self,
+        _id: &str,
+        _next: Option<String>,
+        call: &mut CallEngine,
+        actions: &mut Vec<Action>,
+    ) -> Walk {
+        if let Some(s) = &self.say {
+            call.say(actions, &s.text, false);
+        }
+        actions.push(Action::Hangup {
+            reason: call.record.reason.clone(),
+        });
+        call.record.decision = DecisionKind::End;
+        call.waiting = Waiting::Ended;
+        Walk::Wait
+    }
+
     fn speech(&self) -> Vec<&Speech> {
         self.say.iter().collect()
     }

@@ -13,9 +13,10 @@
 //!   error: lookup_failed        # timeout, connection error, other non-2xx, bad JSON
 //! ```
 
-use super::NodeKind;
+use super::{NodeKind, Walk};
+use crate::dialplan::engine::{Action, CallEngine, Waiting};
 use crate::dialplan::model::{Ref, Speech};
-use crate::dialplan::read::{Ctx, MapReader, number, text};
+use crate::dialplan::read::{Ctx, MapReader, fill, number, text};
 use crate::dialplan::yaml::{Pos, Yaml};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +34,31 @@ pub struct Http {
 }
 
 impl NodeKind for Http {
+    fn enter(
+        &self,
+        id: &str,
+        _next: Option<String>,
+        call: &mut CallEngine,
+        actions: &mut Vec<Action>,
+    ) -> Walk {
+        if let Some(f) = &self.filler {
+            call.say(actions, &f.text, true);
+        }
+        let url = fill(&self.url, |v| call.vars.get(v).map(|s| percent_encode(s)));
+        let body = self
+            .body
+            .as_ref()
+            .map(|b| fill(b, |v| call.vars.get(v).cloned()));
+        actions.push(Action::Http {
+            method: self.method.clone(),
+            url,
+            body,
+            timeout_ms: self.timeout_ms,
+        });
+        call.waiting = Waiting::Http(id.to_string());
+        Walk::Wait
+    }
+
     fn speech(&self) -> Vec<&Speech> {
         self.filler.iter().collect()
     }
@@ -140,4 +166,31 @@ pub fn read(value: &Yaml, node: &mut MapReader, cx: &mut Ctx) -> Option<Http> {
         not_found,
         error: error?,
     })
+}
+
+/// Escapes what a URL cannot carry as is (spaces, non-ASCII, `#`, quotes); URL punctuation is
+/// kept, so a variable may hold a whole base address (`http://host:port`).
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'_'
+            | b'.'
+            | b'~'
+            | b':'
+            | b'/'
+            | b'?'
+            | b'&'
+            | b'='
+            | b'%'
+            | b'@'
+            | b'+'
+            | b','
+            | b';' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -1,6 +1,7 @@
 //! Node kinds, one file each: how a node is read from YAML, which nodes it can lead to, what
-//! it speaks, which `{{variables}}` it reads and which it sets (its `NodeKind`). `Node` only
-//! dispatches. How each behaves in a call is still in `engine`, which matches on `Node`.
+//! it speaks, which `{{variables}}` it reads and which it sets, and what a call does on
+//! entering it (its `NodeKind`). `Node` only dispatches; the engine keeps what kinds share
+//! (speaking, listening for an ask's answer, read-backs, transfers, handlers).
 
 pub mod answer;
 pub mod ask;
@@ -16,6 +17,7 @@ pub mod transfer;
 
 use super::model::{Ref, Speech};
 use super::yaml::Pos;
+use crate::dialplan::engine::{Action, CallEngine};
 
 /// What a node kind says about itself, in its own file. A kind leaves out what it does not
 /// have (a `goto` speaks nothing, a `say` sets nothing).
@@ -39,6 +41,26 @@ pub trait NodeKind {
     fn sets(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// What a call does on walking into the node (`id` is its id, `next` its `next`): go on
+    /// to a node, or wait there for the caller, a backend, a transfer or the end. The engine
+    /// (`engine.rs`) keeps what every kind shares: speaking, listening, read-backs, transfers.
+    fn enter(
+        &self,
+        id: &str,
+        next: Option<String>,
+        call: &mut CallEngine,
+        actions: &mut Vec<Action>,
+    ) -> Walk;
+}
+
+/// Where a call's walk goes after a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Walk {
+    /// On to this node (None: nowhere; the engine hands the call over).
+    Go(Option<String>),
+    /// The call waits at this node.
+    Wait,
 }
 
 /// Every node kind.
@@ -116,6 +138,21 @@ impl Node {
             Node::Call(k) => k,
             Node::Return => return None,
         })
+    }
+
+    /// What a call does on walking into the node; `return` goes back to the node after the
+    /// `call` that entered its flow.
+    pub fn enter(
+        &self,
+        id: &str,
+        next: Option<String>,
+        call: &mut CallEngine,
+        actions: &mut Vec<Action>,
+    ) -> Walk {
+        match self.described() {
+            Some(kind) => kind.enter(id, next, call, actions),
+            None => Walk::Go(call.returns.pop()),
+        }
     }
 
     /// Nodes this one can lead to, besides its `next`: each kind lists its own, and loading

@@ -9,7 +9,8 @@
 //!     default: not_understood     # anything else
 //! ```
 
-use super::NodeKind;
+use super::{NodeKind, Walk};
+use crate::dialplan::engine::{Action, CallEngine};
 use crate::dialplan::model::Ref;
 use crate::dialplan::read::{Ctx, MapReader};
 use crate::dialplan::yaml::{Pos, Yaml};
@@ -23,6 +24,26 @@ pub struct Route {
 }
 
 impl NodeKind for Route {
+    fn enter(
+        &self,
+        _id: &str,
+        _next: Option<String>,
+        call: &mut CallEngine,
+        _actions: &mut Vec<Action>,
+    ) -> Walk {
+        let intent = call.vars.get("intent").cloned().unwrap_or_default();
+        let kb = call.vars.get("kb_id").is_some_and(|k| !k.is_empty());
+        let target = if kb && self.kb.is_some() {
+            self.kb.clone()
+        } else {
+            self.cases
+                .iter()
+                .find(|(i, _, _)| *i == intent)
+                .map(|(_, _, t)| t.clone())
+        };
+        Walk::Go(Some(target.unwrap_or_else(|| self.default.clone()).name))
+    }
+
     fn targets_mut(&mut self) -> Vec<&mut Ref> {
         (self.cases.iter_mut().map(|(_, _, r)| r))
             .chain(self.kb.iter_mut())

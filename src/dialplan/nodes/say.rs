@@ -9,7 +9,8 @@
 //!   next: menu
 //! ```
 
-use super::NodeKind;
+use super::{NodeKind, Walk};
+use crate::dialplan::engine::{Action, CallEngine, DecisionKind};
 use crate::dialplan::model::Speech;
 use crate::dialplan::read::{Ctx, MapReader, boolean};
 use crate::dialplan::yaml::Yaml;
@@ -22,6 +23,20 @@ pub struct Say {
 }
 
 impl NodeKind for Say {
+    fn enter(
+        &self,
+        _id: &str,
+        next: Option<String>,
+        call: &mut CallEngine,
+        actions: &mut Vec<Action>,
+    ) -> Walk {
+        call.say(actions, &self.speech.text, self.barge_in);
+        if self.answers {
+            call.record.decision = DecisionKind::Answer;
+        }
+        Walk::Go(next)
+    }
+
     fn speech(&self) -> Vec<&Speech> {
         vec![&self.speech]
     }

@@ -6,8 +6,9 @@
 //!   next: handoff
 //! ```
 
-use super::NodeKind;
-use crate::dialplan::read::{Ctx, MapReader, text};
+use super::{NodeKind, Walk};
+use crate::dialplan::engine::{Action, CallEngine};
+use crate::dialplan::read::{Ctx, MapReader, fill, text};
 use crate::dialplan::yaml::{Pos, Yaml};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +17,20 @@ pub struct Set {
 }
 
 impl NodeKind for Set {
+    fn enter(
+        &self,
+        _id: &str,
+        next: Option<String>,
+        call: &mut CallEngine,
+        _actions: &mut Vec<Action>,
+    ) -> Walk {
+        for (k, _, v) in &self.values {
+            let value = fill(v, |x| call.vars.get(x).cloned());
+            call.vars.insert(k.clone(), value);
+        }
+        Walk::Go(next)
+    }
+
     /// The values, filled from variables.
     fn templates(&self) -> Vec<(String, Pos)> {
         (self.values.iter())

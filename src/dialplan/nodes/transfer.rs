@@ -9,7 +9,8 @@
 //!   fallback: agents_busy
 //! ```
 
-use super::NodeKind;
+use super::{NodeKind, Walk};
+use crate::dialplan::engine::{Action, CallEngine};
 use crate::dialplan::model::{Ref, Speech};
 use crate::dialplan::read::{Ctx, MapReader, text};
 use crate::dialplan::yaml::Yaml;
@@ -29,6 +30,31 @@ pub struct Transfer {
 }
 
 impl NodeKind for Transfer {
+    fn enter(
+        &self,
+        _id: &str,
+        _next: Option<String>,
+        call: &mut CallEngine,
+        actions: &mut Vec<Action>,
+    ) -> Walk {
+        if let Some(s) = &self.say {
+            call.say(actions, &s.text, false);
+        }
+        let reason = if self.reason.is_empty() {
+            call.record.reason.clone()
+        } else {
+            self.reason.clone()
+        };
+        if call.record.reason.is_empty() {
+            call.record.reason = reason.clone();
+        } else if !call.record.reason.contains(&reason) {
+            call.record.reason = format!("{}; {reason}", call.record.reason);
+        }
+        let fallback = self.fallback.as_ref().map(|f| f.name.clone());
+        call.transfer(self.target.clone(), &reason, fallback, actions);
+        Walk::Wait
+    }
+
     fn speech(&self) -> Vec<&Speech> {
         self.say.iter().collect()
     }
