@@ -36,9 +36,8 @@ pub fn words(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// Word-level Levenshtein distance: (errors, reference length).
-pub fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
-    let (r, h) = (words(reference), words(hypothesis));
+/// Levenshtein distance between two sequences: (errors, reference length).
+fn edit_distance<T: PartialEq>(r: &[T], h: &[T]) -> (usize, usize) {
     let mut prev: Vec<usize> = (0..=h.len()).collect();
     for (i, rw) in r.iter().enumerate() {
         let mut cur = vec![i + 1; h.len() + 1];
@@ -51,21 +50,16 @@ pub fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
     (prev[h.len()], r.len())
 }
 
+/// Word-level Levenshtein distance: (errors, reference length).
+pub fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
+    edit_distance(&words(reference), &words(hypothesis))
+}
+
 /// Character-level Levenshtein distance for Chinese: (errors, reference length), over letters
 /// and digits only (punctuation and spaces dropped: Whisper punctuates as it likes).
 pub fn char_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
     let chars = |s: &str| -> Vec<char> { s.chars().filter(|c| c.is_alphanumeric()).collect() };
-    let (r, h) = (chars(reference), chars(hypothesis));
-    let mut prev: Vec<usize> = (0..=h.len()).collect();
-    for (i, rc) in r.iter().enumerate() {
-        let mut cur = vec![i + 1; h.len() + 1];
-        for (j, hc) in h.iter().enumerate() {
-            let sub = prev[j] + usize::from(rc != hc);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    (prev[h.len()], r.len())
+    edit_distance(&chars(reference), &chars(hypothesis))
 }
 
 /// 8 kHz PCM through G.711 mu-law and back: what the recognizer hears on a call.
@@ -409,24 +403,27 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// How tests run Chromium: headless, off the network (this machine's is closed), no first-run
+/// work or background traffic.
+const CHROMIUM_FLAGS: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
+
 /// The DOM of `url` after its scripts ran, from headless Chromium (Debian's `chromium`,
 /// installed by the test setup). `--virtual-time-budget` lets the page's timers and fetches
 /// run before the dump. The flags keep Chromium off the network (this machine's is closed)
 /// and out of the user's profile.
 pub fn chromium_dom(url: &str, profile: &Path) -> String {
     let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-        ])
+        .args(CHROMIUM_FLAGS)
+        .args(["--virtual-time-budget=5000", "--dump-dom"])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(url)
         .stderr(std::process::Stdio::null())
@@ -693,11 +690,10 @@ impl Browser {
         }
         let child = Command::new("sh")
             .arg("-c")
-            .arg(
-                "exec chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-                 --disable-background-networking --disable-component-update --disable-sync \
-                 --remote-debugging-pipe --user-data-dir=\"$1/profile\" 3<\"$1/cdp-in\" 4>\"$1/cdp-out\"",
-            )
+            .arg(format!(
+                "exec chromium {} --remote-debugging-pipe --user-data-dir=\"$1/profile\" 3<\"$1/cdp-in\" 4>\"$1/cdp-out\"",
+                CHROMIUM_FLAGS.join(" ")
+            ))
             .arg("sh")
             .arg(dir)
             .stderr(std::process::Stdio::null())

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::engine::Hotline;
 use super::error::DialplanError;
 use super::history::{Change, ChangeLog, sha};
-use super::registry::HotlineRegistry;
+use super::registry::{HotlineRegistry, now_ms};
 use super::sim::HttpFn;
 use super::testing;
 use super::yaml::{self, Yaml};
@@ -430,12 +430,6 @@ pub struct Accepted {
     pub change: Change,
     /// What the gate measured (None for out of scope: nothing to judge).
     pub gate: Option<GateReport>,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A trainer's decision on a reviewed phrasing: a new example through the registry's checked,

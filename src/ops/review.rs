@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::{Connection, params};
 
-use super::stats::{Range, StatsError};
+use super::stats::{Range, SPOKEN, StatsError};
 use crate::dialplan::engine::Hotline;
 
 /// One not-understood turn, with its call's context.
@@ -25,9 +25,6 @@ pub struct Missed {
     /// The call ended in a transfer to a person.
     pub transferred: bool,
 }
-
-/// Spoken turns (not keypad, not events like `(no input)`).
-const SPOKEN: &str = "input NOT LIKE '#dtmf%' AND input NOT LIKE '(%'";
 
 /// Not-understood spoken turns of `hotline`'s calls started in `range`, newest first.
 pub fn missed(db: &Connection, hotline: &str, range: Range) -> Result<Vec<Missed>, StatsError> {

@@ -158,7 +158,8 @@ pub struct StatsError(#[from] rusqlite::Error);
 
 /// Inputs that are not caller speech: keypad entries (`#dtmf ...`) and events like
 /// `(no input)`, `(call start)`, `(backend reply)`.
-const SPOKEN: &str = "t.input NOT LIKE '#dtmf%' AND t.input NOT LIKE '(%'";
+/// Spoken turns (not keypad, not events like `(no input)`), of a query aliasing turns as `t`.
+pub(super) const SPOKEN: &str = "t.input NOT LIKE '#dtmf%' AND t.input NOT LIKE '(%'";
 const NOT_UNDERSTOOD: &str = "json_extract(t.record, '$.reason') LIKE 'not understood%'";
 
 fn rate(part: u64, whole: u64) -> Option<f64> {
