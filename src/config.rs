@@ -5,6 +5,12 @@
 //!   listen: 0.0.0.0:5060     # UDP and TCP, IPv4 or IPv6
 //!   max_calls: 100           # more get 503 with Retry-After
 //!   ring_ms: 0               # ring (180) this long before answering
+//!   trunks: [192.0.2.0/24]   # who may call (others get 403); their P-Asserted-Identity is
+//!                            # believed. Absent: everyone may call
+//! hotlines:                  # the dialled number (Request-URI user, else To) picks the dialplan
+//!   "4000": dialplans/demo.yaml
+//!   "4001": dialplans/hotline-zh.yaml
+//!   default: dialplans/demo.yaml   # numbers not listed; without it they get 404
 //! media:
 //!   rtp_ports: 10000-20000   # even RTP ports, RTCP on the next odd one
 //!   threads: 1               # media driver threads (each owns a share of the calls)
@@ -52,6 +58,12 @@ pub struct ServerConfig {
     pub sip_listen: Option<SocketAddr>,
     pub max_calls: Option<usize>,
     pub ring_ms: Option<u64>,
+    /// `sip.trunks`: who may call (empty: everyone).
+    pub trunks: Vec<crate::sip::admission::Network>,
+    /// `hotlines:` dialled number (cleaned) -> dialplan file.
+    pub hotlines: std::collections::BTreeMap<String, std::path::PathBuf>,
+    /// `hotlines.default`: the dialplan for numbers not listed.
+    pub default_hotline: Option<std::path::PathBuf>,
     pub rtp_ports: Option<PortPool>,
     pub agent_default: Option<String>,
     pub agent_queues: std::collections::BTreeMap<String, String>,
@@ -159,7 +171,42 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
             .and_then(|y| number(y, "max_calls", &mut p))
             .map(|n| n as usize);
         config.ring_ms = m.get("ring_ms").and_then(|y| number(y, "ring_ms", &mut p));
+        if let Some(trunks) = m.get("trunks") {
+            for (t, pos) in crate::dialplan::read::texts(trunks, "a trunk", &mut p) {
+                match t.parse() {
+                    Ok(net) => config.trunks.push(net),
+                    Err(e) => p.add(pos, e, "an address (192.0.2.7) or a network (10.0.0.0/8)"),
+                }
+            }
+        }
         m.finish(&[], &mut p);
+    }
+    if let Some(hotlines) = top.get("hotlines") {
+        let m = MapReader::new(hotlines, "hotlines", &mut p);
+        for (key, value) in m.entries() {
+            let Some((file, _)) = text(value, "a hotline's dialplan file", &mut p) else {
+                continue;
+            };
+            if key.name == "default" {
+                config.default_hotline = Some(file.into());
+                continue;
+            }
+            match crate::sip::identity::clean_dialled(&key.name) {
+                Some(number) if config.hotlines.contains_key(&number) => p.add(
+                    key.pos,
+                    format!("number `{}` is listed twice", key.name),
+                    "each number answers one hotline",
+                ),
+                Some(number) => {
+                    config.hotlines.insert(number, file.into());
+                }
+                None => p.add(
+                    key.pos,
+                    format!("`{}` is not a number or SIP user", key.name),
+                    "e.g. \"4000\", \"+15550100\" or sales",
+                ),
+            }
+        }
     }
     if let Some(media) = top.get("media") {
         let mut m = MapReader::new(media, "media", &mut p);
@@ -281,6 +328,7 @@ mod tests {
         )
         .unwrap();
         let c = read(&good).unwrap();
+        assert!(c.trunks.is_empty() && c.hotlines.is_empty() && c.default_hotline.is_none());
         assert_eq!(c.sip_listen, Some("127.0.0.1:5070".parse().unwrap()));
         assert_eq!((c.max_calls, c.ring_ms), (Some(7), None));
         assert_eq!(c.rtp_ports.unwrap().capacity(), 50);
@@ -327,6 +375,31 @@ mod tests {
             "{e}"
         );
         assert_eq!(parse_overflow("off"), Ok(None));
+        let lines = dir.join("lines.yaml");
+        std::fs::write(
+            &lines,
+            "sip:\n  trunks: [127.0.0.1, 10.0.0.0/8]\nhotlines:\n  \"+1 555 0100\": a.yaml\n  sales: b.yaml\n  default: a.yaml\n",
+        )
+        .unwrap();
+        let c = read(&lines).unwrap();
+        assert_eq!(c.trunks.len(), 2);
+        assert_eq!(c.hotlines["+15550100"], Path::new("a.yaml"));
+        assert_eq!(c.hotlines["sales"], Path::new("b.yaml"));
+        assert_eq!(c.default_hotline.as_deref(), Some(Path::new("a.yaml")));
+        std::fs::write(
+            &lines,
+            "sip:\n  trunks: [10.0.0.0/40]\nhotlines:\n  \"4000\": a.yaml\n  \"40-00\": b.yaml\n",
+        )
+        .unwrap();
+        let e = read(&lines).unwrap_err();
+        assert!(
+            e.contains("lines.yaml:2:12: `10.0.0.0/40`: the prefix length"),
+            "{e}"
+        );
+        assert!(
+            e.contains("lines.yaml:5:3: number `40-00` is listed twice"),
+            "{e}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

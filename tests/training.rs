@@ -147,7 +147,7 @@ fn setup(
     let base = voxnav::testkit::admin_on_loopback(AdminConfig {
         token: Some(TOKEN.into()),
         records: Some(db_path),
-        hotline: Some(registry.clone()),
+        hotlines: voxnav::ops::admin::AdminHotline::only(registry.clone()),
         vars,
         ..Default::default()
     });

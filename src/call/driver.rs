@@ -112,6 +112,7 @@ enum Done {
 pub async fn run(services: Arc<Services>, call: AnsweredCall) {
     let AnsweredCall {
         call_id,
+        dialled: _,
         caller,
         media,
         mut events,

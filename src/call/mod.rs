@@ -4,12 +4,15 @@
 //!   the transfer bridge), inputs with `now`, outputs to carry out, timers as data;
 //! - `turn`: turn detectors (when the caller starts and stops talking);
 //! - `driver`: the tokio task that runs a session on the shared engines and the media driver;
+//! - `hotlines`: the hotlines one server answers, by dialled number;
 //! - `transfer`: where transfer targets ring (the seat directory);
 //! - `caller`: `voxnav call`, the scripted test caller.
 
 pub mod caller;
 #[cfg(feature = "speech")]
 pub mod driver;
+#[cfg(feature = "speech")]
+pub mod hotlines;
 pub mod session;
 pub mod transfer;
 pub mod turn;

@@ -8,6 +8,7 @@
 //! - one shutdown for all: SIGTERM or Ctrl-C stops the reload watcher and the prompt warm-up,
 //!   refuses ringing calls, hangs up the rest and exits.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use voxnav::call::driver::{PromptCache, Services};
+use voxnav::call::hotlines::Hotlines;
 use voxnav::call::transfer::AgentDirectory;
 use voxnav::call::turn::energy::{Endpointer, EndpointerConfig};
 use voxnav::call::turn::model::{ModelTurn, TurnConfig};
@@ -27,7 +29,9 @@ use voxnav::dialplan::model::{DetectorKind, TurnOverrides};
 use voxnav::dialplan::registry::HotlineRegistry;
 use voxnav::models::ModelPaths;
 use voxnav::net::media::MediaEngine;
-use voxnav::ops::{admin::AdminConfig, lines::StdoutLines, live::LiveView, metrics::Metrics};
+use voxnav::ops::{
+    admin::AdminConfig, admin::AdminHotline, lines::StdoutLines, live::LiveView, metrics::Metrics,
+};
 use voxnav::report::{Observer, Reporter};
 use voxnav::speech::turn_models::{SileroModel, SileroVad, SmartTurn};
 use voxnav::speech::{
@@ -57,6 +61,11 @@ pub struct ServeArgs {
     /// built-in test behaviour answers. The file is reloaded when it changes.
     #[arg(long)]
     dialplan: Option<PathBuf>,
+    /// Answer calls to NUMBER (the Request-URI's user, else the To's) with the dialplan in
+    /// FILE; repeatable. Numbers not listed get the `--dialplan` hotline, or 404 without one.
+    /// Config `hotlines:`.
+    #[arg(long, value_name = "NUMBER=FILE")]
+    hotline: Vec<NumberedHotline>,
     /// Start the built-in demo order service and point `orders_api` at it.
     #[arg(long)]
     demo_orders: bool,
@@ -118,6 +127,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
         anyhow::bail!("--agent {uri}: not a sip: URI with a host");
     }
     voxnav::ops::log::init(&file.log).map_err(anyhow::Error::msg)?;
+    let (hotline_numbers, default_hotline) = hotline_files(&args, &file);
     let records_path = match (
         args.no_records,
         args.records.clone(),
@@ -127,7 +137,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
         (false, Some(path), _) | (false, None, Some(Some(path))) => Some(path),
         (false, None, None) => Some(PathBuf::from("records/voxnav.db")),
     }
-    .filter(|_| args.dialplan.is_some());
+    .filter(|_| !hotline_numbers.is_empty() || default_hotline.is_some());
     let retention_days = args.retention_days.or(file.retention_days).unwrap_or(90);
 
     // The observers of every report.
@@ -146,16 +156,18 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
     let reporter = Reporter::new(observers);
     let media = MediaEngine::start(args.media_threads.or(file.media_threads).unwrap_or(1))?;
 
-    let hotline = match &args.dialplan {
-        Some(path) => Some(hotline_services(
+    let hotlines = if hotline_numbers.is_empty() && default_hotline.is_none() {
+        None
+    } else {
+        Some(Arc::new(hotlines(
             paths,
-            path,
+            &hotline_numbers,
+            default_hotline.as_ref(),
             &args,
             &file,
             reporter.clone(),
             media.clone(),
-        )?),
-        None => None,
+        )?))
     };
     let ready = Arc::new(AtomicBool::new(false));
     let admin = args.admin_listen.or(file.admin_listen).map(|addr| {
@@ -164,11 +176,21 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
             AdminConfig {
                 token: args.admin_token.clone().filter(|t| !t.is_empty()),
                 records: records_path.clone(),
-                hotline: hotline.as_ref().map(|s| s.registry.clone()),
+                hotlines: hotlines.as_ref().map_or_else(Vec::new, |h| {
+                    (h.all().iter().enumerate())
+                        .map(|(i, s)| AdminHotline {
+                            registry: s.registry.clone(),
+                            numbers: h.numbers_of(i),
+                        })
+                        .collect()
+                }),
                 ready: ready.clone(),
                 metrics: metrics.clone(),
                 live: live.clone(),
-                vars: hotline.as_ref().map(|s| s.vars.clone()).unwrap_or_default(),
+                vars: hotlines
+                    .as_ref()
+                    .map(|h| h.all()[0].vars.clone())
+                    .unwrap_or_default(),
             },
         )
     });
@@ -176,6 +198,10 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
     let config = voxnav::net::ServeConfig {
         endpoint: voxnav::sip::endpoint::EndpointConfig {
             max_calls: args.max_calls.or(file.max_calls).unwrap_or(100),
+            admission: voxnav::sip::admission::Admission {
+                trunks: file.trunks.clone(),
+                numbers: hotlines.as_ref().and_then(|h| h.numbers_answered()),
+            },
             ..Default::default()
         },
         rtp_ports: args
@@ -184,7 +210,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
             .or(file.rtp_ports.clone())
             .unwrap_or(defaults.rtp_ports),
         ring: Duration::from_millis(args.ring_ms.or(file.ring_ms).unwrap_or(0)),
-        calls: hotline.as_ref().map(|s| call_handler(s.clone())),
+        calls: hotlines.as_ref().map(|h| call_handler(h.clone())),
         media: Some(media),
         reporter,
     };
@@ -192,111 +218,246 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
         .sip_listen
         .or(file.sip_listen)
         .unwrap_or_else(|| "0.0.0.0:5060".parse().unwrap());
-    serve(listen, config, admin, hotline, ready)
+    serve(listen, config, admin, hotlines, ready)
 }
 
-/// The dialplan, the engines and the turn detector every call of the hotline shares.
-fn hotline_services(
+/// The hotlines to answer: `--dialplan` (the default) and `--hotline NUMBER=FILE` given on
+/// the command line replace the config file's `hotlines:`.
+fn hotline_files(
+    args: &ServeArgs,
+    file: &voxnav::config::ServerConfig,
+) -> (BTreeMap<String, PathBuf>, Option<PathBuf>) {
+    if args.dialplan.is_some() || !args.hotline.is_empty() {
+        let numbers = args
+            .hotline
+            .iter()
+            .map(|h| (h.number.clone(), h.file.clone()));
+        (numbers.collect(), args.dialplan.clone())
+    } else {
+        (file.hotlines.clone(), file.default_hotline.clone())
+    }
+}
+
+/// `--hotline NUMBER=FILE`.
+#[derive(Debug, Clone)]
+pub struct NumberedHotline {
+    number: String,
+    file: PathBuf,
+}
+
+impl std::str::FromStr for NumberedHotline {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (number, file) = s.split_once('=').ok_or_else(|| {
+            format!("`{s}`: give NUMBER=FILE, e.g. 4001=dialplans/hotline-zh.yaml")
+        })?;
+        let number = voxnav::sip::identity::clean_dialled(number)
+            .ok_or_else(|| format!("`{number}` is not a number or SIP user"))?;
+        Ok(Self {
+            number,
+            file: file.into(),
+        })
+    }
+}
+
+/// Loads every hotline (a file listed under several numbers once) on shared engines.
+fn hotlines(
     paths: &ModelPaths,
-    dialplan: &std::path::Path,
+    numbers: &BTreeMap<String, PathBuf>,
+    default: Option<&PathBuf>,
     args: &ServeArgs,
     file: &voxnav::config::ServerConfig,
     reporter: Reporter,
     media: Arc<MediaEngine>,
-) -> Result<Arc<Services>> {
+) -> Result<Hotlines> {
+    let mut engines = Engines::start(paths, args, file)?;
     let vars = super::dialplan::parse_vars(&[], args.demo_orders)?;
-    let embedder = voxnav::dialplan::cli::embedder(paths)?;
-    let registry = Arc::new(
-        HotlineRegistry::load(dialplan, embedder)
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .with_reporter(reporter.clone()),
-    );
-    let plan = registry.current();
-    let budget = voxnav::speech::CoreBudget::detect();
-    let whisper = WhisperConfig {
-        model: plan.plan.asr_model.parse().map_err(anyhow::Error::msg)?,
-        language: voxnav::dialplan::engine::language_code(plan.plan.language).into(),
-        prompt: plan.plan.asr_prompt.clone(),
-        jobs: args
-            .asr_jobs
-            .or(file.asr_jobs)
-            .unwrap_or(budget.cores)
-            .max(1),
-        ..Default::default()
+    let agents = AgentDirectory {
+        queues: file.agent_queues.clone(),
+        default: args.agent.clone().or(file.agent_default.clone()),
+        ring_timeout: Duration::from_secs(file.ring_timeout_s.unwrap_or(20)),
     };
-    let piper = PiperConfig::default();
-    // Every engine job takes its threads from one gate of a slot per core: jobs queue for
-    // cores, threads never exceed them.
-    budget.check_shared(&whisper, &piper)?;
-    // One slot per core, shared: a recognition borrows the second core while TTS is idle.
-    let cores = Arc::new(voxnav::speech::gate::JobGate::new(budget.cores, 4096));
-    let asr_jobs = whisper.jobs;
-    let language = whisper.language.clone();
-    let moonshine = || -> Result<Arc<dyn Recognizer>> {
-        // The packaged Moonshine model hears English only.
-        anyhow::ensure!(
-            language == "en",
-            "asr: moonshine hears English only, and the hotline speaks `{language}`; use whisper"
+    let mut all: Vec<Arc<Services>> = Vec::new();
+    let mut loaded: BTreeMap<PathBuf, usize> = BTreeMap::new();
+    let mut index_of = |dialplan: &PathBuf| -> Result<usize> {
+        // The same file under two numbers is one hotline (one registry, one reload).
+        let key = std::fs::canonicalize(dialplan)
+            .with_context(|| format!("dialplan {}", dialplan.display()))?;
+        if let Some(&i) = loaded.get(&key) {
+            return Ok(i);
+        }
+        let registry = Arc::new(
+            HotlineRegistry::load(dialplan, engines.embedder.clone())
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .with_reporter(reporter.clone()),
         );
-        Ok(Arc::new(
-            MoonshineRecognizer::new(paths, asr_jobs, whisper.max_queue)?
-                .with_shared_cores(cores.clone()),
-        ))
+        let plan = registry.current();
+        let asr = engines.recognizer(&plan.plan)?;
+        let tts = engines.synthesizer(&plan.plan.voice)?;
+        tracing::info!(
+            dialplan = %dialplan.display(),
+            hotline = %plan.plan.name,
+            asr = %asr.describe(),
+            tts = %tts.describe(),
+            "the dialplan answers calls"
+        );
+        all.push(Arc::new(Services {
+            registry,
+            asr,
+            tts,
+            detector: engines.detector.clone(),
+            turn_model: engines.turn_model.clone(),
+            vars: vars.clone(),
+            prompts: PromptCache::default(),
+            agents: agents.clone(),
+            media: media.clone(),
+            reporter: reporter.clone(),
+        }));
+        loaded.insert(key, all.len() - 1);
+        Ok(all.len() - 1)
     };
-    let engine = args.asr_engine.or(file.asr_engine);
-    let mut asr: Arc<dyn Recognizer> = match engine.unwrap_or(AsrEngine::Whisper) {
-        AsrEngine::Moonshine => moonshine()?,
-        AsrEngine::Whisper => {
-            let primary: Arc<dyn Recognizer> = Arc::new(
-                WhisperRecognizer::new(paths, whisper.clone())?.with_shared_cores(cores.clone()),
-            );
-            match args
+    let default = default.map(&mut index_of).transpose()?;
+    let mut by_number = BTreeMap::new();
+    for (number, dialplan) in numbers {
+        by_number.insert(number.clone(), index_of(dialplan)?);
+    }
+    Ok(Hotlines::new(all, by_number, default)?)
+}
+
+/// The engines hotlines share: one core budget, the embedder, the turn detector, and a
+/// recognizer per recognition setting (model, language, prompt) and a synthesiser per voice,
+/// each made when the first hotline needs it.
+struct Engines<'a> {
+    paths: &'a ModelPaths,
+    cores: Arc<voxnav::speech::gate::JobGate>,
+    whisper: WhisperConfig,
+    engine: AsrEngine,
+    overflow: Option<usize>,
+    embedder: Arc<dyn voxnav::nlu::intent::Embedder>,
+    detector: DetectorFactory,
+    turn_model: Option<Arc<dyn EndOfTurnModel>>,
+    recognizers: BTreeMap<(String, String, Option<String>), Arc<dyn Recognizer>>,
+    synthesizers: BTreeMap<String, Arc<dyn voxnav::speech::Synthesizer>>,
+}
+
+impl<'a> Engines<'a> {
+    fn start(
+        paths: &'a ModelPaths,
+        args: &ServeArgs,
+        file: &voxnav::config::ServerConfig,
+    ) -> Result<Self> {
+        let budget = voxnav::speech::CoreBudget::detect();
+        let whisper = WhisperConfig {
+            jobs: args
+                .asr_jobs
+                .or(file.asr_jobs)
+                .unwrap_or(budget.cores)
+                .max(1),
+            ..Default::default()
+        };
+        // Every engine job takes its threads from one gate of a slot per core: jobs queue
+        // for cores, threads never exceed them.
+        budget.check_shared(&whisper, &PiperConfig::default())?;
+        // One slot per core, shared: a recognition borrows the second core while TTS is idle.
+        let cores = Arc::new(voxnav::speech::gate::JobGate::new(budget.cores, 4096));
+        let (detector, turn_model) = turn_detector(paths, file.turn, cores.clone())?;
+        Ok(Self {
+            paths,
+            embedder: voxnav::dialplan::cli::embedder(paths)?,
+            cores,
+            whisper,
+            engine: args
+                .asr_engine
+                .or(file.asr_engine)
+                .unwrap_or(AsrEngine::Whisper),
+            overflow: args
                 .asr_overflow
                 .map(|o| o.0)
                 .or(file.asr_overflow)
-                .flatten()
-            {
-                Some(when_waiting) => Arc::new(OverflowRecognizer {
-                    primary,
-                    light: moonshine()?,
-                    when_waiting,
-                }),
-                None => primary,
-            }
-        }
-    };
-    tracing::info!(asr = %asr.describe(), "recognizer");
-    // Degradation tests: VOXNAV_FAULT_ASR=fail or slow:MS (see speech/fault.rs).
-    if let Some(fault) = voxnav::speech::fault::AsrFault::from_env().map_err(anyhow::Error::msg)? {
-        tracing::warn!("ASR fault injected: {fault:?}");
-        asr = Arc::new(voxnav::speech::fault::FaultyRecognizer { inner: asr, fault });
+                .flatten(),
+            detector,
+            turn_model,
+            recognizers: BTreeMap::new(),
+            synthesizers: BTreeMap::new(),
+        })
     }
-    // The hotline's voice, chosen at start (a reload that changes `voice:` takes effect on the
-    // next start; the reload logs it).
-    let tts = voxnav::speech::synthesizer_for(paths, &plan.plan.voice, piper, Some(cores.clone()))?;
-    tracing::info!(tts = %tts.describe(), "synthesiser");
-    let (detector, turn_model) = turn_detector(paths, file.turn, cores)?;
-    tracing::info!(
-        dialplan = %dialplan.display(),
-        hotline = %plan.plan.name,
-        "the dialplan answers calls"
-    );
-    Ok(Arc::new(Services {
-        registry,
-        asr,
-        tts,
-        detector,
-        turn_model,
-        vars,
-        prompts: PromptCache::default(),
-        agents: AgentDirectory {
-            queues: file.agent_queues.clone(),
-            default: args.agent.clone().or(file.agent_default.clone()),
-            ring_timeout: Duration::from_secs(file.ring_timeout_s.unwrap_or(20)),
-        },
-        media,
-        reporter,
-    }))
+
+    /// The recognizer for a dialplan's `asr_model`, `language` and `asr: prompt`.
+    fn recognizer(
+        &mut self,
+        plan: &voxnav::dialplan::model::Dialplan,
+    ) -> Result<Arc<dyn Recognizer>> {
+        let whisper = WhisperConfig {
+            model: plan.asr_model.parse().map_err(anyhow::Error::msg)?,
+            language: voxnav::dialplan::engine::language_code(plan.language).into(),
+            prompt: plan.asr_prompt.clone(),
+            ..self.whisper.clone()
+        };
+        let key = (
+            plan.asr_model.clone(),
+            whisper.language.clone(),
+            whisper.prompt.clone(),
+        );
+        if let Some(r) = self.recognizers.get(&key) {
+            return Ok(r.clone());
+        }
+        let (paths, cores) = (self.paths, self.cores.clone());
+        let language = whisper.language.clone();
+        let moonshine = || -> Result<Arc<dyn Recognizer>> {
+            // The packaged Moonshine model hears English only.
+            anyhow::ensure!(
+                language == "en",
+                "asr: moonshine hears English only, and hotline `{}` speaks `{language}`; use whisper",
+                plan.name
+            );
+            Ok(Arc::new(
+                MoonshineRecognizer::new(paths, whisper.jobs, whisper.max_queue)?
+                    .with_shared_cores(cores.clone()),
+            ))
+        };
+        let mut asr: Arc<dyn Recognizer> = match self.engine {
+            AsrEngine::Moonshine => moonshine()?,
+            AsrEngine::Whisper => {
+                let primary: Arc<dyn Recognizer> = Arc::new(
+                    WhisperRecognizer::new(paths, whisper.clone())?
+                        .with_shared_cores(cores.clone()),
+                );
+                match self.overflow {
+                    Some(when_waiting) => Arc::new(OverflowRecognizer {
+                        primary,
+                        light: moonshine()?,
+                        when_waiting,
+                    }),
+                    None => primary,
+                }
+            }
+        };
+        // Degradation tests: VOXNAV_FAULT_ASR=fail or slow:MS (see speech/fault.rs).
+        if let Some(fault) =
+            voxnav::speech::fault::AsrFault::from_env().map_err(anyhow::Error::msg)?
+        {
+            tracing::warn!("ASR fault injected: {fault:?}");
+            asr = Arc::new(voxnav::speech::fault::FaultyRecognizer { inner: asr, fault });
+        }
+        self.recognizers.insert(key, asr.clone());
+        Ok(asr)
+    }
+
+    /// The synthesiser of a voice, chosen at start (a reload that changes `voice:` takes
+    /// effect on the next start; the reload logs it).
+    fn synthesizer(&mut self, voice: &str) -> Result<Arc<dyn voxnav::speech::Synthesizer>> {
+        if let Some(s) = self.synthesizers.get(voice) {
+            return Ok(s.clone());
+        }
+        let tts = voxnav::speech::synthesizer_for(
+            self.paths,
+            voice,
+            PiperConfig::default(),
+            Some(self.cores.clone()),
+        )?;
+        self.synthesizers.insert(voice.to_string(), tts.clone());
+        Ok(tts)
+    }
 }
 
 /// Each call's turn detector: the server's `turn:` settings, then its hotline's. The model
@@ -334,16 +495,25 @@ fn turn_detector(
     Ok((factory, Some(smart_turn)))
 }
 
-/// Each answered call runs the dialplan on its own task.
-fn call_handler(services: Arc<Services>) -> voxnav::net::CallHandler {
-    Arc::new(move |call| Box::pin(voxnav::call::driver::run(services.clone(), call)))
+/// Each answered call runs its hotline's dialplan on its own task.
+fn call_handler(hotlines: Arc<Hotlines>) -> voxnav::net::CallHandler {
+    Arc::new(move |call| {
+        // The endpoint answers only numbers a hotline takes (404 otherwise).
+        let services = hotlines.for_number(call.dialled.as_deref()).cloned();
+        Box::pin(async move {
+            match services {
+                Some(services) => voxnav::call::driver::run(services, call).await,
+                None => (call.hangup)("no hotline answers this number".into()),
+            }
+        })
+    })
 }
 
 fn serve(
     listen: std::net::SocketAddr,
     config: voxnav::net::ServeConfig,
     admin: Option<(std::net::SocketAddr, AdminConfig)>,
-    hotline: Option<Arc<Services>>,
+    hotlines: Option<Arc<Hotlines>>,
     ready: Arc<AtomicBool>,
 ) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -380,7 +550,7 @@ fn serve(
             tracing::info!("shutting down");
             signals.cancel();
         });
-        tokio::spawn(warm_up_and_watch(hotline, ready, shutdown.clone()));
+        tokio::spawn(warm_up_and_watch(hotlines, ready, shutdown.clone()));
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -389,24 +559,28 @@ fn serve(
     })
 }
 
-/// Synthesises the hotline's fixed prompts, then reports ready (`voxnav: ready`, `/readyz`):
-/// a call answered before would compete with the warm-up for the synthesiser. Then watches
-/// the dialplan file: a changed file is loaded and checked (a broken one leaves the old
-/// version serving), and its new fixed prompts are synthesised. Stops at shutdown.
+/// Synthesises every hotline's fixed prompts, then reports ready (`voxnav: ready`,
+/// `/readyz`): a call answered before would compete with the warm-up for the synthesisers.
+/// Then watches the dialplan files, each on its own: a changed file is loaded and checked (a
+/// broken one leaves its old version serving), and its new fixed prompts are synthesised.
+/// Stops at shutdown.
 async fn warm_up_and_watch(
-    hotline: Option<Arc<Services>>,
+    hotlines: Option<Arc<Hotlines>>,
     ready: Arc<AtomicBool>,
     shutdown: CancellationToken,
 ) {
-    if let Some(s) = hotline.clone() {
+    if let Some(h) = hotlines.clone() {
         let warmed = tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            s.prompts.warm(&s.registry, s.tts.as_ref());
-            tracing::info!(
-                "{} fixed prompts synthesised in {:.1} s",
-                s.prompts.len(),
-                started.elapsed().as_secs_f64()
-            );
+            for s in h.all() {
+                let started = std::time::Instant::now();
+                s.prompts.warm(&s.registry, s.tts.as_ref());
+                tracing::info!(
+                    hotline = %s.registry.current().plan.name,
+                    "{} fixed prompts synthesised in {:.1} s",
+                    s.prompts.len(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
         });
         tokio::select! {
             _ = warmed => {}
@@ -415,29 +589,32 @@ async fn warm_up_and_watch(
     }
     ready.store(true, Ordering::Release);
     println!("voxnav: ready");
-    let Some(s) = hotline else { return };
-    let path = s.registry.status().file;
+    let Some(h) = hotlines else { return };
     loop {
         tokio::select! {
             _ = tokio::time::sleep(RELOAD_POLL) => {}
             _ = shutdown.cancelled() => return,
         }
-        let s = s.clone();
-        let path = path.clone();
-        let _ = tokio::task::spawn_blocking(move || match s.registry.reload_if_changed() {
-            None => {}
-            Some(Ok(v)) => {
-                tracing::info!(
-                    dialplan = %path.display(),
-                    version = v,
-                    "reloaded; calls in progress keep their version"
-                );
-                s.prompts.warm(&s.registry, s.tts.as_ref());
+        let h = h.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for s in h.all() {
+                let path = s.registry.status().file;
+                match s.registry.reload_if_changed() {
+                    None => {}
+                    Some(Ok(v)) => {
+                        tracing::info!(
+                            dialplan = %path.display(),
+                            version = v,
+                            "reloaded; calls in progress keep their version"
+                        );
+                        s.prompts.warm(&s.registry, s.tts.as_ref());
+                    }
+                    Some(Err(e)) => tracing::error!(
+                        dialplan = %path.display(),
+                        "refused, still serving the previous version:\n{e}"
+                    ),
+                }
             }
-            Some(Err(e)) => tracing::error!(
-                dialplan = %path.display(),
-                "refused, still serving the previous version:\n{e}"
-            ),
         })
         .await;
     }

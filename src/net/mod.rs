@@ -64,6 +64,8 @@ pub type HangupFn = Box<dyn FnOnce(String) + Send>;
 /// An answered call handed to whatever runs it (the dialplan's call driver).
 pub struct AnsweredCall {
     pub call_id: String,
+    /// The number the caller dialled (which hotline answers), when the INVITE named one.
+    pub dialled: Option<String>,
     /// Who is calling (P-Asserted-Identity or From, cleaned).
     pub caller: crate::sip::identity::CallerId,
     /// The call's RTP session on the media driver.
@@ -287,6 +289,7 @@ fn response_code(bytes: &[u8]) -> Option<u16> {
 struct Ringing {
     answer_at: Instant,
     call_id: String,
+    dialled: Option<String>,
     media: Option<Negotiated>,
     signalling: SocketAddr,
 }
@@ -334,6 +337,7 @@ async fn start_call(
 ) {
     let Ringing {
         call_id,
+        dialled,
         media,
         signalling,
         ..
@@ -396,6 +400,7 @@ async fn start_call(
             let id = call_id.clone();
             let call = AnsweredCall {
                 call_id: call_id.clone(),
+                dialled,
                 caller,
                 media: handle.clone(),
                 events,
@@ -440,6 +445,7 @@ async fn drain_events(
         match event {
             EndpointEvent::IncomingCall {
                 call_id,
+                dialled,
                 media,
                 signalling,
             } => {
@@ -447,6 +453,7 @@ async fn drain_events(
                 let call = Ringing {
                     answer_at: now + state.ring,
                     call_id,
+                    dialled,
                     media,
                     signalling,
                 };

@@ -31,8 +31,8 @@ pub struct AdminConfig {
     pub token: Option<String>,
     /// The call records database (None: `--no-records`; the record routes answer 404).
     pub records: Option<PathBuf>,
-    /// The hotline being served (None: a server without a dialplan).
-    pub hotline: Option<Arc<HotlineRegistry>>,
+    /// The hotlines being served (none: a server without a dialplan).
+    pub hotlines: Vec<AdminHotline>,
     /// Set once the server takes calls (the hotline's fixed prompts are synthesised);
     /// `/readyz` answers 503 before.
     pub ready: Arc<std::sync::atomic::AtomicBool>,
@@ -43,6 +43,24 @@ pub struct AdminConfig {
     /// The variables calls start with (the backend addresses): the trainers' test gate runs
     /// the hotline's scripted conversations with them.
     pub vars: std::collections::BTreeMap<String, String>,
+}
+
+/// A hotline as the admin API sees it.
+#[derive(Clone)]
+pub struct AdminHotline {
+    pub registry: Arc<HotlineRegistry>,
+    /// The dialled numbers that reach it (`default` for numbers no hotline lists).
+    pub numbers: Vec<String>,
+}
+
+impl AdminHotline {
+    /// A hotline every number reaches (a server with one dialplan).
+    pub fn only(registry: Arc<HotlineRegistry>) -> Vec<Self> {
+        vec![Self {
+            registry,
+            numbers: vec!["default".into()],
+        }]
+    }
 }
 
 /// The dashboard: one page, no build step, no external assets.
@@ -193,11 +211,13 @@ async fn ready(State(config): State<AdminConfig>) -> ApiResult {
             "ok".to_string()
         }
     };
-    let hotline = config.hotline.as_ref().map(|h| {
-        let s = h.status();
-        json!({ "name": s.name, "version": s.version })
-    });
-    Ok(Json(json!({ "ready": true, "hotline": hotline, "records": records })).into_response())
+    let hotlines: Vec<_> = (config.hotlines.iter())
+        .map(|h| {
+            let s = h.registry.status();
+            json!({ "name": s.name, "version": s.version })
+        })
+        .collect();
+    Ok(Json(json!({ "ready": true, "hotlines": hotlines, "records": records })).into_response())
 }
 
 /// Runs a records query on a blocking thread with its own connection.
@@ -310,10 +330,11 @@ fn problems_json(e: &DialplanError) -> serde_json::Value {
         .collect()
 }
 
-fn status_json(registry: &HotlineRegistry) -> serde_json::Value {
-    let s = registry.status();
+fn status_json(hotline: &AdminHotline) -> serde_json::Value {
+    let s = hotline.registry.status();
     json!({
         "name": s.name,
+        "numbers": hotline.numbers,
         "file": s.file.display().to_string(),
         "version": s.version,
         "loaded_ms": s.loaded_ms,
@@ -324,22 +345,25 @@ fn status_json(registry: &HotlineRegistry) -> serde_json::Value {
 }
 
 async fn hotlines(State(config): State<AdminConfig>) -> Response {
-    let list: Vec<_> = config.hotline.iter().map(|h| status_json(h)).collect();
+    let list: Vec<_> = config.hotlines.iter().map(status_json).collect();
     Json(json!({ "hotlines": list })).into_response()
+}
+
+/// Hotline `name`, or a 404.
+fn find_hotline(config: &AdminConfig, name: &str) -> Result<AdminHotline, ApiError> {
+    (config.hotlines.iter())
+        .find(|h| h.registry.current().plan.name == name)
+        .cloned()
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no hotline named `{name}`")))
 }
 
 /// The registry serving hotline `name`, or a 404.
 fn find(config: &AdminConfig, name: &str) -> Result<Arc<HotlineRegistry>, ApiError> {
-    config
-        .hotline
-        .clone()
-        .filter(|h| h.current().plan.name == name)
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no hotline named `{name}`")))
+    find_hotline(config, name).map(|h| h.registry)
 }
 
 async fn hotline(State(config): State<AdminConfig>, Path(name): Path<String>) -> ApiResult {
-    let registry = find(&config, &name)?;
-    Ok(Json(status_json(&registry)).into_response())
+    Ok(Json(status_json(&find_hotline(&config, &name)?)).into_response())
 }
 
 fn refused(registry: &HotlineRegistry, e: &DialplanError) -> Response {
@@ -609,7 +633,7 @@ mod tests {
         let config = AdminConfig {
             token: Some("secret".into()),
             records: Some(records),
-            hotline: Some(hotline.clone()),
+            hotlines: AdminHotline::only(hotline.clone()),
             ready: Arc::new(true.into()),
             ..Default::default()
         };

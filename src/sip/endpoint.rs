@@ -51,6 +51,8 @@ pub enum EndpointEvent {
     /// INVITE had no offer (ours goes in the 200; the answer arrives with the ACK).
     IncomingCall {
         call_id: String,
+        /// The number dialled (`identity::dialled_number`): which hotline answers.
+        dialled: Option<String>,
         media: Option<Negotiated>,
         /// Where the INVITE came from: the only IP media is sent to before RTP arrives.
         signalling: SocketAddr,
@@ -78,6 +80,8 @@ pub struct EndpointConfig {
     /// Seconds a refused caller should wait (Retry-After on 503).
     pub retry_after_secs: u32,
     pub timers: TimerConfig,
+    /// Who may call (403 otherwise) and which numbers answer (404 otherwise).
+    pub admission: super::admission::Admission,
 }
 
 impl Default for EndpointConfig {
@@ -86,6 +90,7 @@ impl Default for EndpointConfig {
             max_calls: 100,
             retry_after_secs: 5,
             timers: TimerConfig::default(),
+            admission: Default::default(),
         }
     }
 }
@@ -345,7 +350,9 @@ impl Endpoint {
         self.dialogs
             .get(call_id)
             .map_or_else(super::identity::CallerId::anonymous, |d| {
-                super::identity::caller_id(&d.invite)
+                let trusted = self.config.admission.is_trunk(d.peer.ip())
+                    || self.config.admission.trunks.is_empty();
+                super::identity::caller_id(&d.invite, trusted)
             })
     }
 
@@ -532,6 +539,12 @@ impl Endpoint {
         let known = self.dialogs.get(&call_id).is_some_and(|d| {
             d.local_tag == to_tag && d.remote_tag == tag_of(env.get("From").unwrap_or_default())
         });
+        if !self.config.admission.admits(source.ip()) {
+            // Not a listed trunk: refused before anything is looked at (not even OPTIONS, which
+            // would tell a scanner what answers here).
+            self.stats.rejected += 1;
+            return self.reply(env, key, 403, "Forbidden", &[], tag, source, now);
+        }
         match method {
             "OPTIONS" => {
                 let headers = [
@@ -604,6 +617,18 @@ impl Endpoint {
         transport: Transport,
         now: Instant,
     ) -> Vec<Transmit> {
+        let dialled = super::identity::dialled_number(env);
+        if !self.config.admission.answers(dialled.as_deref()) {
+            self.stats.rejected += 1;
+            let warning = [(
+                "Warning".to_string(),
+                format!(
+                    "399 voxnav \"no hotline answers {}\"",
+                    dialled.as_deref().unwrap_or("a call without a number")
+                ),
+            )];
+            return self.reply(env, key, 404, "Not Found", &warning, tag, source, now);
+        }
         if self.dialogs.len() >= self.config.max_calls {
             let retry = [(
                 "Retry-After".to_string(),
@@ -692,6 +717,7 @@ impl Endpoint {
         self.offers.insert(call_id.to_string(), offer);
         self.events.push_back(EndpointEvent::IncomingCall {
             call_id: call_id.to_string(),
+            dialled,
             media,
             signalling: source,
         });
@@ -887,9 +913,11 @@ mod tests {
             .find_map(|e| match e {
                 EndpointEvent::IncomingCall {
                     call_id,
+                    dialled,
                     media: Some(m),
                     signalling,
                 } => {
+                    assert_eq!(dialled.as_deref(), Some("ivr"));
                     assert_eq!(signalling, src());
                     Some((call_id, m))
                 }
@@ -1165,6 +1193,47 @@ mod tests {
     }
 
     #[test]
+    fn trunks_outside_the_list_get_403_and_unknown_numbers_404() {
+        let mut ep = Endpoint::new(
+            1,
+            "127.0.0.1:5060".parse().unwrap(),
+            EndpointConfig {
+                admission: crate::sip::admission::Admission {
+                    trunks: vec!["127.0.0.0/8".parse().unwrap()],
+                    numbers: Some(["4000".to_string()].into()),
+                },
+                ..Default::default()
+            },
+        );
+        let t0 = Instant::now();
+        let outsider: SocketAddr = "192.0.2.66:5070".parse().unwrap();
+        for method in ["INVITE", "OPTIONS"] {
+            let out = ep.handle_datagram(&request(method, "x", 1, "", "x", SDP), outsider, t0);
+            assert_eq!(status(&out[0]), 403, "{method}");
+        }
+        // A trunk dialling a number no hotline answers.
+        let out = ep.handle_datagram(&request("INVITE", "y", 1, "", "y", SDP), src(), t0);
+        assert_eq!(status(&out[0]), 404);
+        assert!(
+            text(&out[0]).contains("no hotline answers ivr"),
+            "{}",
+            text(&out[0])
+        );
+        assert_eq!(ep.calls(), 0);
+        assert_eq!(ep.poll_event(), None);
+        // The number a hotline answers.
+        let invite = String::from_utf8(request("INVITE", "z", 1, "", "z", SDP))
+            .unwrap()
+            .replacen("INVITE sip:ivr@", "INVITE sip:4000@", 1);
+        let out = ep.handle_datagram(invite.as_bytes(), src(), t0);
+        assert_eq!(status(&out[0]), 100);
+        assert!(matches!(
+            ep.poll_event(),
+            Some(EndpointEvent::IncomingCall { dialled: Some(d), .. }) if d == "4000"
+        ));
+    }
+
+    #[test]
     fn a_call_over_tcp_sends_its_bye_with_a_tcp_via() {
         let mut ep = endpoint();
         let t0 = Instant::now();
@@ -1221,6 +1290,7 @@ mod tests {
             ep.poll_event(),
             Some(EndpointEvent::IncomingCall {
                 call_id: "call-h".into(),
+                dialled: Some("ivr".into()),
                 media: None,
                 signalling: src(),
             })

@@ -36,8 +36,10 @@ impl CallerId {
     }
 }
 
-/// The caller of an INVITE.
-pub fn caller_id(invite: &Envelope) -> CallerId {
+/// The caller of an INVITE. `trust_asserted`: the INVITE came from a trusted peer (a listed
+/// trunk), whose `P-Asserted-Identity` is believed; from anyone else it is ignored (RFC 3325
+/// section 5: the header is only meaningful inside a trust domain).
+pub fn caller_id(invite: &Envelope, trust_asserted: bool) -> CallerId {
     let withheld = invite.all("Privacy").any(|p| {
         p.split([';', ','])
             .any(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "id" | "header"))
@@ -48,6 +50,7 @@ pub fn caller_id(invite: &Envelope) -> CallerId {
     // A P-Asserted-Identity may carry a sip and a tel URI (9.1): the first usable one wins.
     let asserted = invite
         .all("P-Asserted-Identity")
+        .filter(|_| trust_asserted)
         .flat_map(split_top_level_commas)
         .map(|v| from_name_addr(&v))
         .find(|c| c.number != ANONYMOUS);
@@ -56,6 +59,43 @@ pub fn caller_id(invite: &Envelope) -> CallerId {
             .get("From")
             .map_or_else(CallerId::anonymous, from_name_addr)
     })
+}
+
+/// The number an INVITE dialled: the Request-URI's user part (RFC 3261 section 19.1.1; a
+/// trunk puts the called number there), else the To URI's; None when neither has one (a
+/// peer that dialled our bare address). Cleaned like a caller's number, so `+1 (555) 0100`
+/// and `+15550100` are the same hotline.
+pub fn dialled_number(invite: &Envelope) -> Option<String> {
+    let request_uri = match &invite.start {
+        super::envelope::StartLine::Request { uri, .. } => uri.as_str(),
+        _ => "",
+    };
+    [
+        request_uri.to_string(),
+        to_uri(invite.get("To").unwrap_or("")),
+    ]
+    .iter()
+    .map(|uri| number_of(uri))
+    .find(|n| n != ANONYMOUS)
+}
+
+/// A number or user name as the config writes it, cleaned the way `dialled_number` cleans
+/// the INVITE's (None: nothing usable is left).
+pub fn clean_dialled(number: &str) -> Option<String> {
+    Some(clean_number(number.trim())).filter(|n| n != ANONYMOUS)
+}
+
+/// The URI of a `name-addr` or `addr-spec` header value.
+fn to_uri(value: &str) -> String {
+    let value = value.trim();
+    match angle_bracket(value) {
+        Some(open) => value[open + 1..]
+            .split('>')
+            .next()
+            .unwrap_or("")
+            .to_string(),
+        None => value.split(';').next().unwrap_or("").to_string(),
+    }
 }
 
 /// The caller in one `name-addr` or `addr-spec` (RFC 3261 section 20.10).
@@ -212,9 +252,13 @@ mod tests {
     use super::*;
 
     fn invite(headers: &str) -> Envelope {
+        dialling("sip:hotline@192.0.2.9", "<sip:hotline@192.0.2.9>", headers)
+    }
+
+    fn dialling(uri: &str, to: &str, headers: &str) -> Envelope {
         let raw = format!(
-            "INVITE sip:hotline@192.0.2.9 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
-             To: <sip:hotline@192.0.2.9>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n\
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+             To: {to}\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n\
              {headers}Content-Length: 0\r\n\r\n"
         );
         let frame = super::super::framing::frame_datagram(raw.as_bytes()).expect("frames");
@@ -222,14 +266,55 @@ mod tests {
     }
 
     fn number(headers: &str) -> String {
-        caller_id(&invite(headers)).number
+        caller_id(&invite(headers), true).number
+    }
+
+    #[test]
+    fn asserted_identity_only_from_a_trusted_peer() {
+        let headers =
+            "From: <sip:1001@pbx>;tag=1\r\nP-Asserted-Identity: <sip:+15550100@trunk>\r\n";
+        assert_eq!(caller_id(&invite(headers), true).number, "+15550100");
+        // From an untrusted peer the assertion is anyone's claim: From is what it sent.
+        assert_eq!(caller_id(&invite(headers), false).number, "1001");
+    }
+
+    #[test]
+    fn the_dialled_number_from_the_request_uri_then_to() {
+        let dialled =
+            |uri: &str, to: &str| dialled_number(&dialling(uri, to, "From: <sip:a@b>;tag=1\r\n"));
+        assert_eq!(
+            dialled("sip:4000@192.0.2.9", "<sip:9999@x>").as_deref(),
+            Some("4000")
+        );
+        assert_eq!(
+            dialled("sip:+1-555-0100;phone-context=x@gw;user=phone", "<sip:x@y>").as_deref(),
+            Some("+15550100")
+        );
+        assert_eq!(
+            dialled("tel:+15550101", "<sip:x@y>").as_deref(),
+            Some("+15550101")
+        );
+        // A peer that dialled our bare address: the To says what it wanted.
+        assert_eq!(
+            dialled("sip:192.0.2.9:5060", "\"Sales\" <sip:sales@192.0.2.9>;tag=").as_deref(),
+            Some("sales")
+        );
+        assert_eq!(dialled("sip:192.0.2.9", "sip:192.0.2.9"), None);
+        assert_eq!(
+            clean_dialled(" +1 (555) 0100 ").as_deref(),
+            Some("+15550100")
+        );
+        assert_eq!(clean_dialled(""), None);
     }
 
     #[test]
     fn number_from_from_and_asserted_identity() {
-        let c = caller_id(&invite(
-            "From: \"Alice \\\"A\\\" Smith\" <sip:+15550100@192.0.2.1;user=phone>;tag=9\r\n",
-        ));
+        let c = caller_id(
+            &invite(
+                "From: \"Alice \\\"A\\\" Smith\" <sip:+15550100@192.0.2.1;user=phone>;tag=9\r\n",
+            ),
+            true,
+        );
         assert_eq!(c.number, "+15550100");
         assert_eq!(c.name.as_deref(), Some("Alice \"A\" Smith"));
         // The network's assertion wins over what the device put in From.
@@ -265,9 +350,10 @@ mod tests {
         assert_eq!(number("From: <sip:gw.example.com>;tag=1\r\n"), ANONYMOUS);
         assert_eq!(number("To: <sip:x@y>\r\n").as_str(), ANONYMOUS);
         // Characters that could break a URL, a log line or the dashboard are dropped.
-        let odd = caller_id(&invite(
-            "From: \"<script>\" <sip:%3Cb%3E'x%22%2F..%2Fy%20z@gw>;tag=1\r\n",
-        ));
+        let odd = caller_id(
+            &invite("From: \"<script>\" <sip:%3Cb%3E'x%22%2F..%2Fy%20z@gw>;tag=1\r\n"),
+            true,
+        );
         assert_eq!(odd.number, "bxyz");
         assert_eq!(odd.name.as_deref(), Some("script"));
         let long = number(&format!("From: <sip:{}@gw>;tag=1\r\n", "9".repeat(80)));

@@ -11,6 +11,7 @@
 //! Transactions, dialogs and SDP come next (see the SIP issue); they consume `Verdict::Request`
 //! and `Verdict::Response` messages from here.
 
+pub mod admission;
 pub mod dialog;
 pub mod endpoint;
 pub mod envelope;
