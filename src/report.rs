@@ -192,6 +192,8 @@ pub enum Report {
     /// A call is over, with the outcome the session decided.
     CallEnded {
         call_id: String,
+        /// The hotline's name (per-hotline outcome counts).
+        hotline: String,
         outcome: Outcome,
         transfer_reason: Option<String>,
     },

@@ -249,13 +249,19 @@ impl Server {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Server {
+        let mut args = vec!["--dialplan", dialplan, "--demo-orders"];
+        args.extend_from_slice(extra);
+        Self::start_serving(exe, &args, env)
+    }
+
+    /// `voxnav serve` on a free loopback port with `args` (the hotlines are up to them).
+    pub fn start_serving(exe: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         use std::io::BufRead;
         let port = free_udp_port();
         let log = temp_dir(&format!("server-{port}")).join("stderr.log");
         let mut child = std::process::Command::new(exe)
             .args(["serve", "--sip-listen", &format!("127.0.0.1:{port}")])
-            .args(["--dialplan", dialplan, "--demo-orders"])
-            .args(extra)
+            .args(args)
             .envs(env.iter().copied())
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdout(std::process::Stdio::piped())
@@ -315,8 +321,13 @@ pub fn scripted_call_with(
     script: &Path,
     extra: &[&str],
 ) -> serde_json::Value {
+    scripted_call_to(exe, &format!("sip:ivr@127.0.0.1:{port}"), script, extra)
+}
+
+/// `scripted_call_with` to any SIP URI (a hotline's number: `sip:4001@127.0.0.1:PORT`).
+pub fn scripted_call_to(exe: &str, uri: &str, script: &Path, extra: &[&str]) -> serde_json::Value {
     let out = Command::new(exe)
-        .args(["call", &format!("sip:ivr@127.0.0.1:{port}")])
+        .args(["call", uri])
         .arg("--script")
         .arg(script)
         .arg("--json")

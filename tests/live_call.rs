@@ -193,7 +193,7 @@ fn a_caller_asks_for_their_order_by_voice_then_types_the_number_and_hears_the_st
         "voxnav_calls_total{transport=\"udp\"} 1",
         "voxnav_calls_active 0",
         "voxnav_intents_total{intent=\"order_status\"} 1",
-        "voxnav_call_outcomes_total{outcome=\"self_served\"} 1",
+        "voxnav_call_outcomes_total{hotline=\"Online store customer service\",outcome=\"self_served\"} 1",
         "voxnav_turn_latency_seconds_count{stage=\"detected_to_audio\"} 1",
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");

@@ -1274,8 +1274,10 @@ impl CallSession {
             Outcome::Abandoned
         };
         let (call_id, transfer_reason) = (self.call_id.clone(), self.transfer_reason.clone());
+        let hotline = self.engine.hotline().plan.name.clone();
         self.report(Report::CallEnded {
             call_id,
+            hotline,
             outcome,
             transfer_reason,
         });

@@ -166,8 +166,21 @@ async fn metrics(State(config): State<AdminConfig>) -> impl IntoResponse {
     )
 }
 
-async fn live_calls(State(config): State<AdminConfig>) -> impl IntoResponse {
-    Json(json!({ "calls": config.live.all() }))
+/// `?hotline=`: one hotline's calls.
+#[derive(Debug, Deserialize)]
+struct HotlineQuery {
+    hotline: Option<String>,
+}
+
+async fn live_calls(
+    State(config): State<AdminConfig>,
+    Query(q): Query<HotlineQuery>,
+) -> impl IntoResponse {
+    let mut calls = config.live.all();
+    if let Some(hotline) = &q.hotline {
+        calls.retain(|c| &c.hotline == hotline);
+    }
+    Json(json!({ "calls": calls }))
 }
 
 /// An API error: its status and a JSON `{"error": ...}` body.
@@ -225,6 +238,15 @@ async fn with_records<T: Send + 'static>(
     path: Option<PathBuf>,
     query: impl FnOnce(&rusqlite::Connection) -> Result<T, stats::StatsError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    with_records_of(path, None, query).await
+}
+
+/// `with_records` on one hotline's calls only (`stats::only_hotline`), or all with None.
+async fn with_records_of<T: Send + 'static>(
+    path: Option<PathBuf>,
+    hotline: Option<String>,
+    query: impl FnOnce(&rusqlite::Connection) -> Result<T, stats::StatsError> + Send + 'static,
+) -> Result<T, ApiError> {
     let Some(path) = path else {
         return Err(error(
             StatusCode::NOT_FOUND,
@@ -233,6 +255,9 @@ async fn with_records<T: Send + 'static>(
     };
     tokio::task::spawn_blocking(move || {
         let db = super::records::connect(&path).map_err(|e| e.to_string())?;
+        if let Some(hotline) = &hotline {
+            stats::only_hotline(&db, hotline).map_err(|e| e.to_string())?;
+        }
         query(&db).map_err(|e| e.to_string())
     })
     .await
@@ -260,6 +285,8 @@ struct RangeQuery {
     bucket_ms: Option<u64>,
     limit: Option<u32>,
     outcome: Option<String>,
+    /// One hotline's calls (its `name:`); all hotlines without it.
+    hotline: Option<String>,
 }
 
 impl RangeQuery {
@@ -287,7 +314,7 @@ async fn recorded_calls(
     let range = q.range()?;
     let limit = q.limit();
     let outcome = q.outcome;
-    let calls = with_records(config.records, move |db| {
+    let calls = with_records_of(config.records, q.hotline, move |db| {
         stats::calls(db, range, outcome.as_deref(), limit)
     })
     .await?;
@@ -301,7 +328,10 @@ async fn statistics(State(config): State<AdminConfig>, Query(q): Query<RangeQuer
         .bucket_ms
         .unwrap_or((range.to_ms - range.from_ms).div_ceil(24))
         .max(60_000);
-    let summary = with_records(config.records, move |db| stats::summary(db, range, bucket)).await?;
+    let summary = with_records_of(config.records, q.hotline, move |db| {
+        stats::summary(db, range, bucket)
+    })
+    .await?;
     Ok(Json(summary).into_response())
 }
 
@@ -311,7 +341,7 @@ async fn not_understood(
 ) -> ApiResult {
     let range = q.range()?;
     let limit = q.limit();
-    let list = with_records(config.records, move |db| {
+    let list = with_records_of(config.records, q.hotline, move |db| {
         stats::not_understood(db, range, limit)
     })
     .await?;

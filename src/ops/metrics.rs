@@ -116,7 +116,11 @@ impl Metrics {
             f
         };
         let calls = counter(&mut r, "calls", "Calls answered");
-        let call_outcomes = counter(&mut r, "call_outcomes", "Finished calls by outcome");
+        let call_outcomes = counter(
+            &mut r,
+            "call_outcomes",
+            "Finished calls by hotline and outcome",
+        );
         let transfers = counter(
             &mut r,
             "transfers",
@@ -330,9 +334,15 @@ impl Observer for Metrics {
                 self.asr_running.set(*running as u64);
                 self.asr_waiting.set(*waiting as u64);
             }
-            Report::CallEnded { outcome, .. } => {
+            Report::CallEnded {
+                hotline, outcome, ..
+            } => {
+                // Hotlines are few (the server config lists them): a bounded label.
                 self.call_outcomes
-                    .get_or_create(&label("outcome", outcome.name()))
+                    .get_or_create(&vec![
+                        ("hotline", hotline.clone()),
+                        ("outcome", outcome.name().to_string()),
+                    ])
                     .inc();
             }
             Report::CallStarted { .. } => {}
@@ -380,6 +390,7 @@ mod tests {
         }
         m.observe(&Report::CallEnded {
             call_id: "a".into(),
+            hotline: "demo".into(),
             outcome: Outcome::SelfServed,
             transfer_reason: None,
         });
@@ -400,7 +411,10 @@ mod tests {
             2.0
         );
         assert_eq!(
-            sample(&text, "voxnav_call_outcomes_total{outcome=\"self_served\"}"),
+            sample(
+                &text,
+                "voxnav_call_outcomes_total{hotline=\"demo\",outcome=\"self_served\"}"
+            ),
             1.0
         );
     }
@@ -439,6 +453,7 @@ mod tests {
             Report::Recognized { engine: "whisper" },
             Report::CallEnded {
                 call_id: "a".into(),
+                hotline: "demo".into(),
                 outcome: Outcome::Abandoned,
                 transfer_reason: None,
             },

@@ -150,6 +150,7 @@ impl crate::report::Observer for RecordStore {
                 call_id,
                 outcome,
                 transfer_reason,
+                ..
             } => self.send(RecordEvent::CallEnded {
                 call_id: call_id.clone(),
                 ended_ms: now,

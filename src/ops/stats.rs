@@ -162,6 +162,20 @@ pub struct StatsError(#[from] rusqlite::Error);
 pub(super) const SPOKEN: &str = "t.input NOT LIKE '#dtmf%' AND t.input NOT LIKE '(%'";
 const NOT_UNDERSTOOD: &str = "json_extract(t.record, '$.reason') LIKE 'not understood%'";
 
+/// Narrows `db` (a connection of its own) to one hotline's calls: a temporary view named
+/// `calls` holding only that hotline's rows shadows the table, because SQLite resolves an
+/// unqualified name in `temp` before `main`. Every statistic below is then computed the same
+/// way for one hotline as for all (each query that reads turns joins them to `calls`).
+pub fn only_hotline(db: &Connection, hotline: &str) -> Result<(), StatsError> {
+    // A view cannot take parameters: the name goes in as an SQL string literal, its quotes
+    // doubled (SQL-92 5.3), which is all a literal needs.
+    let literal = hotline.replace('\'', "''");
+    db.execute_batch(&format!(
+        "CREATE TEMP VIEW calls AS SELECT * FROM main.calls WHERE hotline = '{literal}'"
+    ))?;
+    Ok(())
+}
+
 fn rate(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
@@ -556,6 +570,57 @@ mod tests {
             ],
         )
         .unwrap();
+    }
+
+    #[test]
+    fn one_hotline_s_statistics_count_only_its_calls() {
+        let db = Connection::open_in_memory().unwrap();
+        db.execute_batch(super::super::records::SCHEMA).unwrap();
+        call(&db, "a", 0, Some(60_000), Some("self_served"));
+        call(&db, "b", 10, Some(120_010), Some("transferred"));
+        turn(
+            &db,
+            "a",
+            "where is my order",
+            "menu",
+            serde_json::json!({"intent": "order_status"}),
+        );
+        db.execute(
+            "INSERT INTO calls VALUES ('z', 'sip:a@x', 'O''Brien''s line', 1, 20, 30, 'abandoned', NULL)",
+            [],
+        )
+        .unwrap();
+        turn(
+            &db,
+            "z",
+            "hours",
+            "menu",
+            serde_json::json!({"intent": "hours"}),
+        );
+        let range = Range {
+            from_ms: 0,
+            to_ms: 1_000_000,
+        };
+        let all = summary(&db, range, 1_000_000).unwrap();
+        assert_eq!((all.calls, all.intents.len()), (3, 2));
+        only_hotline(&db, "demo").unwrap();
+        let demo = summary(&db, range, 1_000_000).unwrap();
+        assert_eq!(
+            (
+                demo.calls,
+                demo.outcomes.self_served,
+                demo.outcomes.transferred
+            ),
+            (2, 1, 1)
+        );
+        assert_eq!(demo.intents.len(), 1);
+        assert_eq!(calls(&db, range, None, 10).unwrap().len(), 2);
+        // A name with quotes is a literal, not SQL.
+        db.execute_batch("DROP VIEW temp.calls").unwrap();
+        only_hotline(&db, "O'Brien's line").unwrap();
+        let obrien = summary(&db, range, 1_000_000).unwrap();
+        assert_eq!((obrien.calls, obrien.outcomes.abandoned), (1, 1));
+        assert_eq!(obrien.intents[0].name, "hours");
     }
 
     /// Four ended calls and one in progress: the numbers a manager would count by hand.
