@@ -19,6 +19,11 @@
 //!   queues:
 //!     billing: sip:billing@192.0.2.11
 //!   ring_timeout_s: 20       # then the caller goes back to the dialplan's fallback
+//! backends:                  # what dialplan `http` nodes send to each backend (net/backend.rs)
+//!   - url: https://crm.example.com/      # requests whose URL starts with this
+//!     ca: /etc/voxnav/crm-ca.pem         # trust only this CA (default: Mozilla's roots)
+//!     headers: { Authorization: "Bearer ${CRM_TOKEN}" }   # ${NAME}: from the environment
+//!     basic: { user: ivr, password: "${CRM_PASSWORD}" }   # or HTTP Basic credentials
 //! admin:
 //!   listen: 127.0.0.1:8081   # /healthz, /metrics, /dashboard, /api (token: VOXNAV_ADMIN_TOKEN)
 //! records:                   # call records with transcripts (SQLite; docs/records.md)
@@ -79,6 +84,8 @@ pub struct ServerConfig {
     /// `Some(None)`: `overflow: off`.
     pub asr_overflow: Option<Option<usize>>,
     pub media_threads: Option<usize>,
+    /// `backends:` trust and credentials per backend URL prefix.
+    pub backends: Vec<crate::net::backend::BackendConfig>,
 }
 
 /// The recognizer that hears callers.
@@ -152,6 +159,100 @@ fn sip_uri(y: &yaml::Yaml, what: &str, p: &mut Problems) -> Option<String> {
         return None;
     }
     Some(t)
+}
+
+/// `backends:`: a list of `{url, ca, headers, basic}`; `${NAME}` in header values and
+/// credentials comes from `env` (a variable not set is a problem at its position).
+fn read_backends(
+    y: &yaml::Yaml,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> Vec<crate::net::backend::BackendConfig> {
+    use crate::net::backend::{BackendConfig, basic_auth, expand_env};
+    let yaml::Yaml::Seq { items, .. } = y else {
+        p.add(
+            y.pos(),
+            "backends must be a list of `- url: ...` entries",
+            "",
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let secret = |y: &yaml::Yaml, what: &str, p: &mut Problems| -> Option<String> {
+        let (t, pos) = text(y, what, p)?;
+        match expand_env(&t, env) {
+            Ok(v) => Some(v),
+            Err(missing) => {
+                p.add(
+                    pos,
+                    format!(
+                        "{what}: environment variable {} is not set",
+                        missing.join(", ")
+                    ),
+                    "set it in the server's environment (secrets stay out of files)",
+                );
+                None
+            }
+        }
+    };
+    for item in items {
+        let mut m = MapReader::new(item, "a backend", p);
+        let Some((url, pos)) = m.require("url", p).and_then(|y| text(y, "url", p)) else {
+            m.finish(&[], p);
+            continue;
+        };
+        let Some(rest) = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .filter(|r| !r.is_empty())
+        else {
+            p.add(
+                pos,
+                format!("`{url}` is not an http:// or https:// URL"),
+                "",
+            );
+            m.finish(&[], p);
+            continue;
+        };
+        // `https://crm` must not also match `https://crm.evil.example/`: a bare origin gets
+        // its `/`.
+        let prefix = if rest.contains('/') {
+            url.clone()
+        } else {
+            format!("{url}/")
+        };
+        let ca = m
+            .get("ca")
+            .and_then(|y| text(y, "ca", p))
+            .map(|(t, _)| t.into());
+        let mut headers = Vec::new();
+        if let Some(h) = m.get("headers") {
+            let hm = MapReader::new(h, "headers", p);
+            for (name, value) in hm.entries() {
+                if let Some(v) = secret(value, &format!("header {}", name.name), p) {
+                    headers.push((name.name.clone(), v));
+                }
+            }
+        }
+        if let Some(b) = m.get("basic") {
+            let mut bm = MapReader::new(b, "basic", p);
+            let user = bm.require("user", p).and_then(|y| secret(y, "user", p));
+            let password = bm
+                .require("password", p)
+                .and_then(|y| secret(y, "password", p));
+            if let (Some(u), Some(pw)) = (user, password) {
+                headers.push(("Authorization".into(), basic_auth(&u, &pw)));
+            }
+            bm.finish(&[], p);
+        }
+        m.finish(&[], p);
+        out.push(BackendConfig {
+            prefix,
+            ca,
+            headers,
+        });
+    }
+    out
 }
 
 /// Reads a config file; every problem as file:line:col.
@@ -240,6 +341,9 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
             .get("ring_timeout_s")
             .and_then(|y| number(y, "ring_timeout_s", &mut p));
         m.finish(&[], &mut p);
+    }
+    if let Some(backends) = top.get("backends") {
+        config.backends = read_backends(backends, &|n| std::env::var(n).ok(), &mut p);
     }
     if let Some(admin) = top.get("admin") {
         let mut m = MapReader::new(admin, "admin", &mut p);
@@ -375,6 +479,33 @@ mod tests {
             "{e}"
         );
         assert_eq!(parse_overflow("off"), Ok(None));
+        let backends = dir.join("backends.yaml");
+        std::fs::write(
+            &backends,
+            "backends:\n  - url: https://crm.example\n    ca: ca.pem\n    headers: { Authorization: \"Bearer ${VOXNAV_TEST_UNSET_TOKEN}\" }\n\
+             \x20 - url: ftp://x/\n  - url: http://orders/api/\n    basic: { user: ivr, password: pw }\n",
+        )
+        .unwrap();
+        let e = read(&backends).unwrap_err();
+        assert!(
+            e.contains("backends.yaml:4:31: header Authorization: environment variable VOXNAV_TEST_UNSET_TOKEN is not set"),
+            "{e}"
+        );
+        assert!(
+            e.contains("backends.yaml:5:10: `ftp://x/` is not an http"),
+            "{e}"
+        );
+        let tree = yaml::parse(
+            "- url: https://crm.example\n  headers: { Authorization: \"Bearer ${T}\" }\n- url: http://orders/api/\n  basic: { user: ivr, password: pw }\n",
+        )
+        .unwrap();
+        let mut p = Problems::new("t");
+        let env = |n: &str| (n == "T").then(|| "tok".to_string());
+        let list = read_backends(&tree, &env, &mut p);
+        assert_eq!(list[0].prefix, "https://crm.example/");
+        assert_eq!(list[0].headers[0].1, "Bearer tok");
+        assert_eq!(list[1].prefix, "http://orders/api/");
+        assert_eq!(list[1].headers[0].1, "Basic aXZyOnB3");
         let lines = dir.join("lines.yaml");
         std::fs::write(
             &lines,

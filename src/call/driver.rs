@@ -54,6 +54,8 @@ pub struct Services {
     pub prompts: PromptCache,
     /// Where transfers are dialled.
     pub agents: AgentDirectory,
+    /// The client `http` nodes reach backends with (trust and credentials per backend).
+    pub backends: Arc<crate::net::backend::Backends>,
     /// The media driver agent legs run on.
     pub media: Arc<MediaEngine>,
     pub reporter: Reporter,
@@ -400,13 +402,16 @@ impl Driver {
                 url,
                 body,
                 timeout,
-            } => self.spawn(move || {
-                let r = crate::net::http::fetch(&method, &url, body.as_deref(), timeout);
-                if let Err(e) = &r {
-                    tracing::warn!(%url, "backend request failed: {e}");
-                }
-                Done::Http(job, r)
-            }),
+            } => {
+                let backends = s.backends.clone();
+                self.spawn(move || {
+                    let r = backends.fetch(&method, &url, body.as_deref(), timeout);
+                    if let Err(e) = &r {
+                        tracing::warn!(%url, "backend request failed: {e}");
+                    }
+                    Done::Http(job, r)
+                });
+            }
             Output::Transfer {
                 target,
                 reason,

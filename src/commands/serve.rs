@@ -191,6 +191,10 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
                     .as_ref()
                     .map(|h| h.all()[0].vars.clone())
                     .unwrap_or_default(),
+                backends: hotlines
+                    .as_ref()
+                    .map(|h| h.all()[0].backends.clone())
+                    .unwrap_or_default(),
             },
         )
     });
@@ -277,6 +281,7 @@ fn hotlines(
         default: args.agent.clone().or(file.agent_default.clone()),
         ring_timeout: Duration::from_secs(file.ring_timeout_s.unwrap_or(20)),
     };
+    let backends = Arc::new(voxnav::net::backend::Backends::new(&file.backends)?);
     let mut all: Vec<Arc<Services>> = Vec::new();
     let mut loaded: BTreeMap<PathBuf, usize> = BTreeMap::new();
     let mut index_of = |dialplan: &PathBuf| -> Result<usize> {
@@ -310,6 +315,7 @@ fn hotlines(
             vars: vars.clone(),
             prompts: PromptCache::default(),
             agents: agents.clone(),
+            backends: backends.clone(),
             media: media.clone(),
             reporter: reporter.clone(),
         }));

@@ -93,7 +93,12 @@ fn real_http(
     body: Option<&str>,
     timeout: Duration,
 ) -> Result<(u16, String), String> {
-    crate::net::http::fetch(method, url, body, timeout)
+    // The same client calls use (https included), without any backend's credentials: those
+    // live in the server config.
+    static CLIENT: std::sync::OnceLock<crate::net::backend::Backends> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(Default::default)
+        .fetch(method, url, body, timeout)
 }
 
 /// `voxnav simulate`.

@@ -1,6 +1,8 @@
-//! A small blocking HTTP/1.1 client for dialplan `http` nodes (plain http, JSON replies), and
-//! the demo order service the demo hotline looks orders up in, so the demo runs offline.
-//! Every wait is bounded by the node's timeout: connect, write and read.
+//! A small blocking HTTP/1.1 client (plain http, JSON replies) for the tests and tools that
+//! talk to voxnav's own admin API and demo service, and the demo order service the demo
+//! hotline looks orders up in, so the demo runs offline. Every wait is bounded by the timeout:
+//! connect, write and read. Calls reach their backends through `backend` (HTTPS, trust and
+//! credentials per backend), not this.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};

@@ -9,6 +9,7 @@
 //! registered by its peer address in `Outbound`. A call whose connection has closed falls back
 //! to UDP at the same address (RFC 3261 18.2.2 would open a new connection; not built).
 
+pub mod backend;
 pub mod call_media;
 pub mod http;
 pub mod leg;

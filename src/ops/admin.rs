@@ -43,6 +43,8 @@ pub struct AdminConfig {
     /// The variables calls start with (the backend addresses): the trainers' test gate runs
     /// the hotline's scripted conversations with them.
     pub vars: std::collections::BTreeMap<String, String>,
+    /// The client the gate's conversations reach backends with (as calls do).
+    pub backends: Arc<crate::net::backend::Backends>,
 }
 
 /// A hotline as the admin API sees it.
@@ -562,9 +564,10 @@ async fn review_phrasing(
         )
     })?;
     let started = std::time::Instant::now();
-    let vars = config.vars.clone();
+    let (vars, backends) = (config.vars.clone(), config.backends.clone());
     let accepted = tokio::task::spawn_blocking(move || {
-        let http: crate::dialplan::sim::HttpFn = &crate::net::http::fetch;
+        let fetch = |m: &str, u: &str, b: Option<&str>, t| backends.fetch(m, u, b, t);
+        let http: crate::dialplan::sim::HttpFn = &fetch;
         let gate = Gate::beside(&registry.file(), vars, http)?;
         training::review(
             &registry,
