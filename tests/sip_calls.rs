@@ -530,3 +530,90 @@ fn sipp_session_timer_accepted_and_refreshed_by_update() {
         "session timer",
     );
 }
+
+/// Draining for an upgrade: with a call in progress, `POST /api/drain` makes new INVITEs and
+/// OPTIONS probes get 503; the call goes on to its normal end (SIPp's BYE answered), and then
+/// the server exits by itself, cleanly.
+#[test]
+fn a_drained_server_keeps_its_call_refuses_new_ones_and_exits_after_the_last() {
+    let admin_port = free_udp_port();
+    let mut server = Server::start_with(&[
+        "--admin-listen",
+        &format!("127.0.0.1:{admin_port}"),
+        "--admin-token",
+        "drain-token",
+    ]);
+    let admin = |method: &str, path: &str| {
+        voxnav::net::http::fetch_with_headers(
+            method,
+            &format!("http://127.0.0.1:{admin_port}{path}"),
+            &[("Authorization", "Bearer drain-token")],
+            None,
+            Duration::from_secs(5),
+        )
+    };
+    let target = server.addr;
+    let caller = std::thread::spawn(move || sipp(&["-sn", "uac", "-d", "4000"], target));
+    // The call is up (the server counts it) before the drain.
+    let active = || {
+        admin("GET", "/metrics")
+            .ok()
+            .map(|(_, text)| voxnav::ops::metrics::sample(&text, "voxnav_calls_active"))
+    };
+    let mut up = false;
+    for _ in 0..100 {
+        if active() == Some(1.0) {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(up, "the call was answered");
+    assert_eq!(admin("GET", "/readyz").unwrap().0, 200);
+    assert_eq!(admin("POST", "/api/drain").unwrap().0, 200);
+    let line = server
+        .wait_for("voxnav: draining", Duration::from_secs(5))
+        .expect("the server says it drains");
+    assert_eq!(line, "voxnav: draining, 1 calls in progress");
+    assert_eq!(admin("GET", "/readyz").unwrap().0, 503);
+
+    // New work is refused: a load balancer's OPTIONS probe, and a new call.
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let local = probe.local_addr().unwrap();
+    for method in ["OPTIONS", "INVITE"] {
+        let request = format!(
+            "{method} sip:ivr@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKdrain{method};rport\r\n\
+             From: <sip:probe@{local}>;tag=1\r\nTo: <sip:ivr@{target}>\r\nCall-ID: drain-{method}\r\n\
+             CSeq: 1 {method}\r\nContact: <sip:probe@{local}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        probe.send_to(request.as_bytes(), target).unwrap();
+        let mut buf = [0u8; 4096];
+        let reply = loop {
+            let (n, _) = probe.recv_from(&mut buf).expect("an answer");
+            let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !reply.starts_with("SIP/2.0 100") {
+                break reply;
+            }
+        };
+        assert!(reply.starts_with("SIP/2.0 503 "), "{method}: {reply}");
+        assert!(reply.contains("Retry-After: "), "{reply}");
+    }
+
+    // The call in progress ends normally, then the server exits on its own.
+    assert_sipp_ok(&caller.join().unwrap(), "the call kept through the drain");
+    server
+        .wait_for("voxnav: drained", Duration::from_secs(10))
+        .expect("drained once the call ended");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the server exits");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}

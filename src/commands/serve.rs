@@ -170,6 +170,8 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
         )?))
     };
     let ready = Arc::new(AtomicBool::new(false));
+    // Draining (SIGUSR1 or POST /api/drain): no new calls, exit when the last call ends.
+    let drain = CancellationToken::new();
     let admin = args.admin_listen.or(file.admin_listen).map(|addr| {
         (
             addr,
@@ -185,6 +187,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
                         .collect()
                 }),
                 ready: ready.clone(),
+                drain: drain.clone(),
                 metrics: metrics.clone(),
                 live: live.clone(),
                 vars: hotlines
@@ -217,6 +220,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
         calls: hotlines.as_ref().map(|h| call_handler(h.clone())),
         media: Some(media),
         reporter,
+        drain: drain.clone(),
     };
     let listen = args
         .sip_listen
@@ -545,6 +549,14 @@ fn serve(
         }
         let shutdown = CancellationToken::new();
         let signals = shutdown.clone();
+        let drain = config.drain.clone();
+        tokio::spawn(async move {
+            let mut usr1 =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+                    .expect("SIGUSR1 handler");
+            usr1.recv().await;
+            drain.cancel();
+        });
         tokio::spawn(async move {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -99,6 +99,9 @@ pub struct ServeConfig {
     pub media: Option<Arc<MediaEngine>>,
     /// Where SIP and media reports go.
     pub reporter: Reporter,
+    /// Cancelled to drain: no new calls (503, OPTIONS too), the calls in progress go on, and
+    /// serving stops once the last has ended.
+    pub drain: CancellationToken,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -121,6 +124,7 @@ impl Default for ServeConfig {
             calls: None,
             media: None,
             reporter: Reporter::default(),
+            drain: CancellationToken::new(),
         }
     }
 }
@@ -175,6 +179,11 @@ impl SipListeners {
         };
         let endpoint = Arc::new(Mutex::new(Endpoint::new(seed, advertised, config.endpoint)));
         let tracker = TaskTracker::new();
+        tracker.spawn(drain_then_stop(
+            endpoint.clone(),
+            config.drain.clone(),
+            shutdown.clone(),
+        ));
         let engine = match config.media.clone() {
             Some(e) => e,
             None => MediaEngine::start(1)?,
@@ -223,6 +232,39 @@ impl SipListeners {
         tracker.wait().await;
         Ok(())
     }
+}
+
+/// Once `drain` is cancelled: the endpoint takes no new calls, and when the last call in
+/// progress has ended, `shutdown` stops the server (an upgrade drops no call).
+async fn drain_then_stop(
+    endpoint: Arc<Mutex<Endpoint>>,
+    drain: CancellationToken,
+    shutdown: CancellationToken,
+) {
+    tokio::select! {
+        _ = drain.cancelled() => {}
+        _ = shutdown.cancelled() => return,
+    }
+    let calls = {
+        let mut ep = lock(&endpoint);
+        ep.drain();
+        ep.calls()
+    };
+    tracing::info!(
+        calls,
+        "draining: no new calls; stopping when the last one ends"
+    );
+    status_line(format_args!("voxnav: draining, {calls} calls in progress"));
+    // Calls end on SIP events the endpoint already handles; checking a few times a second is
+    // enough to stop soon after the last.
+    while lock(&endpoint).calls() > 0 {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+    status_line(format_args!("voxnav: drained"));
+    shutdown.cancel();
 }
 
 fn lock(endpoint: &Mutex<Endpoint>) -> std::sync::MutexGuard<'_, Endpoint> {

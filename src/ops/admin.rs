@@ -36,6 +36,9 @@ pub struct AdminConfig {
     /// Set once the server takes calls (the hotline's fixed prompts are synthesised);
     /// `/readyz` answers 503 before.
     pub ready: Arc<std::sync::atomic::AtomicBool>,
+    /// Cancelled to drain the server (`POST /api/drain`, or SIGUSR1): `/readyz` then answers
+    /// 503.
+    pub drain: tokio_util::sync::CancellationToken,
     /// The server's metrics (`/metrics`).
     pub metrics: Arc<super::metrics::Metrics>,
     /// The server's calls in progress.
@@ -78,6 +81,7 @@ pub fn router(config: AdminConfig) -> Router {
         .route("/api/records/calls", get(recorded_calls))
         .route("/api/stats", get(statistics))
         .route("/api/stats/not-understood", get(not_understood))
+        .route("/api/drain", post(drain))
         .route("/api/hotlines", get(hotlines))
         .route("/api/hotlines/{name}", get(hotline).put(upload_hotline))
         .route("/api/hotlines/{name}/validate", post(validate_hotline))
@@ -201,8 +205,22 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
+/// Drains the server for an upgrade: new calls get 503 (and OPTIONS probes, so a load
+/// balancer stops sending), calls in progress go on, and the server exits after the last.
+async fn drain(State(config): State<AdminConfig>) -> Response {
+    config.drain.cancel();
+    tracing::warn!("draining, asked through the admin API");
+    Json(json!({ "draining": true })).into_response()
+}
+
 /// Readiness: the server takes calls, the hotline is loaded and the records database answers.
 async fn ready(State(config): State<AdminConfig>) -> ApiResult {
+    if config.drain.is_cancelled() {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining: no new calls; the server exits when the last one ends",
+        ));
+    }
     if !config.ready.load(std::sync::atomic::Ordering::Acquire) {
         return Err(error(
             StatusCode::SERVICE_UNAVAILABLE,

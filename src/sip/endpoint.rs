@@ -124,6 +124,8 @@ pub struct Endpoint {
     /// been refreshed since (its dialog holds a later deadline) and is skipped.
     session_deadlines: BinaryHeap<Reverse<(Instant, String)>>,
     events: VecDeque<EndpointEvent>,
+    /// Draining for an upgrade: no new calls, OPTIONS says unavailable; calls go on.
+    draining: bool,
     pub stats: EndpointStats,
 }
 
@@ -142,6 +144,7 @@ impl Endpoint {
             offers: HashMap::new(),
             session_deadlines: BinaryHeap::new(),
             events: VecDeque::new(),
+            draining: false,
             stats: EndpointStats::default(),
         }
     }
@@ -356,6 +359,17 @@ impl Endpoint {
             })
     }
 
+    /// Stops taking calls (RFC 3261 section 21.5.4: 503 with Retry-After to new INVITEs and to
+    /// OPTIONS, which is what a load balancer's probe reads as "send no more here"); calls in
+    /// progress go on until they end.
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
     /// Whether the call came over TCP.
     pub fn is_tcp_call(&self, call_id: &str) -> bool {
         self.dialogs
@@ -546,6 +560,7 @@ impl Endpoint {
             return self.reply(env, key, 403, "Forbidden", &[], tag, source, now);
         }
         match method {
+            "OPTIONS" if self.draining => self.unavailable(env, key, tag, source, now),
             "OPTIONS" => {
                 let headers = [
                     ("Allow".to_string(), ALLOWED_METHODS.join(", ")),
@@ -606,6 +621,31 @@ impl Endpoint {
         }
     }
 
+    /// 503 with Retry-After: over the call limit, or draining.
+    fn unavailable(
+        &mut self,
+        env: &Envelope,
+        key: &TransactionKey,
+        tag: &str,
+        source: SocketAddr,
+        now: Instant,
+    ) -> Vec<Transmit> {
+        let retry = [(
+            "Retry-After".to_string(),
+            self.config.retry_after_secs.to_string(),
+        )];
+        self.reply(
+            env,
+            key,
+            503,
+            "Service Unavailable",
+            &retry,
+            tag,
+            source,
+            now,
+        )
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn on_invite(
         &mut self,
@@ -629,21 +669,8 @@ impl Endpoint {
             )];
             return self.reply(env, key, 404, "Not Found", &warning, tag, source, now);
         }
-        if self.dialogs.len() >= self.config.max_calls {
-            let retry = [(
-                "Retry-After".to_string(),
-                self.config.retry_after_secs.to_string(),
-            )];
-            return self.reply(
-                env,
-                key,
-                503,
-                "Service Unavailable",
-                &retry,
-                tag,
-                source,
-                now,
-            );
+        if self.draining || self.dialogs.len() >= self.config.max_calls {
+            return self.unavailable(env, key, tag, source, now);
         }
         let (offer, media) = if env.body.is_empty() {
             (None, None)
@@ -1231,6 +1258,24 @@ mod tests {
             ep.poll_event(),
             Some(EndpointEvent::IncomingCall { dialled: Some(d), .. }) if d == "4000"
         ));
+    }
+
+    #[test]
+    fn a_draining_endpoint_keeps_its_calls_and_takes_no_new_ones() {
+        let mut ep = endpoint();
+        let t0 = Instant::now();
+        let tag = answered(&mut ep, "kept", t0);
+        ep.drain();
+        assert!(ep.is_draining());
+        for (method, call) in [("OPTIONS", "probe"), ("INVITE", "new")] {
+            let out = ep.handle_datagram(&request(method, call, 1, "", call, SDP), src(), t0);
+            assert_eq!(status(&out[0]), 503, "{method}");
+            assert!(text(&out[0]).contains("Retry-After: 5\r\n"));
+        }
+        // The call in progress goes on, and ends normally.
+        let out = ep.handle_datagram(&request("BYE", "kept", 2, &tag, "kb", ""), src(), t0);
+        assert_eq!(status(&out[0]), 200);
+        assert_eq!(ep.calls(), 0);
     }
 
     #[test]
