@@ -39,6 +39,10 @@ pub struct Dialog {
     pub local_name_addr: String,
     /// Where requests in the dialog go (the Contact URI; we send to the INVITE's source).
     pub remote_target: String,
+    /// The route set (RFC 3261 12.1.1: the INVITE's Record-Route values, in order): our
+    /// requests carry them as Route headers, so a proxy that record-routed (Kamailio in front
+    /// of several voxnav nodes) stays on the path. The first hop is the INVITE's source.
+    pub route_set: Vec<String>,
     pub peer: SocketAddr,
     /// The transport the INVITE came on; our requests (BYE) use it too.
     pub transport: super::endpoint::Transport,
@@ -97,9 +101,14 @@ impl Dialog {
         self.local_cseq += 1;
         let bytes = format!(
             "BYE {target} SIP/2.0\r\nVia: SIP/2.0/{transport} {local_via};branch={branch};rport\r\nMax-Forwards: 70\r\n\
-             From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} BYE\r\nUser-Agent: voxnav\r\n\
+             {routes}From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} BYE\r\nUser-Agent: voxnav\r\n\
              Content-Length: 0\r\n\r\n",
             target = self.remote_target,
+            routes = if self.route_set.is_empty() {
+                String::new()
+            } else {
+                format!("Route: {}\r\n", self.route_set.join(", "))
+            },
             from = self.local_name_addr,
             to = self.remote_name_addr,
             call_id = self.call_id,

@@ -729,6 +729,7 @@ impl Endpoint {
             remote_name_addr: env.get("From").unwrap_or_default().to_string(),
             local_name_addr: format!("{local_to};tag={tag}"),
             remote_target,
+            route_set: env.all("Record-Route").map(str::to_string).collect(),
             peer: source,
             transport,
             state: DialogState::Offered,
@@ -1258,6 +1259,39 @@ mod tests {
             ep.poll_event(),
             Some(EndpointEvent::IncomingCall { dialled: Some(d), .. }) if d == "4000"
         ));
+    }
+
+    /// Behind a record-routing proxy (RFC 3261 12.1.1): the 200 copies the Record-Route
+    /// values, and our BYE carries them as its route set.
+    #[test]
+    fn record_route_is_copied_and_our_bye_follows_the_route_set() {
+        let mut ep = endpoint();
+        let t0 = Instant::now();
+        let invite = String::from_utf8(request("INVITE", "rr", 1, "", "rr", SDP))
+            .unwrap()
+            .replacen(
+                "Call-ID:",
+                "Record-Route: <sip:127.0.0.1:5080;lr>, <sip:10.0.0.1;lr>\r\nRecord-Route: <sip:10.0.0.2;lr>\r\nCall-ID:",
+                1,
+            );
+        ep.handle_datagram(invite.as_bytes(), src(), t0);
+        while ep.poll_event().is_some() {}
+        let ok = text(&ep.answer_call("rr", "127.0.0.1:20002".parse().unwrap(), t0)[0]);
+        assert!(
+            ok.contains("Record-Route: <sip:127.0.0.1:5080;lr>, <sip:10.0.0.1;lr>\r\nRecord-Route: <sip:10.0.0.2;lr>\r\n"),
+            "{ok}"
+        );
+        let bye = text(&ep.hangup("rr", t0)[0]);
+        assert!(
+            bye.contains(
+                "Route: <sip:127.0.0.1:5080;lr>, <sip:10.0.0.1;lr>, <sip:10.0.0.2;lr>\r\n"
+            ),
+            "{bye}"
+        );
+        // Without a proxy on the path, no Route.
+        let tag = answered(&mut ep, "plain", t0);
+        let bye = text(&ep.hangup("plain", t0)[0]);
+        assert!(!bye.contains("Route:") && !tag.is_empty(), "{bye}");
     }
 
     #[test]

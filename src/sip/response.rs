@@ -4,6 +4,8 @@
 //! and CSeq, and adds a To tag unless it is a 100. RFC 3261 18.2.2 with RFC 3581: the top Via
 //! gets `received` (the source IP) and, if the client asked with an empty `rport`, the source
 //! port, and the response goes back to the source IP at that port (or the sent-by port).
+//! RFC 3261 12.1.1: a response that creates a dialog (18x, 2xx to an INVITE) copies the
+//! request's Record-Route values, so the proxies that asked stay on the dialog's path.
 
 use std::net::SocketAddr;
 
@@ -57,6 +59,11 @@ pub fn build_with_body(
                 value.to_string()
             };
             out.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    if request.method() == Some("INVITE") && (101..300).contains(&status) {
+        for route in request.all("Record-Route") {
+            out.push_str(&format!("Record-Route: {route}\r\n"));
         }
     }
     for (name, value) in extra_headers {
