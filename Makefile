@@ -4,7 +4,7 @@
 CARGO ?= cargo
 BIN := target/release/voxnav
 
-.PHONY: run test deps test-deps build models lint portable fuzz bench
+.PHONY: run test deps test-deps build models lint portable fuzz bench cluster
 
 ## Set up and run the main job: the SIP server answering the demo hotline by voice, with the
 ## demo order service, on SIP_LISTEN (default 127.0.0.1:5060). Ctrl-C stops it.
@@ -20,7 +20,13 @@ run: models
 	@[ -s $(ADMIN_TOKEN_FILE) ] || (umask 077; od -An -tx1 -N16 /dev/urandom | tr -d ' \n' > $(ADMIN_TOKEN_FILE))
 	@echo "voxnav: dashboard at http://127.0.0.1:8081/dashboard#token=$$(cat $(ADMIN_TOKEN_FILE)) (token in $(ADMIN_TOKEN_FILE)),"
 	@echo "voxnav: metrics at http://127.0.0.1:8081/metrics, API description at /api/openapi.json"
-	VOXNAV_ADMIN_TOKEN=$$(cat $(ADMIN_TOKEN_FILE)) $(BIN) serve --sip-listen $(SIP_LISTEN) --dialplan dialplans/hotline.yaml --demo-orders --admin-listen 127.0.0.1:8081
+	@echo "voxnav: the Mandarin demo answers sip:zh@$(SIP_LISTEN) on the same server."
+	VOXNAV_ADMIN_TOKEN=$$(cat $(ADMIN_TOKEN_FILE)) $(BIN) serve --sip-listen $(SIP_LISTEN) --dialplan dialplans/hotline.yaml --hotline zh=dialplans/hotline-zh.yaml --demo-orders --admin-listen 127.0.0.1:8081
+
+## The multi-node demo on one machine: three nodes behind Kamailio on 127.0.0.1:5060.
+cluster: models
+	scripts/install-deps.sh --cluster
+	deploy/cluster.sh
 
 ## Set up and run every check CI runs: format, lint, portable build, all tests, fuzzing.
 test: test-deps models lint portable

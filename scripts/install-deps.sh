@@ -7,7 +7,7 @@
 #   binutils                 : objdump, for the portable-build check
 #   sip-tester               : SIPp and its bundled RTP/DTMF pcaps, the real SIP peer in tests
 #   baresip-core             : a real softphone (headless) calling voxnav in tests
-# With --test, also what only the tests need:
+# With --cluster, kamailio for `make cluster`. With --test, also what only the tests need:
 #   chromium                 : the dashboard test drives the page in headless Chromium
 #   kamailio                 : the multi-node test puts voxnav nodes behind its dispatcher
 #                              (the test runs its own; the packaged service is left disabled)
@@ -15,6 +15,7 @@ set -euo pipefail
 
 packages=(cmake g++ make pkg-config libclang-dev libsonic-dev espeak-ng sox binutils sip-tester baresip-core)
 [ "${1:-}" = "--test" ] && packages+=(chromium kamailio)
+[ "${1:-}" = "--cluster" ] && packages+=(kamailio)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
