@@ -16,8 +16,11 @@
 //!   for every retransmitted 2xx; the ACK of a failure reuses the INVITE's branch.
 //! - In the dialog: a BYE from the peer is answered 200 and ends the call; re-INVITE / UPDATE
 //!   get 200 with our SDP (the call's media follows their new SDP); OPTIONS and INFO get 200.
-//! - Not handled: Record-Route (requests go straight to the peer's Contact), authentication
-//!   challenges (401/407 fail the call), TCP, forking (the first 2xx wins).
+//! - Record-Route (12.1.2): the 2xx's Record-Route values, reversed, are the route set; the
+//!   ACK and BYE carry them as Route headers. Every request is sent to the peer the INVITE
+//!   went to (the first hop of the route set when a proxy record-routed).
+//! - Not handled: authentication challenges (401/407 fail the call), TCP, forking (the first
+//!   2xx wins).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -117,6 +120,8 @@ pub struct OutgoingCall {
     /// The To header of the dialog (with the peer's tag), once answered.
     remote_to: String,
     remote_target: String,
+    /// The route set of the dialog (RFC 3261 12.1.2: the 2xx's Record-Route, reversed).
+    route_set: Vec<String>,
     ack: Option<Vec<u8>>,
     media: Option<Negotiated>,
     session_id: u64,
@@ -202,6 +207,7 @@ impl OutgoingCall {
             request: None,
             remote_tag: String::new(),
             remote_to: String::new(),
+            route_set: Vec::new(),
             ack: None,
             media: None,
             session_id,
@@ -239,11 +245,17 @@ impl OutgoingCall {
         )
     }
 
-    /// A request in the dialog (or the CANCEL / failure ACK of the INVITE transaction).
+    /// A request in the dialog (or the CANCEL / failure ACK of the INVITE transaction, sent
+    /// before a route set exists).
     fn request(&self, method: &str, uri: &str, branch: &str, to: &str, cseq: u32) -> Vec<u8> {
+        let routes = if self.route_set.is_empty() {
+            String::new()
+        } else {
+            format!("Route: {}\r\n", self.route_set.join(", "))
+        };
         format!(
             "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch={branch};rport\r\nMax-Forwards: 70\r\n\
-             From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n\
+             {routes}From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n\
              Contact: <sip:{user}@{via}>\r\nUser-Agent: voxnav\r\nContent-Length: 0\r\n\r\n",
             via = self.config.local_sip,
             from = self.our_from(),
@@ -387,6 +399,13 @@ impl OutgoingCall {
                     if let Some(uri) = env.get("Contact").and_then(contact_uri) {
                         self.remote_target = uri;
                     }
+                    self.route_set = env
+                        .all("Record-Route")
+                        .flat_map(|v| super::validate::split_outside_quotes(v, ','))
+                        .map(|r| r.trim().to_string())
+                        .filter(|r| !r.is_empty())
+                        .collect();
+                    self.route_set.reverse();
                     let branch = self.new_branch();
                     let ack = self.request(
                         "ACK",
@@ -671,6 +690,32 @@ mod tests {
         let (_, ev) = call.on_datagram(&response("200 OK", "a1", "BYE", ""), peer, t0);
         assert_eq!(ev, vec![UacEvent::Ended]);
         assert!(call.is_done());
+    }
+
+    /// Through record-routing proxies: the ACK and BYE carry the 2xx's Record-Route reversed
+    /// (RFC 3261 12.1.2), addressed to the peer's Contact.
+    #[test]
+    fn the_route_set_of_a_record_routed_answer() {
+        let t0 = Instant::now();
+        let (mut call, _) = OutgoingCall::invite(config(), t0);
+        let peer = PEER.parse().unwrap();
+        let ok = String::from_utf8(response("200 OK", "a1", "INVITE", ANSWER))
+            .unwrap()
+            .replacen(
+                "Contact:",
+                "Record-Route: <sip:10.0.0.2;lr>, <sip:10.0.0.1;lr>\r\nRecord-Route: <sip:127.0.0.1:5090;lr>\r\nContact:",
+                1,
+            );
+        let (out, _) = call.on_datagram(ok.as_bytes(), peer, t0);
+        let ack = text(&out[0]);
+        let route = "Route: <sip:127.0.0.1:5090;lr>, <sip:10.0.0.1;lr>, <sip:10.0.0.2;lr>\r\n";
+        assert!(
+            ack.starts_with("ACK sip:agent@127.0.0.1:5091 ") && ack.contains(route),
+            "{ack}"
+        );
+        assert_eq!(out[0].to, peer);
+        let bye = text(&call.hangup(t0)[0]);
+        assert!(bye.contains(route), "{bye}");
     }
 
     #[test]
