@@ -7,6 +7,12 @@
 //!   ring_ms: 0               # ring (180) this long before answering
 //!   trunks: [192.0.2.0/24]   # who may call (others get 403); their P-Asserted-Identity is
 //!                            # believed. Absent: everyone may call
+//!   digest:                  # or: peers outside the trunks prove who they are (401 challenge)
+//!     realm: voxnav
+//!     algorithms: [SHA-256, MD5]   # offered, in this order (default: both)
+//!     users:                 # H(user:realm:password) as hex, or the password from the environment
+//!       pbx-east: { sha256: "...", md5: "..." }
+//!       pbx-west: { password: "${PBX_WEST_PASSWORD}" }
 //! hotlines:                  # the dialled number (Request-URI user, else To) picks the dialplan
 //!   "4000": dialplans/demo.yaml
 //!   "4001": dialplans/hotline-zh.yaml
@@ -65,6 +71,9 @@ pub struct ServerConfig {
     pub ring_ms: Option<u64>,
     /// `sip.trunks`: who may call (empty: everyone).
     pub trunks: Vec<crate::sip::admission::Network>,
+    /// `sip.digest`: accounts peers outside the trunks may call with (the secret is drawn at
+    /// start, not read).
+    pub digest: Option<crate::sip::digest::DigestConfig>,
     /// `hotlines:` dialled number (cleaned) -> dialplan file.
     pub hotlines: std::collections::BTreeMap<String, std::path::PathBuf>,
     /// `hotlines.default`: the dialplan for numbers not listed.
@@ -159,6 +168,91 @@ fn sip_uri(y: &yaml::Yaml, what: &str, p: &mut Problems) -> Option<String> {
         return None;
     }
     Some(t)
+}
+
+/// `sip.digest`: realm, algorithms, users (hashes, or a password from the environment).
+fn read_digest(
+    y: &yaml::Yaml,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> Option<crate::sip::digest::DigestConfig> {
+    use crate::sip::digest::{Algorithm, DigestConfig, UserHashes};
+    let mut m = MapReader::new(y, "digest", p);
+    let realm = m.require("realm", p).and_then(|y| text(y, "realm", p))?.0;
+    let mut algorithms = Vec::new();
+    match m.get("algorithms") {
+        None => algorithms = vec![Algorithm::Sha256, Algorithm::Md5],
+        Some(list) => {
+            for (name, pos) in crate::dialplan::read::texts(list, "an algorithm", p) {
+                match Algorithm::parse(&name) {
+                    Some(a) if !algorithms.contains(&a) => algorithms.push(a),
+                    Some(_) => {}
+                    None => p.add(
+                        pos,
+                        format!("unknown digest algorithm `{name}`"),
+                        "SHA-256 or MD5",
+                    ),
+                }
+            }
+        }
+    }
+    let mut users = std::collections::BTreeMap::new();
+    if let Some(list) = m.require("users", p) {
+        let um = MapReader::new(list, "users", p);
+        for (name, value) in um.entries() {
+            let mut u = MapReader::new(value, "a digest user", p);
+            let hash = |y: Option<&yaml::Yaml>, what: &str, len: usize, p: &mut Problems| {
+                let (h, pos) = text(y?, what, p)?;
+                let ok = h.len() == len && h.chars().all(|c| c.is_ascii_hexdigit());
+                if !ok {
+                    p.add(
+                        pos,
+                        format!("{what} must be {len} hex digits"),
+                        "H(user:realm:password)",
+                    );
+                }
+                ok.then(|| h.to_ascii_lowercase())
+            };
+            let (sha256, md5, password) = (u.get("sha256"), u.get("md5"), u.get("password"));
+            if sha256.is_none() && md5.is_none() && password.is_none() {
+                p.add(
+                    name.pos,
+                    format!("digest user `{}` has no credentials", name.name),
+                    "give sha256/md5 hashes or password: \"${VARIABLE}\"",
+                );
+            }
+            let mut hashes = UserHashes {
+                sha256: hash(sha256, "sha256", 64, p),
+                md5: hash(md5, "md5", 32, p),
+            };
+            if let Some((password, pos)) = password.and_then(|y| text(y, "password", p)) {
+                match crate::net::backend::expand_env(&password, env) {
+                    Ok(pw) if password.contains("${") => {
+                        hashes = UserHashes::from_password(&name.name, &realm, &pw);
+                    }
+                    Ok(_) => p.add(
+                        pos,
+                        "a password written in the file",
+                        "give \"${VARIABLE}\" (from the environment) or the sha256/md5 hashes",
+                    ),
+                    Err(missing) => p.add(
+                        pos,
+                        format!("environment variable {} is not set", missing.join(", ")),
+                        "set it in the server's environment",
+                    ),
+                }
+            }
+            u.finish(&[], p);
+            users.insert(name.name.clone(), hashes);
+        }
+    }
+    m.finish(&[], p);
+    Some(DigestConfig {
+        realm,
+        users,
+        algorithms,
+        secret: [0; 32],
+    })
 }
 
 /// `backends:`: a list of `{url, ca, headers, basic}`; `${NAME}` in header values and
@@ -272,6 +366,9 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
             .and_then(|y| number(y, "max_calls", &mut p))
             .map(|n| n as usize);
         config.ring_ms = m.get("ring_ms").and_then(|y| number(y, "ring_ms", &mut p));
+        if let Some(digest) = m.get("digest") {
+            config.digest = read_digest(digest, &|n| std::env::var(n).ok(), &mut p);
+        }
         if let Some(trunks) = m.get("trunks") {
             for (t, pos) in crate::dialplan::read::texts(trunks, "a trunk", &mut p) {
                 match t.parse() {
@@ -506,6 +603,32 @@ mod tests {
         assert_eq!(list[0].headers[0].1, "Bearer tok");
         assert_eq!(list[1].prefix, "http://orders/api/");
         assert_eq!(list[1].headers[0].1, "Basic aXZyOnB3");
+        let tree = yaml::parse(
+            "realm: voxnav\nalgorithms: [MD5, SHA-512]\nusers:\n  a: { password: \"${PW}\" }\n  b: { password: plain }\n  c: { md5: \"abc\" }\n  d: {}\n",
+        )
+        .unwrap();
+        let mut p = Problems::new("d.yaml");
+        let env = |n: &str| (n == "PW").then(|| "s3cret".to_string());
+        let d = read_digest(&tree, &env, &mut p).unwrap();
+        assert_eq!(d.algorithms, vec![crate::sip::digest::Algorithm::Md5]);
+        assert_eq!(
+            d.users["a"],
+            crate::sip::digest::UserHashes::from_password("a", "voxnav", "s3cret")
+        );
+        let e = p.into_result(()).unwrap_err();
+        assert!(
+            e.contains("d.yaml:2:19: unknown digest algorithm `SHA-512`"),
+            "{e}"
+        );
+        assert!(
+            e.contains("d.yaml:5:18: a password written in the file"),
+            "{e}"
+        );
+        assert!(e.contains("d.yaml:6:13: md5 must be 32 hex digits"), "{e}");
+        assert!(
+            e.contains("d.yaml:7:3: digest user `d` has no credentials"),
+            "{e}"
+        );
         let lines = dir.join("lines.yaml");
         std::fs::write(
             &lines,

@@ -617,3 +617,54 @@ fn a_drained_server_keeps_its_call_refuses_new_ones_and_exits_after_the_last() {
     };
     assert!(status.success(), "{status}");
 }
+
+/// A peer outside the trunks that authenticates instead (SIPp answering the 401 challenge with
+/// MD5 digest, the algorithm SIPp knows; SHA-256 is checked against RFC 7616's example in the
+/// unit tests): the right password gets the call, the wrong one gets challenged again and no
+/// call is taken.
+#[test]
+fn a_peer_with_digest_credentials_calls_and_a_wrong_password_does_not() {
+    let dir = voxnav::testkit::temp_dir("sip-digest");
+    let config = dir.join("voxnav.yaml");
+    let md5 = voxnav::sip::digest::ha1(
+        voxnav::sip::digest::Algorithm::Md5,
+        "pbx",
+        "voxnav",
+        "s3cret",
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "sip:\n  trunks: [127.0.0.2]\n  digest:\n    realm: voxnav\n    algorithms: [MD5]\n    \
+             users:\n      pbx: {{ md5: \"{md5}\" }}\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(&["--config", config.to_str().unwrap()]);
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/sip-test/uac_auth.xml");
+    let out = sipp(
+        &["-sf", scenario, "-au", "pbx", "-ap", "s3cret", "-d", "500"],
+        server.addr,
+    );
+    assert_sipp_ok(&out, "a call with the right credentials");
+    server
+        .wait_for("voxnav: call ", Duration::from_secs(10))
+        .expect("the call was taken and ended");
+    let out = sipp(
+        &[
+            "-sf", scenario, "-au", "pbx", "-ap", "guess", "-d", "500", "-timeout", "8",
+        ],
+        server.addr,
+    );
+    assert!(
+        !out.status.success(),
+        "the wrong password must not get a call"
+    );
+    assert!(
+        server
+            .wait_for("voxnav: call ", Duration::from_secs(2))
+            .is_none(),
+        "no call was taken"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -207,6 +207,13 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
             max_calls: args.max_calls.or(file.max_calls).unwrap_or(100),
             admission: voxnav::sip::admission::Admission {
                 trunks: file.trunks.clone(),
+                digest: match file.digest.clone() {
+                    Some(mut d) => {
+                        d.secret = random_secret()?;
+                        Some(d)
+                    }
+                    None => None,
+                },
                 numbers: hotlines.as_ref().and_then(|h| h.numbers_answered()),
             },
             ..Default::default()
@@ -227,6 +234,16 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
         .or(file.sip_listen)
         .unwrap_or_else(|| "0.0.0.0:5060".parse().unwrap());
     serve(listen, config, admin, hotlines, ready)
+}
+
+/// 32 random bytes from the kernel: the key of this run's digest nonces.
+fn random_secret() -> Result<[u8; 32]> {
+    use std::io::Read;
+    let mut secret = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut secret))
+        .context("reading /dev/urandom for the digest nonces' key")?;
+    Ok(secret)
 }
 
 /// The hotlines to answer: `--dialplan` (the default) and `--hotline NUMBER=FILE` given on

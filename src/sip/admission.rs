@@ -5,6 +5,9 @@
 //!   do not retry). The same list is the trust domain of RFC 3325: only a listed peer's
 //!   `P-Asserted-Identity` names the caller. An empty list admits everyone and believes their
 //!   assertions (an open server believes a From just as much).
+//! - **Digest**: with accounts configured, a peer outside the trunks is challenged instead
+//!   (401, RFC 3261 section 22.2; `digest`) and let in with the right credentials; an
+//!   authenticated peer is trusted like a trunk.
 //! - **Numbers**: the dialled number (`identity::dialled_number`) selects the hotline. Without
 //!   a default hotline, a number none answers gets 404 Not Found (RFC 3261 section 21.4.5:
 //!   the user does not exist at the domain), never some other hotline's greeting.
@@ -88,6 +91,9 @@ pub struct Admission {
     /// The numbers answered (cleaned, `identity::clean_dialled`); None answers every number
     /// (there is a default hotline, or none is configured at all).
     pub numbers: Option<BTreeSet<String>>,
+    /// Peers outside the trunks may call with these digest credentials (401 challenge);
+    /// None: they get 403.
+    pub digest: Option<super::digest::DigestConfig>,
 }
 
 impl Admission {
@@ -156,6 +162,7 @@ mod tests {
         let closed = Admission {
             trunks: vec![net("127.0.0.0/8"), net("192.0.2.10")],
             numbers: Some(["4000".to_string(), "sales".to_string()].into()),
+            digest: None,
         };
         assert!(closed.admits(ip("127.0.0.3")) && closed.admits(ip("192.0.2.10")));
         assert!(!closed.admits(ip("192.0.2.11")));

@@ -44,6 +44,9 @@ pub struct Dialog {
     /// of several voxnav nodes) stays on the path. The first hop is the INVITE's source.
     pub route_set: Vec<String>,
     pub peer: SocketAddr,
+    /// The peer is a listed trunk or proved who it is (digest): its P-Asserted-Identity
+    /// names the caller (RFC 3325).
+    pub trusted: bool,
     /// The transport the INVITE came on; our requests (BYE) use it too.
     pub transport: super::endpoint::Transport,
     pub state: DialogState,

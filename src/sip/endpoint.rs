@@ -126,6 +126,8 @@ pub struct Endpoint {
     events: VecDeque<EndpointEvent>,
     /// Draining for an upgrade: no new calls, OPTIONS says unavailable; calls go on.
     draining: bool,
+    /// Checks the digest answers of peers outside the trunks (when accounts are configured).
+    verifier: Option<super::digest::Verifier>,
     pub stats: EndpointStats,
 }
 
@@ -133,6 +135,9 @@ impl Endpoint {
     /// `seed` makes tags and branches unique across restarts (the driver passes the start time);
     /// `local` is the SIP address peers reach us on.
     pub fn new(seed: u64, local: SocketAddr, config: EndpointConfig) -> Self {
+        // The nonces' clock starts here; only differences of `now` with it matter.
+        let verifier = (config.admission.digest.clone())
+            .map(|d| super::digest::Verifier::new(d, Instant::now()));
         Self {
             transactions: ServerTransactions::new(config.timers),
             config,
@@ -144,6 +149,7 @@ impl Endpoint {
             offers: HashMap::new(),
             session_deadlines: BinaryHeap::new(),
             events: VecDeque::new(),
+            verifier,
             draining: false,
             stats: EndpointStats::default(),
         }
@@ -353,9 +359,7 @@ impl Endpoint {
         self.dialogs
             .get(call_id)
             .map_or_else(super::identity::CallerId::anonymous, |d| {
-                let trusted = self.config.admission.is_trunk(d.peer.ip())
-                    || self.config.admission.trunks.is_empty();
-                super::identity::caller_id(&d.invite, trusted)
+                super::identity::caller_id(&d.invite, d.trusted)
             })
     }
 
@@ -553,11 +557,46 @@ impl Endpoint {
         let known = self.dialogs.get(&call_id).is_some_and(|d| {
             d.local_tag == to_tag && d.remote_tag == tag_of(env.get("From").unwrap_or_default())
         });
-        if !self.config.admission.admits(source.ip()) {
+        // Requests of a call we took come from its peer (a CANCEL, the ACK, a BYE).
+        let of_our_call = self
+            .dialogs
+            .get(&call_id)
+            .is_some_and(|d| d.peer.ip() == source.ip());
+        let mut trusted =
+            self.config.admission.trunks.is_empty() || self.config.admission.is_trunk(source.ip());
+        if !self.config.admission.admits(source.ip()) && !of_our_call {
             // Not a listed trunk: refused before anything is looked at (not even OPTIONS, which
-            // would tell a scanner what answers here).
-            self.stats.rejected += 1;
-            return self.reply(env, key, 403, "Forbidden", &[], tag, source, now);
+            // would tell a scanner what answers here), unless it proves who it is by digest.
+            let Some(verifier) = self.verifier.as_mut() else {
+                self.stats.rejected += 1;
+                return self.reply(env, key, 403, "Forbidden", &[], tag, source, now);
+            };
+            let verdict = match env.get("Authorization") {
+                Some(answer) => verifier.check(answer, method, now),
+                None => super::digest::Verdict::Refused,
+            };
+            match verdict {
+                super::digest::Verdict::Accepted(_) => trusted = true,
+                refused => {
+                    let stale = refused == super::digest::Verdict::Stale;
+                    let challenges: Vec<(String, String)> = verifier
+                        .challenges(now, stale)
+                        .into_iter()
+                        .map(|c| ("WWW-Authenticate".to_string(), c))
+                        .collect();
+                    self.stats.rejected += 1;
+                    return self.reply(
+                        env,
+                        key,
+                        401,
+                        "Unauthorized",
+                        &challenges,
+                        tag,
+                        source,
+                        now,
+                    );
+                }
+            }
         }
         match method {
             "OPTIONS" if self.draining => self.unavailable(env, key, tag, source, now),
@@ -571,7 +610,7 @@ impl Endpoint {
             }
             "INVITE" if in_dialog && known => self.on_reinvite(env, key, &call_id, source, now),
             "INVITE" if !in_dialog => {
-                self.on_invite(env, key, &call_id, tag, source, transport, now)
+                self.on_invite(env, key, &call_id, tag, source, transport, trusted, now)
             }
             "BYE" if known => {
                 let out = self.reply(env, key, 200, "OK", &[], &to_tag, source, now);
@@ -655,6 +694,7 @@ impl Endpoint {
         tag: &str,
         source: SocketAddr,
         transport: Transport,
+        trusted: bool,
         now: Instant,
     ) -> Vec<Transmit> {
         let dialled = super::identity::dialled_number(env);
@@ -731,6 +771,7 @@ impl Endpoint {
             remote_target,
             route_set: env.all("Record-Route").map(str::to_string).collect(),
             peer: source,
+            trusted,
             transport,
             state: DialogState::Offered,
             local_cseq: 0,
@@ -1229,6 +1270,7 @@ mod tests {
                 admission: crate::sip::admission::Admission {
                     trunks: vec!["127.0.0.0/8".parse().unwrap()],
                     numbers: Some(["4000".to_string()].into()),
+                    digest: None,
                 },
                 ..Default::default()
             },
@@ -1259,6 +1301,83 @@ mod tests {
             ep.poll_event(),
             Some(EndpointEvent::IncomingCall { dialled: Some(d), .. }) if d == "4000"
         ));
+    }
+
+    /// A peer outside the trunks with digest credentials: challenged (401 with SHA-256 and
+    /// MD5), let in with the right answer, trusted for its P-Asserted-Identity; the wrong
+    /// password and an unknown user get the same challenge.
+    #[test]
+    fn a_peer_outside_the_trunks_is_challenged_and_let_in_with_its_credentials() {
+        use crate::sip::digest::{Algorithm, DigestConfig, UserHashes, answer};
+        let mut ep = Endpoint::new(
+            1,
+            "127.0.0.1:5060".parse().unwrap(),
+            EndpointConfig {
+                admission: crate::sip::admission::Admission {
+                    trunks: vec!["10.0.0.0/8".parse().unwrap()],
+                    numbers: None,
+                    digest: Some(DigestConfig {
+                        realm: "voxnav".into(),
+                        users: [(
+                            "pbx".to_string(),
+                            UserHashes::from_password("pbx", "voxnav", "s3cret"),
+                        )]
+                        .into(),
+                        algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+                        secret: [1; 32],
+                    }),
+                },
+                ..Default::default()
+            },
+        );
+        let t0 = Instant::now();
+        let invite = |call: &str, auth: Option<String>| {
+            let raw = String::from_utf8(request("INVITE", call, 1, "", call, SDP)).unwrap();
+            let extra = format!(
+                "P-Asserted-Identity: <sip:+15550100@pbx>\r\n{}",
+                auth.map(|a| format!("Authorization: {a}\r\n"))
+                    .unwrap_or_default()
+            );
+            raw.replacen("Call-ID:", &format!("{extra}Call-ID:"), 1)
+        };
+        let out = ep.handle_datagram(invite("a1", None).as_bytes(), src(), t0);
+        let challenge = text(&out[0]);
+        assert_eq!(status(&out[0]), 401, "{challenge}");
+        let offered: Vec<&str> = challenge
+            .lines()
+            .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
+            .collect();
+        assert_eq!(offered.len(), 2, "{challenge}");
+        assert!(offered[0].contains("algorithm=SHA-256") && offered[1].contains("algorithm=MD5"));
+        let uri = "sip:ivr@127.0.0.1";
+        let refusal = |user: &str, password: &str, call: &str, ep: &mut Endpoint| {
+            let a = answer(offered[0], "INVITE", uri, user, password, "c", 1).unwrap();
+            let out = ep.handle_datagram(invite(call, Some(a)).as_bytes(), src(), t0);
+            let t = text(&out[0]);
+            (
+                status(&out[0]),
+                t.lines()
+                    .filter(|l| l.starts_with("WWW-Authenticate"))
+                    .count(),
+            )
+        };
+        assert_eq!(refusal("pbx", "guess", "a2", &mut ep), (401, 2));
+        assert_eq!(refusal("mallory", "s3cret", "a3", &mut ep), (401, 2));
+        assert_eq!(ep.calls(), 0);
+        // The right answer (MD5, as older PBXs choose): the call is taken and its identity
+        // believed.
+        let good = answer(offered[1], "INVITE", uri, "pbx", "s3cret", "c", 1).unwrap();
+        let out = ep.handle_datagram(invite("a4", Some(good)).as_bytes(), src(), t0);
+        assert_eq!(status(&out[0]), 100);
+        assert_eq!(ep.calls(), 1);
+        assert_eq!(ep.caller_of("a4").number, "+15550100");
+        // The rest of the call comes from the same peer without credentials.
+        while ep.poll_event().is_some() {}
+        let ok = text(&ep.answer_call("a4", "127.0.0.1:20002".parse().unwrap(), t0)[0]);
+        let tag = tag_of(ok.lines().find(|l| l.starts_with("To:")).unwrap());
+        let out = ep.handle_datagram(&request("BYE", "a4", 2, &tag, "b4", ""), src(), t0);
+        assert_eq!(status(&out[0]), 200);
+        assert_eq!(ep.calls(), 0);
     }
 
     /// Behind a record-routing proxy (RFC 3261 12.1.1): the 200 copies the Record-Route

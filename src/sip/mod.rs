@@ -13,6 +13,7 @@
 
 pub mod admission;
 pub mod dialog;
+pub mod digest;
 pub mod endpoint;
 pub mod envelope;
 pub mod framing;
