@@ -12,7 +12,8 @@
 //!   mandarin`: ~80% character error rate), so the request is one the router places from a
 //!   rough transcript, and the caller-side check is on the script heard, not exact words.
 //! - A number no hotline answers gets 404; a peer outside the trunks gets 403.
-//! - Records, statistics, live calls and metrics are per hotline and overall.
+//! - Records, statistics, live calls and metrics are per hotline and overall; the dashboard's
+//!   hotline selector (headless Chromium) scopes the call list and the figures.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
@@ -255,5 +256,45 @@ fn two_hotlines_answer_their_own_numbers_in_their_own_languages() {
             "{name} in\n{metrics}"
         );
     }
+    // The dashboard: the hotline selector lists both with their numbers; choosing one scopes
+    // the call list to its call.
+    let mut page = voxnav::testkit::Browser::open(
+        &format!("http://127.0.0.1:{admin_port}/dashboard#token={TOKEN}"),
+        &dir.join("browser"),
+    );
+    let wait = Duration::from_secs(30);
+    let options = page.wait_for(
+        "$('hotline-filter').options.length === 3 && [...$('hotline-filter').options].map((o) => o.text).join(' | ')",
+        wait,
+    );
+    assert!(
+        options
+            .as_str()
+            .unwrap()
+            .contains(&format!("{MANDARIN} (+15550101)"))
+            && options
+                .as_str()
+                .unwrap()
+                .contains(&format!("{ENGLISH} (4000)")),
+        "{options}"
+    );
+    page.wait_for(
+        "$('call-list').querySelectorAll('tr[data-call-id]').length === 2",
+        wait,
+    );
+    page.eval(&format!(
+        "$('hotline-filter').value = {}; $('hotline-filter').dispatchEvent(new Event('change')); true",
+        serde_json::json!(MANDARIN)
+    ));
+    let scoped = page.wait_for(
+        "$('call-list').querySelectorAll('tr[data-call-id]').length === 1 && $('call-list').innerText",
+        wait,
+    );
+    assert!(
+        scoped.as_str().unwrap().contains(MANDARIN) && !scoped.as_str().unwrap().contains(ENGLISH),
+        "{scoped}"
+    );
+    assert_eq!(page.eval("$('kpi-calls').textContent"), "1");
+    drop(page);
     let _ = std::fs::remove_dir_all(&dir);
 }
