@@ -13,6 +13,14 @@
 //!     users:                 # H(user:realm:password) as hex, or the password from the environment
 //!       pbx-east: { sha256: "...", md5: "..." }
 //!       pbx-west: { password: "${PBX_WEST_PASSWORD}" }
+//!   register:                # register voxnav to the carrier's or PBX's registrar
+//!     registrar: 192.0.2.50:5060
+//!     domain: carrier.example  # Request-URI sip:DOMAIN, address of record sip:USER@DOMAIN
+//!     user: voxnav
+//!     password: "${TRUNK_PASSWORD}"   # from the environment only
+//!     expires: 600             # asked for; refreshed at half what is granted
+//!     retry_min_s: 30          # after a failure: 30 s, doubling up to retry_max_s
+//!     retry_max_s: 1800
 //! hotlines:                  # the dialled number (Request-URI user, else To) picks the dialplan
 //!   "4000": dialplans/demo.yaml
 //!   "4001": dialplans/hotline-zh.yaml
@@ -74,6 +82,8 @@ pub struct ServerConfig {
     /// `sip.digest`: accounts peers outside the trunks may call with (the secret is drawn at
     /// start, not read).
     pub digest: Option<crate::sip::digest::DigestConfig>,
+    /// `sip.register`: voxnav's registration to a registrar.
+    pub register: Option<crate::sip::register::RegisterConfig>,
     /// `hotlines:` dialled number (cleaned) -> dialplan file.
     pub hotlines: std::collections::BTreeMap<String, std::path::PathBuf>,
     /// `hotlines.default`: the dialplan for numbers not listed.
@@ -168,6 +178,73 @@ fn sip_uri(y: &yaml::Yaml, what: &str, p: &mut Problems) -> Option<String> {
         return None;
     }
     Some(t)
+}
+
+/// `sip.register`: where and as whom voxnav registers.
+fn read_register(
+    y: &yaml::Yaml,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> Option<crate::sip::register::RegisterConfig> {
+    let mut m = MapReader::new(y, "register", p);
+    let registrar = m
+        .require("registrar", p)
+        .and_then(|y| address(y, "registrar", p));
+    let user = m
+        .require("user", p)
+        .and_then(|y| text(y, "user", p))
+        .map(|t| t.0);
+    let password = match m
+        .require("password", p)
+        .and_then(|y| text(y, "password", p))
+    {
+        Some((pw, pos)) if !pw.contains("${") => {
+            p.add(
+                pos,
+                "a password written in the file",
+                "give \"${VARIABLE}\": it is read from the environment",
+            );
+            None
+        }
+        Some((pw, pos)) => match crate::net::backend::expand_env(&pw, env) {
+            Ok(v) => Some(v),
+            Err(missing) => {
+                p.add(
+                    pos,
+                    format!("environment variable {} is not set", missing.join(", ")),
+                    "set it in the server's environment",
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let domain = m
+        .get("domain")
+        .and_then(|y| text(y, "domain", p))
+        .map(|t| t.0);
+    let seconds = |m: &mut MapReader, key: &'static str, p: &mut Problems, default: u64| {
+        m.get(key)
+            .and_then(|y| number(y, key, p))
+            .unwrap_or(default)
+            .max(1)
+    };
+    let expires = seconds(&mut m, "expires", p, 600);
+    let retry_min = seconds(&mut m, "retry_min_s", p, 30);
+    let retry_max = seconds(&mut m, "retry_max_s", p, 1800).max(retry_min);
+    m.finish(&[], p);
+    let (registrar, user, password) = (registrar?, user?, password?);
+    let domain = domain.unwrap_or_else(|| registrar.ip().to_string());
+    Some(crate::sip::register::RegisterConfig {
+        registrar,
+        domain_uri: format!("sip:{domain}"),
+        aor: format!("sip:{user}@{domain}"),
+        user,
+        password,
+        expires: expires.min(u64::from(u32::MAX)) as u32,
+        retry_min: std::time::Duration::from_secs(retry_min),
+        retry_max: std::time::Duration::from_secs(retry_max),
+    })
 }
 
 /// `sip.digest`: realm, algorithms, users (hashes, or a password from the environment).
@@ -366,6 +443,9 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
             .and_then(|y| number(y, "max_calls", &mut p))
             .map(|n| n as usize);
         config.ring_ms = m.get("ring_ms").and_then(|y| number(y, "ring_ms", &mut p));
+        if let Some(register) = m.get("register") {
+            config.register = read_register(register, &|n| std::env::var(n).ok(), &mut p);
+        }
         if let Some(digest) = m.get("digest") {
             config.digest = read_digest(digest, &|n| std::env::var(n).ok(), &mut p);
         }

@@ -189,6 +189,14 @@ pub enum Report {
     Recognized { engine: &'static str },
     /// The recognition queue as a call saw it.
     AsrQueue { running: usize, waiting: usize },
+    /// voxnav's registration to its registrar changed: `state` is registered, registering or
+    /// failed (with the registrar's `status`, 408 when it did not answer).
+    Registration {
+        registrar: String,
+        state: &'static str,
+        status: Option<u16>,
+        detail: String,
+    },
     /// A call is over, with the outcome the session decided.
     CallEnded {
         call_id: String,

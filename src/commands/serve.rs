@@ -216,6 +216,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
                 },
                 numbers: hotlines.as_ref().and_then(|h| h.numbers_answered()),
             },
+            register: file.register.clone(),
             ..Default::default()
         },
         rtp_ports: args

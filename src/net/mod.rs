@@ -529,6 +529,25 @@ async fn drain_events(
                     "voxnav: call {call_id}: session timer expired without a refresh; hanging up"
                 ));
             }
+            EndpointEvent::Registration { registrar, state } => {
+                use crate::sip::register::RegistrationState;
+                let (status, detail) = match &state {
+                    RegistrationState::Registered { expires } => (None, format!("for {expires} s")),
+                    RegistrationState::Failed { status, reason } => (Some(*status), reason.clone()),
+                    RegistrationState::Registering => (None, String::new()),
+                };
+                status_line(format_args!(
+                    "voxnav: registration at {registrar}: {} {}{detail}",
+                    state.name(),
+                    status.map(|s| format!("{s} ")).unwrap_or_default()
+                ));
+                socket.reporter.report(Report::Registration {
+                    registrar: registrar.to_string(),
+                    state: state.name(),
+                    status,
+                    detail,
+                });
+            }
             EndpointEvent::CallEnded { call_id, reason } => {
                 if let Some(h) = state.calls.remove(&call_id) {
                     h.stop();

@@ -82,6 +82,7 @@ pub fn router(config: AdminConfig) -> Router {
         .route("/api/stats", get(statistics))
         .route("/api/stats/not-understood", get(not_understood))
         .route("/api/drain", post(drain))
+        .route("/api/registration", get(registration))
         .route("/api/hotlines", get(hotlines))
         .route("/api/hotlines/{name}", get(hotline).put(upload_hotline))
         .route("/api/hotlines/{name}/validate", post(validate_hotline))
@@ -204,6 +205,17 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> ApiError {
 }
 
 type ApiResult = Result<Response, ApiError>;
+
+/// voxnav's registration to its registrar (`sip.register`), or 404 when none is configured.
+async fn registration(State(config): State<AdminConfig>) -> ApiResult {
+    match config.live.registration() {
+        Some(r) => Ok(Json(r).into_response()),
+        None => Err(error(
+            StatusCode::NOT_FOUND,
+            "no registration: sip.register is not configured (or has not started)",
+        )),
+    }
+}
 
 /// Drains the server for an upgrade: new calls get 503 (and OPTIONS probes, so a load
 /// balancer stops sending), calls in progress go on, and the server exits after the last.

@@ -30,10 +30,24 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The calls in progress on one server.
+/// voxnav's registration to its registrar, as last reported.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LiveRegistration {
+    pub registrar: String,
+    /// registering, registered or failed.
+    pub state: String,
+    /// The registrar's status of the last failure (408: no answer).
+    pub status: Option<u16>,
+    pub detail: String,
+    /// When it changed (Unix ms).
+    pub since_ms: u64,
+}
+
+/// The calls in progress on one server, and its registration.
 #[derive(Debug, Default)]
 pub struct LiveView {
     calls: Mutex<BTreeMap<String, LiveCall>>,
+    registration: Mutex<Option<LiveRegistration>>,
 }
 
 impl LiveView {
@@ -57,6 +71,14 @@ impl LiveView {
     /// One call in progress.
     pub fn get(&self, call_id: &str) -> Option<LiveCall> {
         self.lock().get(call_id).cloned()
+    }
+
+    /// The registration's last state (None: not configured, or not reported yet).
+    pub fn registration(&self) -> Option<LiveRegistration> {
+        self.registration
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -102,6 +124,21 @@ impl Observer for LiveView {
             }
             Report::CallEnded { call_id, .. } => {
                 self.lock().remove(call_id);
+            }
+            Report::Registration {
+                registrar,
+                state,
+                status,
+                detail,
+            } => {
+                *self.registration.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(LiveRegistration {
+                        registrar: registrar.clone(),
+                        state: state.to_string(),
+                        status: *status,
+                        detail: detail.clone(),
+                        since_ms: now_ms(),
+                    });
             }
             _ => {}
         }

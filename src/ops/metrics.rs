@@ -55,6 +55,8 @@ pub struct Metrics {
     dialplan_reloads: Counters,
     asr_running: Gauge<u64, AtomicU64>,
     asr_waiting: Gauge<u64, AtomicU64>,
+    registered: Gauge<i64, std::sync::atomic::AtomicI64>,
+    registration_failures: Counters,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -80,7 +82,12 @@ impl Metrics {
         let mut family = |name: &str, kind: &'static str| {
             families.push((format!("voxnav_{name}"), kind));
         };
-        for gauge in ["calls_active", "asr_queue_running", "asr_queue_waiting"] {
+        for gauge in [
+            "calls_active",
+            "asr_queue_running",
+            "asr_queue_waiting",
+            "registered",
+        ] {
             family(gauge, "gauge");
         }
         for counter in [
@@ -97,6 +104,7 @@ impl Metrics {
             "sip_responses",
             "rtp_packets",
             "dialplan_reloads",
+            "registration_failures",
         ] {
             family(counter, "counter");
         }
@@ -187,9 +195,22 @@ impl Metrics {
             "Recognitions waiting for the engine",
             asr_waiting.clone(),
         );
+        let registered = Gauge::default();
+        r.register(
+            "registered",
+            "1 while voxnav is registered to its registrar (sip.register), else 0",
+            registered.clone(),
+        );
+        let registration_failures = counter(
+            &mut r,
+            "registration_failures",
+            "Failed registrations by the registrar's status (408: no answer)",
+        );
         Self {
             registry: r,
             families,
+            registered,
+            registration_failures,
             calls_active,
             calls,
             call_outcomes,
@@ -346,6 +367,14 @@ impl Observer for Metrics {
                     .inc();
             }
             Report::CallStarted { .. } => {}
+            Report::Registration { state, status, .. } => {
+                self.registered.set(i64::from(*state == "registered"));
+                if let Some(status) = status {
+                    self.registration_failures
+                        .get_or_create(&label("status", status.to_string()))
+                        .inc();
+                }
+            }
         }
     }
 }
@@ -451,6 +480,12 @@ mod tests {
                 waited: Duration::ZERO,
             },
             Report::Recognized { engine: "whisper" },
+            Report::Registration {
+                registrar: "192.0.2.50:5060".into(),
+                state: "failed",
+                status: Some(403),
+                detail: "Forbidden".into(),
+            },
             Report::CallEnded {
                 call_id: "a".into(),
                 hotline: "demo".into(),

@@ -70,6 +70,11 @@ pub enum EndpointEvent {
     SessionExpired { call_id: String },
     /// The call is over; stop its media.
     CallEnded { call_id: String, reason: String },
+    /// Our registration to the registrar changed state.
+    Registration {
+        registrar: SocketAddr,
+        state: super::register::RegistrationState,
+    },
 }
 
 /// Settings.
@@ -82,6 +87,8 @@ pub struct EndpointConfig {
     pub timers: TimerConfig,
     /// Who may call (403 otherwise) and which numbers answer (404 otherwise).
     pub admission: super::admission::Admission,
+    /// Register voxnav to a carrier's or a PBX's registrar (`register`).
+    pub register: Option<super::register::RegisterConfig>,
 }
 
 impl Default for EndpointConfig {
@@ -91,6 +98,7 @@ impl Default for EndpointConfig {
             retry_after_secs: 5,
             timers: TimerConfig::default(),
             admission: Default::default(),
+            register: None,
         }
     }
 }
@@ -128,6 +136,8 @@ pub struct Endpoint {
     draining: bool,
     /// Checks the digest answers of peers outside the trunks (when accounts are configured).
     verifier: Option<super::digest::Verifier>,
+    /// Our registration to a registrar, when configured.
+    registration: Option<super::register::Registration>,
     pub stats: EndpointStats,
 }
 
@@ -138,6 +148,10 @@ impl Endpoint {
         // The nonces' clock starts here; only differences of `now` with it matter.
         let verifier = (config.admission.digest.clone())
             .map(|d| super::digest::Verifier::new(d, Instant::now()));
+        // The first REGISTER is due as soon as the driver runs the timers.
+        let registration = config.register.clone().map(|r| {
+            super::register::Registration::new(r, local, seed, config.timers.t1, Instant::now())
+        });
         Self {
             transactions: ServerTransactions::new(config.timers),
             config,
@@ -150,6 +164,7 @@ impl Endpoint {
             session_deadlines: BinaryHeap::new(),
             events: VecDeque::new(),
             verifier,
+            registration,
             draining: false,
             stats: EndpointStats::default(),
         }
@@ -184,17 +199,23 @@ impl Endpoint {
             .filter_map(|c| self.dialogs.get(c)?.bye.as_ref())
             .map(|b| b.next.min(b.give_up));
         let session = self.session_deadlines.peek().map(|Reverse((at, _))| *at);
+        let registration = self.registration.as_ref().and_then(|r| r.poll_timeout());
         self.transactions
             .poll_timeout()
             .into_iter()
             .chain(bye)
             .chain(session)
+            .chain(registration)
             .min()
     }
 
     /// Runs the timers due at `now`; returns datagrams to send.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<Transmit> {
         let (mut out, expired) = self.transactions.handle_timeout(now);
+        if let Some(r) = self.registration.as_mut() {
+            out.extend(r.handle_timeout(now));
+        }
+        self.registration_events();
         self.stats.retransmissions += out.len() as u64;
         for Expired::AckTimeout(key) in expired {
             // A 2xx never ACKed: end the call with a BYE (RFC 3261 13.3.1.4).
@@ -374,6 +395,23 @@ impl Endpoint {
         self.draining
     }
 
+    /// Where the registration stands (None: not configured).
+    pub fn registration(&self) -> Option<&super::register::RegistrationState> {
+        self.registration.as_ref().map(|r| r.state())
+    }
+
+    fn registration_events(&mut self) {
+        let Some(r) = self.registration.as_mut() else {
+            return;
+        };
+        while let Some(state) = r.poll_change() {
+            self.events.push_back(EndpointEvent::Registration {
+                registrar: r.registrar(),
+                state,
+            });
+        }
+    }
+
     /// Whether the call came over TCP.
     pub fn is_tcp_call(&self, call_id: &str) -> bool {
         self.dialogs
@@ -432,6 +470,11 @@ impl Endpoint {
             }
             (Verdict::Request, _, Some(env)) => self.on_request(&env, &tag, source, transport, now),
             (Verdict::Response, _, Some(env)) => {
+                if let Some(r) = self.registration.as_mut().filter(|r| r.owns(&env)) {
+                    let out = r.handle_response(&env, now);
+                    self.registration_events();
+                    return out;
+                }
                 self.on_response(&env);
                 Vec::new()
             }

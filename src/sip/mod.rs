@@ -18,6 +18,7 @@ pub mod endpoint;
 pub mod envelope;
 pub mod framing;
 pub mod identity;
+pub mod register;
 pub mod response;
 pub mod sdp;
 pub mod session_timer;
