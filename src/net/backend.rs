@@ -14,7 +14,8 @@
 //! ```
 //!
 //! Redirects are not followed (a 3xx is the node's `error`): following one would carry the
-//! backend's credentials to wherever it points.
+//! backend's credentials to wherever it points. Proxy variables in the environment are
+//! ignored: backends are reached directly.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -89,6 +90,9 @@ fn agent(roots: ureq::tls::RootCerts) -> ureq::Agent {
         // Statuses are answers (404 is the node's `not_found`), not errors.
         .http_status_as_error(false)
         .max_redirects(0)
+        // Backends are reached directly: an HTTP_PROXY in the environment (set for package
+        // downloads, say) must not silently reroute calls' lookups.
+        .proxy(None)
         .user_agent(concat!("voxnav/", env!("CARGO_PKG_VERSION")))
         .build()
         .into()

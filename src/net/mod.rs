@@ -608,6 +608,7 @@ async fn udp_loop(
                 for call_id in state.calls.keys() {
                     out.extend(lock(&endpoint).hangup(call_id, now));
                 }
+                out.extend(lock(&endpoint).unregister(now));
                 socket.send(out).await;
                 draining_until = Some(Instant::now() + Duration::from_secs(3));
             }

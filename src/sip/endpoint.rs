@@ -395,6 +395,14 @@ impl Endpoint {
         self.draining
     }
 
+    /// Removes our registration's binding as voxnav stops (a REGISTER with Expires: 0).
+    pub fn unregister(&mut self, now: Instant) -> Vec<Transmit> {
+        (self.registration.as_mut())
+            .and_then(|r| r.unregister(now))
+            .into_iter()
+            .collect()
+    }
+
     /// Where the registration stands (None: not configured).
     pub fn registration(&self) -> Option<&super::register::RegistrationState> {
         self.registration.as_ref().map(|r| r.state())

@@ -11,6 +11,8 @@
 //! - Any failure (403, 500, a timeout, wrong credentials) is retried after a back-off that
 //!   doubles from `retry_min` to `retry_max` (RFC 5626 section 4.5's shape), or after a 503's
 //!   Retry-After.
+//! - When voxnav stops, the binding is removed (Expires: 0, 10.2.2), best effort: the process
+//!   does not wait for the answer.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -104,6 +106,8 @@ pub struct Registration {
     nc: u32,
     state: RegistrationState,
     changes: VecDeque<RegistrationState>,
+    /// Stopping: REGISTERs ask for Expires 0 and nothing is scheduled after them.
+    leaving: bool,
 }
 
 impl Registration {
@@ -130,6 +134,7 @@ impl Registration {
             nc: 0,
             state: RegistrationState::Registering,
             changes: VecDeque::new(),
+            leaving: false,
         }
     }
 
@@ -185,6 +190,7 @@ impl Registration {
             .map(|a| format!("Authorization: {a}\r\n"))
             .unwrap_or_default();
         let c = &self.config;
+        let expires = if self.leaving { 0 } else { c.expires };
         let bytes = format!(
             "REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
              From: <{aor}>;tag={tag}\r\nTo: <{aor}>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n\
@@ -197,7 +203,6 @@ impl Registration {
             call_id = self.call_id,
             cseq = self.cseq,
             user = c.user,
-            expires = c.expires,
         )
         .into_bytes();
         self.pending = Some(Pending {
@@ -213,6 +218,15 @@ impl Registration {
             to: self.config.registrar,
             bytes,
         }
+    }
+
+    /// Removes the binding as voxnav stops (Expires: 0), if it is registered.
+    pub fn unregister(&mut self, now: Instant) -> Option<Transmit> {
+        if !matches!(self.state, RegistrationState::Registered { .. }) || self.leaving {
+            return None;
+        }
+        self.leaving = true;
+        Some(self.send_register(now, false))
     }
 
     /// Runs what is due: the next REGISTER, a resend, or giving up on an unanswered one.
@@ -271,6 +285,7 @@ impl Registration {
         let answered = pending.answered_challenge;
         self.pending = None;
         match status {
+            200..=299 if self.leaving => Vec::new(),
             200..=299 => {
                 let granted = granted_expires(env, &self.local).unwrap_or(self.config.expires);
                 self.failures = 0;
@@ -469,5 +484,23 @@ mod tests {
         );
         assert_eq!(r.poll_timeout(), Some(due + Duration::from_secs(17)));
         assert!(!format!("{:?}", config()).contains("s3cret"));
+    }
+
+    #[test]
+    fn stopping_removes_the_binding() {
+        let t0 = Instant::now();
+        let local: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let mut r = Registration::new(config(), local, 1, Duration::from_millis(500), t0);
+        assert!(
+            r.unregister(t0).is_none(),
+            "not registered yet: nothing to remove"
+        );
+        let first = text(&r.handle_timeout(t0)[0]);
+        r.handle_response(&reply(&first, "200 OK", "Expires: 600\r\n"), t0);
+        let bye = text(&r.unregister(t0).unwrap());
+        assert!(bye.contains(";expires=0\r\nExpires: 0\r\n"), "{bye}");
+        assert!(r.unregister(t0).is_none(), "once");
+        r.handle_response(&reply(&bye, "200 OK", ""), t0);
+        assert_eq!(r.poll_timeout(), None, "nothing scheduled after leaving");
     }
 }
