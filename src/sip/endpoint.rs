@@ -20,7 +20,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::dialog::{Dialog, DialogState, contact_uri, tag_of};
 use super::envelope::Envelope;
@@ -76,6 +76,14 @@ pub enum EndpointEvent {
         state: super::register::RegistrationState,
     },
 }
+
+/// Wrong digest answers an address may give per `AUTH_FAILURE_WINDOW`; after that its
+/// requests go unanswered until the window has passed (a password guesser gets a handful of
+/// tries a minute, and learns nothing from silence).
+const MAX_AUTH_FAILURES: u32 = 5;
+const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Addresses whose failures are remembered at once (older windows are forgotten first).
+const MAX_TRACKED_ADDRESSES: usize = 10_000;
 
 /// Settings.
 #[derive(Debug, Clone)]
@@ -138,6 +146,9 @@ pub struct Endpoint {
     verifier: Option<super::digest::Verifier>,
     /// Our registration to a registrar, when configured.
     registration: Option<super::register::Registration>,
+    /// Wrong digest answers per address: (count, since when). Guessing passwords is slowed
+    /// to `MAX_AUTH_FAILURES` tries per `AUTH_FAILURE_WINDOW`.
+    auth_failures: HashMap<std::net::IpAddr, (u32, Instant)>,
     pub stats: EndpointStats,
 }
 
@@ -165,6 +176,7 @@ impl Endpoint {
             events: VecDeque::new(),
             verifier,
             registration,
+            auth_failures: HashMap::new(),
             draining: false,
             stats: EndpointStats::default(),
         }
@@ -622,13 +634,37 @@ impl Endpoint {
                 self.stats.rejected += 1;
                 return self.reply(env, key, 403, "Forbidden", &[], tag, source, now);
             };
-            let verdict = match env.get("Authorization") {
+            // An address that guessed wrong too often is not answered at all for a while.
+            let ip = source.ip();
+            if let Some((count, since)) = self.auth_failures.get(&ip).copied() {
+                if now.saturating_duration_since(since) >= AUTH_FAILURE_WINDOW {
+                    self.auth_failures.remove(&ip);
+                } else if count >= MAX_AUTH_FAILURES {
+                    self.stats.dropped += 1;
+                    return Vec::new();
+                }
+            }
+            let answer = env.get("Authorization");
+            let verdict = match answer {
                 Some(answer) => verifier.check(answer, method, now),
                 None => super::digest::Verdict::Refused,
             };
             match verdict {
-                super::digest::Verdict::Accepted(_) => trusted = true,
+                super::digest::Verdict::Accepted(_) => {
+                    self.auth_failures.remove(&ip);
+                    trusted = true;
+                }
                 refused => {
+                    // A wrong answer counts; a first request without one is the normal start.
+                    if answer.is_some() && refused == super::digest::Verdict::Refused {
+                        if self.auth_failures.len() >= MAX_TRACKED_ADDRESSES {
+                            self.auth_failures.retain(|_, (_, since)| {
+                                now.saturating_duration_since(*since) < AUTH_FAILURE_WINDOW
+                            });
+                        }
+                        let entry = self.auth_failures.entry(ip).or_insert((0, now));
+                        entry.0 += 1;
+                    }
                     let stale = refused == super::digest::Verdict::Stale;
                     let challenges: Vec<(String, String)> = verifier
                         .challenges(now, stale)
@@ -1415,6 +1451,43 @@ mod tests {
         assert_eq!(refusal("pbx", "guess", "a2", &mut ep), (401, 2));
         assert_eq!(refusal("mallory", "s3cret", "a3", &mut ep), (401, 2));
         assert_eq!(ep.calls(), 0);
+        // A guesser gets five wrong answers a minute; then silence, even for the right one.
+        let guesser: SocketAddr = "127.0.0.9:5070".parse().unwrap();
+        for i in 0..6 {
+            let a = answer(
+                offered[0],
+                "INVITE",
+                uri,
+                "pbx",
+                &format!("guess{i}"),
+                "c",
+                1,
+            )
+            .unwrap();
+            let out = ep.handle_datagram(invite(&format!("g{i}"), Some(a)).as_bytes(), guesser, t0);
+            assert_eq!(out.len(), usize::from(i < 5), "attempt {i}");
+        }
+        let right = |call: &str, at: Instant, ep: &mut Endpoint| {
+            let probe = format!("{call}-probe");
+            let fresh = text(&ep.handle_datagram(invite(&probe, None).as_bytes(), src(), at)[0]);
+            let challenge = fresh
+                .lines()
+                .find_map(|l| l.strip_prefix("WWW-Authenticate: "))
+                .unwrap()
+                .to_string();
+            let a = answer(&challenge, "INVITE", uri, "pbx", "s3cret", "c", 1).unwrap();
+            ep.handle_datagram(invite(call, Some(a)).as_bytes(), guesser, at)
+        };
+        assert!(right("g6", t0, &mut ep).is_empty(), "still silenced");
+        let later = t0 + Duration::from_secs(61);
+        let out = right("g7", later, &mut ep);
+        assert_eq!(
+            status(&out[0]),
+            100,
+            "a minute later the right answer gets in"
+        );
+        ep.handle_datagram(&request("CANCEL", "g7", 1, "", "g7", ""), guesser, later);
+        while ep.poll_event().is_some() {}
         // The right answer (MD5, as older PBXs choose): the call is taken and its identity
         // believed.
         let good = answer(offered[1], "INVITE", uri, "pbx", "s3cret", "c", 1).unwrap();
