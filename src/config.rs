@@ -180,6 +180,41 @@ fn sip_uri(y: &yaml::Yaml, what: &str, p: &mut Problems) -> Option<String> {
     Some(t)
 }
 
+/// A config value with `${NAME}` replaced from `env` (a variable not set is a problem at its
+/// position). `only_from_env`: the value must come from the environment (passwords: one
+/// written in the file is refused).
+fn env_value(
+    y: &yaml::Yaml,
+    what: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    only_from_env: bool,
+    p: &mut Problems,
+) -> Option<String> {
+    let (t, pos) = text(y, what, p)?;
+    if only_from_env && !t.contains("${") {
+        p.add(
+            pos,
+            format!("a {what} written in the file"),
+            "give \"${VARIABLE}\": it is read from the environment",
+        );
+        return None;
+    }
+    match crate::net::backend::expand_env(&t, env) {
+        Ok(v) => Some(v),
+        Err(missing) => {
+            p.add(
+                pos,
+                format!(
+                    "{what}: environment variable {} is not set",
+                    missing.join(", ")
+                ),
+                "set it in the server's environment (secrets stay out of files)",
+            );
+            None
+        }
+    }
+}
+
 /// `sip.register`: where and as whom voxnav registers.
 fn read_register(
     y: &yaml::Yaml,
@@ -194,31 +229,9 @@ fn read_register(
         .require("user", p)
         .and_then(|y| text(y, "user", p))
         .map(|t| t.0);
-    let password = match m
+    let password = m
         .require("password", p)
-        .and_then(|y| text(y, "password", p))
-    {
-        Some((pw, pos)) if !pw.contains("${") => {
-            p.add(
-                pos,
-                "a password written in the file",
-                "give \"${VARIABLE}\": it is read from the environment",
-            );
-            None
-        }
-        Some((pw, pos)) => match crate::net::backend::expand_env(&pw, env) {
-            Ok(v) => Some(v),
-            Err(missing) => {
-                p.add(
-                    pos,
-                    format!("environment variable {} is not set", missing.join(", ")),
-                    "set it in the server's environment",
-                );
-                None
-            }
-        },
-        None => None,
-    };
+        .and_then(|y| env_value(y, "password", env, true, p));
     let domain = m
         .get("domain")
         .and_then(|y| text(y, "domain", p))
@@ -302,22 +315,8 @@ fn read_digest(
                 sha256: hash(sha256, "sha256", 64, p),
                 md5: hash(md5, "md5", 32, p),
             };
-            if let Some((password, pos)) = password.and_then(|y| text(y, "password", p)) {
-                match crate::net::backend::expand_env(&password, env) {
-                    Ok(pw) if password.contains("${") => {
-                        hashes = UserHashes::from_password(&name.name, &realm, &pw);
-                    }
-                    Ok(_) => p.add(
-                        pos,
-                        "a password written in the file",
-                        "give \"${VARIABLE}\" (from the environment) or the sha256/md5 hashes",
-                    ),
-                    Err(missing) => p.add(
-                        pos,
-                        format!("environment variable {} is not set", missing.join(", ")),
-                        "set it in the server's environment",
-                    ),
-                }
+            if let Some(pw) = password.and_then(|y| env_value(y, "password", env, true, p)) {
+                hashes = UserHashes::from_password(&name.name, &realm, &pw);
             }
             u.finish(&[], p);
             users.insert(name.name.clone(), hashes);
@@ -339,7 +338,7 @@ fn read_backends(
     env: &dyn Fn(&str) -> Option<String>,
     p: &mut Problems,
 ) -> Vec<crate::net::backend::BackendConfig> {
-    use crate::net::backend::{BackendConfig, basic_auth, expand_env};
+    use crate::net::backend::{BackendConfig, basic_auth};
     let yaml::Yaml::Seq { items, .. } = y else {
         p.add(
             y.pos(),
@@ -349,23 +348,7 @@ fn read_backends(
         return Vec::new();
     };
     let mut out = Vec::new();
-    let secret = |y: &yaml::Yaml, what: &str, p: &mut Problems| -> Option<String> {
-        let (t, pos) = text(y, what, p)?;
-        match expand_env(&t, env) {
-            Ok(v) => Some(v),
-            Err(missing) => {
-                p.add(
-                    pos,
-                    format!(
-                        "{what}: environment variable {} is not set",
-                        missing.join(", ")
-                    ),
-                    "set it in the server's environment (secrets stay out of files)",
-                );
-                None
-            }
-        }
-    };
+    let secret = |y: &yaml::Yaml, what: &str, p: &mut Problems| env_value(y, what, env, false, p);
     for item in items {
         let mut m = MapReader::new(item, "a backend", p);
         let Some((url, pos)) = m.require("url", p).and_then(|y| text(y, "url", p)) else {

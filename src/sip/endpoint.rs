@@ -625,65 +625,14 @@ impl Endpoint {
             .dialogs
             .get(&call_id)
             .is_some_and(|d| d.peer.ip() == source.ip());
-        let mut trusted =
-            self.config.admission.trunks.is_empty() || self.config.admission.is_trunk(source.ip());
-        if !self.config.admission.admits(source.ip()) && !of_our_call {
-            // Not a listed trunk: refused before anything is looked at (not even OPTIONS, which
-            // would tell a scanner what answers here), unless it proves who it is by digest.
-            let Some(verifier) = self.verifier.as_mut() else {
-                self.stats.rejected += 1;
-                return self.reply(env, key, 403, "Forbidden", &[], tag, source, now);
-            };
-            // An address that guessed wrong too often is not answered at all for a while.
-            let ip = source.ip();
-            if let Some((count, since)) = self.auth_failures.get(&ip).copied() {
-                if now.saturating_duration_since(since) >= AUTH_FAILURE_WINDOW {
-                    self.auth_failures.remove(&ip);
-                } else if count >= MAX_AUTH_FAILURES {
-                    self.stats.dropped += 1;
-                    return Vec::new();
-                }
+        // A listed trunk (or any peer, with no list) is trusted for its asserted identity; a
+        // peer outside the list must prove who it is, and is trusted once it has.
+        let mut trusted = self.config.admission.admits(source.ip());
+        if !trusted && !of_our_call {
+            if let Err(refusal) = self.authenticate(env, key, method, tag, source, now) {
+                return refusal;
             }
-            let answer = env.get("Authorization");
-            let verdict = match answer {
-                Some(answer) => verifier.check(answer, method, now),
-                None => super::digest::Verdict::Refused,
-            };
-            match verdict {
-                super::digest::Verdict::Accepted(_) => {
-                    self.auth_failures.remove(&ip);
-                    trusted = true;
-                }
-                refused => {
-                    // A wrong answer counts; a first request without one is the normal start.
-                    if answer.is_some() && refused == super::digest::Verdict::Refused {
-                        if self.auth_failures.len() >= MAX_TRACKED_ADDRESSES {
-                            self.auth_failures.retain(|_, (_, since)| {
-                                now.saturating_duration_since(*since) < AUTH_FAILURE_WINDOW
-                            });
-                        }
-                        let entry = self.auth_failures.entry(ip).or_insert((0, now));
-                        entry.0 += 1;
-                    }
-                    let stale = refused == super::digest::Verdict::Stale;
-                    let challenges: Vec<(String, String)> = verifier
-                        .challenges(now, stale)
-                        .into_iter()
-                        .map(|c| ("WWW-Authenticate".to_string(), c))
-                        .collect();
-                    self.stats.rejected += 1;
-                    return self.reply(
-                        env,
-                        key,
-                        401,
-                        "Unauthorized",
-                        &challenges,
-                        tag,
-                        source,
-                        now,
-                    );
-                }
-            }
+            trusted = true;
         }
         match method {
             "OPTIONS" if self.draining => self.unavailable(env, key, tag, source, now),
@@ -745,6 +694,57 @@ impl Endpoint {
                 )
             }
         }
+    }
+
+    /// A request from outside the trunks: let in with a right digest answer (Ok), else the
+    /// answer to send (Err): 403 without accounts, 401 with fresh challenges, or nothing for
+    /// an address that guessed wrong too often.
+    fn authenticate(
+        &mut self,
+        env: &Envelope,
+        key: &TransactionKey,
+        method: &str,
+        tag: &str,
+        source: SocketAddr,
+        now: Instant,
+    ) -> Result<(), Vec<Transmit>> {
+        use super::digest::Verdict;
+        let Some(verifier) = self.verifier.as_mut() else {
+            self.stats.rejected += 1;
+            return Err(self.reply(env, key, 403, "Forbidden", &[], tag, source, now));
+        };
+        // An address that guessed wrong too often is not answered at all for a while.
+        let ip = source.ip();
+        if let Some((count, since)) = self.auth_failures.get(&ip).copied() {
+            if now.saturating_duration_since(since) >= AUTH_FAILURE_WINDOW {
+                self.auth_failures.remove(&ip);
+            } else if count >= MAX_AUTH_FAILURES {
+                self.stats.dropped += 1;
+                return Err(Vec::new());
+            }
+        }
+        let answer = env.get("Authorization");
+        let verdict = answer.map_or(Verdict::Refused, |a| verifier.check(a, method, now));
+        if let Verdict::Accepted(_) = verdict {
+            self.auth_failures.remove(&ip);
+            return Ok(());
+        }
+        // A wrong answer counts; a first request without one is the normal start.
+        if answer.is_some() && verdict == Verdict::Refused {
+            if self.auth_failures.len() >= MAX_TRACKED_ADDRESSES {
+                self.auth_failures.retain(|_, (_, since)| {
+                    now.saturating_duration_since(*since) < AUTH_FAILURE_WINDOW
+                });
+            }
+            self.auth_failures.entry(ip).or_insert((0, now)).0 += 1;
+        }
+        let challenges: Vec<(String, String)> = verifier
+            .challenges(now, verdict == Verdict::Stale)
+            .into_iter()
+            .map(|c| ("WWW-Authenticate".to_string(), c))
+            .collect();
+        self.stats.rejected += 1;
+        Err(self.reply(env, key, 401, "Unauthorized", &challenges, tag, source, now))
     }
 
     /// 503 with Retry-After: over the call limit, or draining.
