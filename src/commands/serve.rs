@@ -128,6 +128,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
     }
     voxnav::ops::log::init(&file.log).map_err(anyhow::Error::msg)?;
     let (hotline_numbers, default_hotline) = hotline_files(&args, &file);
+    let has_hotlines = !hotline_numbers.is_empty() || default_hotline.is_some();
     let records_path = match (
         args.no_records,
         args.records.clone(),
@@ -137,7 +138,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
         (false, Some(path), _) | (false, None, Some(Some(path))) => Some(path),
         (false, None, None) => Some(PathBuf::from("records/voxnav.db")),
     }
-    .filter(|_| !hotline_numbers.is_empty() || default_hotline.is_some());
+    .filter(|_| has_hotlines);
     let retention_days = args.retention_days.or(file.retention_days).unwrap_or(90);
 
     // The observers of every report.
@@ -156,7 +157,17 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
     let reporter = Reporter::new(observers);
     let media = MediaEngine::start(args.media_threads.or(file.media_threads).unwrap_or(1))?;
 
-    let hotlines = if hotline_numbers.is_empty() && default_hotline.is_none() {
+    // What every hotline's calls start with and reach backends through; the admin API's
+    // trainers' gate uses the same.
+    let (vars, backends) = if !has_hotlines {
+        Default::default()
+    } else {
+        (
+            super::dialplan::parse_vars(&[], args.demo_orders)?,
+            Arc::new(voxnav::net::backend::Backends::new(&file.backends)?),
+        )
+    };
+    let hotlines = if !has_hotlines {
         None
     } else {
         Some(Arc::new(hotlines(
@@ -165,8 +176,12 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
             default_hotline.as_ref(),
             &args,
             &file,
-            reporter.clone(),
-            media.clone(),
+            Shared {
+                vars: vars.clone(),
+                backends: backends.clone(),
+                reporter: reporter.clone(),
+                media: media.clone(),
+            },
         )?))
     };
     let ready = Arc::new(AtomicBool::new(false));
@@ -190,14 +205,8 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
                 drain: drain.clone(),
                 metrics: metrics.clone(),
                 live: live.clone(),
-                vars: hotlines
-                    .as_ref()
-                    .map(|h| h.all()[0].vars.clone())
-                    .unwrap_or_default(),
-                backends: hotlines
-                    .as_ref()
-                    .map(|h| h.all()[0].backends.clone())
-                    .unwrap_or_default(),
+                vars,
+                backends,
             },
         )
     });
@@ -286,6 +295,14 @@ impl std::str::FromStr for NumberedHotline {
     }
 }
 
+/// What every hotline's calls share besides the engines.
+struct Shared {
+    vars: BTreeMap<String, String>,
+    backends: Arc<voxnav::net::backend::Backends>,
+    reporter: Reporter,
+    media: Arc<MediaEngine>,
+}
+
 /// Loads every hotline (a file listed under several numbers once) on shared engines.
 fn hotlines(
     paths: &ModelPaths,
@@ -293,17 +310,20 @@ fn hotlines(
     default: Option<&PathBuf>,
     args: &ServeArgs,
     file: &voxnav::config::ServerConfig,
-    reporter: Reporter,
-    media: Arc<MediaEngine>,
+    shared: Shared,
 ) -> Result<Hotlines> {
     let mut engines = Engines::start(paths, args, file)?;
-    let vars = super::dialplan::parse_vars(&[], args.demo_orders)?;
+    let Shared {
+        vars,
+        backends,
+        reporter,
+        media,
+    } = shared;
     let agents = AgentDirectory {
         queues: file.agent_queues.clone(),
         default: args.agent.clone().or(file.agent_default.clone()),
         ring_timeout: Duration::from_secs(file.ring_timeout_s.unwrap_or(20)),
     };
-    let backends = Arc::new(voxnav::net::backend::Backends::new(&file.backends)?);
     let mut all: Vec<Arc<Services>> = Vec::new();
     let mut loaded: BTreeMap<PathBuf, usize> = BTreeMap::new();
     let mut index_of = |dialplan: &PathBuf| -> Result<usize> {
