@@ -235,6 +235,52 @@ pub struct Server {
     pub log: PathBuf,
 }
 
+/// The lines a child process prints, as they come (a thread reads them).
+pub fn lines_of(read: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(read).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// The first line containing `text` within `limit`; the lines before it are consumed.
+pub fn wait_for_line(
+    lines: &std::sync::mpsc::Receiver<String>,
+    text: &str,
+    limit: std::time::Duration,
+) -> Option<String> {
+    let deadline = std::time::Instant::now() + limit;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(text) => return Some(line),
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// How `child` exited, once it has; None if it still runs after `limit`.
+pub fn wait_exit(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("the child's status") {
+            return Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 impl Server {
     /// Starts `voxnav` (the binary at `exe`) serving the demo hotline with its order service,
     /// plus `extra` arguments and environment, and waits (up to 90 s) until it listens.
@@ -256,7 +302,6 @@ impl Server {
 
     /// `voxnav serve` on a free loopback port with `args` (the hotlines are up to them).
     pub fn start_serving(exe: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
-        use std::io::BufRead;
         let port = free_udp_port();
         let log = temp_dir(&format!("server-{port}")).join("stderr.log");
         let mut child = std::process::Command::new(exe)
@@ -268,16 +313,7 @@ impl Server {
             .stderr(std::fs::File::create(&log).expect("a log file"))
             .spawn()
             .expect("voxnav serve starts");
-        let (tx, lines) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = tx.send(line);
-            }
-        });
+        let lines = lines_of(child.stdout.take().expect("piped stdout"));
         let first = lines
             .recv_timeout(std::time::Duration::from_secs(90))
             .expect("the listening line");

@@ -10,13 +10,13 @@
 //! 3. One node is killed: Kamailio's probes find it down (the time is printed), and the 150
 //!    calls after that all succeed on the last node, none sent to the dead one first.
 
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use voxnav::testkit::{KillOnDrop, free_udp_port, temp_dir};
+use voxnav::testkit::{
+    KillOnDrop, free_udp_port, lines_of, temp_dir, wait_exit, wait_for_line as wait_for,
+};
 
 const TOKEN: &str = "nodes-token";
 
@@ -27,30 +27,6 @@ fn free_port_on(ip: &str) -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Lines a child prints, as they come.
-fn lines_of(read: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(read).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    rx
-}
-
-/// The first line containing `text` within `timeout`.
-fn wait_for(lines: &mpsc::Receiver<String>, text: &str, timeout: Duration) -> Option<String> {
-    let deadline = Instant::now() + timeout;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match lines.recv_timeout(left) {
-            Ok(line) if line.contains(text) => return Some(line),
-            Ok(_) => continue,
-            Err(_) => return None,
-        }
-    }
-    None
 }
 
 /// Whether `proxy` answers an OPTIONS to itself with 200 within 10 s (it is up).
@@ -84,7 +60,7 @@ struct Node {
     process: KillOnDrop,
     sip: SocketAddr,
     admin: SocketAddr,
-    lines: mpsc::Receiver<String>,
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Node {
@@ -215,14 +191,8 @@ fn calls_spread_over_nodes_behind_kamailio_survive_a_drain_and_a_dead_node() {
     assert_all_succeeded(&caller.join().unwrap(), "a node drained during the run");
     wait_for(&nodes[1].lines, "voxnav: drained", Duration::from_secs(10))
         .expect("the drained node finishes its calls");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = nodes[1].child().try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the drained node exits");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status =
+        wait_exit(nodes[1].child(), Duration::from_secs(10)).expect("the drained node exits");
     assert!(status.success(), "{status}");
 
     // 3. Kill the third node: Kamailio's probes find it down, then every call goes to the

@@ -5,12 +5,12 @@
 //! registrar that answers 403 leaves the registration failed, counted in the metrics and shown
 //! by the admin API, and retried.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use voxnav::testkit::{KillOnDrop, free_udp_port, temp_dir};
+use voxnav::testkit::{
+    KillOnDrop, free_udp_port, lines_of, temp_dir, wait_exit, wait_for_line as wait_for,
+};
 
 const TOKEN: &str = "reg-token";
 
@@ -32,29 +32,11 @@ fn registrar(port: u16, scenario: &str) -> std::process::Child {
 
 /// Waits for a SIPp run to end; whether all its calls succeeded.
 fn finished(mut sipp: std::process::Child, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = sipp.try_wait().unwrap() {
-            return status.success();
-        }
-        if Instant::now() > deadline {
-            let _ = sipp.kill();
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let status = wait_exit(&mut sipp, limit);
+    if status.is_none() {
+        let _ = sipp.kill();
     }
-}
-
-fn wait_for(lines: &mpsc::Receiver<String>, text: &str, limit: Duration) -> Option<String> {
-    let deadline = Instant::now() + limit;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match lines.recv_timeout(left) {
-            Ok(line) if line.contains(text) => return Some(line),
-            Ok(_) => continue,
-            Err(_) => return None,
-        }
-    }
-    None
+    status.is_some_and(|s| s.success())
 }
 
 #[test]
@@ -83,13 +65,7 @@ fn voxnav_registers_with_digest_refreshes_recovers_and_reports_refusals() {
         .stderr(Stdio::null())
         .spawn()
         .expect("voxnav serve starts");
-    let (tx, lines) = mpsc::channel();
-    let stdout = server.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let lines = lines_of(server.stdout.take().unwrap());
     let _server = KillOnDrop(server);
     let registered = format!("voxnav: registration at 127.0.0.1:{registrar_port}: registered");
     let line = wait_for(&lines, &registered, Duration::from_secs(15)).expect("registered");

@@ -607,14 +607,8 @@ fn a_drained_server_keeps_its_call_refuses_new_ones_and_exits_after_the_last() {
     server
         .wait_for("voxnav: drained", Duration::from_secs(10))
         .expect("drained once the call ended");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(std::time::Instant::now() < deadline, "the server exits");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = voxnav::testkit::wait_exit(&mut server.child, Duration::from_secs(10))
+        .expect("the server exits");
     assert!(status.success(), "{status}");
 }
 
