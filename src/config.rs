@@ -40,9 +40,11 @@
 //!     basic: { user: ivr, password: "${CRM_PASSWORD}" }   # or HTTP Basic credentials
 //! admin:
 //!   listen: 127.0.0.1:8081   # /healthz, /metrics, /dashboard, /api (token: VOXNAV_ADMIN_TOKEN)
-//! records:                   # call records with transcripts (SQLite; docs/records.md)
-//!   path: records/voxnav.db  # or `off`
+//! records:                   # call records with transcripts (docs/records.md)
+//!   path: records/voxnav.db  # a SQLite file, `off`, or a PostgreSQL URL shared by nodes:
+//!                            # postgres://voxnav:${PGPASSWORD}@10.0.0.5/voxnav
 //!   retention_days: 90
+//!   buffer: 50000            # events held while the database is down, then dropped (counted)
 //! log:
 //!   level: info              # an EnvFilter directive; VOXNAV_LOG overrides it
 //!   format: text             # or json (one object per line)
@@ -94,8 +96,9 @@ pub struct ServerConfig {
     pub ring_timeout_s: Option<u64>,
     pub admin_listen: Option<SocketAddr>,
     /// `Some(None)`: `records: { path: off }`.
-    pub records_path: Option<Option<std::path::PathBuf>>,
+    pub records: Option<Option<crate::ops::db::Database>>,
     pub retention_days: Option<u32>,
+    pub records_buffer: Option<usize>,
     pub log: crate::ops::log::LogConfig,
     pub turn: crate::dialplan::model::TurnOverrides,
     pub asr_jobs: Option<usize>,
@@ -178,6 +181,46 @@ fn sip_uri(y: &yaml::Yaml, what: &str, p: &mut Problems) -> Option<String> {
         return None;
     }
     Some(t)
+}
+
+/// `records.path`: a SQLite file, `off`, or a PostgreSQL URL whose password (if any) comes
+/// from the environment, as every secret of the config does.
+fn records_path(
+    y: &yaml::Yaml,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> Option<crate::ops::db::Database> {
+    let (raw, pos) = text(y, "path", p)?;
+    let database = crate::ops::db::Database::parse(&raw);
+    if !database.is_postgres() {
+        return Some(database);
+    }
+    let authority = raw.split_once("://").map_or("", |(_, rest)| rest);
+    let authority = &authority[..authority.find('/').unwrap_or(authority.len())];
+    let written = authority
+        .rsplit_once('@')
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .is_some_and(|(_, password)| !password.contains("${"));
+    if written {
+        p.add(
+            pos,
+            "a database password written in the file",
+            "write postgres://USER:${PGPASSWORD}@HOST/DB: it is read from the environment",
+        );
+        return None;
+    }
+    let url = env_value(y, "path", env, false, p)?;
+    match url.parse::<postgres::Config>() {
+        Ok(_) => Some(crate::ops::db::Database::Postgres(url)),
+        Err(e) => {
+            p.add(
+                pos,
+                format!("not a PostgreSQL URL: {e}"),
+                "postgres://USER:${PGPASSWORD}@HOST:PORT/DATABASE",
+            );
+            None
+        }
+    }
 }
 
 /// A config value with `${NAME}` replaced from `env` (a variable not set is a problem at its
@@ -512,14 +555,18 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
     }
     if let Some(records) = top.get("records") {
         let mut m = MapReader::new(records, "records", &mut p);
-        config.records_path = m
+        config.records = m
             .get("path")
-            .and_then(|y| text(y, "path", &mut p))
-            .map(|(t, _)| (t != "off").then(|| t.into()));
+            .and_then(|y| records_path(y, &|n| std::env::var(n).ok(), &mut p))
+            .map(|d| Some(d).filter(|d| *d != crate::ops::db::Database::parse("off")));
         config.retention_days = m
             .get("retention_days")
             .and_then(|y| number(y, "retention_days", &mut p))
             .map(|d| d as u32);
+        config.records_buffer = m
+            .get("buffer")
+            .and_then(|y| number(y, "buffer", &mut p))
+            .map(|d| (d as usize).max(1));
         m.finish(&[], &mut p);
     }
     if let Some(log) = top.get("log") {
@@ -599,7 +646,7 @@ mod tests {
         assert_eq!(c.agent_default.as_deref(), Some("sip:desk@192.0.2.10"));
         assert_eq!(c.agent_queues["billing"], "sip:b@192.0.2.11:5070");
         assert_eq!(c.admin_listen, Some("127.0.0.1:8081".parse().unwrap()));
-        assert_eq!((c.records_path, c.retention_days), (Some(None), Some(30)));
+        assert_eq!((c.records, c.retention_days), (Some(None), Some(30)));
         assert_eq!(c.log.level.as_deref(), Some("voxnav=debug"));
         assert!(c.log.json);
         assert_eq!(c.asr_jobs, Some(1));
@@ -688,8 +735,28 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("d.yaml:6:13: md5 must be 32 hex digits"), "{e}");
+
         assert!(
             e.contains("d.yaml:7:3: digest user `d` has no credentials"),
+            "{e}"
+        );
+        // Records in PostgreSQL: the password from the environment, never from the file.
+        let env = |n: &str| (n == "PGPW").then(|| "s3cret".to_string());
+        let mut p = Problems::new("r.yaml");
+        let url = yaml::parse("\"postgres://voxnav:${PGPW}@127.0.0.1:5432/voxnav\"").unwrap();
+        assert_eq!(
+            records_path(&url, &env, &mut p),
+            Some(crate::ops::db::Database::Postgres(
+                "postgres://voxnav:s3cret@127.0.0.1:5432/voxnav".into()
+            ))
+        );
+        let file = yaml::parse("records/x.db").unwrap();
+        assert!(!records_path(&file, &env, &mut p).unwrap().is_postgres());
+        let written = yaml::parse("postgres://voxnav:plain@db/voxnav").unwrap();
+        assert_eq!(records_path(&written, &env, &mut p), None);
+        let e = p.into_result(()).unwrap_err();
+        assert!(
+            e.contains("r.yaml:1:1: a database password written in the file"),
             "{e}"
         );
         let lines = dir.join("lines.yaml");

@@ -865,6 +865,196 @@ impl Drop for Browser {
     }
 }
 
+/// A PostgreSQL server of a test's own, in a temporary directory, on a free loopback port
+/// (Debian's `postgresql`, installed by the test setup; its system service is not used).
+/// PostgreSQL refuses to run as root: as root, the server runs as the `postgres` user the
+/// package creates. Stopped (immediately) when dropped.
+pub struct Postgres {
+    pub data: PathBuf,
+    pub port: u16,
+    bin: PathBuf,
+    run_as: Option<String>,
+}
+
+impl Postgres {
+    /// The newest installed server's programs: Debian keeps them in
+    /// /usr/lib/postgresql/VERSION/bin, off the PATH.
+    fn bin_dir() -> PathBuf {
+        let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let v = e.file_name().to_str()?.parse().ok()?;
+                let bin = e.path().join("bin");
+                bin.join("initdb").exists().then_some((v, bin))
+            })
+            .collect();
+        versions.sort();
+        versions.pop().map(|(_, bin)| bin).expect(
+            "PostgreSQL is installed (apt install postgresql: scripts/install-deps.sh --test)",
+        )
+    }
+
+    /// Makes a database cluster in `dir`/pgdata with a `voxnav` superuser (trust on
+    /// loopback) and a `voxnav` database, and starts it.
+    pub fn start(dir: &Path) -> Postgres {
+        let data = dir.join("pgdata");
+        std::fs::create_dir_all(&data).unwrap();
+        let run_as = (effective_uid() == 0).then(|| "postgres".to_string());
+        if run_as.is_some() {
+            let status = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&data)
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown {}", data.display());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = Postgres {
+            data,
+            port,
+            bin: Self::bin_dir(),
+            run_as,
+        };
+        let data = pg.data.to_str().unwrap().to_string();
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "voxnav",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        pg.start_again();
+        let status = std::process::Command::new(pg.bin.join("createdb"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "voxnav",
+                "voxnav",
+            ])
+            .status()
+            .expect("createdb");
+        assert!(status.success(), "createdb");
+        pg
+    }
+
+    /// One of the server's programs, to run as the server's user.
+    fn command(&self, program: &str) -> std::process::Command {
+        let exe = self.bin.join(program);
+        match &self.run_as {
+            Some(user) => {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(exe);
+                c
+            }
+            None => std::process::Command::new(exe),
+        }
+    }
+
+    /// Runs one of the server's programs, asserting it succeeds.
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = self
+            .command(program)
+            .args(args)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts the server (again) and waits until it accepts connections (`pg_ctl -w`).
+    pub fn start_again(&self) {
+        let data = self.data.to_str().unwrap();
+        let log = self.data.join("server.log");
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {data} -c max_connections=200",
+            self.port
+        );
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                &options,
+                "start",
+            ],
+        );
+    }
+
+    /// Stops the server: `fast` ends every session at once (what an outage looks like to
+    /// clients) and waits until it is down.
+    pub fn stop(&self) {
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data.to_str().unwrap(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
+    /// The URL of the test database.
+    pub fn url(&self) -> String {
+        format!("postgres://voxnav@127.0.0.1:{}/voxnav", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.data.to_str().unwrap_or_default().to_string();
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", &data, "-m", "immediate", "stop"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// The effective user id (root runs PostgreSQL as `postgres`).
+fn effective_uid() -> u32 {
+    // /proc/self/status's "Uid:" line: real, effective, saved, filesystem.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(u32::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

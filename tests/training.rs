@@ -14,6 +14,7 @@ use voxnav::dialplan::engine::{CallEngine, Event};
 use voxnav::dialplan::registry::HotlineRegistry;
 use voxnav::dialplan::sim;
 use voxnav::ops::admin::AdminConfig;
+use voxnav::ops::db::{Database, Records};
 use voxnav::ops::records::{self, RecordEvent};
 
 const TOKEN: &str = "trainer-token";
@@ -29,7 +30,7 @@ fn copy_demo(dir: &Path) -> std::path::PathBuf {
 
 /// One call on the real engine, recorded as the server records it: each caller line a turn.
 fn record_call(
-    db: &rusqlite::Connection,
+    db: &mut Records,
     registry: &HotlineRegistry,
     vars: &BTreeMap<String, String>,
     id: &str,
@@ -38,7 +39,7 @@ fn record_call(
     let hotline = registry.current();
     let http: sim::HttpFn = &voxnav::net::http::fetch;
     let mut engine = CallEngine::new(hotline.clone(), vars.clone());
-    let write = |e: RecordEvent| records::write(db, &e).unwrap();
+    let mut write = |e: RecordEvent| records::write(db, &e).unwrap();
     write(RecordEvent::CallStarted {
         call_id: id.into(),
         caller: "+15550142".into(),
@@ -129,16 +130,17 @@ fn setup(
     let mut vars = BTreeMap::new();
     voxnav::dialplan::cli::start_demo_orders(&mut vars).unwrap();
     let db_path = dir.join("records.db");
-    let db = records::connect(&db_path).unwrap();
+    let database = Database::Sqlite(db_path);
+    let mut db = database.open().unwrap();
     record_call(
-        &db,
+        &mut db,
         &registry,
         &vars,
         "call-1",
         &["the thingy I got hasn't turned up", "where is my order"],
     );
     record_call(
-        &db,
+        &mut db,
         &registry,
         &vars,
         "call-2",
@@ -146,7 +148,7 @@ fn setup(
     );
     let base = voxnav::testkit::admin_on_loopback(AdminConfig {
         token: Some(TOKEN.into()),
-        records: Some(db_path),
+        records: Some(database),
         hotlines: voxnav::ops::admin::AdminHotline::only(registry.clone()),
         vars,
         ..Default::default()

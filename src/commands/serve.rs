@@ -29,6 +29,7 @@ use voxnav::dialplan::model::{DetectorKind, TurnOverrides};
 use voxnav::dialplan::registry::HotlineRegistry;
 use voxnav::models::ModelPaths;
 use voxnav::net::media::MediaEngine;
+use voxnav::ops::db::Database;
 use voxnav::ops::{
     admin::AdminConfig, admin::AdminHotline, lines::StdoutLines, live::LiveView, metrics::Metrics,
 };
@@ -81,10 +82,10 @@ pub struct ServeArgs {
     /// The bearer token /api/ requires (or VOXNAV_ADMIN_TOKEN); without one /api/ is off.
     #[arg(long, env = "VOXNAV_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
-    /// Call records with transcripts (SQLite; schema in docs/records.md). Config
-    /// `records.path`; default records/voxnav.db.
-    #[arg(long, value_name = "FILE")]
-    records: Option<PathBuf>,
+    /// Call records with transcripts: a SQLite file or a postgres:// URL (schema in
+    /// docs/records.md). Config `records.path`; default records/voxnav.db.
+    #[arg(long, value_name = "FILE|URL")]
+    records: Option<String>,
     /// Keep no call records (config `records.path: off`).
     #[arg(long)]
     no_records: bool,
@@ -113,6 +114,9 @@ pub struct ServeArgs {
     asr_overflow: Option<voxnav::config::AsrOverflow>,
 }
 
+/// How long stopping waits for the call records writer to catch up.
+const RECORDS_FLUSH: Duration = Duration::from_secs(10);
+
 /// How often the dialplan file is checked for changes.
 const RELOAD_POLL: Duration = Duration::from_secs(2);
 
@@ -129,14 +133,15 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
     voxnav::ops::log::init(&file.log).map_err(anyhow::Error::msg)?;
     let (hotline_numbers, default_hotline) = hotline_files(&args, &file);
     let has_hotlines = !hotline_numbers.is_empty() || default_hotline.is_some();
-    let records_path = match (
+    let records = match (
         args.no_records,
-        args.records.clone(),
-        file.records_path.clone(),
+        args.records.as_deref(),
+        file.records.clone(),
     ) {
         (true, _, _) | (false, None, Some(None)) => None,
-        (false, Some(path), _) | (false, None, Some(Some(path))) => Some(path),
-        (false, None, None) => Some(PathBuf::from("records/voxnav.db")),
+        (false, Some(given), _) => Some(Database::parse(given)),
+        (false, None, Some(Some(database))) => Some(database),
+        (false, None, None) => Some(Database::parse("records/voxnav.db")),
     }
     .filter(|_| has_hotlines);
     let retention_days = args.retention_days.or(file.retention_days).unwrap_or(90);
@@ -148,11 +153,18 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
     if !args.no_metrics {
         observers.push(metrics.clone());
     }
-    if let Some(path) = &records_path {
-        observers.push(Arc::new(voxnav::ops::records::RecordStore::open(
-            path,
+    let record_store = match &records {
+        Some(database) => Some(voxnav::ops::records::RecordStore::open(
+            database,
             retention_days,
-        )?));
+            file.records_buffer
+                .unwrap_or(voxnav::ops::records::DEFAULT_BUFFER),
+            metrics.records_health(),
+        )?),
+        None => None,
+    };
+    if let Some(store) = &record_store {
+        observers.push(Arc::new(store.clone()));
     }
     let reporter = Reporter::new(observers);
     let media = MediaEngine::start(args.media_threads.or(file.media_threads).unwrap_or(1))?;
@@ -192,7 +204,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
             addr,
             AdminConfig {
                 token: args.admin_token.clone().filter(|t| !t.is_empty()),
-                records: records_path.clone(),
+                records: records.clone(),
                 hotlines: hotlines.as_ref().map_or_else(Vec::new, |h| {
                     (h.all().iter().enumerate())
                         .map(|(i, s)| AdminHotline {
@@ -243,7 +255,19 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
         .sip_listen
         .or(file.sip_listen)
         .unwrap_or_else(|| "0.0.0.0:5060".parse().unwrap());
-    serve(listen, config, admin, hotlines, ready)
+    let served = serve(listen, config, admin, hotlines, ready);
+    // The last calls' records reach the database before the process exits (a drained node
+    // of a cluster stops here); a database that is down gets a bounded wait, then the count.
+    if let Some(store) = &record_store
+        && !store.flush(RECORDS_FLUSH)
+    {
+        eprintln!(
+            "voxnav: call records {}: not all written at exit ({} dropped in all)",
+            store.database,
+            store.health.dropped.get()
+        );
+    }
+    served
 }
 
 /// 32 random bytes from the kernel: the key of this run's digest nonces.

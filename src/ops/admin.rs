@@ -8,7 +8,6 @@
 //! calls in progress, recorded calls with their turns, statistics over a time range, the
 //! not-understood utterances, and the hotline's version, validation, reload and upload.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, Request, State};
@@ -20,6 +19,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::db::{Database, Records};
 use super::stats::{self, Range};
 use crate::dialplan::error::DialplanError;
 use crate::dialplan::registry::HotlineRegistry;
@@ -30,7 +30,7 @@ pub struct AdminConfig {
     /// None: `/api/` answers 403 to everyone.
     pub token: Option<String>,
     /// The call records database (None: `--no-records`; the record routes answer 404).
-    pub records: Option<PathBuf>,
+    pub records: Option<Database>,
     /// The hotlines being served (none: a server without a dialplan).
     pub hotlines: Vec<AdminHotline>,
     /// Set once the server takes calls (the hotline's fixed prompts are synthesised);
@@ -241,13 +241,12 @@ async fn ready(State(config): State<AdminConfig>) -> ApiResult {
     }
     let records = match config.records.clone() {
         None => "off".to_string(),
-        Some(path) => {
-            with_records(Some(path), |db| {
+        Some(database) => {
+            with_records(Some(database), |db| {
                 // A cheap probe, not a count over the whole table.
-                db.query_row(
-                    "SELECT COUNT(*) FROM (SELECT 1 FROM calls LIMIT 1)",
-                    [],
-                    |r| r.get::<_, i64>(0),
+                db.row(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM calls LIMIT 1) AS probe",
+                    &[],
                 )
                 .map_err(stats::StatsError::from)
             })
@@ -267,30 +266,32 @@ async fn ready(State(config): State<AdminConfig>) -> ApiResult {
 
 /// Runs a records query on a blocking thread with its own connection.
 async fn with_records<T: Send + 'static>(
-    path: Option<PathBuf>,
-    query: impl FnOnce(&rusqlite::Connection) -> Result<T, stats::StatsError> + Send + 'static,
+    database: Option<Database>,
+    query: impl FnOnce(&mut Records) -> Result<T, stats::StatsError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    with_records_of(path, None, query).await
+    with_records_of(database, None, query).await
 }
 
 /// `with_records` on one hotline's calls only (`stats::only_hotline`), or all with None.
 async fn with_records_of<T: Send + 'static>(
-    path: Option<PathBuf>,
+    database: Option<Database>,
     hotline: Option<String>,
-    query: impl FnOnce(&rusqlite::Connection) -> Result<T, stats::StatsError> + Send + 'static,
+    query: impl FnOnce(&mut Records) -> Result<T, stats::StatsError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let Some(path) = path else {
+    let Some(database) = database else {
         return Err(error(
             StatusCode::NOT_FOUND,
             "call records are off (voxnav serve --no-records)",
         ));
     };
     tokio::task::spawn_blocking(move || {
-        let db = super::records::connect(&path).map_err(|e| e.to_string())?;
+        let mut db = database
+            .open()
+            .map_err(|e| format!("call records {database}: {e}"))?;
         if let Some(hotline) = &hotline {
-            stats::only_hotline(&db, hotline).map_err(|e| e.to_string())?;
+            stats::only_hotline(&mut db, hotline).map_err(|e| e.to_string())?;
         }
-        query(&db).map_err(|e| e.to_string())
+        query(&mut db).map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?
@@ -695,7 +696,7 @@ mod tests {
         super::super::records::connect(&records).unwrap();
         let config = AdminConfig {
             token: Some("secret".into()),
-            records: Some(records),
+            records: Some(Database::Sqlite(records)),
             hotlines: AdminHotline::only(hotline.clone()),
             ready: Arc::new(true.into()),
             ..Default::default()

@@ -57,6 +57,8 @@ pub struct Metrics {
     asr_waiting: Gauge<u64, AtomicU64>,
     registered: Gauge<i64, std::sync::atomic::AtomicI64>,
     registration_failures: Counters,
+    record_writes: Counters,
+    records_connected: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -87,6 +89,7 @@ impl Metrics {
             "asr_queue_running",
             "asr_queue_waiting",
             "registered",
+            "records_connected",
         ] {
             family(gauge, "gauge");
         }
@@ -105,6 +108,7 @@ impl Metrics {
             "rtp_packets",
             "dialplan_reloads",
             "registration_failures",
+            "record_writes",
         ] {
             family(counter, "counter");
         }
@@ -206,9 +210,23 @@ impl Metrics {
             "registration_failures",
             "Failed registrations by the registrar's status (408: no answer)",
         );
+        let record_writes = counter(
+            &mut r,
+            "record_writes",
+            "Call record events by result: written, dropped (the buffer was full while the \
+             database was down or slow), refused (by the database)",
+        );
+        let records_connected = Gauge::default();
+        r.register(
+            "records_connected",
+            "1 while the call records writer is connected to its database, else 0",
+            records_connected.clone(),
+        );
         Self {
             registry: r,
             families,
+            record_writes,
+            records_connected,
             registered,
             registration_failures,
             calls_active,
@@ -230,6 +248,21 @@ impl Metrics {
             asr_running,
             asr_waiting,
         }
+    }
+
+    /// The call records writer's counters, exported here (`ops::records`).
+    pub fn records_health(&self) -> std::sync::Arc<super::records::WriterHealth> {
+        let result = |r: &str| {
+            self.record_writes
+                .get_or_create(&label("result", r))
+                .clone()
+        };
+        std::sync::Arc::new(super::records::WriterHealth::new(
+            result("written"),
+            result("dropped"),
+            result("refused"),
+            self.records_connected.clone(),
+        ))
     }
 
     /// Every family exported: (name, type).
@@ -520,6 +553,7 @@ mod tests {
         ] {
             m.observe(&r);
         }
+        m.records_health();
         let text = m.render();
         for (name, kind) in m.families() {
             assert!(

@@ -2,6 +2,7 @@
 //! progress, call records (SQLite), the stdout lines; and the admin HTTP API over them.
 
 pub mod admin;
+pub mod db;
 pub mod lines;
 pub mod live;
 pub mod log;

@@ -1,45 +1,33 @@
-//! Call records with transcripts, in SQLite (schema and how to move to PostgreSQL:
-//! `docs/records.md`). One row per call, one per turn: each turn's whole decision record
-//! (input, intent, decision, node, what was said, latency) as JSON, plus the columns reports
-//! filter on.
+//! Call records with transcripts, in SQLite or PostgreSQL (`ops::db`; schema and the choice
+//! between them: `docs/records.md`). One row per call, one per turn: each turn's whole
+//! decision record (input, intent, decision, node, what was said, latency) as JSON, plus the
+//! columns reports filter on.
 //!
-//! Writing never blocks a call: the call path sends to a channel and a writer thread owns the
-//! connection. Every message is its own transaction, committed as it comes, in WAL mode with
-//! `synchronous=NORMAL`: a process killed mid-call (even with SIGKILL) keeps every finished
-//! turn; only the turn in flight is lost. `retention_days` prunes old calls at start and every
-//! hour.
+//! Writing never blocks a call: the call path puts events in a bounded buffer (a channel) and
+//! a writer thread owns the connection. The writer commits whatever has arrived in one
+//! transaction as soon as it arrives (one event when calls are few), so a process killed
+//! mid-call (even with SIGKILL) keeps every finished turn; only the turn in flight is lost.
+//! When the database is down the writer keeps the batch in hand and reconnects with back-off;
+//! the buffer fills meanwhile, and once it is full new events are dropped, counted
+//! (`voxnav_records_lost_total`) and logged, never waited for. `retention_days` prunes old
+//! calls at start and every hour.
 
-use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
-use rusqlite::{Connection, params};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
 
-/// The schema (also in `docs/records.md`).
-pub const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS calls (
-    call_id          TEXT PRIMARY KEY,
-    caller           TEXT NOT NULL,
-    hotline          TEXT NOT NULL,
-    dialplan_version INTEGER NOT NULL,
-    started_ms       INTEGER NOT NULL,
-    ended_ms         INTEGER,
-    outcome          TEXT,
-    transfer_reason  TEXT
-);
-CREATE INDEX IF NOT EXISTS calls_by_start ON calls (started_ms);
-CREATE TABLE IF NOT EXISTS turns (
-    call_id  TEXT NOT NULL REFERENCES calls (call_id) ON DELETE CASCADE,
-    seq      INTEGER NOT NULL,
-    at_ms    INTEGER NOT NULL,
-    input    TEXT NOT NULL,
-    intent   TEXT,
-    decision TEXT NOT NULL,
-    node     TEXT NOT NULL,
-    record   TEXT NOT NULL,
-    PRIMARY KEY (call_id, seq)
-);
-";
+use super::db::{Database, DbError, Records, Value};
+
+/// The SQLite schema (also in `docs/records.md`; applied by `ops::db`'s migrations).
+pub const SCHEMA: &str = include_str!("../../migrations/sqlite/0001_calls_and_turns.sql");
+
+/// Events the buffer holds while the writer is behind or the database is down: at five
+/// events a call, minutes of a busy node's calls.
+pub const DEFAULT_BUFFER: usize = 50_000;
 
 /// What the call path reports.
 #[derive(Debug, Clone)]
@@ -65,58 +53,168 @@ pub enum RecordEvent {
     },
 }
 
+/// How the writer is doing: counters shared with the metrics (`Metrics::records_health`).
+#[derive(Debug, Default)]
+pub struct WriterHealth {
+    /// Events written.
+    pub written: Counter,
+    /// Events dropped because the buffer was full.
+    pub dropped: Counter,
+    /// Events the database refused (a turn whose call was dropped, say).
+    pub refused: Counter,
+    /// 1 while the writer's connection is up.
+    pub connected: Gauge<i64, AtomicI64>,
+    /// Dropping has begun and was logged; cleared when the writer catches up.
+    dropping: AtomicBool,
+}
+
+impl WriterHealth {
+    pub fn new(
+        written: Counter,
+        dropped: Counter,
+        refused: Counter,
+        connected: Gauge<i64, AtomicI64>,
+    ) -> Self {
+        Self {
+            written,
+            dropped,
+            refused,
+            connected,
+            dropping: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.get() == 1
+    }
+
+    fn set_connected(&self, up: bool) {
+        self.connected.set(i64::from(up));
+    }
+}
+
 /// The handle calls write through (cheap to clone).
 #[derive(Clone)]
 pub struct RecordStore {
-    tx: Sender<RecordEvent>,
-    pub path: PathBuf,
+    tx: SyncSender<Message>,
+    pub database: Database,
+    pub health: Arc<WriterHealth>,
 }
 
-/// Errors opening the database.
+enum Message {
+    Event(RecordEvent),
+    /// Answered once everything sent before it is written (or given up on).
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+/// Errors opening the records.
 #[derive(Debug, thiserror::Error)]
-pub enum RecordError {
-    #[error("call records {0}: {1}")]
-    Open(String, rusqlite::Error),
-    #[error("call records {0}: {1}")]
-    Folder(String, std::io::Error),
+#[error("call records {database}: {error}")]
+pub struct RecordError {
+    database: String,
+    error: DbError,
 }
 
-/// Opens (creating if needed) the database with the schema, WAL and foreign keys.
-pub fn connect(path: &Path) -> Result<Connection, RecordError> {
-    let shown = path.display().to_string();
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| RecordError::Folder(shown.clone(), e))?;
+/// Opens a SQLite records file (creating it and its folder if needed) with the schema: for
+/// tools and tests that read or write the records directly.
+pub fn connect(path: &std::path::Path) -> Result<rusqlite::Connection, RecordError> {
+    let database = Database::Sqlite(path.to_path_buf());
+    match database.open() {
+        Ok(Records::Sqlite(db)) => Ok(db),
+        Ok(Records::Postgres(_)) => unreachable!("a path opens SQLite"),
+        Err(error) => Err(RecordError {
+            database: database.to_string(),
+            error,
+        }),
     }
-    let db = Connection::open(path).map_err(|e| RecordError::Open(shown.clone(), e))?;
-    db.busy_timeout(Duration::from_secs(5))
-        .and_then(|_| {
-            db.execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-            )
-        })
-        .and_then(|_| db.execute_batch(SCHEMA))
-        .map_err(|e| RecordError::Open(shown, e))?;
-    Ok(db)
 }
 
 impl RecordStore {
-    /// Opens the store and starts its writer thread.
-    pub fn open(path: &Path, retention_days: u32) -> Result<Self, RecordError> {
-        let db = connect(path)?;
-        let (tx, rx) = channel();
+    /// Opens the store and starts its writer thread. A SQLite file that cannot be opened is an
+    /// error; a PostgreSQL server that does not answer yet is not (the writer connects when
+    /// it does, and calls go on meanwhile).
+    pub fn open(
+        database: &Database,
+        retention_days: u32,
+        buffer: usize,
+        health: Arc<WriterHealth>,
+    ) -> Result<Self, RecordError> {
+        let first = match database.open() {
+            Ok(db) => Some(db),
+            Err(error) if database.is_postgres() && error.is_connection() => {
+                tracing::error!("call records {database}: {error}; retrying in the background");
+                None
+            }
+            Err(error) => {
+                return Err(RecordError {
+                    database: database.to_string(),
+                    error,
+                });
+            }
+        };
+        let (tx, rx) = sync_channel(buffer.max(1));
+        health.set_connected(first.is_some());
+        let writer = Writer {
+            database: database.clone(),
+            db: first,
+            health: health.clone(),
+            retention_days,
+            last_prune: None,
+        };
         std::thread::Builder::new()
             .name("voxnav-records".into())
-            .spawn(move || write_loop(db, rx, retention_days))
-            .map_err(|e| RecordError::Folder(path.display().to_string(), e))?;
+            .spawn(move || writer.run(rx))
+            .map_err(|e| RecordError {
+                database: database.to_string(),
+                error: DbError::Folder("(writer thread)".into(), e),
+            })?;
         Ok(Self {
             tx,
-            path: path.to_path_buf(),
+            database: database.clone(),
+            health,
         })
     }
 
-    /// Queues an event for the writer (never blocks).
+    /// Queues an event for the writer, never waiting: with the buffer full it is dropped,
+    /// counted, and the first drop of an episode logged.
     pub fn send(&self, event: RecordEvent) {
-        let _ = self.tx.send(event);
+        match self.tx.try_send(Message::Event(event)) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(_)) => {
+                self.health.dropped.inc();
+                if !self.health.dropping.swap(true, Ordering::AcqRel) {
+                    tracing::error!(
+                        "call records {}: the write buffer is full (the database is down or \
+                         slow); records are being dropped and counted until it catches up",
+                        self.database
+                    );
+                }
+            }
+        }
+    }
+
+    /// Waits (up to `timeout`) until everything sent so far is written or given up on: at
+    /// shutdown, so a drained node's last calls reach the database. False on timeout.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let (done, wait) = std::sync::mpsc::channel();
+        let deadline = Instant::now() + timeout;
+        // The buffer may be full: keep offering the marker until the deadline.
+        let mut marker = Message::Flush(done);
+        loop {
+            match self.tx.try_send(marker) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(m)) => {
+                    if Instant::now() >= deadline {
+                        return false;
+                    }
+                    marker = m;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+        wait.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
     }
 }
 
@@ -162,35 +260,189 @@ impl crate::report::Observer for RecordStore {
     }
 }
 
-fn write_loop(db: Connection, rx: Receiver<RecordEvent>, retention_days: u32) {
-    let prune = |db: &Connection| {
-        let cutoff = super::live::now_ms().saturating_sub(u64::from(retention_days) * 86_400_000);
-        if let Err(e) = db.execute("DELETE FROM calls WHERE started_ms < ?1", [cutoff as i64]) {
-            tracing::error!("pruning call records failed: {e}");
-        }
-    };
-    prune(&db);
-    let mut last_prune = std::time::Instant::now();
-    loop {
-        let event = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(e) => e,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if last_prune.elapsed() > Duration::from_secs(3600) {
-                    prune(&db);
-                    last_prune = std::time::Instant::now();
+/// The most events one transaction carries.
+const BATCH: usize = 500;
+/// Reconnection back-off: from the first to the last, doubling.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// The writer thread's state.
+struct Writer {
+    database: Database,
+    db: Option<Records>,
+    health: Arc<WriterHealth>,
+    retention_days: u32,
+    last_prune: Option<Instant>,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Message>) {
+        let mut batch = Vec::new();
+        let mut flushes = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(m) => take(m, &mut batch, &mut flushes),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(m) => take(m, &mut batch, &mut flushes),
+                    Err(_) => break,
                 }
+            }
+            // A batch short of the limit emptied the buffer: the writer has caught up.
+            let caught_up = batch.len() < BATCH;
+            self.write_all(&batch);
+            batch.clear();
+            for done in flushes.drain(..) {
+                let _ = done.send(());
+            }
+            if caught_up && self.health.dropping.load(Ordering::Acquire) {
+                self.health.dropping.store(false, Ordering::Release);
+                tracing::warn!(
+                    "call records {}: writing again; {} records were dropped in all",
+                    self.database,
+                    self.health.dropped.get()
+                );
+            }
+            self.prune_if_due();
+        }
+    }
+
+    /// Writes a batch, reconnecting for as long as the database is down.
+    fn write_all(&mut self, batch: &[RecordEvent]) {
+        let mut pending = batch;
+        let mut wait = RETRY_FIRST;
+        let mut logged = false;
+        while !pending.is_empty() {
+            if !self.connect(&mut logged) {
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(RETRY_MAX);
                 continue;
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            let Some(db) = self.db.as_mut() else {
+                continue;
+            };
+            let failed = match write_batch(db, pending) {
+                Ok(()) => {
+                    self.health.written.inc_by(pending.len() as u64);
+                    return;
+                }
+                Err(e) if e.is_connection() => e,
+                // A statement refused: write the events one by one so only the bad ones are
+                // lost, and say so (the first one's reason, and how many).
+                Err(_) => {
+                    let (mut refused, mut first) = (0, None);
+                    let mut gone = None;
+                    for (i, event) in pending.iter().enumerate() {
+                        match write(db, event) {
+                            Ok(()) => {
+                                self.health.written.inc();
+                            }
+                            Err(e) if e.is_connection() => {
+                                gone = Some((i, e));
+                                break;
+                            }
+                            Err(e) => {
+                                refused += 1;
+                                first.get_or_insert(e);
+                            }
+                        }
+                    }
+                    self.health.refused.inc_by(refused);
+                    if let Some(e) = first {
+                        tracing::error!(
+                            "call records {}: {refused} event(s) refused, the first: {e}",
+                            self.database
+                        );
+                    }
+                    match gone {
+                        // Gone mid-way: the rest waits for the next connection.
+                        Some((i, e)) => {
+                            pending = &pending[i..];
+                            e
+                        }
+                        None => return,
+                    }
+                }
+            };
+            if !logged {
+                tracing::error!("call records {}: {failed}; reconnecting", self.database);
+                logged = true;
+            }
+            self.db = None;
+            self.health.set_connected(false);
+        }
+    }
+
+    /// Reconnects if there is no connection; whether there is one now.
+    fn connect(&mut self, logged: &mut bool) -> bool {
+        if self.db.is_none() {
+            match self.database.open() {
+                Ok(db) => {
+                    if *logged || !self.health.is_connected() {
+                        tracing::warn!("call records {}: connected", self.database);
+                    }
+                    self.db = Some(db);
+                    self.health.set_connected(true);
+                }
+                Err(e) => {
+                    if !*logged {
+                        tracing::error!("call records {}: {e}; retrying", self.database);
+                        *logged = true;
+                    }
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn prune_if_due(&mut self) {
+        if self
+            .last_prune
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(3600))
+        {
+            return;
+        }
+        let Some(db) = self.db.as_mut() else {
+            return;
         };
-        if let Err(e) = write(&db, &event) {
-            tracing::error!("writing a call record failed: {e}");
+        self.last_prune = Some(Instant::now());
+        let cutoff =
+            super::live::now_ms().saturating_sub(u64::from(self.retention_days) * 86_400_000);
+        if let Err(e) = db.execute("DELETE FROM calls WHERE started_ms < ?1", &[cutoff.into()]) {
+            tracing::error!("pruning call records failed: {e}");
         }
     }
 }
 
+fn take(m: Message, batch: &mut Vec<RecordEvent>, flushes: &mut Vec<std::sync::mpsc::Sender<()>>) {
+    match m {
+        Message::Event(e) => batch.push(e),
+        Message::Flush(done) => flushes.push(done),
+    }
+}
+
+/// Writes events in one transaction.
+fn write_batch(db: &mut Records, batch: &[RecordEvent]) -> Result<(), DbError> {
+    if batch.len() == 1 {
+        return write(db, &batch[0]);
+    }
+    db.batch("BEGIN")?;
+    for event in batch {
+        if let Err(e) = write(db, event) {
+            let _ = db.batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    db.batch("COMMIT")
+}
+
 /// Writes one event as the writer thread does (tests write records synchronously with it).
-pub fn write(db: &Connection, event: &RecordEvent) -> rusqlite::Result<usize> {
+/// The statements are the same on SQLite and PostgreSQL.
+pub fn write(db: &mut Records, event: &RecordEvent) -> Result<(), DbError> {
     match event {
         RecordEvent::CallStarted {
             call_id,
@@ -199,14 +451,17 @@ pub fn write(db: &Connection, event: &RecordEvent) -> rusqlite::Result<usize> {
             dialplan_version,
             started_ms,
         } => db.execute(
-            "INSERT OR REPLACE INTO calls (call_id, caller, hotline, dialplan_version, started_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                call_id,
-                caller,
-                hotline,
-                *dialplan_version as i64,
-                *started_ms as i64
+            "INSERT INTO calls (call_id, caller, hotline, dialplan_version, started_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (call_id) DO UPDATE SET caller = excluded.caller, \
+             hotline = excluded.hotline, dialplan_version = excluded.dialplan_version, \
+             started_ms = excluded.started_ms",
+            &[
+                call_id.into(),
+                caller.into(),
+                hotline.into(),
+                (*dialplan_version).into(),
+                (*started_ms).into(),
             ],
         ),
         RecordEvent::Turn {
@@ -214,18 +469,18 @@ pub fn write(db: &Connection, event: &RecordEvent) -> rusqlite::Result<usize> {
             at_ms,
             record,
         } => {
-            let text = |k: &str| record[k].as_str().unwrap_or_default().to_string();
+            let text = |k: &str| Value::Text(record[k].as_str().unwrap_or_default().into());
             db.execute(
                 "INSERT INTO turns (call_id, seq, at_ms, input, intent, decision, node, record) \
                  VALUES (?1, (SELECT COUNT(*) FROM turns WHERE call_id = ?1), ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    call_id,
-                    *at_ms as i64,
+                &[
+                    call_id.into(),
+                    (*at_ms).into(),
                     text("input"),
-                    record["intent"].as_str(),
+                    record["intent"].as_str().into(),
                     text("decision"),
                     text("node"),
-                    record.to_string()
+                    Value::Json(record.clone()),
                 ],
             )
         }
@@ -234,11 +489,25 @@ pub fn write(db: &Connection, event: &RecordEvent) -> rusqlite::Result<usize> {
             ended_ms,
             outcome,
             transfer_reason,
-        } => db.execute(
-            "UPDATE calls SET ended_ms = ?2, outcome = ?3, transfer_reason = ?4 WHERE call_id = ?1",
-            params![call_id, *ended_ms as i64, outcome, transfer_reason],
-        ),
+        } => {
+            let changed = db.execute(
+                "UPDATE calls SET ended_ms = ?2, outcome = ?3, transfer_reason = ?4 WHERE call_id = ?1",
+                &[
+                    call_id.into(),
+                    (*ended_ms).into(),
+                    outcome.into(),
+                    transfer_reason.as_ref().into(),
+                ],
+            )?;
+            if changed == 0 {
+                return Err(DbError::NoRow(format!(
+                    "no call {call_id} to end (its start was never stored)"
+                )));
+            }
+            Ok(1)
+        }
     }
+    .map(|_| ())
 }
 
 #[cfg(test)]
@@ -259,7 +528,13 @@ mod tests {
             )
             .unwrap();
         }
-        let store = RecordStore::open(&path, 30).unwrap();
+        let store = RecordStore::open(
+            &Database::Sqlite(path.clone()),
+            30,
+            DEFAULT_BUFFER,
+            Arc::default(),
+        )
+        .unwrap();
         store.send(RecordEvent::CallStarted {
             call_id: "c1".into(),
             caller: "<sip:alice@192.0.2.1>".into(),
@@ -283,21 +558,15 @@ mod tests {
             outcome: "self_served".into(),
             transfer_reason: None,
         });
-        // The writer is asynchronous: read until it has caught up.
+        // The writer is asynchronous: a flush waits until it has caught up.
+        assert!(store.flush(Duration::from_secs(10)));
+        assert_eq!(store.health.written.get(), 4);
         let db = connect(&path).unwrap();
-        let mut outcome = None;
-        for _ in 0..100 {
-            outcome = db
-                .query_row("SELECT outcome FROM calls WHERE call_id = 'c1'", [], |r| {
-                    r.get::<_, Option<String>>(0)
-                })
-                .ok()
-                .flatten();
-            if outcome.is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let outcome: Option<String> = db
+            .query_row("SELECT outcome FROM calls WHERE call_id = 'c1'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
         assert_eq!(outcome.as_deref(), Some("self_served"));
         let turns: Vec<(i64, String)> = db
             .prepare("SELECT seq, input FROM turns WHERE call_id = 'c1' ORDER BY seq")
@@ -319,5 +588,28 @@ mod tests {
             .unwrap();
         assert_eq!(old, 0, "pruned by retention");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn with_the_database_down_events_beyond_the_buffer_are_dropped_and_counted_not_waited_for() {
+        // Nothing listens on port 1: every connection is refused at once.
+        let down = Database::parse("postgres://voxnav@127.0.0.1:1/records");
+        let store = RecordStore::open(&down, 30, 4, Arc::default()).unwrap();
+        assert!(!store.health.is_connected());
+        for i in 0..10 {
+            store.send(RecordEvent::CallEnded {
+                call_id: format!("c{i}"),
+                ended_ms: 1,
+                outcome: "abandoned".into(),
+                transfer_reason: None,
+            });
+        }
+        // The writer holds at most what was buffered when it took its batch (4) plus the one
+        // that woke it; the buffer holds 4 more: at least one of ten was dropped.
+        let dropped = store.health.dropped.get();
+        assert!((1..=10).contains(&dropped), "{dropped}");
+        assert_eq!(store.health.written.get(), 0);
+        // A flush cannot complete while the database is down, and says so.
+        assert!(!store.flush(Duration::from_millis(200)));
     }
 }

@@ -6,8 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rusqlite::{Connection, params};
-
+use super::db::Records;
 use super::stats::{Range, SPOKEN, StatsError};
 use crate::dialplan::engine::Hotline;
 
@@ -27,15 +26,18 @@ pub struct Missed {
 }
 
 /// Not-understood spoken turns of `hotline`'s calls started in `range`, newest first.
-pub fn missed(db: &Connection, hotline: &str, range: Range) -> Result<Vec<Missed>, StatsError> {
-    let mut q = db.prepare(&format!(
-        "SELECT t.call_id, t.at_ms, t.node, t.input, json_extract(t.record, '$.reason'), \
-                json_extract(t.record, '$.intent'), json_extract(t.record, '$.kb'), \
-                c.outcome = 'transferred' \
+pub fn missed(db: &mut Records, hotline: &str, range: Range) -> Result<Vec<Missed>, StatsError> {
+    let field = |key: &str| db.json_text("t.record", &[key]);
+    let sql = format!(
+        "SELECT t.call_id, t.at_ms, t.node, t.input, {}, {}, {}, \
+                CASE WHEN c.outcome = 'transferred' THEN 1 ELSE 0 END \
          FROM turns t JOIN calls c USING (call_id) \
          WHERE c.hotline = ?1 AND c.started_ms >= ?2 AND c.started_ms < ?3 AND {SPOKEN} \
-         ORDER BY t.call_id, t.seq"
-    ))?;
+         ORDER BY t.call_id, t.seq",
+        field("reason"),
+        field("intent"),
+        field("kb"),
+    );
     type Row = (
         String,
         u64,
@@ -46,23 +48,24 @@ pub fn missed(db: &Connection, hotline: &str, range: Range) -> Result<Vec<Missed
         Option<String>,
         bool,
     );
-    let rows: Vec<Row> = q
-        .query_map(
-            params![hotline, range.from_ms as i64, range.to_ms as i64],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get::<_, i64>(1)? as u64,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get::<_, Option<String>>(4)?.unwrap_or_default(),
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get::<_, Option<bool>>(7)?.unwrap_or(false),
-                ))
-            },
-        )?
-        .collect::<Result<_, _>>()?;
+    let rows: Vec<Row> = (db.rows(
+        &sql,
+        &[hotline.into(), range.from_ms.into(), range.to_ms.into()],
+    )?)
+    .iter()
+    .map(|r| {
+        (
+            r.text(0),
+            r.count(1),
+            r.text(2),
+            r.text(3),
+            r.text(4),
+            r.opt_text(5),
+            r.opt_text(6),
+            r.int(7) != 0,
+        )
+    })
+    .collect();
     let not_understood = |reason: &str| reason.starts_with("not understood");
     let mut out = Vec::new();
     for (i, row) in rows.iter().enumerate() {
@@ -220,24 +223,24 @@ mod tests {
 
     const PLAN: &str = "name: shop\nintents:\n  refund:\n    examples: [I want my money back, refund please, give me a refund]\n  track:\n    examples: [where is my order, track my parcel, has my order shipped]\nknowledge:\n  - id: hours\n    topic: our opening hours\n    questions: [when are you open, what are your hours]\n    answer: \"Nine to five.\"\nhandlers: { no_input: end, no_match: end }\nstart: ask\nnodes:\n  ask:\n    ask: { prompt: \"Say something.\" }\n    next: end\n  end: { hangup: \"Bye.\" }\n";
 
-    fn record(db: &Connection, call: &str, outcome: &str, turns: &[(&str, serde_json::Value)]) {
+    fn record(db: &mut Records, call: &str, outcome: &str, turns: &[(&str, serde_json::Value)]) {
         // Calls a, b, c start a second apart.
         let started = 1000 * (1 + i64::from(call.as_bytes()[0] - b'a'));
         db.execute(
             "INSERT INTO calls VALUES (?1, '+1555', 'shop', 1, ?2, NULL, ?3, NULL)",
-            params![call, started, outcome],
+            &[call.into(), started.into(), outcome.into()],
         )
         .unwrap();
         for (seq, (input, r)) in turns.iter().enumerate() {
             db.execute(
                 "INSERT INTO turns VALUES (?1, ?2, ?3, ?4, ?5, 'dialplan', 'ask', ?6)",
-                params![
-                    call,
-                    seq as i64,
-                    started + seq as i64,
-                    input,
-                    r["intent"].as_str(),
-                    r.to_string()
+                &[
+                    call.into(),
+                    (seq as i64).into(),
+                    (started + seq as i64).into(),
+                    (*input).into(),
+                    r["intent"].as_str().into(),
+                    crate::ops::db::Value::Json(r.clone()),
                 ],
             )
             .unwrap();
@@ -246,13 +249,13 @@ mod tests {
 
     #[test]
     fn missed_phrasings_are_grouped_with_the_repeat_that_was_understood_and_their_neighbours() {
-        let db = Connection::open_in_memory().unwrap();
-        db.execute_batch(crate::ops::records::SCHEMA).unwrap();
+        let mut db = Records::Sqlite(rusqlite::Connection::open_in_memory().unwrap());
+        db.batch(crate::ops::records::SCHEMA).unwrap();
         let nope = serde_json::json!({ "reason": "not understood: out of scope" });
         let track = serde_json::json!({ "reason": "intent `track` (0.9)", "intent": "track" });
         // Call a: missed, then the repeat is understood as `track`.
         record(
-            &db,
+            &mut db,
             "a",
             "self_served",
             &[
@@ -262,7 +265,7 @@ mod tests {
         );
         // Call b: the same words (another case), missed twice, then a person.
         record(
-            &db,
+            &mut db,
             "b",
             "transferred",
             &[
@@ -272,12 +275,12 @@ mod tests {
             ],
         );
         // Call c: understood at once: not in the queue.
-        record(&db, "c", "self_served", &[("where is my order", track)]);
+        record(&mut db, "c", "self_served", &[("where is my order", track)]);
         let all = Range {
             from_ms: 0,
             to_ms: 10_000,
         };
-        let missed = missed(&db, "shop", all).unwrap();
+        let missed = missed(&mut db, "shop", all).unwrap();
         assert_eq!(missed.len(), 3, "{missed:?}");
         assert!(missed.iter().all(|m| m.call_id != "c"));
         let hotline = Hotline::build(
@@ -305,6 +308,6 @@ mod tests {
         // Reviewed phrasings leave the queue; another hotline's calls were never in it.
         let reviewed: BTreeSet<String> = ["where's my stuff at".to_string()].into();
         assert_eq!(queue(&missed, &hotline, &reviewed, 10).len(), 1);
-        assert!(super::missed(&db, "other", all).unwrap().is_empty());
+        assert!(super::missed(&mut db, "other", all).unwrap().is_empty());
     }
 }

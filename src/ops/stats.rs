@@ -24,8 +24,9 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
+
+use super::db::{DbError, Records, Row, Value};
 
 /// A time range on the calls' start, in Unix milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -154,26 +155,30 @@ pub struct NotUnderstood {
 /// Reading the records failed.
 #[derive(Debug, thiserror::Error)]
 #[error("reading call records: {0}")]
-pub struct StatsError(#[from] rusqlite::Error);
+pub struct StatsError(#[from] DbError);
 
-/// Inputs that are not caller speech: keypad entries (`#dtmf ...`) and events like
-/// `(no input)`, `(call start)`, `(backend reply)`.
-/// Spoken turns (not keypad, not events like `(no input)`), of a query aliasing turns as `t`.
+/// Spoken turns (not keypad entries `#dtmf ...`, not events like `(no input)`,
+/// `(call start)`, `(backend reply)`), of a query aliasing turns as `t`.
 pub(super) const SPOKEN: &str = "t.input NOT LIKE '#dtmf%' AND t.input NOT LIKE '(%'";
-const NOT_UNDERSTOOD: &str = "json_extract(t.record, '$.reason') LIKE 'not understood%'";
 
-/// Narrows `db` (a connection of its own) to one hotline's calls: a temporary view named
-/// `calls` holding only that hotline's rows shadows the table, because SQLite resolves an
-/// unqualified name in `temp` before `main`. Every statistic below is then computed the same
-/// way for one hotline as for all (each query that reads turns joins them to `calls`).
-pub fn only_hotline(db: &Connection, hotline: &str) -> Result<(), StatsError> {
-    // A view cannot take parameters: the name goes in as an SQL string literal, its quotes
-    // doubled (SQL-92 5.3), which is all a literal needs.
-    let literal = hotline.replace('\'', "''");
-    db.execute_batch(&format!(
-        "CREATE TEMP VIEW calls AS SELECT * FROM main.calls WHERE hotline = '{literal}'"
-    ))?;
-    Ok(())
+/// The condition "the turn was not understood", of a query aliasing turns as `t`.
+fn not_understood_sql(db: &Records) -> String {
+    format!(
+        "{} LIKE 'not understood%'",
+        db.json_text("t.record", &["reason"])
+    )
+}
+
+/// Narrows `db` (a connection of its own) to one hotline's calls ([`Records::only_hotline`]):
+/// every statistic below is then computed the same way for one hotline as for all (each
+/// query that reads turns joins them to `calls`).
+pub fn only_hotline(db: &mut Records, hotline: &str) -> Result<(), StatsError> {
+    Ok(db.only_hotline(hotline)?)
+}
+
+/// The `(from, to)` parameters of a range.
+fn span(range: Range) -> [Value; 2] {
+    [range.from_ms.into(), range.to_ms.into()]
 }
 
 fn rate(part: u64, whole: u64) -> Option<f64> {
@@ -191,39 +196,53 @@ fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
 
 /// Server-side voice-to-voice latencies of the timed turns of calls started in the range,
 /// with the start of their call: (call started_ms, latency ms).
-fn latencies(db: &Connection, range: Range) -> Result<Vec<(u64, u64)>, StatsError> {
-    let mut q = db.prepare(
-        // `voice_to_voice_ms` since the call session; records of the first version kept the
-        // fixed endpoint silence beside detected-to-audio instead.
-        "SELECT c.started_ms, COALESCE(json_extract(t.record, '$.latency.voice_to_voice_ms'), \
-                json_extract(t.record, '$.latency.detected_to_audio_ms') \
-                + json_extract(t.record, '$.latency.endpoint_silence_ms')) AS v2v \
-         FROM turns t JOIN calls c USING (call_id) \
-         WHERE c.started_ms >= ?1 AND c.started_ms < ?2 AND v2v IS NOT NULL",
-    )?;
-    let rows = q.query_map(params![range.from_ms as i64, range.to_ms as i64], |r| {
-        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+fn latencies(db: &mut Records, range: Range) -> Result<Vec<(u64, u64)>, StatsError> {
+    let number = |path: &[&str]| db.json_number("t.record", path);
+    // `voice_to_voice_ms` since the call session; records of the first version kept the
+    // fixed endpoint silence beside detected-to-audio instead.
+    let sql = format!(
+        "SELECT started_ms, v2v FROM (\
+             SELECT c.started_ms, COALESCE({}, {} + {}) AS v2v \
+             FROM turns t JOIN calls c USING (call_id) \
+             WHERE c.started_ms >= ?1 AND c.started_ms < ?2) AS timed \
+         WHERE v2v IS NOT NULL",
+        number(&["latency", "voice_to_voice_ms"]),
+        number(&["latency", "detected_to_audio_ms"]),
+        number(&["latency", "endpoint_silence_ms"]),
+    );
+    let rows = db.rows(&sql, &span(range))?;
+    Ok(rows.iter().map(|r| (r.count(0), r.count(1))).collect())
 }
 
-fn counts(db: &Connection, sql: &str, range: Range) -> Result<Vec<Count>, StatsError> {
-    let mut q = db.prepare(sql)?;
-    let rows = q.query_map(params![range.from_ms as i64, range.to_ms as i64], |r| {
-        Ok(Count {
-            name: r.get(0)?,
-            count: r.get::<_, i64>(1)? as u64,
+/// (name, count) rows, most first, then by name (in Rust: SQL's text order follows the
+/// database's collation, which differs between engines).
+fn counts(db: &mut Records, sql: &str, range: Range) -> Result<Vec<Count>, StatsError> {
+    let rows = db.rows(sql, &span(range))?;
+    let mut counts: Vec<Count> = (rows.iter())
+        .map(|r| Count {
+            name: r.text(0),
+            count: r.count(1),
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        .collect();
+    counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+    Ok(counts)
 }
 
-fn survey(db: &Connection, range: Range) -> Result<Survey, StatsError> {
-    let by_score = counts(
-        db,
-        "SELECT CAST(json_extract(t.record, '$.survey') AS TEXT) AS score, COUNT(*)          FROM turns t JOIN calls c USING (call_id)          WHERE c.started_ms >= ?1 AND c.started_ms < ?2 AND score IS NOT NULL          GROUP BY score ORDER BY CAST(score AS INTEGER)",
-        range,
-    )?;
+fn survey(db: &mut Records, range: Range) -> Result<Survey, StatsError> {
+    let sql = format!(
+        "SELECT score, COUNT(*) FROM (\
+             SELECT {} AS score FROM turns t JOIN calls c USING (call_id) \
+             WHERE c.started_ms >= ?1 AND c.started_ms < ?2) AS answers \
+         WHERE score IS NOT NULL GROUP BY score",
+        db.json_text("t.record", &["survey"])
+    );
+    let mut by_score = counts(db, &sql, range)?;
+    by_score.sort_by(|a, b| {
+        let score = |c: &Count| c.name.parse::<f64>().unwrap_or(f64::MAX);
+        score(a)
+            .total_cmp(&score(b))
+            .then_with(|| a.name.cmp(&b.name))
+    });
     let responses: u64 = by_score.iter().map(|c| c.count).sum();
     let total: f64 = (by_score.iter())
         .map(|c| c.name.parse::<f64>().unwrap_or(0.0) * c.count as f64)
@@ -247,25 +266,25 @@ struct CallTopics {
 
 /// The calls from known numbers started in [`from_ms`, `to_ms`), by id.
 fn topics_of_calls(
-    db: &Connection,
+    db: &mut Records,
     from_ms: u64,
     to_ms: u64,
 ) -> Result<BTreeMap<String, CallTopics>, StatsError> {
     let mut calls: BTreeMap<String, CallTopics> = BTreeMap::new();
-    let mut q = db.prepare(
-        "SELECT c.call_id, c.caller, c.started_ms, c.ended_ms IS NOT NULL,                 t.intent, json_extract(t.record, '$.kb')          FROM calls c LEFT JOIN turns t USING (call_id)          WHERE c.started_ms >= ?1 AND c.started_ms < ?2 AND c.caller != 'anonymous'",
-    )?;
-    let mut rows = q.query(params![from_ms as i64, to_ms as i64])?;
-    while let Some(r) = rows.next()? {
-        let call = calls.entry(r.get(0)?).or_insert_with(|| CallTopics {
-            caller: r.get(1).unwrap_or_default(),
-            started_ms: r.get::<_, i64>(2).unwrap_or(0) as u64,
-            ended: r.get(3).unwrap_or(false),
+    let sql = format!(
+        "SELECT c.call_id, c.caller, c.started_ms, c.ended_ms, t.intent, {} \
+         FROM calls c LEFT JOIN turns t USING (call_id) \
+         WHERE c.started_ms >= ?1 AND c.started_ms < ?2 AND c.caller != 'anonymous'",
+        db.json_text("t.record", &["kb"])
+    );
+    for r in db.rows(&sql, &[from_ms.into(), to_ms.into()])? {
+        let call = calls.entry(r.text(0)).or_insert_with(|| CallTopics {
+            caller: r.text(1),
+            started_ms: r.count(2),
+            ended: r.opt_int(3).is_some(),
             topics: Vec::new(),
         });
-        let intent: Option<String> = r.get(4)?;
-        let kb: Option<String> = r.get(5)?;
-        let topic = match (intent, kb) {
+        let topic = match (r.opt_text(4), r.opt_text(5)) {
             (Some(i), _) if i != "agent" && i != "goodbye" => Some(i),
             (_, Some(k)) => Some(format!("kb:{k}")),
             _ => None,
@@ -279,7 +298,7 @@ fn topics_of_calls(
     Ok(calls)
 }
 
-fn first_contact(db: &Connection, range: Range) -> Result<FirstContact, StatsError> {
+fn first_contact(db: &mut Records, range: Range) -> Result<FirstContact, StatsError> {
     let window_ms = FCR_WINDOW_DAYS * 86_400_000;
     // Later calls up to a window past the range can reveal a repeat.
     let calls = topics_of_calls(db, range.from_ms, range.to_ms.saturating_add(window_ms))?;
@@ -314,22 +333,21 @@ fn first_contact(db: &Connection, range: Range) -> Result<FirstContact, StatsErr
 }
 
 /// The statistics of calls started in `range`, with a series in buckets of `bucket_ms`.
-pub fn summary(db: &Connection, range: Range, bucket_ms: u64) -> Result<Summary, StatsError> {
+pub fn summary(db: &mut Records, range: Range, bucket_ms: u64) -> Result<Summary, StatsError> {
     let bucket_ms = bucket_ms.max(1);
-    let span = params![range.from_ms as i64, range.to_ms as i64];
     let mut outcomes = Outcomes::default();
     let (mut calls, mut in_progress, mut handling_ms) = (0u64, 0u64, 0u64);
     // Per bucket: (calls, ended, self-served, transferred).
     let mut buckets: BTreeMap<u64, [u64; 4]> = BTreeMap::new();
     {
-        let mut q = db.prepare(
+        let rows = db.rows(
             "SELECT started_ms, ended_ms, outcome FROM calls WHERE started_ms >= ?1 AND started_ms < ?2",
+            &span(range),
         )?;
-        let mut rows = q.query(span)?;
-        while let Some(r) = rows.next()? {
-            let started = r.get::<_, i64>(0)? as u64;
-            let ended = r.get::<_, Option<i64>>(1)?;
-            let outcome = r.get::<_, Option<String>>(2)?;
+        for r in rows {
+            let started = r.count(0);
+            let ended = r.opt_int(1);
+            let outcome = r.opt_text(2);
             calls += 1;
             let b = buckets
                 .entry(range.from_ms + (started - range.from_ms) / bucket_ms * bucket_ms)
@@ -360,7 +378,7 @@ pub fn summary(db: &Connection, range: Range, bucket_ms: u64) -> Result<Summary,
         db,
         "SELECT transfer_reason, COUNT(*) FROM calls \
          WHERE started_ms >= ?1 AND started_ms < ?2 AND transfer_reason IS NOT NULL \
-         GROUP BY transfer_reason ORDER BY COUNT(*) DESC, transfer_reason",
+         GROUP BY transfer_reason",
         range,
     )?;
     let intents = counts(
@@ -368,20 +386,22 @@ pub fn summary(db: &Connection, range: Range, bucket_ms: u64) -> Result<Summary,
         &format!(
             "SELECT t.intent, COUNT(*) FROM turns t JOIN calls c USING (call_id) \
              WHERE c.started_ms >= ?1 AND c.started_ms < ?2 AND t.intent IS NOT NULL AND {SPOKEN} \
-             GROUP BY t.intent ORDER BY COUNT(*) DESC, t.intent"
+             GROUP BY t.intent"
         ),
         range,
     )?;
-    let (caller_turns, not_understood_turns): (i64, i64) = db.query_row(
+    let turns = db.row(
         &format!(
-            "SELECT COUNT(*), COALESCE(SUM({NOT_UNDERSTOOD}), 0) FROM turns t JOIN calls c USING (call_id) \
-             WHERE c.started_ms >= ?1 AND c.started_ms < ?2 AND {SPOKEN}"
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN {} THEN 1 ELSE 0 END), 0) \
+             FROM turns t JOIN calls c USING (call_id) \
+             WHERE c.started_ms >= ?1 AND c.started_ms < ?2 AND {SPOKEN}",
+            not_understood_sql(db)
         ),
-        span,
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        &span(range),
     )?;
-    let drop_off = {
-        let mut q = db.prepare(
+    let (caller_turns, not_understood_turns) = (turns.count(0), turns.count(1));
+    let mut drop_off = {
+        let rows = db.rows(
             "WITH in_range AS (SELECT call_id, outcome FROM calls WHERE started_ms >= ?1 AND started_ms < ?2), \
              last AS (SELECT t.call_id, t.node FROM turns t JOIN in_range r USING (call_id) \
                       WHERE r.outcome = 'abandoned' \
@@ -390,20 +410,28 @@ pub fn summary(db: &Connection, range: Range, bucket_ms: u64) -> Result<Summary,
                          FROM turns t JOIN in_range USING (call_id) GROUP BY t.node) \
              SELECT reached.node, reached.calls, \
                     (SELECT COUNT(*) FROM last WHERE last.node = reached.node) AS dropped \
-             FROM reached ORDER BY dropped DESC, reached.calls DESC, reached.node",
+             FROM reached",
+            &span(range),
         )?;
-        let rows = q.query_map(span, |r| {
-            let reached = r.get::<_, i64>(1)? as u64;
-            let abandoned = r.get::<_, i64>(2)? as u64;
-            Ok(NodeDropOff {
-                node: r.get(0)?,
-                reached,
-                abandoned,
-                drop_off_rate: rate(abandoned, reached).unwrap_or(0.0),
+        (rows.iter())
+            .map(|r| {
+                let (reached, abandoned) = (r.count(1), r.count(2));
+                NodeDropOff {
+                    node: r.text(0),
+                    reached,
+                    abandoned,
+                    drop_off_rate: rate(abandoned, reached).unwrap_or(0.0),
+                }
             })
-        })?;
-        rows.collect::<Result<Vec<_>, _>>()?
+            .collect::<Vec<_>>()
     };
+    // Ordered here, not in SQL: text order in SQL follows the database's collation, which
+    // differs between engines (and PostgreSQL installs).
+    drop_off.sort_by(|a, b| {
+        (b.abandoned, b.reached)
+            .cmp(&(a.abandoned, a.reached))
+            .then_with(|| a.node.cmp(&b.node))
+    });
     let latencies = latencies(db, range)?;
     let mut all: Vec<u64> = latencies.iter().map(|&(_, l)| l).collect();
     all.sort_unstable();
@@ -441,9 +469,9 @@ pub fn summary(db: &Connection, range: Range, bucket_ms: u64) -> Result<Summary,
         transfer_reasons,
         intents,
         average_handling_time_s: (ended > 0).then(|| handling_ms as f64 / ended as f64 / 1000.0),
-        caller_turns: caller_turns as u64,
-        not_understood_turns: not_understood_turns as u64,
-        not_understood_rate: rate(not_understood_turns as u64, caller_turns as u64),
+        caller_turns,
+        not_understood_turns,
+        not_understood_rate: rate(not_understood_turns, caller_turns),
         latency_p50_ms: percentile(&all, 0.5),
         latency_p95_ms: percentile(&all, 0.95),
         drop_off,
@@ -456,117 +484,139 @@ pub fn summary(db: &Connection, range: Range, bucket_ms: u64) -> Result<Summary,
 const CALL_COLUMNS: &str = "c.call_id, c.caller, c.hotline, c.dialplan_version, c.started_ms, \
      c.ended_ms, c.outcome, c.transfer_reason, (SELECT COUNT(*) FROM turns WHERE call_id = c.call_id)";
 
-fn call_row(r: &rusqlite::Row) -> rusqlite::Result<CallRow> {
-    Ok(CallRow {
-        call_id: r.get(0)?,
-        caller: r.get(1)?,
-        hotline: r.get(2)?,
-        dialplan_version: r.get::<_, i64>(3)? as u64,
-        started_ms: r.get::<_, i64>(4)? as u64,
-        ended_ms: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
-        outcome: r.get(6)?,
-        transfer_reason: r.get(7)?,
-        turns: r.get::<_, i64>(8)? as u64,
-    })
+fn call_row(r: &Row) -> CallRow {
+    CallRow {
+        call_id: r.text(0),
+        caller: r.text(1),
+        hotline: r.text(2),
+        dialplan_version: r.count(3),
+        started_ms: r.count(4),
+        ended_ms: r.opt_int(5).map(|v| v.max(0) as u64),
+        outcome: r.opt_text(6),
+        transfer_reason: r.opt_text(7),
+        turns: r.count(8),
+    }
 }
 
 /// Calls started in `range`, newest first; `outcome` filters when given.
 pub fn calls(
-    db: &Connection,
+    db: &mut Records,
     range: Range,
     outcome: Option<&str>,
     limit: u32,
 ) -> Result<Vec<CallRow>, StatsError> {
-    let mut q = db.prepare(&format!(
-        "SELECT {CALL_COLUMNS} FROM calls c WHERE c.started_ms >= ?1 AND c.started_ms < ?2 \
-         AND (?3 IS NULL OR c.outcome = ?3) ORDER BY c.started_ms DESC LIMIT ?4"
-    ))?;
-    let rows = q.query_map(
-        params![range.from_ms as i64, range.to_ms as i64, outcome, limit],
-        call_row,
+    let mut params = span(range).to_vec();
+    params.push(u64::from(limit).into());
+    let filter = match outcome {
+        Some(outcome) => {
+            params.push(outcome.into());
+            "AND c.outcome = ?4"
+        }
+        None => "",
+    };
+    let rows = db.rows(
+        &format!(
+            "SELECT {CALL_COLUMNS} FROM calls c WHERE c.started_ms >= ?1 AND c.started_ms < ?2 \
+             {filter} ORDER BY c.started_ms DESC LIMIT ?3"
+        ),
+        &params,
     )?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(rows.iter().map(call_row).collect())
 }
 
 /// One call with its turns in order, or None.
-pub fn call(db: &Connection, call_id: &str) -> Result<Option<CallDetail>, StatsError> {
-    let Some(call) = db
-        .query_row(
-            &format!("SELECT {CALL_COLUMNS} FROM calls c WHERE c.call_id = ?1"),
-            [call_id],
-            call_row,
-        )
-        .optional()?
-    else {
+pub fn call(db: &mut Records, call_id: &str) -> Result<Option<CallDetail>, StatsError> {
+    let rows = db.rows(
+        &format!("SELECT {CALL_COLUMNS} FROM calls c WHERE c.call_id = ?1"),
+        &[call_id.into()],
+    )?;
+    let Some(call) = rows.first().map(call_row) else {
         return Ok(None);
     };
-    let mut q = db.prepare("SELECT at_ms, record FROM turns WHERE call_id = ?1 ORDER BY seq")?;
-    let turns = q
-        .query_map([call_id], |r| {
-            let at_ms = r.get::<_, i64>(0)?;
-            let text = r.get::<_, String>(1)?;
+    let rows = db.rows(
+        "SELECT at_ms, record FROM turns WHERE call_id = ?1 ORDER BY seq",
+        &[call_id.into()],
+    )?;
+    let turns = (rows.iter())
+        .map(|r| {
+            let text = r.text(1);
             let mut record: serde_json::Value =
                 serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
             if let Some(m) = record.as_object_mut() {
-                m.insert("at_ms".into(), at_ms.into());
+                m.insert("at_ms".into(), r.int(0).into());
             }
-            Ok(record)
-        })?
-        .collect::<Result<_, _>>()?;
+            record
+        })
+        .collect();
     Ok(Some(CallDetail { call, turns }))
 }
 
 /// What callers said that the bot did not understand, newest first: the raw material for new
 /// intent examples.
 pub fn not_understood(
-    db: &Connection,
+    db: &mut Records,
     range: Range,
     limit: u32,
 ) -> Result<Vec<NotUnderstood>, StatsError> {
-    let mut q = db.prepare(&format!(
-        "SELECT t.call_id, t.at_ms, t.node, t.input, json_extract(t.record, '$.reason') \
+    let sql = format!(
+        "SELECT t.call_id, t.at_ms, t.node, t.input, {} \
          FROM turns t JOIN calls c USING (call_id) \
-         WHERE c.started_ms >= ?1 AND c.started_ms < ?2 AND {SPOKEN} AND {NOT_UNDERSTOOD} \
-         ORDER BY t.at_ms DESC LIMIT ?3"
-    ))?;
-    let rows = q.query_map(
-        params![range.from_ms as i64, range.to_ms as i64, limit],
-        |r| {
-            Ok(NotUnderstood {
-                call_id: r.get(0)?,
-                at_ms: r.get::<_, i64>(1)? as u64,
-                node: r.get(2)?,
-                text: r.get(3)?,
-                reason: r.get(4)?,
-            })
-        },
-    )?;
-    Ok(rows.collect::<Result<_, _>>()?)
+         WHERE c.started_ms >= ?1 AND c.started_ms < ?2 AND {SPOKEN} AND {} \
+         ORDER BY t.at_ms DESC, t.call_id, t.seq LIMIT ?3",
+        db.json_text("t.record", &["reason"]),
+        not_understood_sql(db)
+    );
+    let mut params = span(range).to_vec();
+    params.push(u64::from(limit).into());
+    let rows = db.rows(&sql, &params)?;
+    Ok(rows
+        .iter()
+        .map(|r| NotUnderstood {
+            call_id: r.text(0),
+            at_ms: r.count(1),
+            node: r.text(2),
+            text: r.text(3),
+            reason: r.text(4),
+        })
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn call(db: &Connection, id: &str, started: i64, ended: Option<i64>, outcome: Option<&str>) {
+    /// An empty records database in memory.
+    fn records() -> Records {
+        let mut db = Records::Sqlite(rusqlite::Connection::open_in_memory().unwrap());
+        db.batch(super::super::records::SCHEMA).unwrap();
+        db
+    }
+
+    fn call(db: &mut Records, id: &str, started: i64, ended: Option<i64>, outcome: Option<&str>) {
         let reason = (outcome == Some("transferred")).then_some("caller asked for a person");
         db.execute(
             "INSERT INTO calls VALUES (?1, 'sip:a@x', 'demo', 1, ?2, ?3, ?4, ?5)",
-            params![id, started, ended, outcome, reason],
+            &[
+                id.into(),
+                started.into(),
+                ended.into(),
+                outcome.into(),
+                reason.into(),
+            ],
         )
         .unwrap();
     }
 
-    fn turn(db: &Connection, id: &str, input: &str, node: &str, record: serde_json::Value) {
+    fn turn(db: &mut Records, id: &str, input: &str, node: &str, record: serde_json::Value) {
         db.execute(
             "INSERT INTO turns VALUES (?1, (SELECT COUNT(*) FROM turns WHERE call_id = ?1), 0, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                id,
-                input,
-                record["intent"].as_str(),
-                record["decision"].as_str().unwrap_or("dialplan"),
-                node,
-                record.to_string()
+            &[
+                id.into(),
+                input.into(),
+                record["intent"].as_str().into(),
+                record["decision"].as_str().unwrap_or("dialplan").into(),
+                node.into(),
+                Value::Json(record.clone()),
             ],
         )
         .unwrap();
@@ -574,12 +624,11 @@ mod tests {
 
     #[test]
     fn one_hotline_s_statistics_count_only_its_calls() {
-        let db = Connection::open_in_memory().unwrap();
-        db.execute_batch(super::super::records::SCHEMA).unwrap();
-        call(&db, "a", 0, Some(60_000), Some("self_served"));
-        call(&db, "b", 10, Some(120_010), Some("transferred"));
+        let mut db = records();
+        call(&mut db, "a", 0, Some(60_000), Some("self_served"));
+        call(&mut db, "b", 10, Some(120_010), Some("transferred"));
         turn(
-            &db,
+            &mut db,
             "a",
             "where is my order",
             "menu",
@@ -587,11 +636,11 @@ mod tests {
         );
         db.execute(
             "INSERT INTO calls VALUES ('z', 'sip:a@x', 'O''Brien''s line', 1, 20, 30, 'abandoned', NULL)",
-            [],
+            &[],
         )
         .unwrap();
         turn(
-            &db,
+            &mut db,
             "z",
             "hours",
             "menu",
@@ -601,10 +650,10 @@ mod tests {
             from_ms: 0,
             to_ms: 1_000_000,
         };
-        let all = summary(&db, range, 1_000_000).unwrap();
+        let all = summary(&mut db, range, 1_000_000).unwrap();
         assert_eq!((all.calls, all.intents.len()), (3, 2));
-        only_hotline(&db, "demo").unwrap();
-        let demo = summary(&db, range, 1_000_000).unwrap();
+        only_hotline(&mut db, "demo").unwrap();
+        let demo = summary(&mut db, range, 1_000_000).unwrap();
         assert_eq!(
             (
                 demo.calls,
@@ -614,11 +663,11 @@ mod tests {
             (2, 1, 1)
         );
         assert_eq!(demo.intents.len(), 1);
-        assert_eq!(calls(&db, range, None, 10).unwrap().len(), 2);
+        assert_eq!(calls(&mut db, range, None, 10).unwrap().len(), 2);
         // A name with quotes is a literal, not SQL.
-        db.execute_batch("DROP VIEW temp.calls").unwrap();
-        only_hotline(&db, "O'Brien's line").unwrap();
-        let obrien = summary(&db, range, 1_000_000).unwrap();
+        db.batch("DROP VIEW temp.calls").unwrap();
+        only_hotline(&mut db, "O'Brien's line").unwrap();
+        let obrien = summary(&mut db, range, 1_000_000).unwrap();
         assert_eq!((obrien.calls, obrien.outcomes.abandoned), (1, 1));
         assert_eq!(obrien.intents[0].name, "hours");
     }
@@ -626,40 +675,45 @@ mod tests {
     /// Four ended calls and one in progress: the numbers a manager would count by hand.
     #[test]
     fn summary_counts_what_a_manager_would_count_by_hand() {
-        let db = Connection::open_in_memory().unwrap();
-        db.execute_batch(super::super::records::SCHEMA).unwrap();
+        let mut db = records();
         let h: u64 = 3_600_000;
         let hi = h as i64;
-        call(&db, "a", 0, Some(60_000), Some("self_served"));
-        call(&db, "b", 10, Some(120_010), Some("transferred"));
-        call(&db, "c", hi, Some(hi + 30_000), Some("abandoned"));
-        call(&db, "d", hi + 5, Some(hi + 90_005), Some("self_served"));
-        call(&db, "e", hi + 9, None, None);
-        call(&db, "outside", 5 * hi, Some(5 * hi + 1), Some("abandoned"));
+        call(&mut db, "a", 0, Some(60_000), Some("self_served"));
+        call(&mut db, "b", 10, Some(120_010), Some("transferred"));
+        call(&mut db, "c", hi, Some(hi + 30_000), Some("abandoned"));
+        call(&mut db, "d", hi + 5, Some(hi + 90_005), Some("self_served"));
+        call(&mut db, "e", hi + 9, None, None);
+        call(
+            &mut db,
+            "outside",
+            5 * hi,
+            Some(5 * hi + 1),
+            Some("abandoned"),
+        );
         let timed = |ms: u64| serde_json::json!({"intent": "order_status", "latency": {"voice_to_voice_ms": ms + 700}});
-        turn(&db, "a", "(call start)", "menu", serde_json::json!({}));
-        turn(&db, "a", "where is my order", "menu", timed(100));
-        turn(&db, "b", "(call start)", "menu", serde_json::json!({}));
+        turn(&mut db, "a", "(call start)", "menu", serde_json::json!({}));
+        turn(&mut db, "a", "where is my order", "menu", timed(100));
+        turn(&mut db, "b", "(call start)", "menu", serde_json::json!({}));
         turn(
-            &db,
+            &mut db,
             "b",
             "purple elephants",
             "menu",
             serde_json::json!({"reason": "not understood: no intent matched", "latency": {"detected_to_audio_ms": 300, "endpoint_silence_ms": 700}}),
         );
         turn(
-            &db,
+            &mut db,
             "b",
             "#dtmf 9",
             "menu",
             serde_json::json!({"reason": "not understood: keypad `9` means nothing here"}),
         );
-        turn(&db, "c", "(call start)", "menu", serde_json::json!({}));
-        turn(&db, "c", "where is my order", "order/ask", timed(200));
-        turn(&db, "d", "(call start)", "menu", serde_json::json!({}));
+        turn(&mut db, "c", "(call start)", "menu", serde_json::json!({}));
+        turn(&mut db, "c", "where is my order", "order/ask", timed(200));
+        turn(&mut db, "d", "(call start)", "menu", serde_json::json!({}));
 
         let s = summary(
-            &db,
+            &mut db,
             Range {
                 from_ms: 0,
                 to_ms: 2 * h,
@@ -718,7 +772,7 @@ mod tests {
         );
 
         let heard = not_understood(
-            &db,
+            &mut db,
             Range {
                 from_ms: 0,
                 to_ms: 2 * h,
@@ -733,7 +787,7 @@ mod tests {
         );
 
         let list = calls(
-            &db,
+            &mut db,
             Range {
                 from_ms: 0,
                 to_ms: 2 * h,
@@ -744,16 +798,16 @@ mod tests {
         .unwrap();
         let ids: Vec<&str> = list.iter().map(|c| c.call_id.as_str()).collect();
         assert_eq!(ids, ["d", "a"], "newest first, filtered");
-        let detail = super::call(&db, "b").unwrap().unwrap();
+        let detail = super::call(&mut db, "b").unwrap().unwrap();
         assert_eq!(detail.call.turns, 3);
         assert_eq!(
             detail.turns[1]["reason"],
             "not understood: no intent matched"
         );
-        assert!(super::call(&db, "nope").unwrap().is_none());
+        assert!(super::call(&mut db, "nope").unwrap().is_none());
 
         let empty = summary(
-            &db,
+            &mut db,
             Range {
                 from_ms: 10 * h,
                 to_ms: 11 * h,
@@ -770,18 +824,17 @@ mod tests {
     /// Survey scores, and first-contact resolution by caller number and topic.
     #[test]
     fn survey_scores_and_first_contact_resolution() {
-        let db = Connection::open_in_memory().unwrap();
-        db.execute_batch(super::super::records::SCHEMA).unwrap();
+        let mut db = records();
         let day: i64 = 86_400_000;
-        let from = |id: &str, caller: &str, started: i64, ended: bool, topic: &str| {
+        let mut from = |id: &str, caller: &str, started: i64, ended: bool, topic: &str| {
             db.execute(
                 "INSERT INTO calls VALUES (?1, ?2, 'demo', 1, ?3, ?4, ?5, NULL)",
-                params![
-                    id,
-                    caller,
-                    started,
-                    ended.then_some(started + 60_000),
-                    ended.then_some("self_served")
+                &[
+                    id.into(),
+                    caller.into(),
+                    started.into(),
+                    ended.then_some(started + 60_000).into(),
+                    ended.then_some("self_served").into(),
                 ],
             )
             .unwrap();
@@ -789,7 +842,7 @@ mod tests {
                 Some(kb) => serde_json::json!({ "kb": kb }),
                 None => serde_json::json!({ "intent": topic }),
             };
-            turn(&db, id, "something", "menu", record);
+            turn(&mut db, id, "something", "menu", record);
         };
         from("p1", "+15550100", 0, true, "order_status");
         from("p2", "+15550100", 2 * day, true, "order_status"); // p1 did not resolve it
@@ -802,7 +855,7 @@ mod tests {
         from("u1", "+15550112", 0, false, "order_status"); // in progress: not judged
         for (id, score) in [("p1", 4), ("q1", 5), ("r1", 5)] {
             turn(
-                &db,
+                &mut db,
                 id,
                 "#dtmf 5",
                 "bye",
@@ -810,7 +863,7 @@ mod tests {
             );
         }
         let s = summary(
-            &db,
+            &mut db,
             Range {
                 from_ms: 0,
                 to_ms: 3 * day as u64,
