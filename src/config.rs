@@ -40,6 +40,7 @@
 //!     basic: { user: ivr, password: "${CRM_PASSWORD}" }   # or HTTP Basic credentials
 //! admin:
 //!   listen: 127.0.0.1:8081   # /healthz, /metrics, /dashboard, /api (token: VOXNAV_ADMIN_TOKEN)
+//! node: voxnav-2              # this node's name in shared records (default: the host name)
 //! records:                   # call records with transcripts (docs/records.md)
 //!   path: records/voxnav.db  # a SQLite file, `off`, or a PostgreSQL URL shared by nodes:
 //!                            # postgres://voxnav:${PGPASSWORD}@10.0.0.5/voxnav
@@ -99,6 +100,8 @@ pub struct ServerConfig {
     pub records: Option<Option<crate::ops::db::Database>>,
     pub retention_days: Option<u32>,
     pub records_buffer: Option<usize>,
+    /// This node's name in shared records and the cluster view (default: the host name).
+    pub node: Option<String>,
     pub log: crate::ops::log::LogConfig,
     pub turn: crate::dialplan::model::TurnOverrides,
     pub asr_jobs: Option<usize>,
@@ -547,6 +550,9 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
     }
     if let Some(backends) = top.get("backends") {
         config.backends = read_backends(backends, &|n| std::env::var(n).ok(), &mut p);
+    }
+    if let Some(node) = top.get("node") {
+        config.node = text(node, "node", &mut p).map(|(t, _)| t);
     }
     if let Some(admin) = top.get("admin") {
         let mut m = MapReader::new(admin, "admin", &mut p);

@@ -1,22 +1,31 @@
 //! Several voxnav nodes behind Kamailio (Debian's `kamailio`, `deploy/kamailio/kamailio.cfg`),
-//! all on loopback: three nodes on 127.0.0.2-4 answering with the built-in test behaviour,
-//! Kamailio on 127.0.0.1 spreading calls over them with the dispatcher and probing each with
-//! OPTIONS every second, SIPp calling through Kamailio (ACK and BYE follow the route set).
+//! all on loopback, with one PostgreSQL for everyone's call records: three nodes on
+//! 127.0.0.2-4 answering a one-prompt hotline, Kamailio on 127.0.0.1 spreading calls over them
+//! with the dispatcher and probing each with OPTIONS every second, SIPp calling through
+//! Kamailio (ACK and BYE follow the route set), PostgreSQL in a temporary folder.
 //!
-//! 1. 150 calls are spread over the three nodes; every one succeeds.
+//! 1. 150 calls are spread over the three nodes; every one succeeds, and every one is in
+//!    PostgreSQL under the node that answered it.
 //! 2. One node is drained during a second run of 150: it answers OPTIONS and new INVITEs with
 //!    503, Kamailio takes it out and fails its INVITEs over to the others, no call fails, and
-//!    the drained node exits by itself once its calls have ended.
+//!    the drained node exits by itself once its calls have ended, its records written.
 //! 3. One node is killed: Kamailio's probes find it down (the time is printed), and the 150
 //!    calls after that all succeed on the last node, none sent to the dead one first.
+//!    PostgreSQL is stopped for 30 s during those calls: they go on, and once it is back the
+//!    node's records catch up by themselves: every call of the surviving nodes is in it.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use voxnav::ops::db::Database;
 use voxnav::testkit::{
-    KillOnDrop, free_udp_port, lines_of, temp_dir, wait_exit, wait_for_line as wait_for,
+    KillOnDrop, Postgres, free_udp_port, lines_of, temp_dir, wait_exit, wait_for_line as wait_for,
 };
+
+/// What each node answers: a greeting, then the caller hangs up (SIPp's BYE).
+const HOTLINE: &str = "name: cluster\nhandlers: { no_input: bye, no_match: bye }\nstart: ask\n\
+    nodes:\n  ask:\n    ask: { prompt: \"Hello.\" }\n    next: bye\n  bye: { hangup: \"Goodbye.\" }\n";
 
 const TOKEN: &str = "nodes-token";
 
@@ -58,20 +67,25 @@ fn answers_options(proxy: SocketAddr) -> bool {
 
 struct Node {
     process: KillOnDrop,
+    name: String,
     sip: SocketAddr,
     admin: SocketAddr,
     lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Node {
-    fn start(ip: &str, rtp_ports: &str) -> Node {
+    fn start(ip: &str, rtp_ports: &str, dialplan: &std::path::Path, records: &str) -> Node {
         let sip = SocketAddr::new(ip.parse().unwrap(), free_port_on(ip));
         let admin = SocketAddr::new(sip.ip(), free_port_on(ip));
+        let name = format!("node-{ip}");
         let mut child = Command::new(env!("CARGO_BIN_EXE_voxnav"))
             .args(["serve", "--sip-listen", &sip.to_string()])
             .args(["--rtp-ports", rtp_ports])
             .args(["--admin-listen", &admin.to_string()])
             .args(["--admin-token", TOKEN])
+            .arg("--dialplan")
+            .arg(dialplan)
+            .args(["--records", records, "--node", &name, "--asr-jobs", "1"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -80,6 +94,7 @@ impl Node {
         wait_for(&lines, "voxnav: ready", Duration::from_secs(30)).expect("the node is ready");
         Node {
             process: KillOnDrop(child),
+            name,
             sip,
             admin,
             lines,
@@ -105,6 +120,29 @@ impl Node {
 
     fn child(&mut self) -> &mut Child {
         &mut self.process.0
+    }
+}
+
+/// The finished calls PostgreSQL holds for `node`.
+fn recorded(records: &Database, node: &str) -> u64 {
+    let mut db = records.open().expect("PostgreSQL answers");
+    db.row(
+        "SELECT COUNT(*) FROM calls WHERE node = ?1 AND ended_ms IS NOT NULL",
+        &[node.into()],
+    )
+    .unwrap()
+    .count(0)
+}
+
+/// Waits (up to `limit`) until PostgreSQL holds `want` finished calls for `node`; the count.
+fn wait_recorded(records: &Database, node: &str, want: u64, limit: Duration) -> u64 {
+    let deadline = Instant::now() + limit;
+    loop {
+        let n = recorded(records, node);
+        if n >= want || Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -136,10 +174,14 @@ fn assert_all_succeeded(out: &std::process::Output, what: &str) {
 #[test]
 fn calls_spread_over_nodes_behind_kamailio_survive_a_drain_and_a_dead_node() {
     let dir = temp_dir("kamailio");
+    let pg = Postgres::start(&dir);
+    let records = Database::parse(&pg.url());
+    let dialplan = dir.join("cluster.yaml");
+    std::fs::write(&dialplan, HOTLINE).unwrap();
     let mut nodes = [
-        Node::start("127.0.0.2", "30000-30999"),
-        Node::start("127.0.0.3", "31000-31999"),
-        Node::start("127.0.0.4", "32000-32999"),
+        Node::start("127.0.0.2", "30000-30999", &dialplan, &pg.url()),
+        Node::start("127.0.0.3", "31000-31999", &dialplan, &pg.url()),
+        Node::start("127.0.0.4", "32000-32999", &dialplan, &pg.url()),
     ];
     let list = dir.join("dispatcher.list");
     let entries: String = nodes.iter().map(|n| format!("1 sip:{}\n", n.sip)).collect();
@@ -176,8 +218,13 @@ fn calls_spread_over_nodes_behind_kamailio_survive_a_drain_and_a_dead_node() {
         "each node took calls: {taken:?}"
     );
     println!("calls per node: {taken:?}");
+    for (node, &n) in nodes.iter().zip(&taken) {
+        let stored = wait_recorded(&records, &node.name, n, Duration::from_secs(20));
+        assert_eq!(stored, n, "{}'s calls are all in PostgreSQL", node.name);
+    }
 
     // 2. Drain the second node while calls come in: none fails, and it exits by itself.
+    let others_before = nodes[0].calls() + nodes[2].calls();
     let before = nodes[1].calls();
     let caller = std::thread::spawn(move || calls_through(proxy, 150, 30));
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -192,8 +239,15 @@ fn calls_spread_over_nodes_behind_kamailio_survive_a_drain_and_a_dead_node() {
     wait_for(&nodes[1].lines, "voxnav: drained", Duration::from_secs(10))
         .expect("the drained node finishes its calls");
     let status =
-        wait_exit(nodes[1].child(), Duration::from_secs(10)).expect("the drained node exits");
+        wait_exit(nodes[1].child(), Duration::from_secs(20)).expect("the drained node exits");
     assert!(status.success(), "{status}");
+    // It flushed its records before exiting: every call it answered is in PostgreSQL.
+    let drained_calls = before + 150 - (nodes[0].calls() + nodes[2].calls() - others_before);
+    assert_eq!(
+        recorded(&records, &nodes[1].name),
+        drained_calls,
+        "the drained node's calls are all recorded"
+    );
 
     // 3. Kill the third node: Kamailio's probes find it down, then every call goes to the
     //    node left, none tried on the dead one first.
@@ -206,9 +260,46 @@ fn calls_spread_over_nodes_behind_kamailio_survive_a_drain_and_a_dead_node() {
         killed.elapsed().as_millis()
     );
     let left_before = nodes[0].calls();
-    let out = calls_through(proxy, 150, 30);
-    assert_all_succeeded(&out, "after a node died");
-    assert_eq!(nodes[0].calls() - left_before, 150, "all on the node left");
+    // PostgreSQL stops for the 30 s these calls take (5 a second): calls go on regardless.
+    pg.stop();
+    let outage = Instant::now();
+    let out = calls_through(proxy, 150, 5);
+    println!(
+        "150 calls while PostgreSQL was down ({} ms)",
+        outage.elapsed().as_millis()
+    );
+    assert_all_succeeded(&out, "after a node died, with PostgreSQL down");
+    let (_, metrics) = nodes[0].api("GET", "/metrics");
+    let sample = |name: &str| voxnav::ops::metrics::sample(&metrics, name);
+    assert_eq!(
+        sample("voxnav_records_connected"),
+        0.0,
+        "the node saw the outage"
+    );
+    pg.start_again();
+    let left = nodes[0].calls();
+    assert_eq!(left - left_before, 150, "all on the node left");
+    let stored = wait_recorded(&records, &nodes[0].name, left, Duration::from_secs(60));
+    assert_eq!(
+        stored, left,
+        "the records caught up once PostgreSQL was back"
+    );
+    let (_, metrics) = nodes[0].api("GET", "/metrics");
+    let sample = |name: &str| voxnav::ops::metrics::sample(&metrics, name);
+    assert_eq!(sample("voxnav_records_connected"), 1.0);
+    assert_eq!(
+        sample("voxnav_record_writes_total{result=\"dropped\"}"),
+        0.0,
+        "the buffer held the outage's records"
+    );
+    // The dead node's records: what it had written before it died (it had no calls then).
+    println!(
+        "records in PostgreSQL per node: {:?}",
+        nodes
+            .iter()
+            .map(|n| (n.name.clone(), recorded(&records, &n.name)))
+            .collect::<Vec<_>>()
+    );
     let failovers: Vec<String> = log
         .try_iter()
         .filter(|l| l.contains("failed over"))

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use voxnav::ops::db::{Database, Records};
-use voxnav::ops::records::{self, RecordEvent, RecordStore};
+use voxnav::ops::records::{self, RecordEvent, RecordStore, WriterConfig};
 use voxnav::ops::review;
 use voxnav::ops::stats::{self, Range};
 use voxnav::testkit::{Postgres, temp_dir};
@@ -35,6 +35,7 @@ fn day_of_calls() -> Vec<RecordEvent> {
             hotline: hotline.into(),
             dialplan_version: 1 + i / 20,
             started_ms: started,
+            node: Some(format!("node-{}", i % 3)),
         });
         let turns: Vec<serde_json::Value> = vec![
             serde_json::json!({"input": "(call start)", "decision": "dialplan", "node": "menu"}),
@@ -137,7 +138,7 @@ fn postgresql_records_read_exactly_as_sqlite_records_do() {
     let applied = again
         .row("SELECT COUNT(*) FROM voxnav_migrations", &[])
         .unwrap();
-    assert_eq!(applied.int(0), 1);
+    assert_eq!(applied.int(0), 2);
     drop(pg);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -154,6 +155,7 @@ fn send_calls(store: &RecordStore, first: u64, n: u64) {
             hotline: "shop".into(),
             dialplan_version: 1,
             started_ms: now + i,
+            node: Some("node-a".into()),
         });
         store.send(RecordEvent::Turn {
             call_id: call_id.clone(),
@@ -175,7 +177,11 @@ fn the_writer_rides_out_a_postgresql_outage_and_counts_what_it_dropped() {
     let pg = Postgres::start(&dir);
     let database = Database::parse(&pg.url());
     let buffer = 300;
-    let store = RecordStore::open(&database, 90, buffer, Arc::default()).unwrap();
+    let config = WriterConfig {
+        buffer,
+        ..Default::default()
+    };
+    let store = RecordStore::open(&database, config, Arc::default()).unwrap();
     send_calls(&store, 0, 100);
     assert!(
         store.flush(Duration::from_secs(30)),

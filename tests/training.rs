@@ -46,6 +46,7 @@ fn record_call(
         hotline: hotline.plan.name.clone(),
         dialplan_version: registry.version(),
         started_ms: voxnav::ops::live::now_ms(),
+        node: None,
     });
     sim::step(&mut engine, Event::Start, http);
     let mut transferred = false;

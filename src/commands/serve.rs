@@ -30,6 +30,7 @@ use voxnav::dialplan::registry::HotlineRegistry;
 use voxnav::models::ModelPaths;
 use voxnav::net::media::MediaEngine;
 use voxnav::ops::db::Database;
+use voxnav::ops::records::WriterConfig;
 use voxnav::ops::{
     admin::AdminConfig, admin::AdminHotline, lines::StdoutLines, live::LiveView, metrics::Metrics,
 };
@@ -86,6 +87,10 @@ pub struct ServeArgs {
     /// docs/records.md). Config `records.path`; default records/voxnav.db.
     #[arg(long, value_name = "FILE|URL")]
     records: Option<String>,
+    /// This node's name, written with each call it records (config `node`; default: the
+    /// host name). Nodes sharing a PostgreSQL records database tell their calls apart by it.
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
     /// Keep no call records (config `records.path: off`).
     #[arg(long)]
     no_records: bool,
@@ -145,6 +150,8 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
     }
     .filter(|_| has_hotlines);
     let retention_days = args.retention_days.or(file.retention_days).unwrap_or(90);
+    let node =
+        (args.node.clone().or(file.node.clone())).unwrap_or_else(voxnav::ops::live::host_name);
 
     // The observers of every report.
     let metrics = Arc::new(Metrics::new());
@@ -156,9 +163,13 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
     let record_store = match &records {
         Some(database) => Some(voxnav::ops::records::RecordStore::open(
             database,
-            retention_days,
-            file.records_buffer
-                .unwrap_or(voxnav::ops::records::DEFAULT_BUFFER),
+            WriterConfig {
+                retention_days,
+                buffer: file
+                    .records_buffer
+                    .unwrap_or(voxnav::ops::records::DEFAULT_BUFFER),
+                node: Some(node.clone()),
+            },
             metrics.records_health(),
         )?),
         None => None,

@@ -16,16 +16,30 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The schema steps of each engine, in order: (version, name, SQL).
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "calls_and_turns",
-    include_str!("../../migrations/sqlite/0001_calls_and_turns.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "calls_and_turns",
-    include_str!("../../migrations/postgres/0001_calls_and_turns.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "calls_and_turns",
+        include_str!("../../migrations/sqlite/0001_calls_and_turns.sql"),
+    ),
+    (
+        2,
+        "calls_node",
+        include_str!("../../migrations/sqlite/0002_calls_node.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "calls_and_turns",
+        include_str!("../../migrations/postgres/0001_calls_and_turns.sql"),
+    ),
+    (
+        2,
+        "calls_node",
+        include_str!("../../migrations/postgres/0002_calls_node.sql"),
+    ),
+];
 
 /// The advisory lock key nodes take while migrating ("voxnav" in ASCII, as a number).
 const MIGRATION_LOCK: i64 = 0x766f_786e_6176;
@@ -39,6 +53,13 @@ pub enum Database {
 }
 
 impl Database {
+    /// A SQLite database in memory with the schema (tests).
+    pub fn in_memory() -> Records {
+        Self::Sqlite(PathBuf::from(":memory:"))
+            .open()
+            .expect("an in-memory SQLite database")
+    }
+
     /// A `postgres://` URL, else a SQLite file path.
     pub fn parse(text: &str) -> Self {
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {

@@ -144,3 +144,12 @@ impl Observer for LiveView {
         }
     }
 }
+
+/// This machine's host name (the default node name), `voxnav` if it cannot be read.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "voxnav".into())
+}

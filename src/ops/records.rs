@@ -22,9 +22,6 @@ use std::time::{Duration, Instant};
 
 use super::db::{Database, DbError, Records, Value};
 
-/// The SQLite schema (also in `docs/records.md`; applied by `ops::db`'s migrations).
-pub const SCHEMA: &str = include_str!("../../migrations/sqlite/0001_calls_and_turns.sql");
-
 /// Events the buffer holds while the writer is behind or the database is down: at five
 /// events a call, minutes of a busy node's calls.
 pub const DEFAULT_BUFFER: usize = 50_000;
@@ -38,6 +35,8 @@ pub enum RecordEvent {
         hotline: String,
         dialplan_version: u64,
         started_ms: u64,
+        /// The node that answered (`node:` in the server config).
+        node: Option<String>,
     },
     /// One decision record (`voxnav: decision` JSON).
     Turn {
@@ -99,6 +98,29 @@ pub struct RecordStore {
     tx: SyncSender<Message>,
     pub database: Database,
     pub health: Arc<WriterHealth>,
+    /// This node's name, written with each call it answers.
+    node: Option<String>,
+}
+
+/// How the writer keeps the records.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Calls older than this are pruned, at start and hourly.
+    pub retention_days: u32,
+    /// Events held while the database is down or slow; beyond it they are dropped (counted).
+    pub buffer: usize,
+    /// This node's name (records shared by several nodes tell them apart).
+    pub node: Option<String>,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 90,
+            buffer: DEFAULT_BUFFER,
+            node: None,
+        }
+    }
 }
 
 enum Message {
@@ -135,8 +157,7 @@ impl RecordStore {
     /// it does, and calls go on meanwhile).
     pub fn open(
         database: &Database,
-        retention_days: u32,
-        buffer: usize,
+        config: WriterConfig,
         health: Arc<WriterHealth>,
     ) -> Result<Self, RecordError> {
         let first = match database.open() {
@@ -152,13 +173,13 @@ impl RecordStore {
                 });
             }
         };
-        let (tx, rx) = sync_channel(buffer.max(1));
+        let (tx, rx) = sync_channel(config.buffer.max(1));
         health.set_connected(first.is_some());
         let writer = Writer {
             database: database.clone(),
             db: first,
             health: health.clone(),
-            retention_days,
+            retention_days: config.retention_days,
             last_prune: None,
         };
         std::thread::Builder::new()
@@ -172,6 +193,7 @@ impl RecordStore {
             tx,
             database: database.clone(),
             health,
+            node: config.node,
         })
     }
 
@@ -236,6 +258,7 @@ impl crate::report::Observer for RecordStore {
                 hotline: hotline.clone(),
                 dialplan_version: *dialplan_version,
                 started_ms: now,
+                node: self.node.clone(),
             }),
             Report::Turn {
                 call_id, record, ..
@@ -450,18 +473,20 @@ pub fn write(db: &mut Records, event: &RecordEvent) -> Result<(), DbError> {
             hotline,
             dialplan_version,
             started_ms,
+            node,
         } => db.execute(
-            "INSERT INTO calls (call_id, caller, hotline, dialplan_version, started_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5) \
+            "INSERT INTO calls (call_id, caller, hotline, dialplan_version, started_ms, node) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
              ON CONFLICT (call_id) DO UPDATE SET caller = excluded.caller, \
              hotline = excluded.hotline, dialplan_version = excluded.dialplan_version, \
-             started_ms = excluded.started_ms",
+             started_ms = excluded.started_ms, node = excluded.node",
             &[
                 call_id.into(),
                 caller.into(),
                 hotline.into(),
                 (*dialplan_version).into(),
                 (*started_ms).into(),
+                node.as_ref().into(),
             ],
         ),
         RecordEvent::Turn {
@@ -528,19 +553,20 @@ mod tests {
             )
             .unwrap();
         }
-        let store = RecordStore::open(
-            &Database::Sqlite(path.clone()),
-            30,
-            DEFAULT_BUFFER,
-            Arc::default(),
-        )
-        .unwrap();
+        let config = WriterConfig {
+            retention_days: 30,
+            node: Some("node-a".into()),
+            ..Default::default()
+        };
+        let store =
+            RecordStore::open(&Database::Sqlite(path.clone()), config, Arc::default()).unwrap();
         store.send(RecordEvent::CallStarted {
             call_id: "c1".into(),
             caller: "<sip:alice@192.0.2.1>".into(),
             hotline: "demo".into(),
             dialplan_version: 2,
             started_ms: super::super::live::now_ms(),
+            node: Some("node-a".into()),
         });
         for (input, decision) in [
             ("(call start)", "dialplan"),
@@ -594,7 +620,11 @@ mod tests {
     fn with_the_database_down_events_beyond_the_buffer_are_dropped_and_counted_not_waited_for() {
         // Nothing listens on port 1: every connection is refused at once.
         let down = Database::parse("postgres://voxnav@127.0.0.1:1/records");
-        let store = RecordStore::open(&down, 30, 4, Arc::default()).unwrap();
+        let config = WriterConfig {
+            buffer: 4,
+            ..Default::default()
+        };
+        let store = RecordStore::open(&down, config, Arc::default()).unwrap();
         assert!(!store.health.is_connected());
         for i in 0..10 {
             store.send(RecordEvent::CallEnded {

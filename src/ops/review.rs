@@ -227,7 +227,7 @@ mod tests {
         // Calls a, b, c start a second apart.
         let started = 1000 * (1 + i64::from(call.as_bytes()[0] - b'a'));
         db.execute(
-            "INSERT INTO calls VALUES (?1, '+1555', 'shop', 1, ?2, NULL, ?3, NULL)",
+            "INSERT INTO calls VALUES (?1, '+1555', 'shop', 1, ?2, NULL, ?3, NULL, NULL)",
             &[call.into(), started.into(), outcome.into()],
         )
         .unwrap();
@@ -249,8 +249,7 @@ mod tests {
 
     #[test]
     fn missed_phrasings_are_grouped_with_the_repeat_that_was_understood_and_their_neighbours() {
-        let mut db = Records::Sqlite(rusqlite::Connection::open_in_memory().unwrap());
-        db.batch(crate::ops::records::SCHEMA).unwrap();
+        let mut db = crate::ops::db::Database::in_memory();
         let nope = serde_json::json!({ "reason": "not understood: out of scope" });
         let track = serde_json::json!({ "reason": "intent `track` (0.9)", "intent": "track" });
         // Call a: missed, then the repeat is understood as `track`.

@@ -132,6 +132,8 @@ pub struct CallRow {
     pub outcome: Option<String>,
     pub transfer_reason: Option<String>,
     pub turns: u64,
+    /// The voxnav node that answered it (records shared by several nodes).
+    pub node: Option<String>,
 }
 
 /// One call with every turn's decision record.
@@ -482,7 +484,8 @@ pub fn summary(db: &mut Records, range: Range, bucket_ms: u64) -> Result<Summary
 }
 
 const CALL_COLUMNS: &str = "c.call_id, c.caller, c.hotline, c.dialplan_version, c.started_ms, \
-     c.ended_ms, c.outcome, c.transfer_reason, (SELECT COUNT(*) FROM turns WHERE call_id = c.call_id)";
+     c.ended_ms, c.outcome, c.transfer_reason, (SELECT COUNT(*) FROM turns WHERE call_id = c.call_id), \
+     c.node";
 
 fn call_row(r: &Row) -> CallRow {
     CallRow {
@@ -495,6 +498,7 @@ fn call_row(r: &Row) -> CallRow {
         outcome: r.opt_text(6),
         transfer_reason: r.opt_text(7),
         turns: r.count(8),
+        node: r.opt_text(9),
     }
 }
 
@@ -587,15 +591,13 @@ mod tests {
 
     /// An empty records database in memory.
     fn records() -> Records {
-        let mut db = Records::Sqlite(rusqlite::Connection::open_in_memory().unwrap());
-        db.batch(super::super::records::SCHEMA).unwrap();
-        db
+        super::super::db::Database::in_memory()
     }
 
     fn call(db: &mut Records, id: &str, started: i64, ended: Option<i64>, outcome: Option<&str>) {
         let reason = (outcome == Some("transferred")).then_some("caller asked for a person");
         db.execute(
-            "INSERT INTO calls VALUES (?1, 'sip:a@x', 'demo', 1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO calls VALUES (?1, 'sip:a@x', 'demo', 1, ?2, ?3, ?4, ?5, NULL)",
             &[
                 id.into(),
                 started.into(),
@@ -635,7 +637,7 @@ mod tests {
             serde_json::json!({"intent": "order_status"}),
         );
         db.execute(
-            "INSERT INTO calls VALUES ('z', 'sip:a@x', 'O''Brien''s line', 1, 20, 30, 'abandoned', NULL)",
+            "INSERT INTO calls VALUES ('z', 'sip:a@x', 'O''Brien''s line', 1, 20, 30, 'abandoned', NULL, NULL)",
             &[],
         )
         .unwrap();
@@ -828,7 +830,7 @@ mod tests {
         let day: i64 = 86_400_000;
         let mut from = |id: &str, caller: &str, started: i64, ended: bool, topic: &str| {
             db.execute(
-                "INSERT INTO calls VALUES (?1, ?2, 'demo', 1, ?3, ?4, ?5, NULL)",
+                "INSERT INTO calls VALUES (?1, ?2, 'demo', 1, ?3, ?4, ?5, NULL, NULL)",
                 &[
                     id.into(),
                     caller.into(),
