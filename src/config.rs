@@ -40,7 +40,11 @@
 //!     basic: { user: ivr, password: "${CRM_PASSWORD}" }   # or HTTP Basic credentials
 //! admin:
 //!   listen: 127.0.0.1:8081   # /healthz, /metrics, /dashboard, /api (token: VOXNAV_ADMIN_TOKEN)
-//! node: voxnav-2              # this node's name in shared records (default: the host name)
+//! server_name: voxnav-2     # this server's name in shared records and the cluster view
+//!                            # (default: the host name)
+//! cluster:
+//!   peers: [http://10.0.0.3:8081]   # the other nodes' admin APIs: the dashboard's live calls
+//!                                   # and /api/cluster/calls show theirs too
 //! records:                   # call records with transcripts (docs/records.md)
 //!   path: records/voxnav.db  # a SQLite file, `off`, or a PostgreSQL URL shared by nodes:
 //!                            # postgres://voxnav:${PGPASSWORD}@10.0.0.5/voxnav
@@ -100,8 +104,10 @@ pub struct ServerConfig {
     pub records: Option<Option<crate::ops::db::Database>>,
     pub retention_days: Option<u32>,
     pub records_buffer: Option<usize>,
-    /// This node's name in shared records and the cluster view (default: the host name).
-    pub node: Option<String>,
+    /// This server's name in shared records and the cluster view (default: the host name).
+    pub server_name: Option<String>,
+    /// `cluster.peers`: the other nodes' admin APIs (the cluster's live calls).
+    pub peers: Vec<String>,
     pub log: crate::ops::log::LogConfig,
     pub turn: crate::dialplan::model::TurnOverrides,
     pub asr_jobs: Option<usize>,
@@ -551,8 +557,25 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
     if let Some(backends) = top.get("backends") {
         config.backends = read_backends(backends, &|n| std::env::var(n).ok(), &mut p);
     }
-    if let Some(node) = top.get("node") {
-        config.node = text(node, "node", &mut p).map(|(t, _)| t);
+    if let Some(cluster) = top.get("cluster") {
+        let mut m = MapReader::new(cluster, "cluster", &mut p);
+        if let Some(peers) = m.get("peers") {
+            for (t, pos) in crate::dialplan::read::texts(peers, "a peer", &mut p) {
+                if t.starts_with("http://") {
+                    config.peers.push(t.trim_end_matches('/').to_string());
+                } else {
+                    p.add(
+                        pos,
+                        format!("peer `{t}` is not an http:// address"),
+                        "give another node's admin API, like http://10.0.0.3:8081",
+                    );
+                }
+            }
+        }
+        m.finish(&[], &mut p);
+    }
+    if let Some(name) = top.get("server_name") {
+        config.server_name = text(name, "server_name", &mut p).map(|(t, _)| t);
     }
     if let Some(admin) = top.get("admin") {
         let mut m = MapReader::new(admin, "admin", &mut p);

@@ -74,18 +74,43 @@ struct Node {
 }
 
 impl Node {
-    fn start(ip: &str, rtp_ports: &str, dialplan: &std::path::Path, records: &str) -> Node {
-        let sip = SocketAddr::new(ip.parse().unwrap(), free_port_on(ip));
-        let admin = SocketAddr::new(sip.ip(), free_port_on(ip));
-        let name = format!("node-{ip}");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_voxnav"))
-            .args(["serve", "--sip-listen", &sip.to_string()])
+    /// Its SIP and admin addresses on `ip` (chosen before any node starts: each lists the
+    /// others' admin APIs as its peers).
+    fn addresses(ip: &str) -> (SocketAddr, SocketAddr) {
+        let ip_addr: IpAddr = ip.parse().unwrap();
+        (
+            SocketAddr::new(ip_addr, free_port_on(ip)),
+            SocketAddr::new(ip_addr, free_port_on(ip)),
+        )
+    }
+
+    fn start(
+        (sip, admin): (SocketAddr, SocketAddr),
+        peers: &[(SocketAddr, SocketAddr)],
+        rtp_ports: &str,
+        dialplan: &std::path::Path,
+        records: &str,
+    ) -> Node {
+        let name = format!("node-{}", sip.ip());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_voxnav"));
+        command.args(["serve", "--sip-listen", &sip.to_string()]);
+        for (_, peer) in peers.iter().filter(|(_, a)| *a != admin) {
+            command.args(["--peer", &format!("http://{peer}")]);
+        }
+        let mut child = command
             .args(["--rtp-ports", rtp_ports])
             .args(["--admin-listen", &admin.to_string()])
             .args(["--admin-token", TOKEN])
             .arg("--dialplan")
             .arg(dialplan)
-            .args(["--records", records, "--node", &name, "--asr-jobs", "1"])
+            .args([
+                "--records",
+                records,
+                "--server-name",
+                &name,
+                "--asr-jobs",
+                "1",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -127,7 +152,7 @@ impl Node {
 fn recorded(records: &Database, node: &str) -> u64 {
     let mut db = records.open().expect("PostgreSQL answers");
     db.row(
-        "SELECT COUNT(*) FROM calls WHERE node = ?1 AND ended_ms IS NOT NULL",
+        "SELECT COUNT(*) FROM calls WHERE server = ?1 AND ended_ms IS NOT NULL",
         &[node.into()],
     )
     .unwrap()
@@ -178,10 +203,29 @@ fn calls_spread_over_nodes_behind_kamailio_survive_a_drain_and_a_dead_node() {
     let records = Database::parse(&pg.url());
     let dialplan = dir.join("cluster.yaml");
     std::fs::write(&dialplan, HOTLINE).unwrap();
+    let addresses = ["127.0.0.2", "127.0.0.3", "127.0.0.4"].map(Node::addresses);
     let mut nodes = [
-        Node::start("127.0.0.2", "30000-30999", &dialplan, &pg.url()),
-        Node::start("127.0.0.3", "31000-31999", &dialplan, &pg.url()),
-        Node::start("127.0.0.4", "32000-32999", &dialplan, &pg.url()),
+        Node::start(
+            addresses[0],
+            &addresses,
+            "30000-30999",
+            &dialplan,
+            &pg.url(),
+        ),
+        Node::start(
+            addresses[1],
+            &addresses,
+            "31000-31999",
+            &dialplan,
+            &pg.url(),
+        ),
+        Node::start(
+            addresses[2],
+            &addresses,
+            "32000-32999",
+            &dialplan,
+            &pg.url(),
+        ),
     ];
     let list = dir.join("dispatcher.list");
     let entries: String = nodes.iter().map(|n| format!("1 sip:{}\n", n.sip)).collect();
@@ -222,11 +266,48 @@ fn calls_spread_over_nodes_behind_kamailio_survive_a_drain_and_a_dead_node() {
         let stored = wait_recorded(&records, &node.name, n, Duration::from_secs(20));
         assert_eq!(stored, n, "{}'s calls are all in PostgreSQL", node.name);
     }
+    // Any node's API shows everyone's records (one database) and every node's live calls.
+    let (status, body) = nodes[0].api("GET", "/api/records/calls?limit=1000");
+    assert_eq!(status, 200, "{body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for (node, &n) in nodes.iter().zip(&taken) {
+        let theirs = (listed["calls"].as_array().unwrap().iter())
+            .filter(|c| c["server"] == node.name.as_str())
+            .count();
+        assert_eq!(
+            theirs as u64, n,
+            "{}'s records through the first node",
+            node.name
+        );
+    }
 
     // 2. Drain the second node while calls come in: none fails, and it exits by itself.
     let others_before = nodes[0].calls() + nodes[2].calls();
     let before = nodes[1].calls();
     let caller = std::thread::spawn(move || calls_through(proxy, 150, 30));
+    // Meanwhile the first node's cluster view lists the calls in progress on the others.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let seen_elsewhere = loop {
+        let (status, body) = nodes[0].api("GET", "/api/cluster/calls");
+        assert_eq!(status, 200, "{body}");
+        let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let servers = view["servers"].as_array().unwrap();
+        assert_eq!(servers.len(), 3, "{view}");
+        assert!(servers.iter().all(|s| s["error"].is_null()), "{view}");
+        let elsewhere: Vec<&str> = (view["calls"].as_array().unwrap().iter())
+            .filter_map(|c| c["server"].as_str())
+            .filter(|s| *s != nodes[0].name)
+            .collect();
+        if !elsewhere.is_empty() {
+            break elsewhere.len();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "another node's live call shows: {view}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!("the first node's cluster view showed {seen_elsewhere} calls on the others");
     let deadline = Instant::now() + Duration::from_secs(20);
     while nodes[1].calls() < before + 10 {
         assert!(Instant::now() < deadline, "the second run reaches the node");

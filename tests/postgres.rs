@@ -35,7 +35,7 @@ fn day_of_calls() -> Vec<RecordEvent> {
             hotline: hotline.into(),
             dialplan_version: 1 + i / 20,
             started_ms: started,
-            node: Some(format!("node-{}", i % 3)),
+            server: Some(format!("node-{}", i % 3)),
         });
         let turns: Vec<serde_json::Value> = vec![
             serde_json::json!({"input": "(call start)", "decision": "dialplan", "node": "menu"}),
@@ -155,7 +155,7 @@ fn send_calls(store: &RecordStore, first: u64, n: u64) {
             hotline: "shop".into(),
             dialplan_version: 1,
             started_ms: now + i,
-            node: Some("node-a".into()),
+            server: Some("node-a".into()),
         });
         store.send(RecordEvent::Turn {
             call_id: call_id.clone(),

@@ -46,7 +46,7 @@ fn record_call(
         hotline: hotline.plan.name.clone(),
         dialplan_version: registry.version(),
         started_ms: voxnav::ops::live::now_ms(),
-        node: None,
+        server: None,
     });
     sim::step(&mut engine, Event::Start, http);
     let mut transferred = false;

@@ -87,10 +87,15 @@ pub struct ServeArgs {
     /// docs/records.md). Config `records.path`; default records/voxnav.db.
     #[arg(long, value_name = "FILE|URL")]
     records: Option<String>,
-    /// This node's name, written with each call it records (config `node`; default: the
-    /// host name). Nodes sharing a PostgreSQL records database tell their calls apart by it.
+    /// This server's name, written with each call it records and shown in the cluster view
+    /// (config `server_name`; default: the host name). Nodes sharing a PostgreSQL records
+    /// database tell their calls apart by it.
     #[arg(long, value_name = "NAME")]
-    node: Option<String>,
+    server_name: Option<String>,
+    /// Another node's admin API (http://ADDRESS:PORT), repeatable: the dashboard's live
+    /// calls and /api/cluster/calls show its calls too (config `cluster.peers`).
+    #[arg(long = "peer", value_name = "URL")]
+    peers: Vec<String>,
     /// Keep no call records (config `records.path: off`).
     #[arg(long)]
     no_records: bool,
@@ -135,6 +140,9 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
     {
         anyhow::bail!("--agent {uri}: not a sip: URI with a host");
     }
+    if let Some(peer) = args.peers.iter().find(|p| !p.starts_with("http://")) {
+        anyhow::bail!("--peer {peer}: give another node's admin API, like http://10.0.0.3:8081");
+    }
     voxnav::ops::log::init(&file.log).map_err(anyhow::Error::msg)?;
     let (hotline_numbers, default_hotline) = hotline_files(&args, &file);
     let has_hotlines = !hotline_numbers.is_empty() || default_hotline.is_some();
@@ -150,8 +158,8 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
     }
     .filter(|_| has_hotlines);
     let retention_days = args.retention_days.or(file.retention_days).unwrap_or(90);
-    let node =
-        (args.node.clone().or(file.node.clone())).unwrap_or_else(voxnav::ops::live::host_name);
+    let server_name = (args.server_name.clone().or(file.server_name.clone()))
+        .unwrap_or_else(voxnav::ops::live::host_name);
 
     // The observers of every report.
     let metrics = Arc::new(Metrics::new());
@@ -168,7 +176,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
                 buffer: file
                     .records_buffer
                     .unwrap_or(voxnav::ops::records::DEFAULT_BUFFER),
-                node: Some(node.clone()),
+                server: Some(server_name.clone()),
             },
             metrics.records_health(),
         )?),
@@ -230,6 +238,11 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
                 live: live.clone(),
                 vars,
                 backends,
+                server_name: server_name.clone(),
+                peers: (args.peers.iter())
+                    .map(|p| p.trim_end_matches('/').to_string())
+                    .chain(file.peers.iter().cloned())
+                    .collect(),
             },
         )
     });

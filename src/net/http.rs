@@ -228,6 +228,19 @@ fn answer(stream: TcpStream, delay: Duration) -> std::io::Result<()> {
     )
 }
 
+/// A query or path component percent-encoded: everything but RFC 3986's unreserved
+/// characters (section 2.3) is escaped.
+pub fn encode_component(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

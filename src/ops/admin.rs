@@ -48,6 +48,11 @@ pub struct AdminConfig {
     pub vars: std::collections::BTreeMap<String, String>,
     /// The client the gate's conversations reach backends with (as calls do).
     pub backends: Arc<crate::net::backend::Backends>,
+    /// This server's name (`server_name`), on its live calls and records.
+    pub server_name: String,
+    /// The other nodes' admin API base URLs (`cluster.peers`): `/api/cluster/calls` shows
+    /// their calls in progress beside this server's. They take the same token.
+    pub peers: Vec<String>,
 }
 
 /// A hotline as the admin API sees it.
@@ -77,6 +82,7 @@ const OPENAPI: &str = include_str!("openapi.json");
 pub fn router(config: AdminConfig) -> Router {
     let api = Router::new()
         .route("/api/calls", get(live_calls))
+        .route("/api/cluster/calls", get(cluster_calls))
         .route("/api/calls/{id}", get(one_call))
         .route("/api/records/calls", get(recorded_calls))
         .route("/api/stats", get(statistics))
@@ -187,7 +193,79 @@ async fn live_calls(
     if let Some(hotline) = &q.hotline {
         calls.retain(|c| &c.hotline == hotline);
     }
-    Json(json!({ "calls": calls }))
+    Json(json!({ "server": config.server_name, "calls": calls }))
+}
+
+/// How long a peer's live calls may take to come (a node that is down must not stall the
+/// dashboard).
+const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The calls in progress on this server and on each peer (`cluster.peers`), each call with
+/// the server it is on, and one entry per server: its name and call count, or why it could
+/// not be read. Each node keeps its own calls in progress (their audio is there); records
+/// are shared through PostgreSQL instead.
+async fn cluster_calls(
+    State(config): State<AdminConfig>,
+    Query(q): Query<HotlineQuery>,
+) -> ApiResult {
+    let query = q
+        .hotline
+        .as_deref()
+        .map(|h| format!("?hotline={}", crate::net::http::encode_component(h)))
+        .unwrap_or_default();
+    let token = config.token.clone().unwrap_or_default();
+    let asks = config.peers.iter().cloned().map(|peer| {
+        let (query, token) = (query.clone(), token.clone());
+        tokio::task::spawn_blocking(move || {
+            let url = format!("{}/api/calls{query}", peer.trim_end_matches('/'));
+            let answer = crate::net::http::fetch_with_headers(
+                "GET",
+                &url,
+                &[("Authorization", &format!("Bearer {token}"))],
+                None,
+                PEER_TIMEOUT,
+            );
+            let read = match answer {
+                Ok((200, body)) => serde_json::from_str::<serde_json::Value>(&body)
+                    .map_err(|e| format!("not JSON: {e}")),
+                Ok((status, _)) => Err(format!("answered {status}")),
+                Err(e) => Err(e),
+            };
+            (peer, read)
+        })
+    });
+    let mut own = config.live.all();
+    if let Some(hotline) = &q.hotline {
+        own.retain(|c| &c.hotline == hotline);
+    }
+    let mut servers = vec![json!({
+        "server": config.server_name, "url": null, "calls": own.len()
+    })];
+    let mut calls: Vec<serde_json::Value> = (own.iter())
+        .map(|c| {
+            let mut v = json!(c);
+            v["server"] = json!(config.server_name);
+            v
+        })
+        .collect();
+    for ask in asks {
+        let (peer, read) = ask
+            .await
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        match read {
+            Ok(answer) => {
+                let name = answer["server"].as_str().unwrap_or(&peer).to_string();
+                let theirs = answer["calls"].as_array().cloned().unwrap_or_default();
+                servers.push(json!({ "server": name, "url": peer, "calls": theirs.len() }));
+                calls.extend(theirs.into_iter().map(|mut c| {
+                    c["server"] = json!(name);
+                    c
+                }));
+            }
+            Err(e) => servers.push(json!({ "server": null, "url": peer, "error": e })),
+        }
+    }
+    Ok(Json(json!({ "servers": servers, "calls": calls })).into_response())
 }
 
 /// An API error: its status and a JSON `{"error": ...}` body.

@@ -24,8 +24,8 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         2,
-        "calls_node",
-        include_str!("../../migrations/sqlite/0002_calls_node.sql"),
+        "calls_server",
+        include_str!("../../migrations/sqlite/0002_calls_server.sql"),
     ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -36,8 +36,8 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         2,
-        "calls_node",
-        include_str!("../../migrations/postgres/0002_calls_node.sql"),
+        "calls_server",
+        include_str!("../../migrations/postgres/0002_calls_server.sql"),
     ),
 ];
 

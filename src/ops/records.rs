@@ -35,8 +35,8 @@ pub enum RecordEvent {
         hotline: String,
         dialplan_version: u64,
         started_ms: u64,
-        /// The node that answered (`node:` in the server config).
-        node: Option<String>,
+        /// The server that answered (`server_name:` in the config).
+        server: Option<String>,
     },
     /// One decision record (`voxnav: decision` JSON).
     Turn {
@@ -98,8 +98,8 @@ pub struct RecordStore {
     tx: SyncSender<Message>,
     pub database: Database,
     pub health: Arc<WriterHealth>,
-    /// This node's name, written with each call it answers.
-    node: Option<String>,
+    /// This server's name, written with each call it answers.
+    server: Option<String>,
 }
 
 /// How the writer keeps the records.
@@ -109,8 +109,8 @@ pub struct WriterConfig {
     pub retention_days: u32,
     /// Events held while the database is down or slow; beyond it they are dropped (counted).
     pub buffer: usize,
-    /// This node's name (records shared by several nodes tell them apart).
-    pub node: Option<String>,
+    /// This server's name (records shared by several nodes tell them apart).
+    pub server: Option<String>,
 }
 
 impl Default for WriterConfig {
@@ -118,7 +118,7 @@ impl Default for WriterConfig {
         Self {
             retention_days: 90,
             buffer: DEFAULT_BUFFER,
-            node: None,
+            server: None,
         }
     }
 }
@@ -193,7 +193,7 @@ impl RecordStore {
             tx,
             database: database.clone(),
             health,
-            node: config.node,
+            server: config.server,
         })
     }
 
@@ -258,7 +258,7 @@ impl crate::report::Observer for RecordStore {
                 hotline: hotline.clone(),
                 dialplan_version: *dialplan_version,
                 started_ms: now,
-                node: self.node.clone(),
+                server: self.server.clone(),
             }),
             Report::Turn {
                 call_id, record, ..
@@ -473,20 +473,20 @@ pub fn write(db: &mut Records, event: &RecordEvent) -> Result<(), DbError> {
             hotline,
             dialplan_version,
             started_ms,
-            node,
+            server,
         } => db.execute(
-            "INSERT INTO calls (call_id, caller, hotline, dialplan_version, started_ms, node) \
+            "INSERT INTO calls (call_id, caller, hotline, dialplan_version, started_ms, server) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
              ON CONFLICT (call_id) DO UPDATE SET caller = excluded.caller, \
              hotline = excluded.hotline, dialplan_version = excluded.dialplan_version, \
-             started_ms = excluded.started_ms, node = excluded.node",
+             started_ms = excluded.started_ms, server = excluded.server",
             &[
                 call_id.into(),
                 caller.into(),
                 hotline.into(),
                 (*dialplan_version).into(),
                 (*started_ms).into(),
-                node.as_ref().into(),
+                server.as_ref().into(),
             ],
         ),
         RecordEvent::Turn {
@@ -555,7 +555,7 @@ mod tests {
         }
         let config = WriterConfig {
             retention_days: 30,
-            node: Some("node-a".into()),
+            server: Some("node-a".into()),
             ..Default::default()
         };
         let store =
@@ -566,7 +566,7 @@ mod tests {
             hotline: "demo".into(),
             dialplan_version: 2,
             started_ms: super::super::live::now_ms(),
-            node: Some("node-a".into()),
+            server: Some("node-a".into()),
         });
         for (input, decision) in [
             ("(call start)", "dialplan"),
@@ -588,12 +588,15 @@ mod tests {
         assert!(store.flush(Duration::from_secs(10)));
         assert_eq!(store.health.written.get(), 4);
         let db = connect(&path).unwrap();
-        let outcome: Option<String> = db
-            .query_row("SELECT outcome FROM calls WHERE call_id = 'c1'", [], |r| {
-                r.get(0)
-            })
+        let (outcome, server): (Option<String>, Option<String>) = db
+            .query_row(
+                "SELECT outcome, server FROM calls WHERE call_id = 'c1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .unwrap();
         assert_eq!(outcome.as_deref(), Some("self_served"));
+        assert_eq!(server.as_deref(), Some("node-a"));
         let turns: Vec<(i64, String)> = db
             .prepare("SELECT seq, input FROM turns WHERE call_id = 'c1' ORDER BY seq")
             .unwrap()

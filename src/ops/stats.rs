@@ -132,8 +132,8 @@ pub struct CallRow {
     pub outcome: Option<String>,
     pub transfer_reason: Option<String>,
     pub turns: u64,
-    /// The voxnav node that answered it (records shared by several nodes).
-    pub node: Option<String>,
+    /// The voxnav server that answered it (records shared by several nodes).
+    pub server: Option<String>,
 }
 
 /// One call with every turn's decision record.
@@ -485,7 +485,7 @@ pub fn summary(db: &mut Records, range: Range, bucket_ms: u64) -> Result<Summary
 
 const CALL_COLUMNS: &str = "c.call_id, c.caller, c.hotline, c.dialplan_version, c.started_ms, \
      c.ended_ms, c.outcome, c.transfer_reason, (SELECT COUNT(*) FROM turns WHERE call_id = c.call_id), \
-     c.node";
+     c.server";
 
 fn call_row(r: &Row) -> CallRow {
     CallRow {
@@ -498,7 +498,7 @@ fn call_row(r: &Row) -> CallRow {
         outcome: r.opt_text(6),
         transfer_reason: r.opt_text(7),
         turns: r.count(8),
-        node: r.opt_text(9),
+        server: r.opt_text(9),
     }
 }
 
