@@ -148,6 +148,23 @@ impl Node {
     }
 }
 
+/// Kamailio stopped however the test ends: SIGTERM, on which its main process stops the
+/// worker processes it forked (a SIGKILL would leave them running, orphaned), then SIGKILL
+/// if it has not exited within 5 s.
+struct StopKamailio(Child);
+
+impl Drop for StopKamailio {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        if wait_exit(&mut self.0, Duration::from_secs(5)).is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// The finished calls PostgreSQL holds for `node`.
 fn recorded(records: &Database, node: &str) -> u64 {
     let mut db = records.open().expect("PostgreSQL answers");
@@ -249,7 +266,7 @@ fn calls_spread_over_nodes_behind_kamailio_survive_a_drain_and_a_dead_node() {
         .spawn()
         .expect("kamailio is installed");
     let log = lines_of(kamailio.stderr.take().unwrap());
-    let _kamailio = KillOnDrop(kamailio);
+    let _kamailio = StopKamailio(kamailio);
     assert!(answers_options(proxy), "kamailio answers");
 
     // 1. Spread: every call succeeds, and every node takes its share.
