@@ -28,6 +28,8 @@
 //! media:
 //!   rtp_ports: 10000-20000   # even RTP ports, RTCP on the next odd one
 //!   threads: 1               # media driver threads (each owns a share of the calls)
+//!   srtp: optional           # SRTP with SDES keys when offered (RTP/SAVP); `required`
+//!                            # refuses plain offers (488), `off` refuses SRTP-only ones
 //! transfer:                  # where dialplan transfers ring (a bridge to a SIP phone)
 //!   default: sip:desk@192.0.2.10        # the seat for queues not listed
 //!   queues:
@@ -96,6 +98,8 @@ pub struct ServerConfig {
     /// `hotlines.default`: the dialplan for numbers not listed.
     pub default_hotline: Option<std::path::PathBuf>,
     pub rtp_ports: Option<PortPool>,
+    /// `media.srtp`: SRTP (SDES) optional, required or off.
+    pub srtp: Option<crate::sip::sdp::SrtpPolicy>,
     pub agent_default: Option<String>,
     pub agent_queues: std::collections::BTreeMap<String, String>,
     pub ring_timeout_s: Option<u64>,
@@ -190,6 +194,17 @@ fn sip_uri(y: &yaml::Yaml, what: &str, p: &mut Problems) -> Option<String> {
         return None;
     }
     Some(t)
+}
+
+/// `media.srtp` / `--srtp`: optional (SRTP when offered), required, or off.
+pub fn parse_srtp(s: &str) -> Result<crate::sip::sdp::SrtpPolicy, String> {
+    use crate::sip::sdp::SrtpPolicy;
+    match s {
+        "optional" => Ok(SrtpPolicy::Optional),
+        "required" => Ok(SrtpPolicy::Required),
+        "off" => Ok(SrtpPolicy::Off),
+        _ => Err(format!("srtp `{s}`: optional, required or off")),
+    }
 }
 
 /// `records.path`: a SQLite file, `off`, or a PostgreSQL URL whose password (if any) comes
@@ -530,6 +545,12 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
             match PortPool::parse(&t) {
                 Ok(pool) => config.rtp_ports = Some(pool),
                 Err(e) => p.add(pos, e, ""),
+            }
+        }
+        if let Some((t, pos)) = m.get("srtp").and_then(|y| text(y, "srtp", &mut p)) {
+            match parse_srtp(&t) {
+                Ok(policy) => config.srtp = Some(policy),
+                Err(e) => p.add(pos, e, "optional, required or off"),
             }
         }
         config.media_threads = m

@@ -38,9 +38,16 @@ fn fraction_at(block: &[f32], freq: f32) -> f32 {
     if total <= 1e-9 { 0.0 } else { power / total }
 }
 
-#[test]
-fn baresip_calls_voxnav_hears_the_prompt_and_the_digit_echo() {
-    let dir = std::env::temp_dir().join(format!("voxnav-baresip-{}", std::process::id()));
+/// What a baresip call to voxnav left: voxnav's stdout report and what baresip heard.
+struct Call {
+    report: Vec<String>,
+    heard: Vec<f32>,
+}
+
+/// baresip (with `modules` loaded and `account_params` on its account) calls a voxnav started
+/// with `server_args`, playing silence, the DTMF tones of `5`, silence, `#`.
+fn baresip_call(name: &str, server_args: &[&str], modules: &[&str], account_params: &str) -> Call {
+    let dir = std::env::temp_dir().join(format!("voxnav-baresip-{name}-{}", std::process::id()));
     let rec = dir.join("rec");
     std::fs::create_dir_all(&rec).unwrap();
     // The caller's "microphone": 1.5 s silence, 5, 1.5 s, #, 3 s.
@@ -63,6 +70,7 @@ fn baresip_calls_voxnav_hears_the_prompt_and_the_digit_echo() {
     let mut server = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_voxnav"))
             .args(["serve", "--sip-listen", "127.0.0.1:0"])
+            .args(server_args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -74,21 +82,26 @@ fn baresip_calls_voxnav_hears_the_prompt_and_the_digit_echo() {
 
     let conf = dir.join("conf");
     std::fs::create_dir_all(&conf).unwrap();
+    let extra: String = modules.iter().map(|m| format!("module {m}\n")).collect();
     std::fs::write(
         conf.join("config"),
         format!(
             "poll_method epoll\nsip_listen 127.0.0.1:{}\nnet_interface 127.0.0.1\n\
              audio_player aubridge,spk\naudio_alert aubridge,spk\naudio_source aufile,{}\n\
              module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
-             module aubridge.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\n\
-             snd_path {}\n",
+             module aubridge.so\nmodule sndfile.so\n{extra}module_app account.so\n\
+             module_app menu.so\nsnd_path {}\n",
             free_udp_port(),
             mic_path.display(),
             rec.display()
         ),
     )
     .unwrap();
-    std::fs::write(conf.join("accounts"), "<sip:caller@127.0.0.1>;regint=0\n").unwrap();
+    std::fs::write(
+        conf.join("accounts"),
+        format!("<sip:caller@127.0.0.1>;regint=0{account_params}\n"),
+    )
+    .unwrap();
     let baresip = Command::new("baresip")
         .args(["-f", conf.to_str().unwrap()])
         .args(["-e", &format!("/dial sip:ivr@{addr}"), "-t", "7"])
@@ -99,30 +112,35 @@ fn baresip_calls_voxnav_hears_the_prompt_and_the_digit_echo() {
     assert!(baresip.success(), "baresip exited with {baresip}");
     let _ = server.0.kill();
     let report: Vec<String> = lines.map_while(Result::ok).collect();
-
-    let joined = report.join("\n");
-    assert!(
-        joined.contains("hanging up") && joined.contains("caller pressed #"),
-        "{joined}"
-    );
-    let media = report
-        .iter()
-        .find(|l| l.starts_with("voxnav: media "))
-        .unwrap_or_else(|| panic!("media report: {joined}"));
-    assert!(media.ends_with("digits \"5#\""), "{media}");
-
     // What baresip heard (decoded from voxnav's RTP).
     let heard_path = std::fs::read_dir(&rec)
         .unwrap()
         .map_while(Result::ok)
         .map(|e| e.path())
         .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
-        .expect("baresip recorded what it heard");
+        .unwrap_or_else(|| panic!("baresip recorded what it heard: {report:?}"));
     let heard = wav::read(Path::new(&heard_path)).expect("a readable recording");
     assert_eq!(heard.sample_rate, 8000);
-    let beep_blocks = heard
-        .samples
-        .chunks_exact(160)
+    let _ = std::fs::remove_dir_all(&dir);
+    Call {
+        report,
+        heard: heard.samples,
+    }
+}
+
+/// voxnav detected both digits from the caller's audio and hung up on `#`; the caller heard
+/// the prompt (three 440 Hz beeps) and the echo of `5`: audio went both ways.
+fn assert_audio_both_ways(call: &Call) {
+    let joined = call.report.join("\n");
+    assert!(
+        joined.contains("hanging up") && joined.contains("caller pressed #"),
+        "{joined}"
+    );
+    let media = (call.report.iter())
+        .find(|l| l.starts_with("voxnav: media "))
+        .unwrap_or_else(|| panic!("media report: {joined}"));
+    assert!(media.ends_with("digits \"5#\""), "{media}");
+    let beep_blocks = (call.heard.chunks_exact(160))
         .filter(|b| fraction_at(b, 440.0) > 0.8)
         .count();
     // Three 200 ms beeps: 30 blocks of 20 ms (a few lost at the edges).
@@ -131,11 +149,42 @@ fn baresip_calls_voxnav_hears_the_prompt_and_the_digit_echo() {
         "440 Hz prompt blocks heard: {beep_blocks}"
     );
     let mut detector = ToneDetector::default();
-    let digits: Vec<char> = heard
-        .samples
-        .chunks(160)
+    let digits: Vec<char> = (call.heard.chunks(160))
         .flat_map(|b| detector.feed(b))
         .collect();
     assert_eq!(digits, vec!['5'], "the echo of 5 reached the caller");
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn baresip_calls_voxnav_hears_the_prompt_and_the_digit_echo() {
+    let call = baresip_call("plain", &[], &[], "");
+    assert_audio_both_ways(&call);
+}
+
+/// The same call with SRTP (SDES keys, baresip's `srtp` module, mandatory on both sides):
+/// voxnav answers RTP/SAVP with its own key, and the audio each way is encrypted and
+/// authenticated. The one packet refused is baresip's RTCP APP "PING", which it sends in the
+/// clear: RFC 3711 3.4 has every RTCP packet of an SRTP session authenticated.
+#[test]
+fn baresip_calls_voxnav_over_srtp() {
+    let call = baresip_call(
+        "srtp",
+        &["--srtp", "required"],
+        &["srtp.so"],
+        ";mediaenc=srtp-mand",
+    );
+    assert_audio_both_ways(&call);
+    let media = (call.report.iter())
+        .find(|l| l.starts_with("voxnav: media "))
+        .unwrap();
+    let rejected: u64 = media
+        .split(" srtp_rejected ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX);
+    assert!(
+        rejected <= 2,
+        "only baresip's clear RTCP pings refused: {media}"
+    );
 }

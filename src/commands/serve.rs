@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// database tell their calls apart by it.
     #[arg(long, value_name = "NAME")]
     server_name: Option<String>,
+    /// Media encryption: optional (SRTP with SDES keys when the offer is RTP/SAVP),
+    /// required (plain RTP offers get 488) or off (config `media.srtp`; default optional).
+    #[arg(long, value_parser = voxnav::config::parse_srtp)]
+    srtp: Option<voxnav::sip::sdp::SrtpPolicy>,
     /// Another node's admin API (http://ADDRESS:PORT), repeatable: the dashboard's live
     /// calls and /api/cluster/calls show its calls too (config `cluster.peers`).
     #[arg(long = "peer", value_name = "URL")]
@@ -262,6 +266,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
                 numbers: hotlines.as_ref().and_then(|h| h.numbers_answered()),
             },
             register: file.register.clone(),
+            srtp: args.srtp.or(file.srtp).unwrap_or_default(),
             ..Default::default()
         },
         rtp_ports: args

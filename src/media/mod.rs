@@ -11,5 +11,6 @@ pub mod resample;
 pub mod rtcp;
 pub mod rtp;
 pub mod session;
+pub mod srtp;
 pub mod timing;
 pub mod wav;

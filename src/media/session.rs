@@ -39,6 +39,7 @@ use super::g711::Law;
 use super::jitter::{JitterBuffer, Playout};
 use super::rtcp::{self, ReceptionStats, RtcpPacket, SenderInfo};
 use super::rtp::RtpPacket;
+use super::srtp;
 use super::timing::SendTiming;
 use crate::sip::sdp::{Direction, Negotiated, PT_PCMA};
 
@@ -171,6 +172,9 @@ pub struct MediaCounters {
     pub gaps_over_2ms: u64,
     /// Ticks skipped because the driver was stalled past `MAX_BURST`.
     pub skipped: u64,
+    /// SRTP/SRTCP packets refused: a tag that does not match (a wrong key, an altered
+    /// packet) or a replay. They are never decoded.
+    pub srtp_rejected: u64,
     pub digits: String,
 }
 
@@ -180,7 +184,7 @@ impl std::fmt::Display for MediaCounters {
         write!(
             f,
             "sent {} received {} foreign {} played {} concealed {} rtcp_sent {} rtcp_received {} \
-             gap_p50_us {} gap_p99_us {} gaps_over_2ms {} skipped {} digits {:?}",
+             gap_p50_us {} gap_p99_us {} gaps_over_2ms {} skipped {} srtp_rejected {} digits {:?}",
             self.sent,
             self.received,
             self.foreign,
@@ -192,6 +196,7 @@ impl std::fmt::Display for MediaCounters {
             self.gap_p99_us,
             self.gaps_over_2ms,
             self.skipped,
+            self.srtp_rejected,
             self.digits
         )
     }
@@ -247,6 +252,18 @@ pub struct RtpSession {
     /// Reused for decoding.
     pcm: Vec<i16>,
     pcm_f32: Vec<f32>,
+    /// SRTP contexts when the stream is `RTP/SAVP`: ours protects what we send, the far
+    /// end's checks what arrives.
+    srtp: Option<(srtp::Outbound, srtp::Inbound)>,
+}
+
+/// The SRTP contexts of a negotiated stream, if it is secured.
+fn srtp_of(media: Option<&Negotiated>) -> Option<(srtp::Outbound, srtp::Inbound)> {
+    let keys = media?.srtp.as_ref()?;
+    Some((
+        srtp::Outbound::new(&keys.local),
+        srtp::Inbound::new(&keys.remote),
+    ))
 }
 
 impl RtpSession {
@@ -258,6 +275,7 @@ impl RtpSession {
             _ => 1,
         };
         Self {
+            srtp: srtp_of(media.as_ref()),
             media,
             latched: false,
             started: now,
@@ -295,6 +313,10 @@ impl RtpSession {
     pub fn update(&mut self, media: Negotiated) {
         if self.media.as_ref().map(|m| m.remote) != Some(media.remote) {
             self.latched = false; // a new address must prove itself again
+        }
+        // New keys (or none) start new contexts; the same keys keep their counters.
+        if self.media.as_ref().map(|m| &m.srtp) != Some(&media.srtp) {
+            self.srtp = srtp_of(Some(&media));
         }
         self.media = Some(media);
     }
@@ -619,6 +641,20 @@ impl RtpSession {
             return;
         }
         let (codec_pt, dtmf_pt) = (m.codec_pt, m.dtmf_pt);
+        let plain;
+        let bytes = match self.srtp.as_mut() {
+            Some((_, inbound)) => match inbound.unprotect_rtp(bytes) {
+                Ok(p) => {
+                    plain = p;
+                    &plain[..]
+                }
+                Err(_) => {
+                    self.counters.srtp_rejected += 1;
+                    return;
+                }
+            },
+            None => bytes,
+        };
         let Ok(packet) = RtpPacket::parse(bytes) else {
             return;
         };
@@ -668,6 +704,20 @@ impl RtpSession {
             self.counters.foreign += 1;
             return;
         }
+        let plain;
+        let bytes = match self.srtp.as_mut() {
+            Some((_, inbound)) => match inbound.unprotect_rtcp(bytes) {
+                Ok(p) => {
+                    plain = p;
+                    &plain[..]
+                }
+                Err(_) => {
+                    self.counters.srtp_rejected += 1;
+                    return;
+                }
+            },
+            None => bytes,
+        };
         let Ok(packets) = rtcp::parse(bytes) else {
             return;
         };
@@ -691,6 +741,15 @@ impl RtpSession {
         std::mem::swap(buf, &mut bytes);
         bytes.clear();
         self.spare.push(bytes);
+        // Encrypted last, as it leaves: everything before works on plain packets.
+        if let Some((outbound, _)) = self.srtp.as_mut() {
+            let sealed = match t.socket {
+                Socket::Rtp => outbound.protect_rtp(buf),
+                Socket::Rtcp => outbound.protect_rtcp(buf),
+            };
+            // Only a packet too short to be RTP fails, and none is built that short.
+            debug_assert!(sealed.is_ok(), "{sealed:?}");
+        }
         Some(t)
     }
 
@@ -729,6 +788,7 @@ mod tests {
             dtmf_pt: Some(101),
             direction: Direction::SendRecv,
             media_index: 0,
+            srtp: None,
         }
     }
 
@@ -830,6 +890,73 @@ mod tests {
         let sent = drain(&mut s);
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].0.to, "198.51.100.7:5000".parse().unwrap());
+    }
+
+    /// SRTP both ways between two sessions (what one sends the other plays), and a third
+    /// with the wrong key: its packets are refused and counted, nothing is played from them.
+    #[test]
+    fn srtp_sessions_hear_each_other_and_a_wrong_key_gives_counted_silence() {
+        use crate::media::srtp::MasterKey;
+        use crate::sip::sdp::Sdes;
+        let t0 = Instant::now();
+        let (ka, kb) = (MasterKey::random().unwrap(), MasterKey::random().unwrap());
+        let (a_addr, b_addr): (SocketAddr, SocketAddr) = (
+            "192.0.2.1:4000".parse().unwrap(),
+            "192.0.2.2:5000".parse().unwrap(),
+        );
+        let secured = |remote: SocketAddr, local: &MasterKey, theirs: &MasterKey| Negotiated {
+            srtp: Some(Sdes {
+                tag: 1,
+                remote: theirs.clone(),
+                local: local.clone(),
+            }),
+            ..media(&remote.to_string())
+        };
+        // Media from the address that signalled: sent at once, no latching to wait for.
+        let config =
+            |ssrc, peer: SocketAddr| SessionConfig::answered_call(ssrc, "c".into(), peer.ip());
+        let mut a = RtpSession::new(config(1, b_addr), Some(secured(b_addr, &ka, &kb)), t0);
+        let mut b = RtpSession::new(config(2, a_addr), Some(secured(a_addr, &kb, &ka)), t0);
+        let wrong = MasterKey::random().unwrap();
+        let mut c = RtpSession::new(config(3, a_addr), Some(secured(a_addr, &kb, &wrong)), t0);
+        a.play(&[6000; FRAME * 3]);
+        b.play(&[-6000; FRAME * 3]);
+        let (mut a_heard, mut b_heard, mut c_heard) = (0, 0, 0);
+        let loud = |events: Vec<MediaEvent>| {
+            (events.into_iter())
+                .filter(|e| matches!(e, MediaEvent::Audio { pcm, .. } if pcm.iter().all(|s| s.abs() > 4000)))
+                .count()
+        };
+        for n in 0..8u32 {
+            let now = t0 + PTIME * n;
+            for s in [&mut a, &mut b, &mut c] {
+                s.handle_timeout(now);
+            }
+            for (t, bytes) in drain(&mut a) {
+                if t.socket == Socket::Rtp {
+                    assert_eq!(bytes.len(), 12 + FRAME + 10, "sealed with an 80-bit tag");
+                    b.handle_rtp(&bytes, a_addr, now);
+                    c.handle_rtp(&bytes, a_addr, now);
+                }
+            }
+            for (t, bytes) in drain(&mut b) {
+                if t.socket == Socket::Rtp {
+                    a.handle_rtp(&bytes, b_addr, now);
+                }
+            }
+            drain(&mut c);
+            a_heard += loud(events(&mut a));
+            b_heard += loud(events(&mut b));
+            c_heard += loud(events(&mut c));
+        }
+        assert!(a_heard >= 2 && b_heard >= 2, "{a_heard} / {b_heard}");
+        assert_eq!(c_heard, 0, "nothing decoded under the wrong key");
+        assert!(
+            c.counters().srtp_rejected >= 3,
+            "{}",
+            c.counters().srtp_rejected
+        );
+        assert_eq!(b.counters().srtp_rejected, 0);
     }
 
     #[test]

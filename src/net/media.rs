@@ -489,6 +489,7 @@ mod tests {
             dtmf_pt: Some(101),
             direction: Direction::SendRecv,
             media_index: 0,
+            srtp: None,
         };
         let now = Instant::now();
         let (a_tx, mut a_rx) = tokio::sync::mpsc::unbounded_channel();

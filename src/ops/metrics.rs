@@ -323,6 +323,9 @@ impl Observer for Metrics {
                     ("received", counters.received),
                     ("concealed", counters.concealed),
                     ("lost", counters.lost),
+                    // SRTP/SRTCP packets refused (bad tag: a wrong key or an altered packet,
+                    // or a replay): never decoded.
+                    ("rejected", counters.srtp_rejected),
                 ] {
                     self.rtp_packets
                         .get_or_create(&label("direction", direction))

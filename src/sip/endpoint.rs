@@ -97,6 +97,8 @@ pub struct EndpointConfig {
     pub admission: super::admission::Admission,
     /// Register voxnav to a carrier's or a PBX's registrar (`register`).
     pub register: Option<super::register::RegisterConfig>,
+    /// Whether calls' media may, must or must not be SRTP (`media.srtp`).
+    pub srtp: super::sdp::SrtpPolicy,
 }
 
 impl Default for EndpointConfig {
@@ -107,6 +109,7 @@ impl Default for EndpointConfig {
             timers: TimerConfig::default(),
             admission: Default::default(),
             register: None,
+            srtp: Default::default(),
         }
     }
 }
@@ -315,6 +318,14 @@ impl Endpoint {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// The answer's media for an offer under the SRTP policy (`sdp::negotiate_secure`); our
+    /// SRTP key comes from the kernel's random source.
+    fn negotiate(&self, offer: &sdp::Offer) -> Result<sdp::Negotiated, sdp::SdpError> {
+        sdp::negotiate_secure(offer, self.config.srtp, &mut || {
+            crate::media::srtp::MasterKey::random().ok()
+        })
     }
 
     /// Answers an `IncomingCall` with 200 and SDP for media at `rtp` (our RTP address).
@@ -802,13 +813,15 @@ impl Endpoint {
         let (offer, media) = if env.body.is_empty() {
             (None, None)
         } else {
-            match sdp::parse(&env.body).and_then(|o| sdp::negotiate(&o).map(|n| (o, n))) {
+            match sdp::parse(&env.body).and_then(|o| self.negotiate(&o).map(|n| (o, n))) {
                 Ok((offer, agreed)) => (Some(offer), Some(agreed)),
-                Err(sdp::SdpError::NoCommonCodec) => {
-                    let warning = [(
-                        "Warning".to_string(),
-                        "305 voxnav \"only PCMU and PCMA\"".to_string(),
-                    )];
+                Err(e @ (sdp::SdpError::NoCommonCodec | sdp::SdpError::Security(_))) => {
+                    let why = match e {
+                        sdp::SdpError::Security(why) => why,
+                        _ => "only PCMU and PCMA",
+                    };
+                    // 305: incompatible media format (RFC 3261 20.43).
+                    let warning = [("Warning".to_string(), format!("305 voxnav \"{why}\""))];
                     return self.reply(
                         env,
                         key,
@@ -890,7 +903,7 @@ impl Endpoint {
         now: Instant,
     ) -> Vec<Transmit> {
         let to_tag = tag_of(env.get("To").unwrap_or_default());
-        let parsed = sdp::parse(&env.body).and_then(|o| sdp::negotiate(&o).map(|n| (o, n)));
+        let parsed = sdp::parse(&env.body).and_then(|o| self.negotiate(&o).map(|n| (o, n)));
         let Ok((offer, agreed)) = parsed else {
             return self.reply(
                 env,
@@ -1346,6 +1359,30 @@ mod tests {
         let g729 = SDP.replace("RTP/AVP 0 101", "RTP/AVP 18");
         let out = ep.handle_datagram(&request("INVITE", "call-f", 1, "", "f", &g729), src(), t0);
         assert_eq!(status(&out[0]), 488);
+    }
+
+    #[test]
+    fn a_plain_offer_where_srtp_is_required_gets_488_saying_so() {
+        let mut ep = Endpoint::new(
+            1,
+            "127.0.0.1:5060".parse().unwrap(),
+            EndpointConfig {
+                srtp: super::super::sdp::SrtpPolicy::Required,
+                ..Default::default()
+            },
+        );
+        let out = ep.handle_datagram(
+            &request("INVITE", "call-s", 1, "", "s", SDP),
+            src(),
+            Instant::now(),
+        );
+        assert_eq!(status(&out[0]), 488);
+        assert!(
+            text(&out[0]).contains("Warning: 305 voxnav \"SRTP is required here"),
+            "{}",
+            text(&out[0])
+        );
+        assert_eq!(ep.calls(), 0);
     }
 
     #[test]

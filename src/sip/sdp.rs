@@ -5,6 +5,10 @@
 //! ptime 20. Directions follow RFC 3264 6.1: an offer that is sendonly (the caller put us on hold)
 //! is answered recvonly, inactive with inactive; `c=0.0.0.0` is the RFC 2543 hold. Other media
 //! streams are rejected with port 0, as RFC 3264 6 requires. No usable codec: 488.
+//!
+//! SRTP with SDES keys (RFC 4568): an `RTP/SAVP` stream with an `a=crypto` line of the suite
+//! voxnav speaks (`AES_CM_128_HMAC_SHA1_80`) is answered `RTP/SAVP` with voxnav's own key; the
+//! [`SrtpPolicy`] says whether plain RTP is still accepted, and whether SRTP is at all.
 
 use std::net::IpAddr;
 
@@ -22,6 +26,39 @@ pub enum SdpError {
     /// No audio stream offers PCMU or PCMA (answer 488 Not Acceptable Here).
     #[error("no acceptable audio codec offered (voxnav speaks PCMU and PCMA)")]
     NoCommonCodec,
+    /// The policy requires SRTP and no stream offers it with a usable key (488), or the
+    /// offer requires SRTP and the policy is off.
+    #[error("no acceptable media security: {0}")]
+    Security(&'static str),
+}
+
+/// Whether calls' media is encrypted (SRTP keyed by SDES, RFC 4568).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SrtpPolicy {
+    /// SRTP when the offer asks for it, plain RTP otherwise.
+    #[default]
+    Optional,
+    /// Only SRTP: a plain offer gets 488.
+    Required,
+    /// Only plain RTP: an SRTP-only offer gets 488.
+    Off,
+}
+
+/// One `a=crypto` line (RFC 4568 9.1): tag, suite, key parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crypto {
+    pub tag: u32,
+    pub suite: String,
+    pub key_params: String,
+}
+
+/// The SRTP keys agreed for a stream: the tag of the offer's crypto line, the far end's key
+/// (what it sends with) and ours (what we send with).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sdes {
+    pub tag: u32,
+    pub remote: crate::media::srtp::MasterKey,
+    pub local: crate::media::srtp::MasterKey,
 }
 
 /// Media direction (RFC 3264 5.1, 6.1).
@@ -67,6 +104,8 @@ pub struct MediaOffer {
     pub connection: Option<IpAddr>,
     /// `c=IN IP4 0.0.0.0` given (RFC 2543 hold).
     pub hold_address: bool,
+    /// `a=crypto` lines, in the offer's order of preference.
+    pub crypto: Vec<Crypto>,
 }
 
 /// A parsed offer.
@@ -91,6 +130,8 @@ pub struct Negotiated {
     pub direction: Direction,
     /// Index of the audio stream in the offer.
     pub media_index: usize,
+    /// SRTP keys when the stream is `RTP/SAVP`; None for plain RTP.
+    pub srtp: Option<Sdes>,
 }
 
 fn parse_connection(value: &str) -> Result<(Option<IpAddr>, bool), SdpError> {
@@ -168,16 +209,17 @@ pub fn parse(body: &[u8]) -> Result<Offer, SdpError> {
                     direction: None,
                     connection: None,
                     hold_address: false,
+                    crypto: Vec::new(),
                 });
             }
-            ("a", media) => {
+            ("a", mut media) => {
                 let (name, attr_value) = value.split_once(':').unwrap_or((value, ""));
                 if let Some(d) = direction_of(name) {
                     match media {
                         Some(m) => m.direction = Some(d),
                         None => offer.session_direction = Some(d),
                     }
-                } else if let (Some(m), "rtpmap") = (media, name) {
+                } else if let (Some(m), "rtpmap") = (media.as_deref_mut(), name) {
                     // a=rtpmap:<pt> <encoding>/<clock>[/<channels>]
                     let mut it = attr_value.split_whitespace();
                     let pt = it.next().and_then(|p| p.parse::<u8>().ok());
@@ -186,6 +228,18 @@ pub fn parse(body: &[u8]) -> Result<Offer, SdpError> {
                     let clock = enc.next().and_then(|c| c.parse::<u32>().ok());
                     if let (Some(pt), Some(clock)) = (pt, clock) {
                         m.rtpmap.push((pt, name, clock));
+                    }
+                } else if let (Some(m), "crypto") = (media, name) {
+                    // a=crypto:<tag> <crypto-suite> <key-params> [<session-params>]
+                    let mut it = attr_value.split_whitespace();
+                    let tag = it.next().and_then(|t| t.parse::<u32>().ok());
+                    let (suite, key) = (it.next(), it.next());
+                    if let (Some(tag), Some(suite), Some(key)) = (tag, suite, key) {
+                        m.crypto.push(Crypto {
+                            tag,
+                            suite: suite.to_string(),
+                            key_params: key.to_string(),
+                        });
                     }
                 }
             }
@@ -213,12 +267,56 @@ impl MediaOffer {
     }
 }
 
-/// Chooses the audio codec and telephone-event payload type for an offer.
+/// Chooses the audio codec and telephone-event payload type for an offer: plain RTP only
+/// (voxnav's own outgoing calls, and answers with SRTP off).
 pub fn negotiate(offer: &Offer) -> Result<Negotiated, SdpError> {
+    negotiate_secure(offer, SrtpPolicy::Off, &mut || None)
+}
+
+/// `negotiate` under an SRTP policy: an `RTP/SAVP` stream is taken when it carries a crypto
+/// line of our suite with a key we can read, and `new_key` gives ours (None: no key could be
+/// made, so no SRTP). Among acceptable streams, the first in the offer wins (RFC 3264 6).
+pub fn negotiate_secure(
+    offer: &Offer,
+    policy: SrtpPolicy,
+    new_key: &mut dyn FnMut() -> Option<crate::media::srtp::MasterKey>,
+) -> Result<Negotiated, SdpError> {
+    let mut refused_for_security = None;
     for (index, m) in offer.media.iter().enumerate() {
-        if m.media != "audio" || m.port == 0 || !m.proto.starts_with("RTP/AVP") {
+        if m.media != "audio" || m.port == 0 {
             continue;
         }
+        let srtp = match m.proto.as_str() {
+            p if p.starts_with("RTP/AVP") => {
+                if policy == SrtpPolicy::Required {
+                    refused_for_security = Some("SRTP is required here (RTP/SAVP, SDES)");
+                    continue;
+                }
+                None
+            }
+            p if p.starts_with("RTP/SAVP") => {
+                if policy == SrtpPolicy::Off {
+                    refused_for_security = Some("SRTP is off here: offer RTP/AVP");
+                    continue;
+                }
+                let remote = (m.crypto.iter())
+                    .filter(|c| c.suite == crate::media::srtp::SUITE)
+                    .find_map(|c| {
+                        let key = crate::media::srtp::MasterKey::from_inline(&c.key_params);
+                        key.ok().map(|k| (c.tag, k))
+                    });
+                let Some((tag, remote)) = remote else {
+                    refused_for_security = Some("no AES_CM_128_HMAC_SHA1_80 crypto line");
+                    continue;
+                };
+                let Some(local) = new_key() else {
+                    refused_for_security = Some("no key could be made");
+                    continue;
+                };
+                Some(Sdes { tag, remote, local })
+            }
+            _ => continue,
+        };
         let formats: Vec<u8> = m.formats.iter().filter_map(|f| f.parse().ok()).collect();
         let codec = formats.iter().copied().find(
             |&pt| matches!(m.encoding(pt), Some((ref n, 8000)) if n == "PCMU" || n == "PCMA"),
@@ -254,9 +352,10 @@ pub fn negotiate(offer: &Offer) -> Result<Negotiated, SdpError> {
             dtmf_pt,
             direction,
             media_index: index,
+            srtp,
         });
     }
-    Err(SdpError::NoCommonCodec)
+    Err(refused_for_security.map_or(SdpError::NoCommonCodec, SdpError::Security))
 }
 
 /// Writes the answer: the agreed audio stream on `local` (our IP and RTP port), every other
@@ -287,7 +386,21 @@ pub fn answer(
         if let Some(pt) = agreed.dtmf_pt {
             formats.push_str(&format!(" {pt}"));
         }
-        sdp.push_str(&format!("m=audio {} RTP/AVP {formats}\r\n", local.port()));
+        let proto = if agreed.srtp.is_some() {
+            "RTP/SAVP"
+        } else {
+            "RTP/AVP"
+        };
+        sdp.push_str(&format!("m=audio {} {proto} {formats}\r\n", local.port()));
+        if let Some(keys) = &agreed.srtp {
+            // Our key, under the tag of the offer's line we took (RFC 4568 5.1.1).
+            sdp.push_str(&format!(
+                "a=crypto:{} {} {}\r\n",
+                keys.tag,
+                crate::media::srtp::SUITE,
+                keys.local.to_inline()
+            ));
+        }
         sdp.push_str(&format!(
             "a=rtpmap:{} {codec_name}/8000\r\n",
             agreed.codec_pt
@@ -349,6 +462,73 @@ mod tests {
         let offer = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 18 0 8 96\r\na=rtpmap:96 telephone-event/8000\r\n";
         let n = negotiate(&parse(offer.as_bytes()).unwrap()).unwrap();
         assert_eq!((n.codec_pt, n.dtmf_pt), (PT_PCMU, Some(96)));
+    }
+
+    #[test]
+    fn srtp_offers_are_answered_with_our_key_under_each_policy() {
+        use crate::media::srtp::MasterKey;
+        let theirs = MasterKey::random().unwrap();
+        let secure = format!(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+             m=audio 4000 RTP/SAVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n\
+             a=crypto:1 AES_CM_128_HMAC_SHA1_32 {}\r\na=crypto:2 AES_CM_128_HMAC_SHA1_80 {}|2^31\r\n",
+            MasterKey::random().unwrap().to_inline(),
+            theirs.to_inline()
+        );
+        let plain = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+                     m=audio 4000 RTP/AVP 0\r\n";
+        let ours = MasterKey::random().unwrap();
+        let mut key = || Some(ours.clone());
+        let offer = parse(secure.as_bytes()).unwrap();
+        let agreed = negotiate_secure(&offer, SrtpPolicy::Optional, &mut key).unwrap();
+        let keys = agreed.srtp.clone().expect("SRTP agreed");
+        assert_eq!(
+            (keys.tag, &keys.remote),
+            (2, &theirs),
+            "the suite we speak, its key"
+        );
+        let answer = answer(&offer, &agreed, "192.0.2.9:6000".parse().unwrap(), 1);
+        assert!(
+            answer.contains("m=audio 6000 RTP/SAVP 0 101\r\n"),
+            "{answer}"
+        );
+        assert!(
+            answer.contains(&format!(
+                "a=crypto:2 AES_CM_128_HMAC_SHA1_80 {}\r\n",
+                ours.to_inline()
+            )),
+            "{answer}"
+        );
+        let required = negotiate_secure(&offer, SrtpPolicy::Required, &mut key).unwrap();
+        assert!(required.srtp.is_some());
+        assert_eq!(
+            negotiate_secure(&offer, SrtpPolicy::Off, &mut key),
+            Err(SdpError::Security("SRTP is off here: offer RTP/AVP"))
+        );
+        // A plain offer: plain unless SRTP is required.
+        let plain = parse(plain.as_bytes()).unwrap();
+        let agreed = negotiate_secure(&plain, SrtpPolicy::Optional, &mut key).unwrap();
+        assert!(agreed.srtp.is_none());
+        assert!(answer_has_plain(&plain, &agreed));
+        assert!(matches!(
+            negotiate_secure(&plain, SrtpPolicy::Required, &mut key),
+            Err(SdpError::Security(_))
+        ));
+        // SRTP offered only in a suite we do not speak: refused, not answered in the clear.
+        let other = secure.replace(
+            "a=crypto:2 AES_CM_128_HMAC_SHA1_80",
+            "a=crypto:2 AEAD_AES_256_GCM",
+        );
+        let offer = parse(other.as_bytes()).unwrap();
+        assert!(matches!(
+            negotiate_secure(&offer, SrtpPolicy::Optional, &mut key),
+            Err(SdpError::Security(_))
+        ));
+    }
+
+    fn answer_has_plain(offer: &Offer, agreed: &Negotiated) -> bool {
+        let a = answer(offer, agreed, "192.0.2.9:6000".parse().unwrap(), 1);
+        a.contains("RTP/AVP") && !a.contains("a=crypto")
     }
 
     #[test]
