@@ -5,6 +5,10 @@
 //!   listen: 0.0.0.0:5060     # UDP and TCP, IPv4 or IPv6
 //!   max_calls: 100           # more get 503 with Retry-After
 //!   ring_ms: 0               # ring (180) this long before answering
+//!   tls:                     # SIP over TLS as well (RFC 3261 26.2.1); the files are
+//!     listen: 0.0.0.0:5061   # reloaded when they change
+//!     cert: /etc/voxnav/sip-chain.pem
+//!     key: /etc/voxnav/sip-key.pem
 //!   trunks: [192.0.2.0/24]   # who may call (others get 403); their P-Asserted-Identity is
 //!                            # believed. Absent: everyone may call
 //!   digest:                  # or: peers outside the trunks prove who they are (401 challenge)
@@ -98,6 +102,8 @@ pub struct ServerConfig {
     /// `hotlines.default`: the dialplan for numbers not listed.
     pub default_hotline: Option<std::path::PathBuf>,
     pub rtp_ports: Option<PortPool>,
+    /// `sip.tls`: where SIP over TLS listens, and its certificate files.
+    pub tls: Option<(SocketAddr, crate::net::tls::TlsFiles)>,
     /// `media.srtp`: SRTP (SDES) optional, required or off.
     pub srtp: Option<crate::sip::sdp::SrtpPolicy>,
     pub agent_default: Option<String>,
@@ -493,6 +499,23 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
             .and_then(|y| number(y, "max_calls", &mut p))
             .map(|n| n as usize);
         config.ring_ms = m.get("ring_ms").and_then(|y| number(y, "ring_ms", &mut p));
+        if let Some(tls) = m.get("tls") {
+            let mut t = MapReader::new(tls, "tls", &mut p);
+            let listen = t.get("listen").and_then(|y| address(y, "listen", &mut p));
+            let cert = (t.get("cert").and_then(|y| text(y, "cert", &mut p))).map(|(v, _)| v.into());
+            let key = (t.get("key").and_then(|y| text(y, "key", &mut p))).map(|(v, _)| v.into());
+            t.finish(&[], &mut p);
+            match (listen, cert, key) {
+                (Some(listen), Some(cert), Some(key)) => {
+                    config.tls = Some((listen, crate::net::tls::TlsFiles { cert, key }));
+                }
+                _ => p.add(
+                    tls.pos(),
+                    "sip.tls needs listen, cert and key",
+                    "listen: 0.0.0.0:5061, cert: chain.pem, key: key.pem",
+                ),
+            }
+        }
         if let Some(register) = m.get("register") {
             config.register = read_register(register, &|n| std::env::var(n).ok(), &mut p);
         }

@@ -38,15 +38,31 @@ fn fraction_at(block: &[f32], freq: f32) -> f32 {
     if total <= 1e-9 { 0.0 } else { power / total }
 }
 
-/// What a baresip call to voxnav left: voxnav's stdout report and what baresip heard.
+/// What a baresip call to voxnav left: voxnav's stdout report, its log, and what baresip
+/// heard.
 struct Call {
     report: Vec<String>,
+    log: String,
     heard: Vec<f32>,
+}
+
+/// How baresip reaches voxnav.
+enum Dial {
+    /// UDP, to the address voxnav prints first.
+    Udp,
+    /// TLS to the address voxnav prints second, trusting the CA in this PEM file.
+    Tls(std::path::PathBuf),
 }
 
 /// baresip (with `modules` loaded and `account_params` on its account) calls a voxnav started
 /// with `server_args`, playing silence, the DTMF tones of `5`, silence, `#`.
-fn baresip_call(name: &str, server_args: &[&str], modules: &[&str], account_params: &str) -> Call {
+fn baresip_call(
+    name: &str,
+    server_args: &[&str],
+    modules: &[&str],
+    account_params: &str,
+    dial: Dial,
+) -> Call {
     let dir = std::env::temp_dir().join(format!("voxnav-baresip-{name}-{}", std::process::id()));
     let rec = dir.join("rec");
     std::fs::create_dir_all(&rec).unwrap();
@@ -71,14 +87,25 @@ fn baresip_call(name: &str, server_args: &[&str], modules: &[&str], account_para
         Command::new(env!("CARGO_BIN_EXE_voxnav"))
             .args(["serve", "--sip-listen", "127.0.0.1:0"])
             .args(server_args)
+            .env("VOXNAV_LOG", "voxnav=info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("server.log")).unwrap())
             .spawn()
             .expect("server starts"),
     );
     let mut lines = BufReader::new(server.0.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr = first.rsplit(' ').next().unwrap().to_string();
+    let mut addr_line = || {
+        let line = lines.next().unwrap().unwrap();
+        line.rsplit(' ').next().unwrap().to_string()
+    };
+    let udp = addr_line();
+    let (target, ca) = match &dial {
+        Dial::Udp => (format!("sip:ivr@{udp}"), String::new()),
+        Dial::Tls(ca) => (
+            format!("sip:ivr@{};transport=tls", addr_line()),
+            format!("sip_cafile {}\n", ca.display()),
+        ),
+    };
 
     let conf = dir.join("conf");
     std::fs::create_dir_all(&conf).unwrap();
@@ -90,7 +117,7 @@ fn baresip_call(name: &str, server_args: &[&str], modules: &[&str], account_para
              audio_player aubridge,spk\naudio_alert aubridge,spk\naudio_source aufile,{}\n\
              module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
              module aubridge.so\nmodule sndfile.so\n{extra}module_app account.so\n\
-             module_app menu.so\nsnd_path {}\n",
+             module_app menu.so\nsnd_path {}\n{ca}",
             free_udp_port(),
             mic_path.display(),
             rec.display()
@@ -104,7 +131,7 @@ fn baresip_call(name: &str, server_args: &[&str], modules: &[&str], account_para
     .unwrap();
     let baresip = Command::new("baresip")
         .args(["-f", conf.to_str().unwrap()])
-        .args(["-e", &format!("/dial sip:ivr@{addr}"), "-t", "7"])
+        .args(["-e", &format!("/dial {target}"), "-t", "7"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -121,9 +148,11 @@ fn baresip_call(name: &str, server_args: &[&str], modules: &[&str], account_para
         .unwrap_or_else(|| panic!("baresip recorded what it heard: {report:?}"));
     let heard = wav::read(Path::new(&heard_path)).expect("a readable recording");
     assert_eq!(heard.sample_rate, 8000);
+    let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     Call {
         report,
+        log,
         heard: heard.samples,
     }
 }
@@ -157,7 +186,7 @@ fn assert_audio_both_ways(call: &Call) {
 
 #[test]
 fn baresip_calls_voxnav_hears_the_prompt_and_the_digit_echo() {
-    let call = baresip_call("plain", &[], &[], "");
+    let call = baresip_call("plain", &[], &[], "", Dial::Udp);
     assert_audio_both_ways(&call);
 }
 
@@ -172,6 +201,7 @@ fn baresip_calls_voxnav_over_srtp() {
         &["--srtp", "required"],
         &["srtp.so"],
         ";mediaenc=srtp-mand",
+        Dial::Udp,
     );
     assert_audio_both_ways(&call);
     let media = (call.report.iter())
@@ -187,4 +217,91 @@ fn baresip_calls_voxnav_over_srtp() {
         rejected <= 2,
         "only baresip's clear RTCP pings refused: {media}"
     );
+}
+
+/// A certificate authority and a server certificate for 127.0.0.1 it signed, as PEM files in
+/// `dir`: (CA, chain, key).
+fn test_certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    std::fs::create_dir_all(dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &rcgen::Issuer::new(ca, ca_key))
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("chain.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+    std::fs::write(&paths.1, server.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+/// SIP over TLS carrying SDES keys for SRTP (the combination that keeps the keys private):
+/// baresip dials voxnav's TLS listener and the call's audio goes both ways encrypted. Before
+/// it, garbage and a plain SIP message sent to the TLS port only get that connection closed.
+#[test]
+fn baresip_calls_voxnav_over_tls_with_srtp() {
+    let dir = std::env::temp_dir().join(format!("voxnav-tls-certs-{}", std::process::id()));
+    let (ca, chain, key) = test_certificates(&dir);
+    let tls_port = free_udp_port();
+    let listen = format!("127.0.0.1:{tls_port}");
+    let server_args = [
+        "--srtp",
+        "required",
+        "--tls-listen",
+        &listen,
+        "--tls-cert",
+        chain.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    let garbage = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        // Until the listener is up, connecting is refused: try for a while.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut stream = loop {
+            match std::net::TcpStream::connect(("127.0.0.1", tls_port)) {
+                Ok(s) => break s,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(e) => panic!("the TLS listener: {e}"),
+            }
+        };
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+            .unwrap();
+        let _ = stream.write_all(
+            b"OPTIONS sip:ivr@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKx\r\n\r\n\x16\x03\x01garbage",
+        );
+        let mut buf = [0u8; 256];
+        // Closed by the server (0 bytes or a reset), and never a SIP answer in the clear.
+        match stream.read(&mut buf) {
+            Ok(n) => assert!(!buf[..n].starts_with(b"SIP/2.0"), "{:?}", &buf[..n]),
+            Err(e) => assert_ne!(e.kind(), std::io::ErrorKind::WouldBlock, "not closed: {e}"),
+        }
+    });
+    let call = baresip_call(
+        "tls",
+        &server_args,
+        &["srtp.so"],
+        ";mediaenc=srtp-mand",
+        Dial::Tls(ca),
+    );
+    garbage.join().unwrap();
+    assert_audio_both_ways(&call);
+    assert!(
+        call.log.contains("call answered") && call.log.contains("transport=\"tls\""),
+        "the call came over TLS: {}",
+        call.log
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -50,6 +50,16 @@ pub struct ServeArgs {
     /// SIP address for UDP and TCP, IPv4 or IPv6 (port 0 picks a free port) [default: 0.0.0.0:5060].
     #[arg(long)]
     sip_listen: Option<std::net::SocketAddr>,
+    /// SIP over TLS on this address too (config `sip.tls.listen`); needs --tls-cert and
+    /// --tls-key (PEM files, reloaded when they change).
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    tls_listen: Option<std::net::SocketAddr>,
+    /// The TLS certificate chain (PEM; config `sip.tls.cert`).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM; config `sip.tls.key`).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
     /// Calls at once; more INVITEs get 503 with Retry-After [default: 100].
     #[arg(long)]
     max_calls: Option<usize>,
@@ -284,7 +294,21 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
         .sip_listen
         .or(file.sip_listen)
         .unwrap_or_else(|| "0.0.0.0:5060".parse().unwrap());
-    let served = serve(listen, config, admin, hotlines, ready);
+    let tls = match (&args.tls_listen, &args.tls_cert, &args.tls_key) {
+        (Some(addr), Some(cert), Some(key)) => Some((
+            *addr,
+            voxnav::net::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+        )),
+        _ => file.tls.clone(),
+    };
+    let tls = match tls {
+        Some((addr, files)) => Some((addr, voxnav::net::tls::Certificates::load(files)?)),
+        None => None,
+    };
+    let served = serve(listen, tls, config, admin, hotlines, ready);
     // The last calls' records reach the database before the process exits (a drained node
     // of a cluster stops here); a database that is down gets a bounded wait, then the count.
     if let Some(store) = &record_store
@@ -612,6 +636,7 @@ fn call_handler(hotlines: Arc<Hotlines>) -> voxnav::net::CallHandler {
 
 fn serve(
     listen: std::net::SocketAddr,
+    tls: Option<(std::net::SocketAddr, voxnav::net::tls::Certificates)>,
     config: voxnav::net::ServeConfig,
     admin: Option<(std::net::SocketAddr, AdminConfig)>,
     hotlines: Option<Arc<Hotlines>>,
@@ -623,10 +648,16 @@ fn serve(
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
-        let listeners = voxnav::net::SipListeners::bind(listen).await?;
+        let mut listeners = voxnav::net::SipListeners::bind(listen).await?;
         let local = listeners.local_addr()?;
         // Tests and scripts read this line to learn the port when listening on port 0.
         println!("voxnav: SIP listening on udp+tcp {local}");
+        if let Some((addr, certificates)) = tls {
+            listeners.bind_tls(addr, certificates).await?;
+            if let Some(tls) = listeners.tls_local_addr() {
+                println!("voxnav: SIP over TLS listening on {tls}");
+            }
+        }
         if let Some((addr, admin)) = admin {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await

@@ -14,6 +14,7 @@ pub mod call_media;
 pub mod http;
 pub mod leg;
 pub mod media;
+pub mod tls;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -133,6 +134,8 @@ impl Default for ServeConfig {
 pub struct SipListeners {
     udp: UdpSocket,
     tcp: TcpListener,
+    /// SIP over TLS, when configured: its listener and certificates.
+    tls: Option<(TcpListener, Arc<tls::Certificates>)>,
 }
 
 impl SipListeners {
@@ -150,11 +153,33 @@ impl SipListeners {
                 addr: local,
                 source,
             })?;
-        Ok(Self { udp, tcp })
+        Ok(Self {
+            udp,
+            tcp,
+            tls: None,
+        })
+    }
+
+    /// Adds a SIP over TLS listener on `addr` with these certificates.
+    pub async fn bind_tls(
+        &mut self,
+        addr: SocketAddr,
+        certificates: tls::Certificates,
+    ) -> Result<(), NetError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| NetError::Bind { addr, source })?;
+        self.tls = Some((listener, Arc::new(certificates)));
+        Ok(())
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.udp.local_addr()
+    }
+
+    /// The TLS listener's address, if there is one.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` is cancelled, then hangs up every call (BYE) and waits for open
@@ -177,7 +202,11 @@ impl SipListeners {
         } else {
             local
         };
-        let endpoint = Arc::new(Mutex::new(Endpoint::new(seed, advertised, config.endpoint)));
+        let mut core = Endpoint::new(seed, advertised, config.endpoint);
+        if let Some(addr) = self.tls_local_addr() {
+            core.set_tls_address(SocketAddr::new(advertised.ip(), addr.port()));
+        }
+        let endpoint = Arc::new(Mutex::new(core));
         let tracker = TaskTracker::new();
         tracker.spawn(drain_then_stop(
             endpoint.clone(),
@@ -216,14 +245,25 @@ impl SipListeners {
             udp.await;
             done.cancel();
         });
+        let shared = Shared {
+            endpoint,
+            outbound,
+            wake,
+            drained,
+        };
+        if let Some((listener, certificates)) = self.tls {
+            tracker.spawn(tcp_accept_loop(
+                listener,
+                Some(certificates),
+                shared.clone(),
+                shutdown.clone(),
+                tracker.clone(),
+            ));
+        }
         tracker.spawn(tcp_accept_loop(
             self.tcp,
-            Shared {
-                endpoint,
-                outbound,
-                wake,
-                drained,
-            },
+            None,
+            shared,
             shutdown.clone(),
             tracker.clone(),
         ));
@@ -408,11 +448,7 @@ async fn start_call(
     let caller = lock(endpoint).caller_of(&call_id);
     // Every log event of this call (its task, the jobs it starts) carries the call id.
     let span = tracing::info_span!("call", id = %call_id);
-    let transport = if lock(endpoint).is_tcp_call(&call_id) {
-        "tcp"
-    } else {
-        "udp"
-    };
+    let transport = (lock(endpoint).call_transport(&call_id)).map_or("udp", Transport::label);
     span.in_scope(
         || tracing::info!(caller = %caller.number, transport, rtp = %local_rtp, "call answered"),
     );
@@ -663,8 +699,14 @@ struct Shared {
     drained: CancellationToken,
 }
 
+/// How long a TLS handshake may take: a peer that connects and says nothing (or garbage)
+/// does not hold a connection slot longer.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// Accepts SIP over TCP, or over TLS with `tls`'s certificates (RFC 3261 26.2.1).
 async fn tcp_accept_loop(
     listener: TcpListener,
+    tls: Option<Arc<tls::Certificates>>,
     shared: Shared,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -682,12 +724,30 @@ async fn tcp_accept_loop(
             continue; // dropping the stream closes it
         }
         open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (shared, open) = (shared.clone(), open.clone());
+        let (shared, open, tls) = (shared.clone(), open.clone(), tls.clone());
         tracker.spawn(async move {
             let (tx, rx) = mpsc::channel(64);
-            lock_peers(&shared.outbound).insert(peer, tx);
-            tcp_connection(stream, peer, &shared, rx).await;
-            lock_peers(&shared.outbound).remove(&peer);
+            match tls {
+                None => {
+                    lock_peers(&shared.outbound).insert(peer, tx);
+                    tcp_connection(stream, peer, &shared, rx, Transport::Tcp).await;
+                    lock_peers(&shared.outbound).remove(&peer);
+                }
+                Some(certificates) => {
+                    let handshake = certificates.acceptor().accept(stream);
+                    match tokio::time::timeout(TLS_HANDSHAKE, handshake).await {
+                        Ok(Ok(stream)) => {
+                            lock_peers(&shared.outbound).insert(peer, tx);
+                            tcp_connection(stream, peer, &shared, rx, Transport::Tls).await;
+                            lock_peers(&shared.outbound).remove(&peer);
+                        }
+                        // Garbage, a plain SIP message, a client that refuses our
+                        // certificate, or silence: the connection is closed, nothing else.
+                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
             open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         });
     }
@@ -701,11 +761,12 @@ fn lock_peers(
 
 /// One TCP connection: frames and handles incoming messages, and writes whatever the endpoint
 /// sends to this peer (direct replies, and later ones through `outgoing`).
-async fn tcp_connection(
-    mut stream: TcpStream,
+async fn tcp_connection<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
     peer: SocketAddr,
     shared: &Shared,
     mut outgoing: mpsc::Receiver<Vec<u8>>,
+    transport: Transport,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
@@ -716,10 +777,14 @@ async fn tcp_connection(
                 Ok(StreamFrame::Complete(frame)) => {
                     let message = frame.message(&buf).to_vec();
                     buf.drain(..frame.consumed());
-                    for t in handle(&shared.endpoint, &message, peer, Transport::Tcp) {
+                    for t in handle(&shared.endpoint, &message, peer, transport) {
                         if stream.write_all(&t.bytes).await.is_err() {
                             return;
                         }
+                    }
+                    // TLS keeps records in its buffer until flushed (a no-op for TCP).
+                    if stream.flush().await.is_err() {
+                        return;
                     }
                     shared.wake.notify_one();
                 }
@@ -730,9 +795,10 @@ async fn tcp_connection(
                 Err(_) => {
                     // Unrecoverable framing: answer what can be answered (the endpoint sees the
                     // bytes as a datagram and rejects them with 400), then close.
-                    for t in handle(&shared.endpoint, &buf, peer, Transport::Tcp) {
+                    for t in handle(&shared.endpoint, &buf, peer, transport) {
                         let _ = stream.write_all(&t.bytes).await;
                     }
+                    let _ = stream.flush().await;
                     return;
                 }
             }
@@ -740,7 +806,7 @@ async fn tcp_connection(
         tokio::select! {
             _ = shared.drained.cancelled() => return,
             Some(bytes) = outgoing.recv() => {
-                if stream.write_all(&bytes).await.is_err() {
+                if stream.write_all(&bytes).await.is_err() || stream.flush().await.is_err() {
                     return;
                 }
             }

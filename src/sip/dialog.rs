@@ -116,10 +116,7 @@ impl Dialog {
             to = self.remote_name_addr,
             call_id = self.call_id,
             cseq = self.local_cseq,
-            transport = match self.transport {
-                super::endpoint::Transport::Udp => "UDP",
-                super::endpoint::Transport::Tcp => "TCP",
-            },
+            transport = self.transport.via_name(),
         )
         .into_bytes();
         self.state = DialogState::Terminating;

@@ -42,6 +42,28 @@ pub struct Transmit {
 pub enum Transport {
     Udp,
     Tcp,
+    /// TCP inside TLS (RFC 3261 26.2.1; `sips:` and `;transport=tls`).
+    Tls,
+}
+
+impl Transport {
+    /// The Via transport token (RFC 3261 20.42).
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Self::Udp => "UDP",
+            Self::Tcp => "TCP",
+            Self::Tls => "TLS",
+        }
+    }
+
+    /// For reports and metrics labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+        }
+    }
 }
 
 /// What the driver must act on.
@@ -132,6 +154,8 @@ pub struct Endpoint {
     seed: u64,
     /// Our SIP address as peers should reach it (Via sent-by, Contact).
     local: SocketAddr,
+    /// Our TLS listener's address, if any (the Contact of calls over TLS).
+    tls: Option<SocketAddr>,
     transactions: ServerTransactions,
     dialogs: HashMap<String, Dialog>,
     /// Calls with our BYE in flight: the only dialogs timers and responses need to look at,
@@ -172,6 +196,7 @@ impl Endpoint {
             next_id: 0,
             seed,
             local,
+            tls: None,
             dialogs: HashMap::new(),
             byes: HashSet::new(),
             offers: HashMap::new(),
@@ -309,7 +334,10 @@ impl Endpoint {
     /// Hangs up a call from our side: BYE if it was answered, nothing otherwise.
     pub fn hangup(&mut self, call_id: &str, now: Instant) -> Vec<Transmit> {
         let branch = self.unique("z9hG4bKvx");
-        let (via, t1) = (self.local.to_string(), self.config.timers.t1);
+        // Our sent-by for the call's transport: the TLS listener for a call over TLS.
+        let tls_call = self.call_transport(call_id) == Some(Transport::Tls);
+        let sent_by = self.tls.filter(|_| tls_call).unwrap_or(self.local);
+        let (via, t1) = (sent_by.to_string(), self.config.timers.t1);
         match self.dialogs.get_mut(call_id) {
             Some(d) if matches!(d.state, DialogState::Answered | DialogState::Confirmed) => {
                 let bye = d.bye(&via, branch, now, t1);
@@ -344,7 +372,11 @@ impl Endpoint {
         };
         d.state = DialogState::Answered;
         d.local_rtp = Some(rtp);
-        let contact = format!("<sip:voxnav@{}>", self.local);
+        let transport = d.transport;
+        let contact = match (transport, self.tls) {
+            (Transport::Tls, Some(tls)) => format!("<sip:voxnav@{tls};transport=tls>"),
+            _ => format!("<sip:voxnav@{}>", self.local),
+        };
         let invite = d.invite.clone();
         let (tag, peer) = (d.local_tag.clone(), d.peer);
         let mut headers = vec![
@@ -443,11 +475,23 @@ impl Endpoint {
         }
     }
 
-    /// Whether the call came over TCP.
-    pub fn is_tcp_call(&self, call_id: &str) -> bool {
-        self.dialogs
-            .get(call_id)
-            .is_some_and(|d| d.transport == Transport::Tcp)
+    /// The transport the call came on.
+    pub fn call_transport(&self, call_id: &str) -> Option<Transport> {
+        self.dialogs.get(call_id).map(|d| d.transport)
+    }
+
+    /// Where peers reach us over TLS, when a TLS listener is up: the Contact of calls that
+    /// came over TLS names it, so their requests to us stay on TLS.
+    pub fn set_tls_address(&mut self, addr: SocketAddr) {
+        self.tls = Some(addr);
+    }
+
+    /// Our Contact for a call on `transport`.
+    fn contact_for(&self, transport: Transport) -> String {
+        match (transport, self.tls) {
+            (Transport::Tls, Some(tls)) => format!("<sip:voxnav@{tls};transport=tls>"),
+            _ => format!("<sip:voxnav@{}>", self.local),
+        }
     }
 
     /// Refuses an `IncomingCall` (e.g. no RTP port): `status` with `reason`.
@@ -917,14 +961,15 @@ impl Endpoint {
             );
         };
         let session = self.seed ^ self.next_id;
-        let local = self.local;
+        let contact =
+            self.contact_for((self.dialogs.get(call_id)).map_or(Transport::Udp, |d| d.transport));
         let Some(rtp) = self.dialogs.get(call_id).and_then(|d| d.local_rtp) else {
             // An offer while ours is still pending (RFC 3261 14.2).
             return self.reply(env, key, 491, "Request Pending", &[], &to_tag, source, now);
         };
         // Our media address is unchanged; only direction or codec can move (hold, resume).
         let body = sdp::answer(&offer, &agreed, rtp, session);
-        let mut headers = vec![("Contact".to_string(), format!("<sip:voxnav@{local}>"))];
+        let mut headers = vec![("Contact".to_string(), contact)];
         headers.extend(self.refresh_session(env, call_id, now));
         let bytes = response::build_with_body(
             env,
