@@ -58,8 +58,10 @@ portable: build
 	scripts/check-portable.sh $(BIN)
 
 ## Benchmarks: ASR latency/RTF/WER per model and decoding, TTS first audio and RTF, SIP
-## parse/serialise throughput; sip-test/load.sh RATE CALLS HOLD_MS for call-rate load.
+## parse/serialise throughput, record writes (SQLite, PostgreSQL), SRTP and TLS cost;
+## sip-test/load.sh RATE CALLS HOLD_MS for call-rate load.
 bench: models
 	$(CARGO) bench --bench asr
 	$(CARGO) bench --bench tts
 	$(CARGO) bench --bench sip
+	$(CARGO) bench --bench deploy

@@ -78,7 +78,10 @@ impl Database {
     pub fn open(&self) -> Result<Records, DbError> {
         let mut records = match self {
             Self::Sqlite(path) => Records::Sqlite(open_sqlite(path)?),
-            Self::Postgres(url) => Records::Postgres(open_postgres(url)?),
+            Self::Postgres(url) => Records::Postgres(Box::new(PgConnection {
+                client: open_postgres(url)?,
+                statements: std::collections::HashMap::new(),
+            })),
         };
         records.migrate()?;
         Ok(records)
@@ -148,7 +151,25 @@ fn open_postgres(url: &str) -> Result<postgres::Client, DbError> {
 /// An open records database.
 pub enum Records {
     Sqlite(rusqlite::Connection),
-    Postgres(postgres::Client),
+    Postgres(Box<PgConnection>),
+}
+
+/// A PostgreSQL connection with its prepared statements: each SQL text is prepared once, so
+/// a write is one round trip to the server instead of two (prepare, then execute).
+pub struct PgConnection {
+    client: postgres::Client,
+    statements: std::collections::HashMap<String, postgres::Statement>,
+}
+
+impl PgConnection {
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, DbError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let prepared = self.client.prepare(&postgres_placeholders(sql))?;
+        self.statements.insert(sql.to_string(), prepared.clone());
+        Ok(prepared)
+    }
 }
 
 impl fmt::Debug for Records {
@@ -395,11 +416,12 @@ impl Records {
                 })?;
                 Ok(rows.collect::<Result<_, _>>()?)
             }
-            Self::Postgres(client) => {
+            Self::Postgres(pg) => {
                 let boxed: Vec<_> = params.iter().map(postgres_value).collect();
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     boxed.iter().map(|b| b.as_ref()).collect();
-                let rows = client.query(&postgres_placeholders(sql), &refs)?;
+                let statement = pg.statement(sql)?;
+                let rows = pg.client.query(&statement, &refs)?;
                 rows.iter().map(postgres_row).collect()
             }
         }
@@ -424,11 +446,12 @@ impl Records {
                     .execute(rusqlite::params_from_iter(bound))?;
                 Ok(n as u64)
             }
-            Self::Postgres(client) => {
+            Self::Postgres(pg) => {
                 let boxed: Vec<_> = params.iter().map(postgres_value).collect();
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     boxed.iter().map(|b| b.as_ref()).collect();
-                Ok(client.execute(&postgres_placeholders(sql), &refs)?)
+                let statement = pg.statement(sql)?;
+                Ok(pg.client.execute(&statement, &refs)?)
             }
         }
     }
@@ -437,7 +460,7 @@ impl Records {
     pub fn batch(&mut self, sql: &str) -> Result<(), DbError> {
         match self {
             Self::Sqlite(db) => Ok(db.execute_batch(sql)?),
-            Self::Postgres(client) => Ok(client.batch_execute(sql)?),
+            Self::Postgres(pg) => Ok(pg.client.batch_execute(sql)?),
         }
     }
 
