@@ -69,7 +69,10 @@ fn write_rate(database: &Database, calls: usize, round: usize) -> f64 {
             transfer_reason: None,
         });
     }
-    assert!(store.flush(Duration::from_secs(300)), "the writer caught up");
+    assert!(
+        store.flush(Duration::from_secs(300)),
+        "the writer caught up"
+    );
     assert_eq!(store.health.dropped.get(), 0);
     (calls * 5) as f64 / started.elapsed().as_secs_f64()
 }
