@@ -1,7 +1,8 @@
 //! RTP packets, RFC 4733 events, RTCP compound packets, the jitter buffer and the RTP session:
 //! parse without panicking; what parses re-serialises to a packet with the same fields; any
 //! sequence of pushes and pops keeps the jitter buffer within its window; the session takes
-//! any datagram as RTP and as RTCP from its peer and keeps sending one packet per tick.
+//! any datagram as RTP and as RTCP from its peer and keeps sending one packet per tick; the
+//! SRTP checks refuse (or, for our own sealed packets, accept) any input without panicking.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -10,6 +11,7 @@ use voxnav::media::jitter::JitterBuffer;
 use voxnav::media::rtcp;
 use voxnav::media::rtp::RtpPacket;
 use voxnav::media::session::{RtpSession, SessionConfig};
+use voxnav::media::srtp::{Inbound, MasterKey, Outbound};
 use voxnav::sip::sdp::{Direction, Negotiated};
 
 fuzz_target!(|data: &[u8]| {
@@ -46,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
         dtmf_pt: Some(101),
         direction: Direction::SendRecv,
         media_index: 0,
+        srtp: None,
     };
     let config = SessionConfig::answered_call(7, "voxnav@fuzz".into(), peer.ip());
     let mut session = RtpSession::new(config, Some(media), t0);
@@ -61,5 +64,28 @@ fuzz_target!(|data: &[u8]| {
         }
         while session.poll_event().is_some() {}
     }
-    assert!(sent >= data.chunks(64).count(), "a packet every tick whatever came in");
+    assert!(
+        sent >= data.chunks(64).count(),
+        "a packet every tick whatever came in"
+    );
+    // SRTP: arbitrary bytes are refused (a forged tag cannot match), and the input sealed by
+    // us comes back unchanged.
+    let key = MasterKey {
+        key: [7; 16],
+        salt: [9; 14],
+    };
+    let mut inbound = Inbound::new(&key);
+    assert!(
+        inbound.unprotect_rtp(data).is_err(),
+        "a forged 80-bit tag matched"
+    );
+    let _ = inbound.unprotect_rtcp(data);
+    if let Ok(p) = RtpPacket::parse(data) {
+        let mut sealed = p.to_bytes();
+        let plain = sealed.clone();
+        if Outbound::new(&key).protect_rtp(&mut sealed).is_ok() {
+            let opened = Inbound::new(&key).unprotect_rtp(&sealed);
+            assert_eq!(opened.as_deref(), Ok(&plain[..]));
+        }
+    }
 });
