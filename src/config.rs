@@ -9,6 +9,7 @@
 //!     listen: 0.0.0.0:5061   # reloaded when they change
 //!     cert: /etc/voxnav/sip-chain.pem
 //!     key: /etc/voxnav/sip-key.pem
+//!   tls_required_from: [203.0.113.0/24]    # these trunks must call over TLS (403 otherwise)
 //!   trunks: [192.0.2.0/24]   # who may call (others get 403); their P-Asserted-Identity is
 //!                            # believed. Absent: everyone may call
 //!   digest:                  # or: peers outside the trunks prove who they are (401 challenge)
@@ -34,6 +35,8 @@
 //!   threads: 1               # media driver threads (each owns a share of the calls)
 //!   srtp: optional           # SRTP with SDES keys when offered (RTP/SAVP); `required`
 //!                            # refuses plain offers (488), `off` refuses SRTP-only ones
+//!   srtp_required_from: [203.0.113.0/24]   # these trunks' calls must be SRTP whatever
+//!                                          # `srtp` says
 //! transfer:                  # where dialplan transfers ring (a bridge to a SIP phone)
 //!   default: sip:desk@192.0.2.10        # the seat for queues not listed
 //!   queues:
@@ -104,6 +107,10 @@ pub struct ServerConfig {
     pub rtp_ports: Option<PortPool>,
     /// `sip.tls`: where SIP over TLS listens, and its certificate files.
     pub tls: Option<(SocketAddr, crate::net::tls::TlsFiles)>,
+    /// `sip.tls_required_from`: trunks that must call over TLS (403 otherwise).
+    pub tls_required_from: Vec<crate::sip::admission::Network>,
+    /// `media.srtp_required_from`: trunks whose calls must be SRTP (488 otherwise).
+    pub srtp_required_from: Vec<crate::sip::admission::Network>,
     /// `media.srtp`: SRTP (SDES) optional, required or off.
     pub srtp: Option<crate::sip::sdp::SrtpPolicy>,
     pub agent_default: Option<String>,
@@ -200,6 +207,22 @@ fn sip_uri(y: &yaml::Yaml, what: &str, p: &mut Problems) -> Option<String> {
         return None;
     }
     Some(t)
+}
+
+/// A list of addresses and networks (trunks).
+fn networks(
+    list: &yaml::Yaml,
+    what: &'static str,
+    p: &mut Problems,
+) -> Vec<crate::sip::admission::Network> {
+    let mut out = Vec::new();
+    for (t, pos) in crate::dialplan::read::texts(list, what, p) {
+        match t.parse() {
+            Ok(net) => out.push(net),
+            Err(e) => p.add(pos, e, "an address (192.0.2.7) or a network (10.0.0.0/8)"),
+        }
+    }
+    out
 }
 
 /// `media.srtp` / `--srtp`: optional (SRTP when offered), required, or off.
@@ -523,12 +546,10 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
             config.digest = read_digest(digest, &|n| std::env::var(n).ok(), &mut p);
         }
         if let Some(trunks) = m.get("trunks") {
-            for (t, pos) in crate::dialplan::read::texts(trunks, "a trunk", &mut p) {
-                match t.parse() {
-                    Ok(net) => config.trunks.push(net),
-                    Err(e) => p.add(pos, e, "an address (192.0.2.7) or a network (10.0.0.0/8)"),
-                }
-            }
+            config.trunks = networks(trunks, "a trunk", &mut p);
+        }
+        if let Some(list) = m.get("tls_required_from") {
+            config.tls_required_from = networks(list, "a trunk", &mut p);
         }
         m.finish(&[], &mut p);
     }
@@ -569,6 +590,9 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
                 Ok(pool) => config.rtp_ports = Some(pool),
                 Err(e) => p.add(pos, e, ""),
             }
+        }
+        if let Some(list) = m.get("srtp_required_from") {
+            config.srtp_required_from = networks(list, "a trunk", &mut p);
         }
         if let Some((t, pos)) = m.get("srtp").and_then(|y| text(y, "srtp", &mut p)) {
             match parse_srtp(&t) {
@@ -835,11 +859,17 @@ mod tests {
         let lines = dir.join("lines.yaml");
         std::fs::write(
             &lines,
-            "sip:\n  trunks: [127.0.0.1, 10.0.0.0/8]\nhotlines:\n  \"+1 555 0100\": a.yaml\n  sales: b.yaml\n  default: a.yaml\n",
+            "sip:\n  trunks: [127.0.0.1, 10.0.0.0/8]\n  tls_required_from: [10.1.0.0/16]\n\
+             media:\n  srtp: off\n  srtp_required_from: [10.1.2.3]\nhotlines:\n  \"+1 555 0100\": a.yaml\n  sales: b.yaml\n  default: a.yaml\n",
         )
         .unwrap();
         let c = read(&lines).unwrap();
         assert_eq!(c.trunks.len(), 2);
+        assert_eq!(
+            (c.tls_required_from.len(), c.srtp_required_from.len()),
+            (1, 1)
+        );
+        assert_eq!(c.srtp, Some(crate::sip::sdp::SrtpPolicy::Off));
         assert_eq!(c.hotlines["+15550100"], Path::new("a.yaml"));
         assert_eq!(c.hotlines["sales"], Path::new("b.yaml"));
         assert_eq!(c.default_hotline.as_deref(), Some(Path::new("a.yaml")));

@@ -83,7 +83,10 @@ fn a_caller_asks_for_their_order_by_voice_then_types_the_number_and_hears_the_st
     assert_eq!(status, 200, "{body}");
     let live: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(live["calls"], serde_json::json!([]), "{body}");
-    assert!(live["server"].is_string(), "the server names itself: {body}");
+    assert!(
+        live["server"].is_string(),
+        "the server names itself: {body}"
+    );
 
     let sipp = sipp_speaking_caller(
         &dir,

@@ -277,6 +277,8 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
             },
             register: file.register.clone(),
             srtp: args.srtp.or(file.srtp).unwrap_or_default(),
+            srtp_required_from: file.srtp_required_from.clone(),
+            tls_required_from: file.tls_required_from.clone(),
             ..Default::default()
         },
         rtp_ports: args

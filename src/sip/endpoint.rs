@@ -121,6 +121,11 @@ pub struct EndpointConfig {
     pub register: Option<super::register::RegisterConfig>,
     /// Whether calls' media may, must or must not be SRTP (`media.srtp`).
     pub srtp: super::sdp::SrtpPolicy,
+    /// Trunks whose calls must be SRTP whatever `srtp` says (`media.srtp_required_from`).
+    pub srtp_required_from: Vec<super::admission::Network>,
+    /// Trunks whose calls must come over TLS (`sip.tls_required_from`): an INVITE from one of
+    /// them over UDP or TCP gets 403.
+    pub tls_required_from: Vec<super::admission::Network>,
 }
 
 impl Default for EndpointConfig {
@@ -132,6 +137,8 @@ impl Default for EndpointConfig {
             admission: Default::default(),
             register: None,
             srtp: Default::default(),
+            srtp_required_from: Vec::new(),
+            tls_required_from: Vec::new(),
         }
     }
 }
@@ -350,8 +357,18 @@ impl Endpoint {
 
     /// The answer's media for an offer under the SRTP policy (`sdp::negotiate_secure`); our
     /// SRTP key comes from the kernel's random source.
-    fn negotiate(&self, offer: &sdp::Offer) -> Result<sdp::Negotiated, sdp::SdpError> {
-        sdp::negotiate_secure(offer, self.config.srtp, &mut || {
+    fn negotiate(
+        &self,
+        offer: &sdp::Offer,
+        source: SocketAddr,
+    ) -> Result<sdp::Negotiated, sdp::SdpError> {
+        let required = (self.config.srtp_required_from.iter()).any(|n| n.contains(source.ip()));
+        let policy = if required {
+            sdp::SrtpPolicy::Required
+        } else {
+            self.config.srtp
+        };
+        sdp::negotiate_secure(offer, policy, &mut || {
             crate::media::srtp::MasterKey::random().ok()
         })
     }
@@ -839,6 +856,15 @@ impl Endpoint {
         trusted: bool,
         now: Instant,
     ) -> Vec<Transmit> {
+        let tls_required = (self.config.tls_required_from.iter()).any(|n| n.contains(source.ip()));
+        if tls_required && transport != Transport::Tls {
+            self.stats.rejected += 1;
+            let warning = [(
+                "Warning".to_string(),
+                "399 voxnav \"this trunk must call over TLS\"".to_string(),
+            )];
+            return self.reply(env, key, 403, "Forbidden", &warning, tag, source, now);
+        }
         let dialled = super::identity::dialled_number(env);
         if !self.config.admission.answers(dialled.as_deref()) {
             self.stats.rejected += 1;
@@ -857,7 +883,7 @@ impl Endpoint {
         let (offer, media) = if env.body.is_empty() {
             (None, None)
         } else {
-            match sdp::parse(&env.body).and_then(|o| self.negotiate(&o).map(|n| (o, n))) {
+            match sdp::parse(&env.body).and_then(|o| self.negotiate(&o, source).map(|n| (o, n))) {
                 Ok((offer, agreed)) => (Some(offer), Some(agreed)),
                 Err(e @ (sdp::SdpError::NoCommonCodec | sdp::SdpError::Security(_))) => {
                     let why = match e {
@@ -947,7 +973,7 @@ impl Endpoint {
         now: Instant,
     ) -> Vec<Transmit> {
         let to_tag = tag_of(env.get("To").unwrap_or_default());
-        let parsed = sdp::parse(&env.body).and_then(|o| self.negotiate(&o).map(|n| (o, n)));
+        let parsed = sdp::parse(&env.body).and_then(|o| self.negotiate(&o, source).map(|n| (o, n)));
         let Ok((offer, agreed)) = parsed else {
             return self.reply(
                 env,
@@ -1404,6 +1430,42 @@ mod tests {
         let g729 = SDP.replace("RTP/AVP 0 101", "RTP/AVP 18");
         let out = ep.handle_datagram(&request("INVITE", "call-f", 1, "", "f", &g729), src(), t0);
         assert_eq!(status(&out[0]), 488);
+    }
+
+    #[test]
+    fn a_trunk_that_must_use_tls_and_srtp_is_refused_over_udp_or_in_the_clear() {
+        let net = |s: &str| s.parse::<crate::sip::admission::Network>().unwrap();
+        let mut ep = Endpoint::new(
+            1,
+            "127.0.0.1:5060".parse().unwrap(),
+            EndpointConfig {
+                tls_required_from: vec![net("127.0.0.1")],
+                srtp_required_from: vec![net("127.0.0.1")],
+                ..Default::default()
+            },
+        );
+        let t0 = Instant::now();
+        // Over UDP: 403, whatever the offer.
+        let out = ep.handle_datagram(&request("INVITE", "call-u", 1, "", "u", SDP), src(), t0);
+        assert_eq!(status(&out[0]), 403);
+        assert!(
+            text(&out[0]).contains("must call over TLS"),
+            "{}",
+            text(&out[0])
+        );
+        // Over TLS with a plain offer: 488, SRTP is required of this trunk.
+        let out = ep.handle_message(
+            &request("INVITE", "call-t", 1, "", "t", SDP),
+            src(),
+            Transport::Tls,
+            t0,
+        );
+        assert_eq!(status(&out[0]), 488);
+        // Another address, plain over UDP: the server-wide policy (optional) lets it in.
+        let other: SocketAddr = "192.0.2.7:5070".parse().unwrap();
+        let out = ep.handle_datagram(&request("INVITE", "call-o", 1, "", "o", SDP), other, t0);
+        assert_ne!(status(&out[0]), 403);
+        assert_ne!(status(&out[0]), 488);
     }
 
     #[test]
