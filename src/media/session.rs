@@ -30,6 +30,7 @@
 //!   peer's RTP port + 1; SR/RR with one report block (LSR/DLSR from the peer's SRs).
 //! - **Inactivity**: no RTP for `inactivity` raises `Inactive` (again after as long).
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -641,21 +642,10 @@ impl RtpSession {
             return;
         }
         let (codec_pt, dtmf_pt) = (m.codec_pt, m.dtmf_pt);
-        let plain;
-        let bytes = match self.srtp.as_mut() {
-            Some((_, inbound)) => match inbound.unprotect_rtp(bytes) {
-                Ok(p) => {
-                    plain = p;
-                    &plain[..]
-                }
-                Err(_) => {
-                    self.counters.srtp_rejected += 1;
-                    return;
-                }
-            },
-            None => bytes,
+        let Some(bytes) = self.unseal(bytes, Socket::Rtp) else {
+            return;
         };
-        let Ok(packet) = RtpPacket::parse(bytes) else {
+        let Ok(packet) = RtpPacket::parse(&bytes) else {
             return;
         };
         self.counters.received += 1;
@@ -695,6 +685,25 @@ impl RtpSession {
         }
     }
 
+    /// A datagram as it arrived, checked and decrypted when the stream is SRTP; None (and
+    /// counted) if SRTP refused it.
+    fn unseal<'a>(&mut self, bytes: &'a [u8], socket: Socket) -> Option<Cow<'a, [u8]>> {
+        let Some((_, inbound)) = self.srtp.as_mut() else {
+            return Some(Cow::Borrowed(bytes));
+        };
+        let opened = match socket {
+            Socket::Rtp => inbound.unprotect_rtp(bytes),
+            Socket::Rtcp => inbound.unprotect_rtcp(bytes),
+        };
+        match opened {
+            Ok(plain) => Some(Cow::Owned(plain)),
+            Err(_) => {
+                self.counters.srtp_rejected += 1;
+                None
+            }
+        }
+    }
+
     /// An RTCP datagram that arrived from `from`.
     pub fn handle_rtcp(&mut self, bytes: &[u8], from: SocketAddr, now: Instant) {
         let Some(m) = self.media.as_ref() else {
@@ -704,21 +713,10 @@ impl RtpSession {
             self.counters.foreign += 1;
             return;
         }
-        let plain;
-        let bytes = match self.srtp.as_mut() {
-            Some((_, inbound)) => match inbound.unprotect_rtcp(bytes) {
-                Ok(p) => {
-                    plain = p;
-                    &plain[..]
-                }
-                Err(_) => {
-                    self.counters.srtp_rejected += 1;
-                    return;
-                }
-            },
-            None => bytes,
+        let Some(bytes) = self.unseal(bytes, Socket::Rtcp) else {
+            return;
         };
-        let Ok(packets) = rtcp::parse(bytes) else {
+        let Ok(packets) = rtcp::parse(&bytes) else {
             return;
         };
         self.counters.rtcp_received += 1;

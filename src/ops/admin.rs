@@ -364,7 +364,7 @@ async fn with_records_of<T: Send + 'static>(
     };
     tokio::task::spawn_blocking(move || {
         let mut db = database
-            .open()
+            .connect()
             .map_err(|e| format!("call records {database}: {e}"))?;
         if let Some(hotline) = &hotline {
             stats::only_hotline(&mut db, hotline).map_err(|e| e.to_string())?;

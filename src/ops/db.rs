@@ -76,15 +76,21 @@ impl Database {
     /// Connects (creating a SQLite file and its folder if needed) and brings the schema up to
     /// date.
     pub fn open(&self) -> Result<Records, DbError> {
-        let mut records = match self {
+        let mut records = self.connect()?;
+        records.migrate()?;
+        Ok(records)
+    }
+
+    /// Connects without touching the schema: for readers (the admin API opens one connection
+    /// per request), once the writer has opened the database.
+    pub fn connect(&self) -> Result<Records, DbError> {
+        Ok(match self {
             Self::Sqlite(path) => Records::Sqlite(open_sqlite(path)?),
             Self::Postgres(url) => Records::Postgres(Box::new(PgConnection {
                 client: open_postgres(url)?,
                 statements: std::collections::HashMap::new(),
             })),
-        };
-        records.migrate()?;
-        Ok(records)
+        })
     }
 }
 
