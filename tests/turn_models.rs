@@ -114,13 +114,23 @@ fn silero_separates_speech_from_noise_tones_music_and_silence() {
     for text in &REQUESTS[..6] {
         speech.extend(speak(&tts, text));
     }
+    let before = vad.inferences();
     let share = speech_share(&vad, &speech);
+    assert!(
+        vad.inferences() - before > (speech.len() / 256 / 2) as u64,
+        "speech runs through the model"
+    );
     // Requests include the pauses between words and sentences: most frames, not all.
     assert!(
         share > 0.6,
         "speech called speech in {:.0}% of frames",
         share * 100.0
     );
+    // Speech after a long silence (the model's state started afresh) is still speech.
+    let mut after_silence = vec![0.0; 8000 * 2];
+    after_silence.extend(speak(&tts, REQUESTS[6]));
+    let share = speech_share(&vad, &after_silence[..]);
+    assert!(share > 0.25, "speech after silence: {:.0}%", share * 100.0);
     let dtmf: Vec<f32> = "472198#*0"
         .chars()
         .flat_map(|d| {
@@ -150,8 +160,14 @@ fn silero_separates_speech_from_noise_tones_music_and_silence() {
         ("keypad tones", dtmf),
         ("hold music", music(8.0)),
         ("silence", vec![0.0; 8000 * 3]),
+        ("a quiet line (-70 dBFS noise)", noise(3.0, 0.000_55)),
     ] {
+        let before = vad.inferences();
         let share = speech_share(&vad, &through_g711(&audio));
+        if name.contains("silence") || name.contains("quiet") {
+            // Below -60 dBFS the model is not asked: silence costs a call nothing.
+            assert_eq!(vad.inferences(), before, "{name} ran through the model");
+        }
         // A 2% allowance: a frame here and there never makes 100 ms of speech.
         assert!(
             share <= 0.02,
