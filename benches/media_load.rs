@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use voxnav::testkit::median;
-use voxnav::testkit::{cpu_ms_and_rss_kb, free_udp_port};
+use voxnav::testkit::{SippTotals, cpu_ms_and_rss_kb, free_udp_port};
 
 struct Server {
     child: Child,
@@ -103,27 +103,6 @@ fn sipp_uac(target: &str, extra: &[&str], stat: &std::path::Path) -> Child {
         .expect("sipp (sip-tester)")
 }
 
-/// (successful, failed, retransmissions) from SIPp's last statistics row.
-fn sipp_totals(stat: &std::path::Path) -> (u64, u64, u64) {
-    let text = std::fs::read_to_string(stat).unwrap_or_default();
-    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(';').collect()).collect();
-    let (Some(head), Some(last)) = (rows.first(), rows.last()) else {
-        return (0, 0, 0);
-    };
-    let get = |k: &str| {
-        head.iter()
-            .position(|h| *h == k)
-            .and_then(|i| last.get(i))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (
-        get("SuccessfulCall(C)"),
-        get("FailedCall(C)"),
-        get("Retransmissions(C)"),
-    )
-}
-
 fn concurrent_audio(calls: u64, idle: (u64, u64), media_threads: usize) {
     let server = Server::start_with(media_threads);
     let stat = std::env::temp_dir().join(format!("voxnav-bench-conc-{calls}.csv"));
@@ -157,7 +136,11 @@ fn concurrent_audio(calls: u64, idle: (u64, u64), media_threads: usize) {
     let cpu_share = (cpu1 - cpu0) as f64 / t0.elapsed().as_millis() as f64;
     let _ = sipp.wait();
     std::thread::sleep(Duration::from_millis(500));
-    let (ok, failed, _) = sipp_totals(&stat);
+    let SippTotals {
+        successful: ok,
+        failed,
+        ..
+    } = SippTotals::read(&stat);
     let media = server.media_lines();
     let sent: u64 = media.iter().map(|l| field(l, "sent")).sum();
     let over: u64 = media.iter().map(|l| field(l, "gaps_over_2ms")).sum();
@@ -194,7 +177,8 @@ fn call_rate(target: &str, rate: u64, seconds: u64, rtp: bool, name: &str) -> (u
     }
     let mut sipp = sipp_uac(target, &args, &stat);
     let _ = sipp.wait();
-    sipp_totals(&stat)
+    let t = SippTotals::read(&stat);
+    (t.successful, t.failed, t.retransmissions)
 }
 
 fn main() {

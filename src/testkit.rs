@@ -164,10 +164,10 @@ pub fn peak_rss_of_engine_in_fresh_process(engine: &str) -> Option<f64> {
         .ok()
 }
 
-/// The median of non-empty `values`.
+/// The median of `values` (NaN when there are none: a figure that was not measured).
 pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// UDP payloads of a classic little-endian pcap file with Ethernet framing and IPv4 (what SIPp
@@ -1038,6 +1038,123 @@ impl Drop for Postgres {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status();
+    }
+}
+
+/// Debian's Kamailio running the repository's `deploy/kamailio/kamailio.cfg` in the foreground
+/// on `listen`, spreading calls over `nodes` (dispatcher set 1, OPTIONS probes every second),
+/// for the multi-node test and benchmark. Its log lines (stderr) are in `lines`.
+///
+/// Stopped on drop with SIGTERM, on which its main process stops the worker processes it
+/// forked (a SIGKILL would leave them running, orphaned), then SIGKILL if it has not exited
+/// within 5 s.
+pub struct Kamailio {
+    child: std::process::Child,
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Kamailio {
+    /// Starts it with its files in `dir` and `shared_mb` of shared memory, and waits until it
+    /// answers an OPTIONS (`None` if it did not within 10 s).
+    pub fn start(
+        dir: &Path,
+        listen: std::net::SocketAddr,
+        nodes: &[std::net::SocketAddr],
+        shared_mb: u32,
+    ) -> Option<Kamailio> {
+        let list = dir.join("dispatcher.list");
+        let entries: String = nodes.iter().map(|n| format!("1 sip:{n}\n")).collect();
+        std::fs::write(&list, entries).ok()?;
+        let mut child = Command::new("kamailio")
+            .arg("-f")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/deploy/kamailio/kamailio.cfg"
+            ))
+            .args(["-DD", "-E", "-m", &shared_mb.to_string(), "-M", "8"])
+            .arg("-Y")
+            .arg(dir)
+            .arg("-P")
+            .arg(dir.join("kamailio.pid"))
+            .args(["-A", &format!("LISTEN=udp:{listen}")])
+            .args(["-A", &format!("DISPATCHER_LIST=\"{}\"", list.display())])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kamailio is installed");
+        let lines = lines_of(child.stderr.take().unwrap());
+        let kamailio = Kamailio { child, lines };
+        answers_options(listen).then_some(kamailio)
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        if wait_exit(&mut self.child, std::time::Duration::from_secs(5)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Whether the SIP server at `server` answers an OPTIONS to itself with 200 within 10 s.
+pub fn answers_options(server: std::net::SocketAddr) -> bool {
+    use std::time::{Duration, Instant};
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let local = sock.local_addr().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 4096];
+    for attempt in 0.. {
+        if Instant::now() > deadline {
+            return false;
+        }
+        let probe = format!(
+            "OPTIONS sip:{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKup{attempt};rport\r\n\
+             From: <sip:test@{local}>;tag=1\r\nTo: <sip:{server}>\r\nCall-ID: up-{attempt}\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        let _ = sock.send_to(probe.as_bytes(), server);
+        if let Ok((n, _)) = sock.recv_from(&mut buf)
+            && buf[..n].starts_with(b"SIP/2.0 200")
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// SIPp's totals from the last row of its statistics file (`-trace_stat -stf FILE`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SippTotals {
+    pub successful: u64,
+    pub failed: u64,
+    pub retransmissions: u64,
+}
+
+impl SippTotals {
+    pub fn read(stat: &Path) -> SippTotals {
+        let text = std::fs::read_to_string(stat).unwrap_or_default();
+        let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(';').collect()).collect();
+        let (Some(head), Some(last)) = (rows.first(), rows.last()) else {
+            return SippTotals::default();
+        };
+        let get = |k: &str| {
+            head.iter()
+                .position(|h| *h == k)
+                .and_then(|i| last.get(i))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        SippTotals {
+            successful: get("SuccessfulCall(C)"),
+            failed: get("FailedCall(C)"),
+            retransmissions: get("Retransmissions(C)"),
+        }
     }
 }
 

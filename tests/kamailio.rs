@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use voxnav::ops::db::Database;
 use voxnav::testkit::{
-    KillOnDrop, Postgres, free_udp_port, lines_of, temp_dir, wait_exit, wait_for_line as wait_for,
+    Kamailio, KillOnDrop, Postgres, free_udp_port, lines_of, temp_dir, wait_exit,
+    wait_for_line as wait_for,
 };
 
 /// What each node answers: a greeting, then the caller hangs up (SIPp's BYE).
@@ -40,33 +41,6 @@ fn free_port_on(ip: &str) -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Whether `proxy` answers an OPTIONS to itself with 200 within 10 s (it is up).
-fn answers_options(proxy: SocketAddr) -> bool {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let local = sock.local_addr().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = [0u8; 4096];
-    for attempt in 0.. {
-        if Instant::now() > deadline {
-            return false;
-        }
-        let probe = format!(
-            "OPTIONS sip:{proxy} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKup{attempt};rport\r\n\
-             From: <sip:test@{local}>;tag=1\r\nTo: <sip:{proxy}>\r\nCall-ID: up-{attempt}\r\n\
-             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-        );
-        let _ = sock.send_to(probe.as_bytes(), proxy);
-        if let Ok((n, _)) = sock.recv_from(&mut buf)
-            && buf[..n].starts_with(b"SIP/2.0 200")
-        {
-            return true;
-        }
-    }
-    false
 }
 
 struct Node {
@@ -152,23 +126,6 @@ impl Node {
     }
 }
 
-/// Kamailio stopped however the test ends: SIGTERM, on which its main process stops the
-/// worker processes it forked (a SIGKILL would leave them running, orphaned), then SIGKILL
-/// if it has not exited within 5 s.
-struct StopKamailio(Child);
-
-impl Drop for StopKamailio {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        if wait_exit(&mut self.0, Duration::from_secs(5)).is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 /// The finished calls PostgreSQL holds for `node`.
 fn recorded(records: &Database, node: &str) -> u64 {
     let mut db = records.open().expect("PostgreSQL answers");
@@ -199,7 +156,8 @@ struct Run {
     completed: HashSet<String>,
 }
 
-/// `n` short calls through Kamailio at `rate` per second, logging completed calls to `log`.
+/// `n` short calls through Kamailio at `rate` per second, logging completed calls to `log`;
+/// SIPp runs in `log`'s folder, where the callers' silence is.
 fn calls_through(proxy: SocketAddr, n: u32, rate: u32, log: &Path) -> Run {
     let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/sip-test/uac_proxy.xml");
     let output = Command::new("sipp")
@@ -212,7 +170,7 @@ fn calls_through(proxy: SocketAddr, n: u32, rate: u32, log: &Path) -> Run {
         .arg("-log_file")
         .arg(log)
         .arg(proxy.to_string())
-        .current_dir(std::env::temp_dir())
+        .current_dir(log.parent().unwrap())
         .output()
         .expect("sipp is installed (sip-tester)");
     let completed = std::fs::read_to_string(log)
@@ -241,12 +199,12 @@ fn assert_all_succeeded(run: &Run, what: &str) {
 
 /// Kamailio's log lines, kept as they are read: the test waits on some and then reads back
 /// where each call was routed relative to them.
-struct KamailioLog {
-    lines: Receiver<String>,
+struct KamailioLog<'a> {
+    lines: &'a Receiver<String>,
     seen: Vec<String>,
 }
 
-impl KamailioLog {
+impl KamailioLog<'_> {
     /// Reads until a line containing `text` (within `limit`); its index in `seen`.
     fn wait_for(&mut self, text: &str, limit: Duration) -> Option<usize> {
         let deadline = Instant::now() + limit;
@@ -300,6 +258,7 @@ fn calls_spread_over_nodes_behind_kamailio_survive_a_drain_and_a_dead_node() {
     let records = Database::parse(&pg.url());
     let dialplan = dir.join("cluster.yaml");
     std::fs::write(&dialplan, HOTLINE).unwrap();
+    std::fs::write(dir.join("silence.ulaw"), [0xFFu8; 8000]).unwrap();
     let addresses = ["127.0.0.2", "127.0.0.3", "127.0.0.4"].map(Node::addresses);
     let mut nodes = [
         Node::start(
@@ -324,33 +283,13 @@ fn calls_spread_over_nodes_behind_kamailio_survive_a_drain_and_a_dead_node() {
             &pg.url(),
         ),
     ];
-    let list = dir.join("dispatcher.list");
-    let entries: String = nodes.iter().map(|n| format!("1 sip:{}\n", n.sip)).collect();
-    std::fs::write(&list, entries).unwrap();
     let proxy = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), free_udp_port());
-    let mut kamailio = Command::new("kamailio")
-        .arg("-f")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/deploy/kamailio/kamailio.cfg"
-        ))
-        .args(["-DD", "-E", "-m", "64", "-M", "8"])
-        .arg("-Y")
-        .arg(&dir)
-        .arg("-P")
-        .arg(dir.join("kamailio.pid"))
-        .args(["-A", &format!("LISTEN=udp:{proxy}")])
-        .args(["-A", &format!("DISPATCHER_LIST=\"{}\"", list.display())])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kamailio is installed");
+    let sips: Vec<SocketAddr> = nodes.iter().map(|n| n.sip).collect();
+    let kamailio = Kamailio::start(&dir, proxy, &sips, 64).expect("kamailio answers");
     let mut log = KamailioLog {
-        lines: lines_of(kamailio.stderr.take().unwrap()),
+        lines: &kamailio.lines,
         seen: Vec::new(),
     };
-    let _kamailio = StopKamailio(kamailio);
-    assert!(answers_options(proxy), "kamailio answers");
 
     // 1. 300 calls spread over the three nodes; the third is killed a third of the way in.
     let run_log = dir.join("spread.log");
