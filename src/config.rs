@@ -49,6 +49,8 @@
 //!     basic: { user: ivr, password: "${CRM_PASSWORD}" }   # or HTTP Basic credentials
 //! admin:
 //!   listen: 127.0.0.1:8081   # /healthz, /metrics, /dashboard, /api (token: VOXNAV_ADMIN_TOKEN)
+//! agents: agents.yaml        # human agents whose phones register here (src/agents.rs),
+//!                            # reloaded when it changes
 //! server_name: voxnav-2     # this server's name in shared records and the cluster view
 //!                            # (default: the host name)
 //! cluster:
@@ -123,6 +125,8 @@ pub struct ServerConfig {
     pub records_buffer: Option<usize>,
     /// This server's name in shared records and the cluster view (default: the host name).
     pub server_name: Option<String>,
+    /// The agents file (`agents`): agents' phones register with digest.
+    pub agents: Option<std::path::PathBuf>,
     /// `cluster.peers`: the other nodes' admin APIs (the cluster's live calls).
     pub peers: Vec<String>,
     pub log: crate::ops::log::LogConfig,
@@ -641,6 +645,9 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
             }
         }
         m.finish(&[], &mut p);
+    }
+    if let Some(agents) = top.get("agents") {
+        config.agents = text(agents, "agents", &mut p).map(|(t, _)| t.into());
     }
     if let Some(name) = top.get("server_name") {
         config.server_name = text(name, "server_name", &mut p).map(|(t, _)| t);

@@ -9,7 +9,8 @@
 //!           piper pool), text normalisation for speech, fake engines for tests
 //! media/    sans-IO audio and RTP: G.711, RTP/RTCP, jitter buffer, port pool, DTMF, WAV, resampling
 //! sip/      sans-IO SIP: framing, envelope, validation (RFC 4475 verdicts), transactions,
-//!           dialogs, SDP, session timers, the endpoint
+//!           dialogs, SDP, session timers, the endpoint, the agents' registrar
+//! agents    the agents file: human agents, their skills, queues and digest hashes
 //! net/      the only socket code: UDP/TCP SIP listeners driving the endpoint, per-call RTP
 //! nlu/      sentence embeddings (MiniLM in pure Rust), intent router, slots, knowledge base
 //! call/     the live call: sans-IO session, turn detectors, its driver task, the test caller
@@ -21,6 +22,7 @@
 //! `src/main.rs` is the command line (`say`, `transcribe`, `models`). The shape the rest grows into
 //! (sip/, net/, nlu/, dialplan/, call/, routing/, ops/) is described in `docs/architecture.md`.
 
+pub mod agents;
 pub mod call;
 pub mod config;
 pub mod dialplan;

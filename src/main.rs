@@ -52,6 +52,16 @@ enum Command {
     /// Run the scripted conversations (*.tests.yaml) under a path; report failures and the
     /// nodes and branches no test reaches. Exit 1 if any test fails.
     Test(commands::dialplan::TestArgs),
+    /// The `sip:` lines of an agent's entry in the agents file: the digest hashes of the
+    /// password read from standard input (one line; never an argument, which would stay in
+    /// the shell's history and the process list).
+    AgentPassword {
+        /// The agent id (the SIP user name the phone registers as).
+        id: String,
+        /// The digest realm (the agents file's `realm`).
+        #[arg(long, default_value = voxnav::agents::DEFAULT_REALM)]
+        realm: String,
+    },
     /// Run the demo order service alone (GET /orders/NUMBER -> JSON).
     DemoOrders {
         #[arg(long, default_value = "127.0.0.1:8089")]
@@ -77,6 +87,16 @@ fn main() -> Result<()> {
         }
         Command::Simulate(args) => commands::dialplan::simulate(&paths, args),
         Command::Test(args) => commands::dialplan::test(&paths, args),
+        Command::AgentPassword { id, realm } => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                anyhow::bail!("give the password on standard input");
+            }
+            print!("{}", voxnav::agents::hash_lines(&id, &realm, password));
+            Ok(())
+        }
         Command::DemoOrders { listen } => commands::dialplan::demo_orders(&listen),
     }
 }

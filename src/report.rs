@@ -197,6 +197,13 @@ pub enum Report {
         status: Option<u16>,
         detail: String,
     },
+    /// An agent's registered phones changed: `contacts` is what is left (empty: none).
+    AgentContacts {
+        agent: String,
+        contacts: Vec<String>,
+    },
+    /// A REGISTER came with wrong credentials.
+    AgentRefused,
     /// A call is over, with the outcome the session decided.
     CallEnded {
         call_id: String,

@@ -110,6 +110,10 @@ pub struct ServeArgs {
     /// calls and /api/cluster/calls show its calls too (config `cluster.peers`).
     #[arg(long = "peer", value_name = "URL")]
     peers: Vec<String>,
+    /// The agents file (config `agents`): human agents whose phones register here with
+    /// digest; reloaded when it changes (a broken version is refused, the old one kept).
+    #[arg(long, value_name = "FILE")]
+    agents: Option<PathBuf>,
     /// Keep no call records (config `records.path: off`).
     #[arg(long)]
     no_records: bool,
@@ -229,6 +233,20 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
             },
         )?))
     };
+    // The agents' accounts: the file as loaded for the admin API, its digest accounts for
+    // the registrar (a reload sends new ones; the nonces' key stays for the run).
+    let agents_file = args.agents.clone().or(file.agents.clone());
+    let nonce_key = random_secret()?;
+    let book = match &agents_file {
+        Some(path) => Some(voxnav::agents::load_file(path).map_err(|e| anyhow::anyhow!("{e}"))?),
+        None => None,
+    };
+    let (agents_tx, agents_rx) =
+        tokio::sync::watch::channel(book.as_ref().map(|b| b.digest_config(nonce_key)));
+    let agent_book = Arc::new(std::sync::Mutex::new(book));
+    if let Some(path) = agents_file {
+        watch_agents(path, agent_book.clone(), agents_tx, nonce_key);
+    }
     let ready = Arc::new(AtomicBool::new(false));
     // Draining (SIGUSR1 or POST /api/drain): no new calls, exit when the last call ends.
     let drain = CancellationToken::new();
@@ -257,6 +275,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
                     .map(|p| p.trim_end_matches('/').to_string())
                     .chain(file.peers.iter().cloned())
                     .collect(),
+                agents: agent_book.clone(),
             },
         )
     });
@@ -291,6 +310,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
         media: Some(media),
         reporter,
         drain: drain.clone(),
+        agents: Some(agents_rx),
     };
     let listen = args
         .sip_listen
@@ -323,6 +343,47 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
         );
     }
     served
+}
+
+/// Reloads the agents file when it changes (checked every `RELOAD_POLL`): a valid version
+/// replaces the accounts (the registrar keeps the bindings of agents still listed), a broken
+/// one is refused with its problems and the accounts in use stay.
+fn watch_agents(
+    path: PathBuf,
+    book: Arc<std::sync::Mutex<Option<voxnav::agents::AgentBook>>>,
+    accounts: tokio::sync::watch::Sender<Option<voxnav::sip::digest::DigestConfig>>,
+    nonce_key: [u8; 32],
+) {
+    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut seen = modified(&path);
+    std::thread::Builder::new()
+        .name("agents-reload".into())
+        .spawn(move || {
+            while !accounts.is_closed() {
+                std::thread::sleep(RELOAD_POLL);
+                let now = modified(&path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                match voxnav::agents::load_file(&path) {
+                    Ok(new) => {
+                        println!(
+                            "voxnav: agents file {} reloaded: {} agents",
+                            path.display(),
+                            new.agents.len()
+                        );
+                        let _ = accounts.send(Some(new.digest_config(nonce_key)));
+                        *book.lock().unwrap_or_else(|p| p.into_inner()) = Some(new);
+                    }
+                    Err(e) => println!(
+                        "voxnav: agents file {} refused, the accounts in use stay:\n{e}",
+                        path.display()
+                    ),
+                }
+            }
+        })
+        .expect("a thread for the agents file");
 }
 
 /// 32 random bytes from the kernel: the key of this run's digest nonces.

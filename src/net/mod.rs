@@ -103,6 +103,9 @@ pub struct ServeConfig {
     /// Cancelled to drain: no new calls (503, OPTIONS too), the calls in progress go on, and
     /// serving stops once the last has ended.
     pub drain: CancellationToken,
+    /// The agents' accounts, as the agents file says now (None: no registrar, REGISTER gets
+    /// 405); a reload sends the new ones.
+    pub agents: Option<tokio::sync::watch::Receiver<Option<crate::sip::digest::DigestConfig>>>,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -126,6 +129,7 @@ impl Default for ServeConfig {
             media: None,
             reporter: Reporter::default(),
             drain: CancellationToken::new(),
+            agents: None,
         }
     }
 }
@@ -206,6 +210,9 @@ impl SipListeners {
         if let Some(addr) = self.tls_local_addr() {
             core.set_tls_address(SocketAddr::new(advertised.ip(), addr.port()));
         }
+        if let Some(agents) = &config.agents {
+            core.set_agents(agents.borrow().clone(), Instant::now());
+        }
         let endpoint = Arc::new(Mutex::new(core));
         let tracker = TaskTracker::new();
         tracker.spawn(drain_then_stop(
@@ -231,6 +238,14 @@ impl SipListeners {
             reporter: config.reporter.clone(),
         });
         let wake = Arc::new(Notify::new());
+        if let Some(agents) = config.agents.clone() {
+            tracker.spawn(follow_agents(
+                agents,
+                endpoint.clone(),
+                wake.clone(),
+                shutdown.clone(),
+            ));
+        }
         let drained = CancellationToken::new();
         let udp = udp_loop(
             outbound.clone(),
@@ -271,6 +286,29 @@ impl SipListeners {
         tracker.close();
         tracker.wait().await;
         Ok(())
+    }
+}
+
+/// Hands each new version of the agents' accounts to the endpoint, and wakes the driver for
+/// the events that follows (bindings of agents removed from the file).
+async fn follow_agents(
+    mut agents: tokio::sync::watch::Receiver<Option<crate::sip::digest::DigestConfig>>,
+    endpoint: Arc<Mutex<Endpoint>>,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            changed = agents.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let accounts = agents.borrow_and_update().clone();
+                lock(&endpoint).set_agents(accounts, Instant::now());
+                wake.notify_one();
+            }
+            _ = shutdown.cancelled() => return,
+        }
     }
 }
 
@@ -583,6 +621,26 @@ async fn drain_events(
                     status,
                     detail,
                 });
+            }
+            EndpointEvent::AgentContacts { agent, contacts } => {
+                if contacts.is_empty() {
+                    status_line(format_args!("voxnav: agent {agent} unregistered"));
+                } else {
+                    status_line(format_args!(
+                        "voxnav: agent {agent} registered: {}",
+                        contacts.join(" ")
+                    ));
+                }
+                socket
+                    .reporter
+                    .report(Report::AgentContacts { agent, contacts });
+            }
+            EndpointEvent::AgentRefused { user, source } => {
+                tracing::warn!(%user, %source, "REGISTER with wrong credentials");
+                status_line(format_args!(
+                    "voxnav: REGISTER as {user:?} from {source} refused: wrong credentials"
+                ));
+                socket.reporter.report(Report::AgentRefused);
             }
             EndpointEvent::CallEnded { call_id, reason } => {
                 if let Some(h) = state.calls.remove(&call_id) {

@@ -53,6 +53,8 @@ pub struct AdminConfig {
     /// The other nodes' admin API base URLs (`cluster.peers`): `/api/cluster/calls` shows
     /// their calls in progress beside this server's. They take the same token.
     pub peers: Vec<String>,
+    /// The agents file as last loaded (None: no agents file).
+    pub agents: Arc<std::sync::Mutex<Option<crate::agents::AgentBook>>>,
 }
 
 /// A hotline as the admin API sees it.
@@ -82,6 +84,7 @@ const OPENAPI: &str = include_str!("openapi.json");
 pub fn router(config: AdminConfig) -> Router {
     let api = Router::new()
         .route("/api/calls", get(live_calls))
+        .route("/api/agents", get(agents))
         .route("/api/cluster/calls", get(cluster_calls))
         .route("/api/calls/{id}", get(one_call))
         .route("/api/records/calls", get(recorded_calls))
@@ -194,6 +197,24 @@ async fn live_calls(
         calls.retain(|c| &c.hotline == hotline);
     }
     Json(json!({ "server": config.server_name, "calls": calls }))
+}
+
+/// The agents of the agents file with the contacts their phones have registered.
+async fn agents(State(config): State<AdminConfig>) -> impl IntoResponse {
+    let book = config
+        .agents
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let contacts = config.live.agent_contacts();
+    let list: Vec<serde_json::Value> = (book.iter().flat_map(|b| b.agents.values()))
+        .map(|a| {
+            let mut v = json!(a);
+            v["contacts"] = json!(contacts.get(&a.id).cloned().unwrap_or_default());
+            v
+        })
+        .collect();
+    Json(json!({ "configured": book.is_some(), "agents": list }))
 }
 
 /// How long a peer's live calls may take to come (a node that is down must not stall the

@@ -48,6 +48,8 @@ pub struct LiveRegistration {
 pub struct LiveView {
     calls: Mutex<BTreeMap<String, LiveCall>>,
     registration: Mutex<Option<LiveRegistration>>,
+    /// Each registered agent's contacts.
+    agents: Mutex<BTreeMap<String, Vec<String>>>,
 }
 
 impl LiveView {
@@ -71,6 +73,14 @@ impl LiveView {
     /// One call in progress.
     pub fn get(&self, call_id: &str) -> Option<LiveCall> {
         self.lock().get(call_id).cloned()
+    }
+
+    /// The contacts each agent's phones have registered (agents with none are absent).
+    pub fn agent_contacts(&self) -> BTreeMap<String, Vec<String>> {
+        self.agents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The registration's last state (None: not configured, or not reported yet).
@@ -124,6 +134,14 @@ impl Observer for LiveView {
             }
             Report::CallEnded { call_id, .. } => {
                 self.lock().remove(call_id);
+            }
+            Report::AgentContacts { agent, contacts } => {
+                let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+                if contacts.is_empty() {
+                    agents.remove(agent);
+                } else {
+                    agents.insert(agent.clone(), contacts.clone());
+                }
             }
             Report::Registration {
                 registrar,

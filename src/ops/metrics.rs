@@ -57,6 +57,10 @@ pub struct Metrics {
     asr_waiting: Gauge<u64, AtomicU64>,
     registered: Gauge<i64, std::sync::atomic::AtomicI64>,
     registration_failures: Counters,
+    agents_registered: Gauge<i64, std::sync::atomic::AtomicI64>,
+    agent_register_refusals: Counter,
+    /// Which agents have contacts (the gauge's value is its length).
+    agents_with_contacts: std::sync::Mutex<std::collections::BTreeSet<String>>,
     record_writes: Counters,
     records_connected: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
@@ -90,6 +94,7 @@ impl Metrics {
             "asr_queue_waiting",
             "registered",
             "records_connected",
+            "agents_registered",
         ] {
             family(gauge, "gauge");
         }
@@ -109,6 +114,7 @@ impl Metrics {
             "dialplan_reloads",
             "registration_failures",
             "record_writes",
+            "agent_register_refusals",
         ] {
             family(counter, "counter");
         }
@@ -210,6 +216,18 @@ impl Metrics {
             "registration_failures",
             "Failed registrations by the registrar's status (408: no answer)",
         );
+        let agents_registered = Gauge::default();
+        r.register(
+            "agents_registered",
+            "Agents with at least one phone registered",
+            agents_registered.clone(),
+        );
+        let agent_register_refusals = Counter::default();
+        r.register(
+            "agent_register_refusals",
+            "REGISTERs refused for wrong credentials (unknown user, wrong password, replay)",
+            agent_register_refusals.clone(),
+        );
         let record_writes = counter(
             &mut r,
             "record_writes",
@@ -229,6 +247,9 @@ impl Metrics {
             records_connected,
             registered,
             registration_failures,
+            agents_registered,
+            agent_register_refusals,
+            agents_with_contacts: Default::default(),
             calls_active,
             calls,
             call_outcomes,
@@ -403,6 +424,19 @@ impl Observer for Metrics {
                     .inc();
             }
             Report::CallStarted { .. } => {}
+            Report::AgentContacts { agent, contacts } => {
+                let mut agents =
+                    (self.agents_with_contacts.lock()).unwrap_or_else(|p| p.into_inner());
+                if contacts.is_empty() {
+                    agents.remove(agent);
+                } else {
+                    agents.insert(agent.clone());
+                }
+                self.agents_registered.set(agents.len() as i64);
+            }
+            Report::AgentRefused => {
+                self.agent_register_refusals.inc();
+            }
             Report::Registration { state, status, .. } => {
                 self.registered.set(i64::from(*state == "registered"));
                 if let Some(status) = status {

@@ -241,6 +241,15 @@ impl Verifier {
         }
     }
 
+    /// New accounts (the agents file changed); nonces already issued stay good, and so does
+    /// the memory of the counts they were used with.
+    pub fn set_accounts(&mut self, config: DigestConfig) {
+        self.config = DigestConfig {
+            secret: self.secret,
+            ..config
+        };
+    }
+
     fn mac(&self, stamp: &str) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("any key length");
         mac.update(stamp.as_bytes());

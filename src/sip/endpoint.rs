@@ -11,7 +11,10 @@
 //! - ACK confirms the call; BYE (either side) ends it; INFO `application/dtmf-relay` gives digits;
 //!   CANCEL before the answer gives 200 and 487; requests in unknown dialogs get 481;
 //! - OPTIONS: 200 with Allow, Accept and Supported (RFC 3261 11.2);
-//! - other methods: 405 with Allow (REGISTER: voxnav is not a registrar).
+//! - REGISTER: with an agents file, the agents' registrar (`registrar`): digest against the
+//!   agent's own account (401 challenges; the To user must be the authenticated agent, 403
+//!   otherwise), then the bindings and a 200 listing them. Without one, 405;
+//! - other methods: 405 with Allow.
 //!
 //! Requests go through RFC 3261 server transactions (`transaction`), so retransmissions are
 //! answered from the transaction and every final INVITE response is resent until its ACK; a 2xx
@@ -69,6 +72,15 @@ impl Transport {
 /// What the driver must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndpointEvent {
+    /// An agent's registered contacts changed (registered, refreshed to another contact,
+    /// un-registered, expired); `contacts` is what is left.
+    AgentContacts {
+        agent: String,
+        contacts: Vec<String>,
+    },
+    /// A REGISTER answered with wrong credentials (an unknown user, a wrong password, a
+    /// replay): `user` is the name it gave.
+    AgentRefused { user: String, source: SocketAddr },
     /// A new call: bind media and `answer_call` (or `reject_call`). `media` is None when the
     /// INVITE had no offer (ours goes in the 200; the answer arrives with the ACK).
     IncomingCall {
@@ -180,10 +192,19 @@ pub struct Endpoint {
     verifier: Option<super::digest::Verifier>,
     /// Our registration to a registrar, when configured.
     registration: Option<super::register::Registration>,
+    /// The agents' registrar (`set_agents`): their accounts and their phones' bindings.
+    agents: Option<AgentRegistrar>,
     /// Wrong digest answers per address: (count, since when). Guessing passwords is slowed
     /// to `MAX_AUTH_FAILURES` tries per `AUTH_FAILURE_WINDOW`.
     auth_failures: HashMap<std::net::IpAddr, (u32, Instant)>,
     pub stats: EndpointStats,
+}
+
+/// The agents' accounts and their phones' bindings.
+#[derive(Debug)]
+struct AgentRegistrar {
+    verifier: super::digest::Verifier,
+    bindings: super::registrar::Bindings,
 }
 
 impl Endpoint {
@@ -211,6 +232,7 @@ impl Endpoint {
             events: VecDeque::new(),
             verifier,
             registration,
+            agents: None,
             auth_failures: HashMap::new(),
             draining: false,
             stats: EndpointStats::default(),
@@ -221,6 +243,47 @@ impl Endpoint {
         self.next_id += 1;
         // Unique per process; the seed separates restarts (RFC 3261 19.3, 8.1.1.7).
         format!("{prefix}{:x}{:x}", self.seed, self.next_id)
+    }
+
+    /// The agents' accounts (from the agents file; None stops the registrar: REGISTER gets
+    /// 405 again). A reload keeps the nonces issued and the bindings of agents still listed;
+    /// an agent removed from the file loses its bindings at once.
+    pub fn set_agents(&mut self, accounts: Option<super::digest::DigestConfig>, now: Instant) {
+        let Some(accounts) = accounts else {
+            if let Some(old) = self.agents.take() {
+                let gone = old.bindings.registered_agents();
+                for agent in gone {
+                    self.events.push_back(EndpointEvent::AgentContacts {
+                        agent,
+                        contacts: Vec::new(),
+                    });
+                }
+            }
+            return;
+        };
+        match self.agents.as_mut() {
+            Some(r) => {
+                let users = accounts.users.clone();
+                r.verifier.set_accounts(accounts);
+                for agent in r.bindings.keep_only(|a| users.contains_key(a)) {
+                    self.events.push_back(EndpointEvent::AgentContacts {
+                        agent,
+                        contacts: Vec::new(),
+                    });
+                }
+            }
+            None => {
+                self.agents = Some(AgentRegistrar {
+                    verifier: super::digest::Verifier::new(accounts, now),
+                    bindings: Default::default(),
+                });
+            }
+        }
+    }
+
+    /// The contacts an agent's phones have registered, with the seconds each has left.
+    pub fn agent_contacts(&self, agent: &str, now: Instant) -> Vec<(String, u32)> {
+        (self.agents.as_ref()).map_or_else(Vec::new, |r| r.bindings.current(agent, now))
     }
 
     /// Live server transactions (for leak checks and metrics).
@@ -247,12 +310,14 @@ impl Endpoint {
             .map(|b| b.next.min(b.give_up));
         let session = self.session_deadlines.peek().map(|Reverse((at, _))| *at);
         let registration = self.registration.as_ref().and_then(|r| r.poll_timeout());
+        let binding = (self.agents.as_ref()).and_then(|r| r.bindings.next_expiry());
         self.transactions
             .poll_timeout()
             .into_iter()
             .chain(bye)
             .chain(session)
             .chain(registration)
+            .chain(binding)
             .min()
     }
 
@@ -263,6 +328,15 @@ impl Endpoint {
             out.extend(r.handle_timeout(now));
         }
         self.registration_events();
+        if let Some(r) = self.agents.as_mut() {
+            for agent in r.bindings.expire(now) {
+                let contacts = r.bindings.current(&agent, now);
+                self.events.push_back(EndpointEvent::AgentContacts {
+                    agent,
+                    contacts: contacts.into_iter().map(|(uri, _)| uri).collect(),
+                });
+            }
+        }
         self.stats.retransmissions += out.len() as u64;
         for Expired::AckTimeout(key) in expired {
             // A 2xx never ACKed: end the call with a BYE (RFC 3261 13.3.1.4).
@@ -697,6 +771,10 @@ impl Endpoint {
             .dialogs
             .get(&call_id)
             .is_some_and(|d| d.peer.ip() == source.ip());
+        // An agent's phone registering: its own account, whatever its address.
+        if method == "REGISTER" && self.agents.is_some() {
+            return self.on_register(env, key, tag, source, now);
+        }
         // A listed trunk (or any peer, with no list) is trusted for its asserted identity; a
         // peer outside the list must prove who it is, and is trusted once it has.
         let mut trusted = self.config.admission.admits(source.ip());
@@ -768,6 +846,124 @@ impl Endpoint {
         }
     }
 
+    /// Whether `ip` guessed wrong too often lately: its requests go unanswered for a while.
+    fn throttled(&mut self, ip: std::net::IpAddr, now: Instant) -> bool {
+        match self.auth_failures.get(&ip).copied() {
+            Some((_, since)) if now.saturating_duration_since(since) >= AUTH_FAILURE_WINDOW => {
+                self.auth_failures.remove(&ip);
+                false
+            }
+            Some((count, _)) => count >= MAX_AUTH_FAILURES,
+            None => false,
+        }
+    }
+
+    /// Counts a wrong digest answer from `ip`.
+    fn count_auth_failure(&mut self, ip: std::net::IpAddr, now: Instant) {
+        if self.auth_failures.len() >= MAX_TRACKED_ADDRESSES {
+            self.auth_failures.retain(|_, (_, since)| {
+                now.saturating_duration_since(*since) < AUTH_FAILURE_WINDOW
+            });
+        }
+        self.auth_failures.entry(ip).or_insert((0, now)).0 += 1;
+    }
+
+    /// A REGISTER from an agent's phone (RFC 3261 10.3): authenticated against the agents'
+    /// accounts (401 with SHA-256 and MD5 challenges), only for the agent's own address of
+    /// record (403), then applied to the bindings; the 200 lists them with their lifetimes.
+    fn on_register(
+        &mut self,
+        env: &Envelope,
+        key: &TransactionKey,
+        tag: &str,
+        source: SocketAddr,
+        now: Instant,
+    ) -> Vec<Transmit> {
+        use super::digest::Verdict;
+        use super::registrar::{MIN_EXPIRES, RegisterError, read_request};
+        let ip = source.ip();
+        if self.throttled(ip, now) {
+            self.stats.dropped += 1;
+            return Vec::new();
+        }
+        let Some(registrar) = self.agents.as_mut() else {
+            return Vec::new();
+        };
+        let answer = env.get("Authorization");
+        let verdict = answer.map_or(Verdict::Refused, |a| {
+            registrar.verifier.check(a, "REGISTER", now)
+        });
+        let agent = match verdict {
+            Verdict::Accepted(agent) => agent,
+            verdict => {
+                let challenges: Vec<(String, String)> = (registrar.verifier)
+                    .challenges(now, verdict == Verdict::Stale)
+                    .into_iter()
+                    .map(|c| ("WWW-Authenticate".to_string(), c))
+                    .collect();
+                if answer.is_some() && verdict == Verdict::Refused {
+                    self.count_auth_failure(ip, now);
+                    let user = answer
+                        .and_then(super::digest::params)
+                        .and_then(|p| p.get("username").cloned())
+                        .unwrap_or_default();
+                    self.events
+                        .push_back(EndpointEvent::AgentRefused { user, source });
+                }
+                self.stats.rejected += 1;
+                return self.reply(env, key, 401, "Unauthorized", &challenges, tag, source, now);
+            }
+        };
+        self.auth_failures.remove(&ip);
+        // The address of record is the To header's (10.3 step 5): an agent binds only their own.
+        let to_user = super::registrar::aor_user(env.get("To").unwrap_or_default());
+        if to_user.as_deref() != Some(agent.as_str()) {
+            self.stats.rejected += 1;
+            return self.reply(env, key, 403, "Forbidden", &[], tag, source, now);
+        }
+        let request = read_request(
+            env.all("Contact"),
+            env.get("Expires"),
+            env.get("Call-ID").unwrap_or_default(),
+            env.get("CSeq").unwrap_or_default(),
+        );
+        let before = registrar.bindings.current(&agent, now);
+        let applied = request.and_then(|r| registrar.bindings.apply(&agent, &r, now));
+        match applied {
+            Ok(bindings) => {
+                let uris = |list: &[(String, u32)]| -> Vec<String> {
+                    list.iter().map(|(u, _)| u.clone()).collect()
+                };
+                let mut changed_before = uris(&before);
+                let mut after = uris(&bindings);
+                changed_before.sort();
+                after.sort();
+                if changed_before != after {
+                    self.events.push_back(EndpointEvent::AgentContacts {
+                        agent: agent.clone(),
+                        contacts: uris(&bindings),
+                    });
+                }
+                let headers: Vec<(String, String)> = (bindings.iter())
+                    .map(|(uri, left)| ("Contact".to_string(), format!("<{uri}>;expires={left}")))
+                    .collect();
+                self.reply(env, key, 200, "OK", &headers, tag, source, now)
+            }
+            Err(e) => {
+                self.stats.rejected += 1;
+                let (status, reason) = e.status();
+                let mut headers = Vec::new();
+                if e == RegisterError::IntervalTooBrief {
+                    headers.push(("Min-Expires".to_string(), MIN_EXPIRES.to_string()));
+                }
+                if let RegisterError::Bad(why) = e {
+                    headers.push(("Warning".to_string(), format!("399 voxnav \"{why}\"")));
+                }
+                self.reply(env, key, status, reason, &headers, tag, source, now)
+            }
+        }
+    }
+
     /// A request from outside the trunks: let in with a right digest answer (Ok), else the
     /// answer to send (Err): 403 without accounts, 401 with fresh challenges, or nothing for
     /// an address that guessed wrong too often.
@@ -781,20 +977,19 @@ impl Endpoint {
         now: Instant,
     ) -> Result<(), Vec<Transmit>> {
         use super::digest::Verdict;
-        let Some(verifier) = self.verifier.as_mut() else {
+        if self.verifier.is_none() {
             self.stats.rejected += 1;
             return Err(self.reply(env, key, 403, "Forbidden", &[], tag, source, now));
-        };
+        }
         // An address that guessed wrong too often is not answered at all for a while.
         let ip = source.ip();
-        if let Some((count, since)) = self.auth_failures.get(&ip).copied() {
-            if now.saturating_duration_since(since) >= AUTH_FAILURE_WINDOW {
-                self.auth_failures.remove(&ip);
-            } else if count >= MAX_AUTH_FAILURES {
-                self.stats.dropped += 1;
-                return Err(Vec::new());
-            }
+        if self.throttled(ip, now) {
+            self.stats.dropped += 1;
+            return Err(Vec::new());
         }
+        let Some(verifier) = self.verifier.as_mut() else {
+            return Err(Vec::new());
+        };
         let answer = env.get("Authorization");
         let verdict = answer.map_or(Verdict::Refused, |a| verifier.check(a, method, now));
         if let Verdict::Accepted(_) = verdict {
@@ -802,19 +997,14 @@ impl Endpoint {
             return Ok(());
         }
         // A wrong answer counts; a first request without one is the normal start.
-        if answer.is_some() && verdict == Verdict::Refused {
-            if self.auth_failures.len() >= MAX_TRACKED_ADDRESSES {
-                self.auth_failures.retain(|_, (_, since)| {
-                    now.saturating_duration_since(*since) < AUTH_FAILURE_WINDOW
-                });
-            }
-            self.auth_failures.entry(ip).or_insert((0, now)).0 += 1;
-        }
         let challenges: Vec<(String, String)> = verifier
             .challenges(now, verdict == Verdict::Stale)
             .into_iter()
             .map(|c| ("WWW-Authenticate".to_string(), c))
             .collect();
+        if answer.is_some() && verdict == Verdict::Refused {
+            self.count_auth_failure(ip, now);
+        }
         self.stats.rejected += 1;
         Err(self.reply(env, key, 401, "Unauthorized", &challenges, tag, source, now))
     }
@@ -1531,6 +1721,123 @@ mod tests {
         assert!(matches!(
             ep.poll_event(),
             Some(EndpointEvent::IncomingCall { dialled: Some(d), .. }) if d == "4000"
+        ));
+    }
+
+    /// Agents' phones register (RFC 3261 10.3) with digest against their own account: the
+    /// first REGISTER is challenged, the answer binds the contact (200 listing it, an event
+    /// for the driver); a wrong password or another agent's address of record binds nothing;
+    /// Expires 0 un-registers; an agent removed from the file loses its bindings.
+    #[test]
+    fn agents_register_with_digest_and_only_their_own_address() {
+        use crate::sip::digest::{Algorithm, DigestConfig, UserHashes, answer};
+        let accounts = |names: &[&str]| DigestConfig {
+            realm: "centre".into(),
+            users: (names.iter())
+                .map(|n| {
+                    (
+                        n.to_string(),
+                        UserHashes::from_password(n, "centre", &format!("{n}-pw")),
+                    )
+                })
+                .collect(),
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            secret: [3; 32],
+        };
+        let mut ep = Endpoint::new(1, "127.0.0.1:5060".parse().unwrap(), Default::default());
+        let t0 = Instant::now();
+        let register = |to: &str, cseq: u32, expires: u32, auth: Option<&str>| {
+            format!(
+                "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKr{cseq}\r\n\
+                 From: <sip:{to}@127.0.0.1>;tag=p1\r\nTo: <sip:{to}@127.0.0.1>\r\nCall-ID: reg-{to}\r\n\
+                 CSeq: {cseq} REGISTER\r\nContact: <sip:{to}@127.0.0.1:5070>\r\nExpires: {expires}\r\n{}\
+                 Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+                auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default()
+            )
+            .into_bytes()
+        };
+        // No agents file: not a registrar.
+        let out = ep.handle_datagram(&register("alice", 1, 600, None), src(), t0);
+        assert_eq!(status(&out[0]), 405);
+        ep.set_agents(Some(accounts(&["alice", "bob"])), t0);
+        let out = ep.handle_datagram(&register("alice", 2, 600, None), src(), t0);
+        assert_eq!(status(&out[0]), 401);
+        let challenge = text(&out[0]);
+        let offered: Vec<&str> = (challenge.lines())
+            .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
+            .collect();
+        assert!(offered[0].contains("realm=\"centre\"") && offered.len() == 2);
+        let uri = "sip:127.0.0.1";
+        // A wrong password: challenged again, nothing bound, the refusal reported.
+        let a = answer(offered[0], "REGISTER", uri, "alice", "guess", "c", 1).unwrap();
+        let out = ep.handle_datagram(&register("alice", 3, 600, Some(&a)), src(), t0);
+        assert_eq!(status(&out[0]), 401);
+        assert!(ep.agent_contacts("alice", t0).is_empty());
+        assert!(matches!(
+            ep.poll_event(),
+            Some(EndpointEvent::AgentRefused { user, .. }) if user == "alice"
+        ));
+        // Bob's right password cannot bind Alice's address of record.
+        let a = answer(offered[0], "REGISTER", uri, "bob", "bob-pw", "c", 1).unwrap();
+        let out = ep.handle_datagram(&register("alice", 4, 600, Some(&a)), src(), t0);
+        assert_eq!(status(&out[0]), 403);
+        // Alice's own: bound, listed in the 200 with its lifetime, reported. (Counts are per
+        // nonce: Bob's answer used 1.)
+        let a = answer(offered[1], "REGISTER", uri, "alice", "alice-pw", "c", 2).unwrap();
+        let out = ep.handle_datagram(&register("alice", 5, 600, Some(&a)), src(), t0);
+        assert_eq!(status(&out[0]), 200, "{}", text(&out[0]));
+        assert!(
+            text(&out[0]).contains("Contact: <sip:alice@127.0.0.1:5070>;expires=600"),
+            "{}",
+            text(&out[0])
+        );
+        assert!(matches!(
+            ep.poll_event(),
+            Some(EndpointEvent::AgentContacts { agent, contacts })
+                if agent == "alice" && contacts == ["sip:alice@127.0.0.1:5070"]
+        ));
+        // The same answer again is a replay: refused.
+        let out = ep.handle_datagram(&register("alice", 6, 600, Some(&a)), src(), t0);
+        assert_eq!(status(&out[0]), 401);
+        // Too brief an interval: 423 with Min-Expires.
+        let a = answer(offered[1], "REGISTER", uri, "alice", "alice-pw", "c", 3).unwrap();
+        let out = ep.handle_datagram(&register("alice", 7, 10, Some(&a)), src(), t0);
+        assert_eq!(status(&out[0]), 423);
+        assert!(text(&out[0]).contains("Min-Expires: 60"));
+        // The binding expires by itself on the endpoint's timer.
+        assert!(ep.poll_timeout().unwrap() <= t0 + Duration::from_secs(600));
+        while ep.poll_event().is_some() {}
+        ep.handle_timeout(t0 + Duration::from_secs(601));
+        assert!(matches!(
+            ep.poll_event(),
+            Some(EndpointEvent::AgentContacts { agent, contacts })
+                if agent == "alice" && contacts.is_empty()
+        ));
+        // Registered again on a fresh nonce (the first is stale by now), then un-registered
+        // with Expires: 0.
+        let t1 = t0 + Duration::from_secs(602);
+        let out = ep.handle_datagram(&register("alice", 8, 600, None), src(), t1);
+        let challenge = text(&out[0]);
+        let offered: Vec<&str> = (challenge.lines())
+            .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
+            .collect();
+        let a = answer(offered[1], "REGISTER", uri, "alice", "alice-pw", "c", 1).unwrap();
+        let out = ep.handle_datagram(&register("alice", 9, 600, Some(&a)), src(), t1);
+        assert_eq!(status(&out[0]), 200);
+        let a = answer(offered[1], "REGISTER", uri, "alice", "alice-pw", "c", 2).unwrap();
+        let out = ep.handle_datagram(&register("alice", 10, 0, Some(&a)), src(), t1);
+        assert_eq!(status(&out[0]), 200);
+        assert!(ep.agent_contacts("alice", t1).is_empty());
+        // Registered again; the agents file then drops Alice: her binding goes with her.
+        let a = answer(offered[1], "REGISTER", uri, "alice", "alice-pw", "c", 3).unwrap();
+        ep.handle_datagram(&register("alice", 11, 600, Some(&a)), src(), t1);
+        while ep.poll_event().is_some() {}
+        ep.set_agents(Some(accounts(&["bob"])), t1);
+        assert!(ep.agent_contacts("alice", t1).is_empty());
+        assert!(matches!(
+            ep.poll_event(),
+            Some(EndpointEvent::AgentContacts { agent, contacts })
+                if agent == "alice" && contacts.is_empty()
         ));
     }
 

@@ -19,6 +19,7 @@ pub mod envelope;
 pub mod framing;
 pub mod identity;
 pub mod register;
+pub mod registrar;
 pub mod response;
 pub mod sdp;
 pub mod session_timer;
