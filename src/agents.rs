@@ -22,9 +22,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::dialplan::error::{DialplanError, Problem, Problems};
-use crate::dialplan::read::{MapReader, is_identifier, number, text, texts};
-use crate::dialplan::yaml::{self, Pos, Yaml};
+use crate::dialplan::error::{DialplanError, Problems};
+use crate::dialplan::read::{
+    MapReader, is_identifier, number, parse_source, read_source, text, texts,
+};
+use crate::dialplan::yaml::Yaml;
 use crate::sip::digest::{Algorithm, DigestConfig, UserHashes};
 
 /// The realm when the file names none.
@@ -82,31 +84,15 @@ impl AgentBook {
 
 /// Reads and checks an agents file.
 pub fn load_file(path: &Path) -> Result<AgentBook, DialplanError> {
-    let shown = path.display().to_string();
-    let source = std::fs::read_to_string(path).map_err(|e| DialplanError {
-        problems: vec![Problem {
-            file: shown.clone(),
-            pos: Pos { line: 1, col: 1 },
-            message: format!("cannot read: {e}"),
-            hint: String::new(),
-        }],
-    })?;
+    let (shown, source) = read_source(path)?;
     load_str(&shown, &source)
 }
 
 /// Reads and checks agents from text (`file` names it in errors).
 pub fn load_str(file: &str, source: &str) -> Result<AgentBook, DialplanError> {
     let mut p = Problems::new(file);
-    let tree = match yaml::parse(source) {
-        Ok(t) => t,
-        Err(e) => {
-            p.add(
-                e.pos,
-                format!("YAML: {}", e.message),
-                "check the indentation and quoting around here",
-            );
-            return Err(DialplanError { problems: p.list });
-        }
+    let Some(tree) = parse_source(source, &mut p) else {
+        return Err(DialplanError { problems: p.list });
     };
     let book = read_book(&tree, &mut p);
     if p.list.is_empty() {

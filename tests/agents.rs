@@ -102,8 +102,9 @@ fn agents_register_from_baresip_with_digest_and_wrong_passwords_bind_nothing() {
     let registrar = listening.rsplit(' ').next().unwrap().to_string();
     wait_for_line(&lines, "voxnav: ready", Duration::from_secs(30)).expect("voxnav is ready");
 
-    // Alice's phone with her password, Bob's with a wrong one, from another address: wrong
-    // answers slow down the address they come from (5 a minute), and Bob's phone retries.
+    // Alice's phone with her password, Bob's with a wrong one, both on one address (as
+    // behind an office NAT): Bob's phone retrying its wrong answer slows down Bob's account
+    // from that address, not Alice's.
     let mut alice = KillOnDrop(baresip(
         &dir,
         "127.0.0.1",

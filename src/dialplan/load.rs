@@ -8,8 +8,8 @@ use super::check;
 use super::error::{DialplanError, Problems, did_you_mean};
 use super::model::*;
 use super::nodes::{self, KINDS, Node};
-use super::read::{Ctx, MapReader, fraction, number, text, texts};
-use super::yaml::{self, Yaml};
+use super::read::{Ctx, MapReader, fraction, number, parse_source, read_source, text, texts};
+use super::yaml::Yaml;
 
 /// The Piper voice `voxnav models install` installs.
 pub const DEFAULT_VOICE: &str = "en_US-joe-medium";
@@ -18,31 +18,15 @@ pub const MANDARIN_VOICE: &str = "espeak:cmn-latn-pinyin";
 
 /// Reads and checks one dialplan file.
 pub fn load_file(path: &Path) -> Result<Dialplan, DialplanError> {
-    let shown = path.display().to_string();
-    let source = std::fs::read_to_string(path).map_err(|e| DialplanError {
-        problems: vec![super::error::Problem {
-            file: shown.clone(),
-            pos: yaml::Pos { line: 1, col: 1 },
-            message: format!("cannot read: {e}"),
-            hint: String::new(),
-        }],
-    })?;
+    let (shown, source) = read_source(path)?;
     load_str(&shown, &source)
 }
 
 /// Reads and checks a dialplan from text (`file` names it in errors).
 pub fn load_str(file: &str, source: &str) -> Result<Dialplan, DialplanError> {
     let mut p = Problems::new(file);
-    let tree = match yaml::parse(source) {
-        Ok(t) => t,
-        Err(e) => {
-            p.add(
-                e.pos,
-                format!("YAML: {}", e.message),
-                "check the indentation and quoting around here",
-            );
-            return Err(DialplanError { problems: p.list });
-        }
+    let Some(tree) = parse_source(source, &mut p) else {
+        return Err(DialplanError { problems: p.list });
     };
     let plan = read_plan(file, &tree, &mut p);
     if let Some(plan) = &plan {

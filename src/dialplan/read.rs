@@ -4,6 +4,35 @@
 use super::error::{Problems, did_you_mean};
 use super::yaml::{Pos, Yaml};
 
+/// A YAML file's text for a loader (`shown` names it in errors), or the problem of reading
+/// it at 1:1.
+pub fn read_source(path: &std::path::Path) -> Result<(String, String), super::DialplanError> {
+    let shown = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(source) => Ok((shown, source)),
+        Err(e) => {
+            let mut p = Problems::new(&shown);
+            p.add(Pos { line: 1, col: 1 }, format!("cannot read: {e}"), "");
+            Err(super::DialplanError { problems: p.list })
+        }
+    }
+}
+
+/// The YAML tree of a loader's text, or its syntax problem (with where to look) in `p`.
+pub fn parse_source(source: &str, p: &mut Problems) -> Option<Yaml> {
+    match super::yaml::parse(source) {
+        Ok(tree) => Some(tree),
+        Err(e) => {
+            p.add(
+                e.pos,
+                format!("YAML: {}", e.message),
+                "check the indentation and quoting around here",
+            );
+            None
+        }
+    }
+}
+
 /// A mapping being read: remembers which keys were used so unknown ones can be reported.
 pub struct MapReader<'a> {
     pub pos: Pos,

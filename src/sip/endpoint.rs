@@ -111,9 +111,10 @@ pub enum EndpointEvent {
     },
 }
 
-/// Wrong digest answers an address may give per `AUTH_FAILURE_WINDOW`; after that its
-/// requests go unanswered until the window has passed (a password guesser gets a handful of
-/// tries a minute, and learns nothing from silence).
+/// Wrong digest answers an address may give for one user name per `AUTH_FAILURE_WINDOW`;
+/// after that its requests for that user go unanswered until the window has passed (a
+/// password guesser gets a handful of tries a minute per account, and learns nothing from
+/// silence).
 const MAX_AUTH_FAILURES: u32 = 5;
 const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// Addresses whose failures are remembered at once (older windows are forgotten first).
@@ -194,10 +195,35 @@ pub struct Endpoint {
     registration: Option<super::register::Registration>,
     /// The agents' registrar (`set_agents`): their accounts and their phones' bindings.
     agents: Option<AgentRegistrar>,
-    /// Wrong digest answers per address: (count, since when). Guessing passwords is slowed
-    /// to `MAX_AUTH_FAILURES` tries per `AUTH_FAILURE_WINDOW`.
-    auth_failures: HashMap<std::net::IpAddr, (u32, Instant)>,
+    /// Wrong digest answers per address and user name: (count, since when). Guessing an
+    /// account's password is slowed to `MAX_AUTH_FAILURES` tries per `AUTH_FAILURE_WINDOW`
+    /// from each address, and one phone with a wrong password does not lock out the others
+    /// behind the same address (an office NAT).
+    auth_failures: HashMap<(std::net::IpAddr, String), (u32, Instant)>,
     pub stats: EndpointStats,
+}
+
+/// Which accounts a digest answer is checked against.
+#[derive(Debug, Clone, Copy)]
+enum Accounts {
+    /// `sip.digest`: peers calling from outside the trunks.
+    Trunks,
+    /// The agents file: agents' phones registering.
+    Agents,
+}
+
+/// What checking a digest answer decided.
+#[derive(Debug)]
+enum DigestOutcome {
+    /// The user proved who they are.
+    Accepted(String),
+    /// 401 with these `WWW-Authenticate` headers; `wrong` names the user of a wrong answer.
+    Challenge {
+        headers: Vec<(String, String)>,
+        wrong: Option<String>,
+    },
+    /// The address guessed this user's password wrong too often lately: no answer.
+    Silenced,
 }
 
 /// The agents' accounts and their phones' bindings.
@@ -846,26 +872,63 @@ impl Endpoint {
         }
     }
 
-    /// Whether `ip` guessed wrong too often lately: its requests go unanswered for a while.
-    fn throttled(&mut self, ip: std::net::IpAddr, now: Instant) -> bool {
-        match self.auth_failures.get(&ip).copied() {
-            Some((_, since)) if now.saturating_duration_since(since) >= AUTH_FAILURE_WINDOW => {
-                self.auth_failures.remove(&ip);
-                false
+    /// Checks a request's digest answer against the trunks' or the agents' accounts (RFC 3261
+    /// 22.2): the user it proves, a fresh challenge (naming the user of a wrong answer), or
+    /// silence for an address that guessed that user's password wrong too often lately.
+    fn check_digest(
+        &mut self,
+        accounts: Accounts,
+        env: &Envelope,
+        method: &str,
+        ip: std::net::IpAddr,
+        now: Instant,
+    ) -> DigestOutcome {
+        use super::digest::Verdict;
+        let answer = env.get("Authorization");
+        let user = (answer.and_then(super::digest::params))
+            .and_then(|p| p.get("username").cloned())
+            .unwrap_or_default();
+        let key = (ip, user);
+        if answer.is_some() {
+            match self.auth_failures.get(&key).copied() {
+                Some((_, since)) if now.saturating_duration_since(since) >= AUTH_FAILURE_WINDOW => {
+                    self.auth_failures.remove(&key);
+                }
+                Some((count, _)) if count >= MAX_AUTH_FAILURES => return DigestOutcome::Silenced,
+                _ => {}
             }
-            Some((count, _)) => count >= MAX_AUTH_FAILURES,
-            None => false,
         }
-    }
-
-    /// Counts a wrong digest answer from `ip`.
-    fn count_auth_failure(&mut self, ip: std::net::IpAddr, now: Instant) {
-        if self.auth_failures.len() >= MAX_TRACKED_ADDRESSES {
-            self.auth_failures.retain(|_, (_, since)| {
-                now.saturating_duration_since(*since) < AUTH_FAILURE_WINDOW
-            });
+        let verifier = match accounts {
+            Accounts::Trunks => self.verifier.as_mut(),
+            Accounts::Agents => self.agents.as_mut().map(|r| &mut r.verifier),
+        };
+        let Some(verifier) = verifier else {
+            return DigestOutcome::Silenced;
+        };
+        let verdict = answer.map_or(Verdict::Refused, |a| verifier.check(a, method, now));
+        if let Verdict::Accepted(user) = verdict {
+            self.auth_failures.remove(&key);
+            return DigestOutcome::Accepted(user);
         }
-        self.auth_failures.entry(ip).or_insert((0, now)).0 += 1;
+        let headers = (verifier
+            .challenges(now, verdict == Verdict::Stale)
+            .into_iter())
+        .map(|c| ("WWW-Authenticate".to_string(), c))
+        .collect();
+        // A wrong answer counts; a first request without one is the normal start.
+        let wrong = answer.is_some() && verdict == Verdict::Refused;
+        if wrong {
+            if self.auth_failures.len() >= MAX_TRACKED_ADDRESSES {
+                self.auth_failures.retain(|_, (_, since)| {
+                    now.saturating_duration_since(*since) < AUTH_FAILURE_WINDOW
+                });
+            }
+            self.auth_failures.entry(key.clone()).or_insert((0, now)).0 += 1;
+        }
+        DigestOutcome::Challenge {
+            headers,
+            wrong: wrong.then_some(key.1),
+        }
     }
 
     /// A REGISTER from an agent's phone (RFC 3261 10.3): authenticated against the agents'
@@ -879,42 +942,25 @@ impl Endpoint {
         source: SocketAddr,
         now: Instant,
     ) -> Vec<Transmit> {
-        use super::digest::Verdict;
         use super::registrar::{MIN_EXPIRES, RegisterError, read_request};
-        let ip = source.ip();
-        if self.throttled(ip, now) {
-            self.stats.dropped += 1;
-            return Vec::new();
-        }
-        let Some(registrar) = self.agents.as_mut() else {
-            return Vec::new();
-        };
-        let answer = env.get("Authorization");
-        let verdict = answer.map_or(Verdict::Refused, |a| {
-            registrar.verifier.check(a, "REGISTER", now)
-        });
-        let agent = match verdict {
-            Verdict::Accepted(agent) => agent,
-            verdict => {
-                let challenges: Vec<(String, String)> = (registrar.verifier)
-                    .challenges(now, verdict == Verdict::Stale)
-                    .into_iter()
-                    .map(|c| ("WWW-Authenticate".to_string(), c))
-                    .collect();
-                if answer.is_some() && verdict == Verdict::Refused {
-                    self.count_auth_failure(ip, now);
-                    let user = answer
-                        .and_then(super::digest::params)
-                        .and_then(|p| p.get("username").cloned())
-                        .unwrap_or_default();
+        let agent = match self.check_digest(Accounts::Agents, env, "REGISTER", source.ip(), now) {
+            DigestOutcome::Accepted(agent) => agent,
+            DigestOutcome::Silenced => {
+                self.stats.dropped += 1;
+                return Vec::new();
+            }
+            DigestOutcome::Challenge { headers, wrong } => {
+                if let Some(user) = wrong {
                     self.events
                         .push_back(EndpointEvent::AgentRefused { user, source });
                 }
                 self.stats.rejected += 1;
-                return self.reply(env, key, 401, "Unauthorized", &challenges, tag, source, now);
+                return self.reply(env, key, 401, "Unauthorized", &headers, tag, source, now);
             }
         };
-        self.auth_failures.remove(&ip);
+        let Some(registrar) = self.agents.as_mut() else {
+            return Vec::new();
+        };
         // The address of record is the To header's (10.3 step 5): an agent binds only their own.
         let to_user = super::registrar::aor_user(env.get("To").unwrap_or_default());
         if to_user.as_deref() != Some(agent.as_str()) {
@@ -976,37 +1022,22 @@ impl Endpoint {
         source: SocketAddr,
         now: Instant,
     ) -> Result<(), Vec<Transmit>> {
-        use super::digest::Verdict;
         if self.verifier.is_none() {
             self.stats.rejected += 1;
             return Err(self.reply(env, key, 403, "Forbidden", &[], tag, source, now));
         }
-        // An address that guessed wrong too often is not answered at all for a while.
-        let ip = source.ip();
-        if self.throttled(ip, now) {
-            self.stats.dropped += 1;
-            return Err(Vec::new());
+        match self.check_digest(Accounts::Trunks, env, method, source.ip(), now) {
+            DigestOutcome::Accepted(_) => Ok(()),
+            // An address that guessed wrong too often is not answered at all for a while.
+            DigestOutcome::Silenced => {
+                self.stats.dropped += 1;
+                Err(Vec::new())
+            }
+            DigestOutcome::Challenge { headers, .. } => {
+                self.stats.rejected += 1;
+                Err(self.reply(env, key, 401, "Unauthorized", &headers, tag, source, now))
+            }
         }
-        let Some(verifier) = self.verifier.as_mut() else {
-            return Err(Vec::new());
-        };
-        let answer = env.get("Authorization");
-        let verdict = answer.map_or(Verdict::Refused, |a| verifier.check(a, method, now));
-        if let Verdict::Accepted(_) = verdict {
-            self.auth_failures.remove(&ip);
-            return Ok(());
-        }
-        // A wrong answer counts; a first request without one is the normal start.
-        let challenges: Vec<(String, String)> = verifier
-            .challenges(now, verdict == Verdict::Stale)
-            .into_iter()
-            .map(|c| ("WWW-Authenticate".to_string(), c))
-            .collect();
-        if answer.is_some() && verdict == Verdict::Refused {
-            self.count_auth_failure(ip, now);
-        }
-        self.stats.rejected += 1;
-        Err(self.reply(env, key, 401, "Unauthorized", &challenges, tag, source, now))
     }
 
     /// 503 with Retry-After: over the call limit, or draining.
@@ -1828,9 +1859,21 @@ mod tests {
         let out = ep.handle_datagram(&register("alice", 10, 0, Some(&a)), src(), t1);
         assert_eq!(status(&out[0]), 200);
         assert!(ep.agent_contacts("alice", t1).is_empty());
+        // A phone guessing Bob's password from Alice's address is silenced after five tries,
+        // and Alice's phone behind the same address (an office NAT) is not.
+        for i in 0..6 {
+            let a = answer(offered[1], "REGISTER", uri, "bob", "guess", "c", 10 + i).unwrap();
+            let out = ep.handle_datagram(&register("bob", 20 + i, 600, Some(&a)), src(), t1);
+            assert_eq!(out.len(), usize::from(i < 5), "bob's attempt {i}");
+        }
         // Registered again; the agents file then drops Alice: her binding goes with her.
         let a = answer(offered[1], "REGISTER", uri, "alice", "alice-pw", "c", 3).unwrap();
-        ep.handle_datagram(&register("alice", 11, 600, Some(&a)), src(), t1);
+        let out = ep.handle_datagram(&register("alice", 11, 600, Some(&a)), src(), t1);
+        assert_eq!(
+            status(&out[0]),
+            200,
+            "Alice is not silenced by Bob's guesser"
+        );
         while ep.poll_event().is_some() {}
         ep.set_agents(Some(accounts(&["bob"])), t1);
         assert!(ep.agent_contacts("alice", t1).is_empty());
