@@ -14,6 +14,7 @@
 //! net/      the only socket code: UDP/TCP SIP listeners driving the endpoint, per-call RTP
 //! nlu/      sentence embeddings (MiniLM in pure Rust), intent router, slots, knowledge base
 //! call/     the live call: sans-IO session, turn detectors, its driver task, the test caller
+//! routing/  agent states and the choice of an agent for a queue (the ACD, sans-IO)
 //! report    the reporting seam: typed events from calls and the server, observed by ops/
 //! ops/      observers (metrics, live view, records), the admin API and dashboard
 //! testkit   WER, telephone channel and espeak-ng speech for tests and benchmarks
@@ -32,6 +33,7 @@ pub mod net;
 pub mod nlu;
 pub mod ops;
 pub mod report;
+pub mod routing;
 pub mod sip;
 #[cfg(feature = "speech")]
 pub mod speech;

@@ -1041,6 +1041,40 @@ impl Drop for Postgres {
     }
 }
 
+/// `voxnav serve` on loopback with `args` (after `--sip-listen 127.0.0.1:0 --no-records`):
+/// the process, its stdout lines, and the SIP address it listens on, once it is ready.
+pub fn serve_ready<S: AsRef<std::ffi::OsStr>>(
+    exe: &str,
+    args: &[S],
+) -> (KillOnDrop, std::sync::mpsc::Receiver<String>, String) {
+    use std::time::Duration;
+    let mut server = KillOnDrop(
+        Command::new(exe)
+            .args(["serve", "--sip-listen", "127.0.0.1:0", "--no-records"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("voxnav serve starts"),
+    );
+    let lines = lines_of(server.0.stdout.take().unwrap());
+    let listening =
+        wait_for_line(&lines, "SIP listening", Duration::from_secs(30)).expect("voxnav listens");
+    let address = listening.rsplit(' ').next().unwrap().to_string();
+    wait_for_line(&lines, "voxnav: ready", Duration::from_secs(60)).expect("voxnav is ready");
+    (server, lines, address)
+}
+
+/// An agent's `sip:` lines with the MD5 hash only: what Debian 12's baresip and SIPp answer
+/// (a file without SHA-256 hashes offers MD5 alone, docs/agents.md).
+pub fn md5_agent_lines(id: &str, password: &str) -> String {
+    crate::agents::hash_lines(id, "voxnav", password)
+        .lines()
+        .filter(|l| !l.contains("ha1_sha256"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 /// Debian's Kamailio running the repository's `deploy/kamailio/kamailio.cfg` in the foreground
 /// on `listen`, spreading calls over `nodes` (dispatcher set 1, OPTIONS probes every second),
 /// for the multi-node test and benchmark. Its log lines (stderr) are in `lines`.

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use voxnav::testkit::{KillOnDrop, free_udp_port, lines_of, temp_dir, wait_for_line};
+use voxnav::testkit::{
+    KillOnDrop, free_udp_port, md5_agent_lines, serve_ready, temp_dir, wait_for_line,
+};
 
 const TOKEN: &str = "agents-token";
 
@@ -18,13 +20,9 @@ const TOKEN: &str = "agents-token";
 fn agents_file(agents: &[(&str, &str)]) -> String {
     let mut text = String::from("realm: voxnav\nagents:\n");
     for (id, password) in agents {
-        let hashes: String = voxnav::agents::hash_lines(id, "voxnav", password)
-            .lines()
-            .filter(|l| !l.contains("ha1_sha256"))
-            .map(|l| format!("{l}\n"))
-            .collect();
         text.push_str(&format!(
-            "  {id}:\n    name: Agent {id}\n    queues: [general]\n{hashes}"
+            "  {id}:\n    name: Agent {id}\n    queues: [general]\n{}",
+            md5_agent_lines(id, password)
         ));
     }
     text
@@ -85,22 +83,16 @@ fn agents_register_from_baresip_with_digest_and_wrong_passwords_bind_nothing() {
     )
     .unwrap();
     let admin = format!("127.0.0.1:{}", free_udp_port());
-    let mut server = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_voxnav"))
-            .args(["serve", "--sip-listen", "127.0.0.1:0", "--no-records"])
-            .arg("--agents")
-            .arg(&file)
-            .args(["--admin-listen", &admin, "--admin-token", TOKEN])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("voxnav serve starts"),
-    );
-    let lines = lines_of(server.0.stdout.take().unwrap());
-    let listening =
-        wait_for_line(&lines, "SIP listening", Duration::from_secs(30)).expect("voxnav listens");
-    let registrar = listening.rsplit(' ').next().unwrap().to_string();
-    wait_for_line(&lines, "voxnav: ready", Duration::from_secs(30)).expect("voxnav is ready");
+    let args = [
+        "--agents".into(),
+        file.clone().into_os_string(),
+        "--admin-listen".into(),
+        admin.clone().into(),
+        "--admin-token".into(),
+        TOKEN.into(),
+    ];
+    let (_server, lines, registrar) =
+        serve_ready::<std::ffi::OsString>(env!("CARGO_BIN_EXE_voxnav"), &args);
 
     // Alice's phone with her password, Bob's with a wrong one, both on one address (as
     // behind an office NAT): Bob's phone retrying its wrong answer slows down Bob's account

@@ -22,7 +22,7 @@ use std::time::Instant;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 use super::session::{AgentEvent, CallSession, Heard, Output, Synthesis};
-use super::transfer::AgentDirectory;
+use super::transfer::{AgentDirectory, Route};
 use super::turn::{DetectorFactory, EndOfTurnModel};
 use crate::dialplan::engine::CallEngine;
 use crate::dialplan::registry::HotlineRegistry;
@@ -148,6 +148,7 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
         stops: HashMap::new(),
         cancels: HashMap::new(),
         leg: None,
+        agent: None,
         media: media.clone(),
         hangup: Some(hangup),
     };
@@ -196,6 +197,7 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
                 match e {
                     Some(e) => {
                         if let Some(a) = agent_event(e) {
+                            driver.follow_agent(&a);
                             session.handle_agent(a, now);
                         }
                     }
@@ -204,6 +206,10 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
             }
             _ = timer => session.handle_timeout(Instant::now()),
         }
+    }
+    // The agent (if any) is free of this call: wrap-up, or available again if it still rang.
+    if let (Some(agent), Some(acd)) = (driver.agent.take(), &driver.services.agents.acd) {
+        acd.released(&agent, &driver.call_id);
     }
     // Whatever synthesis is still running for this call stops; the agent leg (if any) hangs
     // up when dropped.
@@ -250,11 +256,33 @@ struct Driver {
     /// Cancel flags of recognitions in flight.
     cancels: HashMap<u64, Arc<AtomicBool>>,
     leg: Option<Leg>,
+    /// The agent of the agents file whose phone the leg rings or talks on.
+    agent: Option<String>,
     media: crate::net::media::MediaHandle,
     hangup: Option<crate::net::HangupFn>,
 }
 
 impl Driver {
+    /// Keeps the agent's state with their phone's leg: answered, not answered (not ready),
+    /// ended (wrap-up).
+    fn follow_agent(&mut self, event: &AgentEvent) {
+        let (Some(agent), Some(acd)) = (self.agent.as_deref(), &self.services.agents.acd) else {
+            return;
+        };
+        match event {
+            AgentEvent::Answered => acd.answered(agent, &self.call_id),
+            AgentEvent::Failed(_) => {
+                acd.not_answered(agent, &self.call_id);
+                self.agent = None;
+            }
+            AgentEvent::Ended(_) => {
+                acd.released(agent, &self.call_id);
+                self.agent = None;
+            }
+            _ => {}
+        }
+    }
+
     fn hang_up(&mut self, reason: String) {
         if let Some(h) = self.hangup.take() {
             h(reason);
@@ -416,8 +444,9 @@ impl Driver {
                 target,
                 reason,
                 transcript,
-            } => match s.agents.resolve(&target) {
-                Some(uri) => {
+            } => match s.agents.route(&target, &self.call_id) {
+                Ok(Route { uri, agent }) => {
+                    self.agent = agent;
                     let _ = self
                         .done
                         .send(Done::Agent(AgentEvent::Dialling { uri: uri.clone() }));
@@ -438,8 +467,7 @@ impl Driver {
                         },
                     ));
                 }
-                None => {
-                    let why = format!("no agent seat configured for {target}");
+                Err(why) => {
                     let _ = self.done.send(Done::Agent(AgentEvent::Failed(why)));
                 }
             },

@@ -4,8 +4,9 @@
 //! `X-Voxnav-Transcript`, `X-Voxnav-Call`). Busy, no answer or an unreachable seat come back
 //! as a failure the dialplan handles (its `fallback`).
 //!
-//! `AgentDirectory` is the seam for agent queues: today a queue name maps to one SIP URI (or a
-//! default seat); a skills-based queue picks the URI there instead.
+//! `AgentDirectory` is the seam for agent queues: a queue of the agents file goes to its best
+//! available agent's registered phone (`routing::Acd`); any other queue maps to one SIP URI
+//! (or a default seat).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,9 +20,47 @@ pub struct AgentDirectory {
     pub default: Option<String>,
     /// How long an agent's phone may ring before the caller goes back to the dialplan.
     pub ring_timeout: Duration,
+    /// The agents of the agents file, their states and phones (None: no agents file).
+    pub acd: Option<std::sync::Arc<crate::routing::Acd>>,
+}
+
+/// Where a transfer rings, and the agent whose phone it is (a queue of the agents file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub uri: String,
+    pub agent: Option<String>,
 }
 
 impl AgentDirectory {
+    /// Where `call`'s transfer to `target` rings: a queue of the agents file picks its best
+    /// available agent with a registered phone (set ringing); another queue, its seat. The
+    /// error says why nobody can be rung (the dialplan's fallback follows).
+    pub fn route(&self, target: &str, call: &str) -> Result<Route, String> {
+        let queue = target.strip_prefix("queue:").unwrap_or(target);
+        if let Some(acd) = self
+            .acd
+            .as_ref()
+            .filter(|a| !target.starts_with("sip:") && a.serves(queue))
+        {
+            if let Some((agent, uri)) = acd.pick(queue, call) {
+                return Ok(Route {
+                    uri,
+                    agent: Some(agent),
+                });
+            }
+            return match self.queues.get(queue) {
+                Some(seat) => Ok(Route {
+                    uri: seat.clone(),
+                    agent: None,
+                }),
+                None => Err(format!("no agent of queue {queue} is available")),
+            };
+        }
+        self.resolve(target)
+            .map(|uri| Route { uri, agent: None })
+            .ok_or_else(|| format!("no agent seat configured for {target}"))
+    }
+
     /// The SIP URI to call for a transfer target, if any seat is configured for it.
     pub fn resolve(&self, target: &str) -> Option<String> {
         if target.starts_with("sip:") {
@@ -51,6 +90,53 @@ mod tests {
         assert_eq!(
             d.resolve("queue:general").as_deref(),
             Some("sip:desk@192.0.2.1")
+        );
+    }
+
+    #[test]
+    fn a_queue_of_the_agents_file_goes_to_its_available_agents_phone() {
+        use crate::report::{Observer, Report};
+        use crate::routing::{Acd, Requested};
+        let source = format!(
+            "agents:\n  alice:\n    queues: [general]\n{}",
+            crate::agents::hash_lines("alice", "voxnav", "pw")
+        );
+        let book = crate::agents::load_str("agents.yaml", &source).unwrap();
+        let acd = std::sync::Arc::new(Acd::new(&book, Duration::from_secs(5)));
+        let mut d = AgentDirectory {
+            acd: Some(acd.clone()),
+            default: Some("sip:desk@192.0.2.1".into()),
+            ..Default::default()
+        };
+        // Alice is logged out: nobody to ring (the default seat is not the queue's agent).
+        let nobody = Err("no agent of queue general is available".to_string());
+        assert_eq!(d.route("queue:general", "c1"), nobody);
+        // A queue without agents keeps its seat.
+        assert_eq!(
+            d.route("queue:sales", "c1").unwrap().uri,
+            "sip:desk@192.0.2.1"
+        );
+        // Available, but no phone registered yet.
+        acd.request("alice", Requested::Available).unwrap();
+        assert_eq!(d.route("queue:general", "c1"), nobody);
+        acd.observe(&Report::AgentContacts {
+            agent: "alice".into(),
+            contacts: vec!["sip:alice@10.0.0.5".into()],
+        });
+        assert_eq!(
+            d.route("queue:general", "c2"),
+            Ok(Route {
+                uri: "sip:alice@10.0.0.5".into(),
+                agent: Some("alice".into())
+            })
+        );
+        // Her phone rings with that call: the next caller finds nobody, or the queue's seat.
+        assert_eq!(d.route("queue:general", "c3"), nobody);
+        d.queues
+            .insert("general".into(), "sip:overflow@192.0.2.9".into());
+        assert_eq!(
+            d.route("queue:general", "c3").unwrap().uri,
+            "sip:overflow@192.0.2.9"
         );
     }
 }

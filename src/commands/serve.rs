@@ -179,6 +179,27 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
     let server_name = (args.server_name.clone().or(file.server_name.clone()))
         .unwrap_or_else(voxnav::ops::live::host_name);
 
+    // The agents' accounts: the file as loaded for the admin API, its digest accounts for
+    // the registrar (a reload sends new ones; the nonces' key stays for the run).
+    let agents_file = args.agents.clone().or(file.agents.clone());
+    let nonce_key = random_secret()?;
+    let book = match &agents_file {
+        Some(path) => Some(voxnav::agents::load_file(path).map_err(|e| anyhow::anyhow!("{e}"))?),
+        None => None,
+    };
+    let (agents_tx, agents_rx) =
+        tokio::sync::watch::channel(book.as_ref().map(|b| b.digest_config(nonce_key)));
+    // The agents' states and phones (the ACD): it learns the phones from the reports.
+    let acd = (book.as_ref()).map(|b| {
+        Arc::new(voxnav::routing::Acd::new(
+            b,
+            voxnav::routing::DEFAULT_WRAP_UP,
+        ))
+    });
+    let agent_book = Arc::new(std::sync::Mutex::new(book));
+    if let Some(path) = agents_file {
+        watch_agents(path, agent_book.clone(), acd.clone(), agents_tx, nonce_key);
+    }
     // The observers of every report.
     let metrics = Arc::new(Metrics::new());
     let live = Arc::new(LiveView::default());
@@ -203,6 +224,9 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
     if let Some(store) = &record_store {
         observers.push(Arc::new(store.clone()));
     }
+    if let Some(acd) = &acd {
+        observers.push(acd.clone());
+    }
     let reporter = Reporter::new(observers);
     let media = MediaEngine::start(args.media_threads.or(file.media_threads).unwrap_or(1))?;
 
@@ -226,6 +250,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
             &args,
             &file,
             Shared {
+                acd: acd.clone(),
                 vars: vars.clone(),
                 backends: backends.clone(),
                 reporter: reporter.clone(),
@@ -233,20 +258,6 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
             },
         )?))
     };
-    // The agents' accounts: the file as loaded for the admin API, its digest accounts for
-    // the registrar (a reload sends new ones; the nonces' key stays for the run).
-    let agents_file = args.agents.clone().or(file.agents.clone());
-    let nonce_key = random_secret()?;
-    let book = match &agents_file {
-        Some(path) => Some(voxnav::agents::load_file(path).map_err(|e| anyhow::anyhow!("{e}"))?),
-        None => None,
-    };
-    let (agents_tx, agents_rx) =
-        tokio::sync::watch::channel(book.as_ref().map(|b| b.digest_config(nonce_key)));
-    let agent_book = Arc::new(std::sync::Mutex::new(book));
-    if let Some(path) = agents_file {
-        watch_agents(path, agent_book.clone(), agents_tx, nonce_key);
-    }
     let ready = Arc::new(AtomicBool::new(false));
     // Draining (SIGUSR1 or POST /api/drain): no new calls, exit when the last call ends.
     let drain = CancellationToken::new();
@@ -276,6 +287,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
                     .chain(file.peers.iter().cloned())
                     .collect(),
                 agents: agent_book.clone(),
+                acd: acd.clone(),
             },
         )
     });
@@ -351,6 +363,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
 fn watch_agents(
     path: PathBuf,
     book: Arc<std::sync::Mutex<Option<voxnav::agents::AgentBook>>>,
+    acd: Option<Arc<voxnav::routing::Acd>>,
     accounts: tokio::sync::watch::Sender<Option<voxnav::sip::digest::DigestConfig>>,
     nonce_key: [u8; 32],
 ) {
@@ -374,6 +387,9 @@ fn watch_agents(
                             new.agents.len()
                         );
                         let _ = accounts.send(Some(new.digest_config(nonce_key)));
+                        if let Some(acd) = &acd {
+                            acd.set_agents(&new);
+                        }
                         *book.lock().unwrap_or_else(|p| p.into_inner()) = Some(new);
                     }
                     Err(e) => println!(
@@ -437,6 +453,7 @@ impl std::str::FromStr for NumberedHotline {
 
 /// What every hotline's calls share besides the engines.
 struct Shared {
+    acd: Option<Arc<voxnav::routing::Acd>>,
     vars: BTreeMap<String, String>,
     backends: Arc<voxnav::net::backend::Backends>,
     reporter: Reporter,
@@ -454,6 +471,7 @@ fn hotlines(
 ) -> Result<Hotlines> {
     let mut engines = Engines::start(paths, args, file)?;
     let Shared {
+        acd,
         vars,
         backends,
         reporter,
@@ -463,6 +481,7 @@ fn hotlines(
         queues: file.agent_queues.clone(),
         default: args.agent.clone().or(file.agent_default.clone()),
         ring_timeout: Duration::from_secs(file.ring_timeout_s.unwrap_or(20)),
+        acd,
     };
     let mut all: Vec<Arc<Services>> = Vec::new();
     let mut loaded: BTreeMap<PathBuf, usize> = BTreeMap::new();

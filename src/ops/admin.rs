@@ -55,6 +55,8 @@ pub struct AdminConfig {
     pub peers: Vec<String>,
     /// The agents file as last loaded (None: no agents file).
     pub agents: Arc<std::sync::Mutex<Option<crate::agents::AgentBook>>>,
+    /// The agents' states (with an agents file).
+    pub acd: Option<Arc<crate::routing::Acd>>,
 }
 
 /// A hotline as the admin API sees it.
@@ -85,6 +87,7 @@ pub fn router(config: AdminConfig) -> Router {
     let api = Router::new()
         .route("/api/calls", get(live_calls))
         .route("/api/agents", get(agents))
+        .route("/api/agents/{id}/state", post(agent_state))
         .route("/api/cluster/calls", get(cluster_calls))
         .route("/api/calls/{id}", get(one_call))
         .route("/api/records/calls", get(recorded_calls))
@@ -207,14 +210,48 @@ async fn agents(State(config): State<AdminConfig>) -> impl IntoResponse {
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     let contacts = config.live.agent_contacts();
+    let states = config.acd.as_ref().map(|a| a.states()).unwrap_or_default();
     let list: Vec<serde_json::Value> = (book.iter().flat_map(|b| b.agents.values()))
         .map(|a| {
             let mut v = json!(a);
             v["contacts"] = json!(contacts.get(&a.id).cloned().unwrap_or_default());
+            let (state, for_s) = states.get(&a.id).copied().unwrap_or(("logged_out", 0));
+            v["state"] = json!(state);
+            v["state_for_s"] = json!(for_s);
             v
         })
         .collect();
     Json(json!({ "configured": book.is_some(), "agents": list }))
+}
+
+/// What an agent asks (`{"state": "available" | "break" | "logged_out"}`).
+#[derive(Debug, Deserialize)]
+struct StateRequest {
+    state: String,
+}
+
+/// An agent changes their state: 404 for an unknown agent, 409 while ringing or on a call
+/// (the state follows the call), 400 for another state name.
+async fn agent_state(
+    State(config): State<AdminConfig>,
+    Path(id): Path<String>,
+    Json(request): Json<StateRequest>,
+) -> ApiResult {
+    use crate::routing::{Requested, StateError};
+    let Some(acd) = &config.acd else {
+        return Err(error(StatusCode::NOT_FOUND, "no agents file"));
+    };
+    let Some(requested) = Requested::parse(&request.state) else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "state must be available, break or logged_out",
+        ));
+    };
+    match acd.request(&id, requested) {
+        Ok(()) => Ok(Json(json!({ "agent": id, "state": request.state })).into_response()),
+        Err(e @ StateError::UnknownAgent(_)) => Err(error(StatusCode::NOT_FOUND, e)),
+        Err(e @ StateError::Busy(..)) => Err(error(StatusCode::CONFLICT, e)),
+    }
 }
 
 /// How long a peer's live calls may take to come (a node that is down must not stall the

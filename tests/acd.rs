@@ -1,0 +1,196 @@
+//! The ACD's first part (issue 15): a transfer to a queue of the agents file rings the phone
+//! its available agent registered, and the agent's state follows the call. A SIPp phone
+//! registers as Alice (`sip-test/agent_register.xml`, digest) and takes the call
+//! (`agent_phone.xml`, which checks the transfer reason arrives); a SIPp caller reaches a
+//! hotline whose first node transfers to `queue:general`.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use voxnav::testkit::{
+    KillOnDrop, free_udp_port, md5_agent_lines, serve_ready, temp_dir, wait_exit, wait_for_line,
+};
+
+const TOKEN: &str = "acd-token";
+
+const PLAN: &str = "name: desk\nstart: hand\nnodes:\n  hand:\n    transfer: { queue: general, \
+    reason: \"caller asked for a human\", fallback: busy }\n  busy:\n    hangup: \"Nobody is free.\"\n";
+
+fn api(admin: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    voxnav::net::http::fetch_with_headers(
+        method,
+        &format!("http://{admin}{path}"),
+        &[
+            ("Authorization", &format!("Bearer {TOKEN}")),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+        Duration::from_secs(5),
+    )
+    .expect("the admin API answers")
+}
+
+/// Alice's state as the API shows it.
+fn state_of_alice(admin: &str) -> String {
+    let (_, body) = api(admin, "GET", "/api/agents", None);
+    let agents: serde_json::Value = serde_json::from_str(&body).unwrap();
+    (agents["agents"].as_array().unwrap().iter())
+        .find(|a| a["id"] == "alice")
+        .map(|a| a["state"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
+fn wait_state(admin: &str, want: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if state_of_alice(admin) == want {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn sipp(scenario: &str) -> Command {
+    let mut c = Command::new("sipp");
+    c.arg("-sf")
+        .arg(format!(
+            "{}/sip-test/{scenario}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-m",
+            "1",
+            "-nostdin",
+            "-timeout",
+            "60",
+            "-timeout_error",
+        ]);
+    c
+}
+
+#[test]
+fn a_transfer_to_a_queue_rings_its_available_agents_registered_phone() {
+    let dir = temp_dir("acd");
+    // MD5 hashes only: SIPp's digest answer is MD5 (docs/agents.md).
+    let hashes = md5_agent_lines("alice", "alice-pw");
+    let agents = dir.join("agents.yaml");
+    std::fs::write(
+        &agents,
+        format!("agents:\n  alice:\n    name: Alice\n    queues: [general]\n{hashes}"),
+    )
+    .unwrap();
+    let plan = dir.join("desk.yaml");
+    std::fs::write(&plan, PLAN).unwrap();
+    std::fs::write(dir.join("silence.ulaw"), [0xFFu8; 8000]).unwrap();
+    let admin = format!("127.0.0.1:{}", free_udp_port());
+    let admin_args = [
+        "--admin-listen",
+        &admin,
+        "--admin-token",
+        TOKEN,
+        "--asr-jobs",
+        "1",
+    ];
+    let mut args: Vec<std::ffi::OsString> = vec!["--dialplan".into(), plan.clone().into()];
+    args.extend(["--agents".into(), agents.clone().into()]);
+    args.extend(admin_args.iter().map(Into::into));
+    let (_server, lines, voxnav) = serve_ready(env!("CARGO_BIN_EXE_voxnav"), &args);
+
+    // Alice's phone waits for calls; she registers it.
+    let phone_port = free_udp_port();
+    let mut phone = KillOnDrop(
+        sipp("agent_phone.xml")
+            .args(["-p", &phone_port.to_string()])
+            .args(["-mp", &(free_udp_port() & !1).to_string()])
+            .arg(&voxnav)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp (sip-tester)"),
+    );
+    let registered = sipp("agent_register.xml")
+        .args(["-p", &free_udp_port().to_string(), "-s", "alice"])
+        .args(["-au", "alice", "-ap", "alice-pw"])
+        .args(["-key", "phone", &format!("127.0.0.1:{phone_port}")])
+        .arg(&voxnav)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(registered.status.success(), "{registered:?}");
+    wait_for_line(
+        &lines,
+        "voxnav: agent alice registered",
+        Duration::from_secs(10),
+    )
+    .expect("the registration is taken");
+
+    // Logged out at start; her own changes through the API, refused when they make no sense.
+    assert_eq!(state_of_alice(&admin), "logged_out");
+    let set = |state: &str| {
+        api(
+            &admin,
+            "POST",
+            "/api/agents/alice/state",
+            Some(&format!("{{\"state\":\"{state}\"}}")),
+        )
+        .0
+    };
+    assert_eq!(set("asleep"), 400);
+    assert_eq!(
+        api(
+            &admin,
+            "POST",
+            "/api/agents/nobody/state",
+            Some("{\"state\":\"available\"}")
+        )
+        .0,
+        404
+    );
+    assert_eq!(set("available"), 200);
+    wait_for_line(
+        &lines,
+        "voxnav: agent alice is available",
+        Duration::from_secs(5),
+    )
+    .expect("the change is printed");
+
+    // A caller: the hotline transfers to queue general, which rings Alice's phone.
+    let caller = std::thread::spawn({
+        let (dir, voxnav) = (dir.clone(), voxnav.clone());
+        move || {
+            sipp("uac_proxy.xml")
+                .args(["-p", &free_udp_port().to_string()])
+                .args(["-mp", &(free_udp_port() & !1).to_string()])
+                .args(["-d", "5000"])
+                .arg(&voxnav)
+                .current_dir(&dir)
+                .output()
+                .unwrap()
+        }
+    });
+    assert!(
+        wait_state(&admin, "on_call", Duration::from_secs(20)),
+        "Alice takes the call: {}",
+        state_of_alice(&admin)
+    );
+    // On a call, her state follows the call.
+    assert_eq!(set("break"), 409);
+    let called = caller.join().unwrap();
+    assert!(called.status.success(), "the caller's call: {called:?}");
+    // The caller hung up: voxnav hangs up Alice's leg; she wraps up.
+    let status = wait_exit(&mut phone.0, Duration::from_secs(20)).expect("the phone's call ends");
+    assert!(
+        status.success(),
+        "the agent phone saw the reason and a clean end: {status}"
+    );
+    assert!(
+        wait_state(&admin, "wrap_up", Duration::from_secs(10)),
+        "wrap-up after the call: {}",
+        state_of_alice(&admin)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
