@@ -2,7 +2,8 @@
 //! its available agent registered, and the agent's state follows the call. A SIPp phone
 //! registers as Alice (`sip-test/agent_register.xml`, digest) and takes the call
 //! (`agent_phone.xml`, which checks the transfer reason arrives); a SIPp caller reaches a
-//! hotline whose first node transfers to `queue:general`.
+//! hotline whose first node transfers to `queue:general` while Alice is logged out, waits
+//! with the hold audio, and is put through as soon as she is available.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -128,28 +129,49 @@ fn a_transfer_to_a_queue_rings_its_available_agents_registered_phone() {
     )
     .expect("the registration is taken");
 
-    // Logged out at start; her own changes through the API, refused when they make no sense.
+    // Logged out at start; nonsense changes are refused.
     assert_eq!(state_of_alice(&admin), "logged_out");
     let set = |state: &str| {
-        api(
-            &admin,
-            "POST",
-            "/api/agents/alice/state",
-            Some(&format!("{{\"state\":\"{state}\"}}")),
-        )
-        .0
+        let body = format!("{{\"state\":\"{state}\"}}");
+        api(&admin, "POST", "/api/agents/alice/state", Some(&body)).0
     };
     assert_eq!(set("asleep"), 400);
-    assert_eq!(
-        api(
-            &admin,
-            "POST",
-            "/api/agents/nobody/state",
-            Some("{\"state\":\"available\"}")
-        )
-        .0,
-        404
+    let unknown = api(
+        &admin,
+        "POST",
+        "/api/agents/nobody/state",
+        Some("{\"state\":\"available\"}"),
     );
+    assert_eq!(unknown.0, 404);
+
+    // A caller: the hotline transfers to queue general, where nobody is free yet, so the
+    // caller waits with the hold audio...
+    let caller = std::thread::spawn({
+        let (dir, voxnav) = (dir.clone(), voxnav.clone());
+        move || {
+            sipp("uac_proxy.xml")
+                .args(["-p", &free_udp_port().to_string()])
+                .args(["-mp", &(free_udp_port() & !1).to_string()])
+                .args(["-d", "8000"])
+                .arg(&voxnav)
+                .current_dir(&dir)
+                .output()
+                .unwrap()
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, calls) = api(&admin, "GET", "/api/calls", None);
+        if calls.contains("transfer ringing") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the caller waits for an agent: {calls}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // ...until Alice says she is available: her phone rings at once.
     assert_eq!(set("available"), 200);
     wait_for_line(
         &lines,
@@ -157,21 +179,6 @@ fn a_transfer_to_a_queue_rings_its_available_agents_registered_phone() {
         Duration::from_secs(5),
     )
     .expect("the change is printed");
-
-    // A caller: the hotline transfers to queue general, which rings Alice's phone.
-    let caller = std::thread::spawn({
-        let (dir, voxnav) = (dir.clone(), voxnav.clone());
-        move || {
-            sipp("uac_proxy.xml")
-                .args(["-p", &free_udp_port().to_string()])
-                .args(["-mp", &(free_udp_port() & !1).to_string()])
-                .args(["-d", "5000"])
-                .arg(&voxnav)
-                .current_dir(&dir)
-                .output()
-                .unwrap()
-        }
-    });
     assert!(
         wait_state(&admin, "on_call", Duration::from_secs(20)),
         "Alice takes the call: {}",

@@ -22,7 +22,7 @@ use std::time::Instant;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 use super::session::{AgentEvent, CallSession, Heard, Output, Synthesis};
-use super::transfer::{AgentDirectory, Route};
+use super::transfer::{AgentDirectory, NoRoute, Route};
 use super::turn::{DetectorFactory, EndOfTurnModel};
 use crate::dialplan::engine::CallEngine;
 use crate::dialplan::registry::HotlineRegistry;
@@ -36,6 +36,8 @@ use crate::speech::{RecognizeOptions, Recognizer, Synthesizer};
 /// Recognitions already waiting beyond which a new turn is offered the keypad rather than
 /// left to wait in silence (with two running, four waiting is about two seconds).
 pub const KEYPAD_OFFER_QUEUE: usize = 4;
+/// How often a caller waiting for an agent asks the ACD again.
+const QUEUE_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 /// A breath between the texts of one reply.
 const BREATH_MS: usize = 250;
 
@@ -149,6 +151,7 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
         cancels: HashMap::new(),
         leg: None,
         agent: None,
+        waiting: None,
         media: media.clone(),
         hangup: Some(hangup),
     };
@@ -167,6 +170,7 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
                 None => std::future::pending().await,
             }
         };
+        let (queue_try, queue_try_due) = (driver.next_queue_try(), driver.waiting.is_some());
         tokio::select! {
             e = events.recv() => {
                 let now = Instant::now();
@@ -204,8 +208,20 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
                     None => driver.leg = None,
                 }
             }
+            // A deadline kept in `Waiting`, not a fresh sleep each turn of the loop: the
+            // caller's audio wakes this loop every 20 ms.
+            _ = tokio::time::sleep_until(queue_try.into()), if queue_try_due => {
+                if let Some(failed) = driver.retry_waiting(Instant::now()) {
+                    session.handle_agent(failed, Instant::now());
+                }
+            }
             _ = timer => session.handle_timeout(Instant::now()),
         }
+    }
+    if driver.waiting.take().is_some()
+        && let Some(acd) = &driver.services.agents.acd
+    {
+        acd.leave(&driver.call_id);
     }
     // The agent (if any) is free of this call: wrap-up, or available again if it still rang.
     if let (Some(agent), Some(acd)) = (driver.agent.take(), &driver.services.agents.acd) {
@@ -258,11 +274,87 @@ struct Driver {
     leg: Option<Leg>,
     /// The agent of the agents file whose phone the leg rings or talks on.
     agent: Option<String>,
+    /// The transfer waiting for a free agent of a queue (the caller hears the hold audio).
+    waiting: Option<Waiting>,
     media: crate::net::media::MediaHandle,
     hangup: Option<crate::net::HangupFn>,
 }
 
+/// A transfer waiting for a free agent.
+struct Waiting {
+    target: String,
+    queue: String,
+    reason: String,
+    transcript: Vec<String>,
+    give_up: Instant,
+    /// When to ask the ACD again.
+    next_try: Instant,
+}
+
 impl Driver {
+    /// When the waiting transfer asks the ACD again (far away when none waits).
+    fn next_queue_try(&self) -> Instant {
+        (self.waiting.as_ref()).map_or_else(
+            || Instant::now() + std::time::Duration::from_secs(3600),
+            |w| w.next_try,
+        )
+    }
+
+    /// Asks the ACD again for the waiting transfer: rings the agent it picks, or, once the
+    /// caller has waited `queue_wait`, gives up (the event for the session: the fallback).
+    fn retry_waiting(&mut self, now: Instant) -> Option<AgentEvent> {
+        let w = self.waiting.as_ref()?;
+        match self.services.agents.route(&w.target, &self.call_id) {
+            Ok(route) => {
+                let w = self.waiting.take()?;
+                self.ring(route, w.reason, w.transcript);
+                None
+            }
+            Err(_) if now >= w.give_up => {
+                let w = self.waiting.take()?;
+                if let Some(acd) = &self.services.agents.acd {
+                    acd.leave(&self.call_id);
+                }
+                let waited = self.services.agents.queue_wait.as_secs();
+                Some(AgentEvent::Failed(format!(
+                    "no agent of queue {} was free within {waited} s",
+                    w.queue
+                )))
+            }
+            Err(_) => {
+                if let Some(w) = self.waiting.as_mut() {
+                    w.next_try = now + QUEUE_RETRY;
+                }
+                None
+            }
+        }
+    }
+
+    /// Rings the transfer's seat or agent (the leg's events follow).
+    fn ring(&mut self, Route { uri, agent }: Route, reason: String, transcript: Vec<String>) {
+        let s = self.services.clone();
+        self.agent = agent;
+        let _ = self
+            .done
+            .send(Done::Agent(AgentEvent::Dialling { uri: uri.clone() }));
+        self.leg = Some(leg::place(
+            &s.media,
+            LegConfig {
+                target: uri,
+                from_user: "voxnav".into(),
+                headers: vec![
+                    ("Subject".into(), format!("voxnav transfer: {reason}")),
+                    ("X-Voxnav-Reason".into(), reason),
+                    ("X-Voxnav-Transcript".into(), transcript.join(" | ")),
+                    ("X-Voxnav-Call".into(), self.call_id.clone()),
+                ],
+                answer_timeout: s.agents.ring_timeout,
+                // Caller audio to the agent is kept short (a relay, not a queue).
+                max_queued_frames: Some(5),
+            },
+        ));
+    }
+
     /// Keeps the agent's state with their phone's leg: answered, not answered (not ready),
     /// ended (wrap-up).
     fn follow_agent(&mut self, event: &AgentEvent) {
@@ -445,30 +537,28 @@ impl Driver {
                 reason,
                 transcript,
             } => match s.agents.route(&target, &self.call_id) {
-                Ok(Route { uri, agent }) => {
-                    self.agent = agent;
-                    let _ = self
-                        .done
-                        .send(Done::Agent(AgentEvent::Dialling { uri: uri.clone() }));
-                    self.leg = Some(leg::place(
-                        &s.media,
-                        LegConfig {
-                            target: uri,
-                            from_user: "voxnav".into(),
-                            headers: vec![
-                                ("Subject".into(), format!("voxnav transfer: {reason}")),
-                                ("X-Voxnav-Reason".into(), reason),
-                                ("X-Voxnav-Transcript".into(), transcript.join(" | ")),
-                                ("X-Voxnav-Call".into(), self.call_id.clone()),
-                            ],
-                            answer_timeout: s.agents.ring_timeout,
-                            // Caller audio to the agent is kept short (a relay, not a queue).
-                            max_queued_frames: Some(5),
-                        },
-                    ));
+                Ok(route) => self.ring(route, reason, transcript),
+                // The queue's agents are all busy: the caller waits (hold audio) for one.
+                Err(NoRoute::NobodyFree(queue)) if !s.agents.queue_wait.is_zero() => {
+                    if let Some(acd) = &s.agents.acd {
+                        acd.wait(&queue, &self.call_id);
+                    }
+                    let _ = self.done.send(Done::Agent(AgentEvent::Dialling {
+                        uri: format!("queue:{queue}"),
+                    }));
+                    self.waiting = Some(Waiting {
+                        target,
+                        queue,
+                        reason,
+                        transcript,
+                        give_up: Instant::now() + s.agents.queue_wait,
+                        next_try: Instant::now() + QUEUE_RETRY,
+                    });
                 }
                 Err(why) => {
-                    let _ = self.done.send(Done::Agent(AgentEvent::Failed(why)));
+                    let _ = self
+                        .done
+                        .send(Done::Agent(AgentEvent::Failed(why.to_string())));
                 }
             },
             Output::ToAgent(pcm) => {
@@ -482,6 +572,11 @@ impl Driver {
                 }
             }
             Output::HangupAgent => {
+                if self.waiting.take().is_some()
+                    && let Some(acd) = &s.agents.acd
+                {
+                    acd.leave(&self.call_id);
+                }
                 if let Some(l) = self.leg.take() {
                     let _ = l.commands.send(LegCommand::Hangup);
                 }

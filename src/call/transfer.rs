@@ -20,8 +20,22 @@ pub struct AgentDirectory {
     pub default: Option<String>,
     /// How long an agent's phone may ring before the caller goes back to the dialplan.
     pub ring_timeout: Duration,
+    /// How long a caller may wait for a free agent of a queue of the agents file
+    /// (`transfer.queue_wait_s`; zero: the fallback at once).
+    pub queue_wait: Duration,
     /// The agents of the agents file, their states and phones (None: no agents file).
     pub acd: Option<std::sync::Arc<crate::routing::Acd>>,
+}
+
+/// Why nobody can be rung for a transfer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoRoute {
+    /// The queue has agents, none free now: the caller may wait.
+    #[error("no agent of queue {0} is available")]
+    NobodyFree(String),
+    /// No agent and no seat for this target.
+    #[error("no agent seat configured for {0}")]
+    NoSeat(String),
 }
 
 /// Where a transfer rings, and the agent whose phone it is (a queue of the agents file).
@@ -34,8 +48,9 @@ pub struct Route {
 impl AgentDirectory {
     /// Where `call`'s transfer to `target` rings: a queue of the agents file picks its best
     /// available agent with a registered phone (set ringing); another queue, its seat. The
-    /// error says why nobody can be rung (the dialplan's fallback follows).
-    pub fn route(&self, target: &str, call: &str) -> Result<Route, String> {
+    /// error says why nobody can be rung (the caller may wait, or the dialplan's fallback
+    /// follows).
+    pub fn route(&self, target: &str, call: &str) -> Result<Route, NoRoute> {
         let queue = target.strip_prefix("queue:").unwrap_or(target);
         if let Some(acd) = self
             .acd
@@ -53,12 +68,12 @@ impl AgentDirectory {
                     uri: seat.clone(),
                     agent: None,
                 }),
-                None => Err(format!("no agent of queue {queue} is available")),
+                None => Err(NoRoute::NobodyFree(queue.to_string())),
             };
         }
         self.resolve(target)
             .map(|uri| Route { uri, agent: None })
-            .ok_or_else(|| format!("no agent seat configured for {target}"))
+            .ok_or_else(|| NoRoute::NoSeat(target.to_string()))
     }
 
     /// The SIP URI to call for a transfer target, if any seat is configured for it.
@@ -109,7 +124,7 @@ mod tests {
             ..Default::default()
         };
         // Alice is logged out: nobody to ring (the default seat is not the queue's agent).
-        let nobody = Err("no agent of queue general is available".to_string());
+        let nobody = Err(NoRoute::NobodyFree("general".into()));
         assert_eq!(d.route("queue:general", "c1"), nobody);
         // A queue without agents keeps its seat.
         assert_eq!(

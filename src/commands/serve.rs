@@ -481,6 +481,7 @@ fn hotlines(
         queues: file.agent_queues.clone(),
         default: args.agent.clone().or(file.agent_default.clone()),
         ring_timeout: Duration::from_secs(file.ring_timeout_s.unwrap_or(20)),
+        queue_wait: Duration::from_secs(file.queue_wait_s.unwrap_or(60)),
         acd,
     };
     let mut all: Vec<Arc<Services>> = Vec::new();

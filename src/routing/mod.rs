@@ -12,8 +12,11 @@
 //! - The agent who lets it ring out (or refuses) is set on a break: not offered calls again
 //!   until they say they are available (the "not ready").
 //!
-//! Not built yet: callers waiting in a queue (today a transfer with no free agent fails to the
-//! dialplan's fallback at once), priorities, overflow, callbacks, hold announcements.
+//! - A caller who finds nobody free waits (with the hold audio) up to `transfer.queue_wait_s`:
+//!   the callers of a queue are served in the order they came, each by the best free agent
+//!   as above; after the wait, the dialplan's fallback.
+//!
+//! Not built yet: priorities, overflow to voicemail or a callback, position announcements.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -101,6 +104,8 @@ pub struct Change {
 pub struct Router {
     agents: BTreeMap<String, Slot>,
     wrap_up: Duration,
+    /// Each queue's waiting callers, first come first.
+    waiting: BTreeMap<String, std::collections::VecDeque<String>>,
 }
 
 impl Router {
@@ -108,6 +113,7 @@ impl Router {
         Self {
             agents: BTreeMap::new(),
             wrap_up,
+            waiting: BTreeMap::new(),
         }
     }
 
@@ -170,9 +176,31 @@ impl Router {
         Ok(self.set(agent, state, now))
     }
 
+    /// `call` waits for an agent of `queue` (after the callers already waiting).
+    pub fn wait(&mut self, queue: &str, call: &str) {
+        let line = self.waiting.entry(queue.to_string()).or_default();
+        if !line.iter().any(|c| c == call) {
+            line.push_back(call.to_string());
+        }
+    }
+
+    /// `call` no longer waits (served, hung up, or waited too long).
+    pub fn leave(&mut self, call: &str) {
+        for line in self.waiting.values_mut() {
+            line.retain(|c| c != call);
+        }
+        self.waiting.retain(|_, line| !line.is_empty());
+    }
+
+    /// Callers waiting in `queue`.
+    pub fn waiting(&self, queue: &str) -> usize {
+        self.waiting.get(queue).map_or(0, |l| l.len())
+    }
+
     /// Picks the agent for a call to `queue` among those `reachable` (a registered phone):
     /// available, in the queue, highest level in the queue's skill, then idle longest. The
-    /// agent is set ringing. None when the queue has no such agent.
+    /// agent is set ringing, and the call leaves the queue's waiting line. None when the queue
+    /// has no such agent, or when other callers have waited longer than `call`.
     pub fn pick(
         &mut self,
         queue: &str,
@@ -181,6 +209,11 @@ impl Router {
         now: Instant,
     ) -> Option<(String, Change)> {
         self.handle_timeout(now);
+        if let Some(first) = self.waiting.get(queue).and_then(|l| l.front())
+            && first != call
+        {
+            return None;
+        }
         let best = (self.agents.iter())
             .filter(|(id, s)| {
                 s.state == AgentState::Available
@@ -195,6 +228,7 @@ impl Router {
             })
             .map(|(id, _)| id.clone())?;
         let change = self.set(&best, AgentState::Ringing(call.to_string()), now)?;
+        self.leave(call);
         Some((best, change))
     }
 
@@ -297,6 +331,16 @@ impl Acd {
 
     pub fn serves(&self, queue: &str) -> bool {
         self.router().serves(queue)
+    }
+
+    /// `call` waits for an agent of `queue`.
+    pub fn wait(&self, queue: &str, call: &str) {
+        self.router().wait(queue, call);
+    }
+
+    /// `call` no longer waits.
+    pub fn leave(&self, call: &str) {
+        self.router().leave(call);
     }
 
     pub fn answered(&self, agent: &str, call: &str) {
@@ -406,5 +450,28 @@ mod tests {
             Err(StateError::UnknownAgent(_))
         ));
         assert!(r.serves("general") && !r.serves("sales"));
+    }
+
+    #[test]
+    fn waiting_callers_are_served_in_the_order_they_came() {
+        let t0 = Instant::now();
+        let mut r = Router::new(Duration::from_secs(10));
+        r.set_agents(&book(), t0);
+        let all = |_: &str| true;
+        for call in ["w1", "w2", "w3"] {
+            assert!(r.pick("billing", call, all, t0).is_none(), "nobody is free");
+            r.wait("billing", call);
+        }
+        assert_eq!(r.waiting("billing"), 3);
+        r.request("ann", Requested::Available, t0).unwrap();
+        // The third caller asks first, but the first caller is served first.
+        assert!(r.pick("billing", "w3", all, t0).is_none());
+        assert_eq!(r.pick("billing", "w1", all, t0).unwrap().0, "ann");
+        assert_eq!(r.waiting("billing"), 2);
+        // The second hangs up: the third is next.
+        r.leave("w2");
+        r.request("ben", Requested::Available, t0).unwrap();
+        assert_eq!(r.pick("billing", "w3", all, t0).unwrap().0, "ben");
+        assert_eq!(r.waiting("billing"), 0);
     }
 }
