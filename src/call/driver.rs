@@ -333,6 +333,12 @@ impl Driver {
     /// Rings the transfer's seat or agent (the leg's events follow).
     fn ring(&mut self, Route { uri, agent }: Route, reason: String, transcript: Vec<String>) {
         let s = self.services.clone();
+        // Out of any waiting line, however the route was found (an agent, or a seat when the
+        // agents file no longer lists the queue): a stale entry would hold up the callers
+        // behind it.
+        if let Some(acd) = &s.agents.acd {
+            acd.leave(&self.call_id);
+        }
         self.agent = agent;
         let _ = self
             .done
