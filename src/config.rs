@@ -44,6 +44,8 @@
 //!   ring_timeout_s: 20       # then the caller goes back to the dialplan's fallback
 //!   queue_wait_s: 60         # a queue of the agents file with nobody free: the caller
 //!                            # waits this long (hold audio) for an agent, 0: fallback at once
+//!   announce_every_s: 30     # a waiting caller hears their place (and the estimated wait)
+//!                            # 3 s into the wait, then this often; 0: never
 //! backends:                  # what dialplan `http` nodes send to each backend (net/backend.rs)
 //!   - url: https://crm.example.com/      # requests whose URL starts with this
 //!     ca: /etc/voxnav/crm-ca.pem         # trust only this CA (default: Mozilla's roots)
@@ -121,6 +123,7 @@ pub struct ServerConfig {
     pub agent_queues: std::collections::BTreeMap<String, String>,
     pub ring_timeout_s: Option<u64>,
     pub queue_wait_s: Option<u64>,
+    pub announce_every_s: Option<u64>,
     pub admin_listen: Option<SocketAddr>,
     /// `Some(None)`: `records: { path: off }`.
     pub records: Option<Option<crate::ops::db::Database>>,
@@ -630,6 +633,9 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
         config.queue_wait_s = m
             .get("queue_wait_s")
             .and_then(|y| number(y, "queue_wait_s", &mut p));
+        config.announce_every_s = m
+            .get("announce_every_s")
+            .and_then(|y| number(y, "announce_every_s", &mut p));
         m.finish(&[], &mut p);
     }
     if let Some(backends) = top.get("backends") {

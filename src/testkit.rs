@@ -1065,6 +1065,76 @@ pub fn serve_ready<S: AsRef<std::ffi::OsStr>>(
     (server, lines, address)
 }
 
+/// SIPp (Debian's sip-tester) with one of the repository's `sip-test/` scenarios on
+/// loopback, giving up after 60 s.
+pub fn sipp_scenario(scenario: &str) -> Command {
+    let mut c = Command::new("sipp");
+    c.arg("-sf")
+        .arg(format!(
+            "{}/sip-test/{scenario}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-nostdin",
+            "-timeout",
+            "60",
+            "-timeout_error",
+        ]);
+    c
+}
+
+/// An admin API request on `admin` (host:port) with the bearer `token`: status and body.
+pub fn admin_request(
+    admin: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
+    crate::net::http::fetch_with_headers(
+        method,
+        &format!("http://{admin}{path}"),
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+        std::time::Duration::from_secs(5),
+    )
+    .expect("the admin API answers")
+}
+
+/// `agent`'s state as `GET /api/agents` shows it ("" for an agent it does not list).
+pub fn agent_state(admin: &str, token: &str, agent: &str) -> String {
+    let (_, body) = admin_request(admin, token, "GET", "/api/agents", None);
+    let agents: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    (agents["agents"].as_array().into_iter().flatten())
+        .find(|a| a["id"] == agent)
+        .map(|a| a["state"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
+/// Registers `agent`'s phone listening on loopback `phone_port` with voxnav at `voxnav`
+/// (`sip-test/agent_register.xml`, digest with `password`); true when it succeeded.
+pub fn register_agent_phone(
+    voxnav: &str,
+    dir: &Path,
+    agent: &str,
+    password: &str,
+    phone_port: u16,
+) -> bool {
+    sipp_scenario("agent_register.xml")
+        .args(["-m", "1", "-p", &free_udp_port().to_string(), "-s", agent])
+        .args(["-au", agent, "-ap", password])
+        .args(["-key", "phone", &format!("127.0.0.1:{phone_port}")])
+        .arg(voxnav)
+        .current_dir(dir)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// An agent's `sip:` lines with the MD5 hash only: what Debian 12's baresip and SIPp answer
 /// (a file without SHA-256 hashes offers MD5 alone, docs/agents.md).
 pub fn md5_agent_lines(id: &str, password: &str) -> String {

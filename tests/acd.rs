@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use voxnav::testkit::{
-    KillOnDrop, free_udp_port, md5_agent_lines, serve_ready, temp_dir, wait_exit, wait_for_line,
+    KillOnDrop, admin_request, agent_state, free_udp_port, md5_agent_lines, register_agent_phone,
+    serve_ready, sipp_scenario, temp_dir, wait_exit, wait_for_line,
 };
 
 const TOKEN: &str = "acd-token";
@@ -18,27 +19,12 @@ const PLAN: &str = "name: desk\nstart: hand\nnodes:\n  hand:\n    transfer: { qu
     reason: \"caller asked for a human\", fallback: busy }\n  busy:\n    hangup: \"Nobody is free.\"\n";
 
 fn api(admin: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    voxnav::net::http::fetch_with_headers(
-        method,
-        &format!("http://{admin}{path}"),
-        &[
-            ("Authorization", &format!("Bearer {TOKEN}")),
-            ("Content-Type", "application/json"),
-        ],
-        body,
-        Duration::from_secs(5),
-    )
-    .expect("the admin API answers")
+    admin_request(admin, TOKEN, method, path, body)
 }
 
 /// Alice's state as the API shows it.
 fn state_of_alice(admin: &str) -> String {
-    let (_, body) = api(admin, "GET", "/api/agents", None);
-    let agents: serde_json::Value = serde_json::from_str(&body).unwrap();
-    (agents["agents"].as_array().unwrap().iter())
-        .find(|a| a["id"] == "alice")
-        .map(|a| a["state"].as_str().unwrap_or_default().to_string())
-        .unwrap_or_default()
+    agent_state(admin, TOKEN, "alice")
 }
 
 fn wait_state(admin: &str, want: &str, limit: Duration) -> bool {
@@ -53,22 +39,8 @@ fn wait_state(admin: &str, want: &str, limit: Duration) -> bool {
 }
 
 fn sipp(scenario: &str) -> Command {
-    let mut c = Command::new("sipp");
-    c.arg("-sf")
-        .arg(format!(
-            "{}/sip-test/{scenario}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .args([
-            "-i",
-            "127.0.0.1",
-            "-m",
-            "1",
-            "-nostdin",
-            "-timeout",
-            "60",
-            "-timeout_error",
-        ]);
+    let mut c = sipp_scenario(scenario);
+    c.args(["-m", "1"]);
     c
 }
 
@@ -113,15 +85,9 @@ fn a_transfer_to_a_queue_rings_its_available_agents_registered_phone() {
             .spawn()
             .expect("sipp (sip-tester)"),
     );
-    let registered = sipp("agent_register.xml")
-        .args(["-p", &free_udp_port().to_string(), "-s", "alice"])
-        .args(["-au", "alice", "-ap", "alice-pw"])
-        .args(["-key", "phone", &format!("127.0.0.1:{phone_port}")])
-        .arg(&voxnav)
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(registered.status.success(), "{registered:?}");
+    assert!(register_agent_phone(
+        &voxnav, &dir, "alice", "alice-pw", phone_port
+    ));
     wait_for_line(
         &lines,
         "voxnav: agent alice registered",

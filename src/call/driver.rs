@@ -31,6 +31,7 @@ use crate::net::AnsweredCall;
 use crate::net::leg::{self, Leg, LegCommand, LegConfig, LegEvent};
 use crate::net::media::MediaEngine;
 use crate::report::{Report, Reporter};
+use crate::routing::Leaving;
 use crate::speech::{RecognizeOptions, Recognizer, Synthesizer};
 
 /// Recognitions already waiting beyond which a new turn is offered the keypad rather than
@@ -38,6 +39,9 @@ use crate::speech::{RecognizeOptions, Recognizer, Synthesizer};
 pub const KEYPAD_OFFER_QUEUE: usize = 4;
 /// How often a caller waiting for an agent asks the ACD again.
 const QUEUE_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+/// A waiting caller first hears their place this long into the wait (an agent who frees up
+/// at once spares them the announcement), then every `transfer.announce_every_s`.
+const FIRST_ANNOUNCEMENT: std::time::Duration = std::time::Duration::from_secs(3);
 /// A breath between the texts of one reply.
 const BREATH_MS: usize = 250;
 
@@ -151,7 +155,7 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
         cancels: HashMap::new(),
         leg: None,
         agent: None,
-        waiting: None,
+        queued: None,
         media: media.clone(),
         hangup: Some(hangup),
     };
@@ -170,7 +174,8 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
                 None => std::future::pending().await,
             }
         };
-        let (queue_try, queue_try_due) = (driver.next_queue_try(), driver.waiting.is_some());
+        let queue_due = driver.queue_deadline();
+        let far = Instant::now() + std::time::Duration::from_secs(3600);
         tokio::select! {
             e = events.recv() => {
                 let now = Instant::now();
@@ -200,32 +205,33 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
                 let now = Instant::now();
                 match e {
                     Some(e) => {
-                        if let Some(a) = agent_event(e) {
-                            driver.follow_agent(&a);
+                        if let Some(a) = agent_event(e)
+                            && driver.follow_agent(&a, now)
+                        {
                             session.handle_agent(a, now);
                         }
                     }
                     None => driver.leg = None,
                 }
             }
-            // A deadline kept in `Waiting`, not a fresh sleep each turn of the loop: the
+            // Deadlines kept in `Queued`, not a fresh sleep each turn of the loop: the
             // caller's audio wakes this loop every 20 ms.
-            _ = tokio::time::sleep_until(queue_try.into()), if queue_try_due => {
-                if let Some(failed) = driver.retry_waiting(Instant::now()) {
-                    session.handle_agent(failed, Instant::now());
+            _ = tokio::time::sleep_until(queue_due.unwrap_or(far).into()), if queue_due.is_some() => {
+                let now = Instant::now();
+                if let Some(event) = driver.on_queue_deadline(now) {
+                    session.handle_agent(event, now);
                 }
             }
             _ = timer => session.handle_timeout(Instant::now()),
         }
     }
-    if driver.waiting.take().is_some()
-        && let Some(acd) = &driver.services.agents.acd
-    {
-        acd.leave(&driver.call_id);
-    }
-    // The agent (if any) is free of this call: wrap-up, or available again if it still rang.
-    if let (Some(agent), Some(acd)) = (driver.agent.take(), &driver.services.agents.acd) {
-        acd.released(&agent, &driver.call_id);
+    if let Some(acd) = &driver.services.agents.acd {
+        // The agent (if any) is free of this call: wrap-up, or available again if it still
+        // rang; a caller still in a line abandoned it (nothing happens if the agent answered).
+        if let Some(agent) = driver.agent.take() {
+            acd.released(&agent, &driver.call_id);
+        }
+        acd.leave(&driver.call_id, Leaving::Abandoned);
     }
     // Whatever synthesis is still running for this call stops; the agent leg (if any) hangs
     // up when dropped.
@@ -274,71 +280,87 @@ struct Driver {
     leg: Option<Leg>,
     /// The agent of the agents file whose phone the leg rings or talks on.
     agent: Option<String>,
-    /// The transfer waiting for a free agent of a queue (the caller hears the hold audio).
-    waiting: Option<Waiting>,
+    /// The transfer to a queue of the agents file, until an agent answers (the caller hears
+    /// the hold audio while it waits or an agent's phone rings).
+    queued: Option<Queued>,
     media: crate::net::media::MediaHandle,
     hangup: Option<crate::net::HangupFn>,
 }
 
-/// A transfer waiting for a free agent.
-struct Waiting {
+/// A transfer to a queue of the agents file, until an agent answers.
+struct Queued {
     target: String,
     queue: String,
     reason: String,
     transcript: Vec<String>,
+    priority: u8,
+    /// After this, no more agents are tried: the dialplan's fallback.
     give_up: Instant,
-    /// When to ask the ACD again.
-    next_try: Instant,
+    /// When to ask the ACD again (None while an agent's phone rings).
+    next_try: Option<Instant>,
+    /// When the caller next hears their place in the line (None: never).
+    next_announce: Option<Instant>,
 }
 
 impl Driver {
-    /// When the waiting transfer asks the ACD again (far away when none waits).
-    fn next_queue_try(&self) -> Instant {
-        (self.waiting.as_ref()).map_or_else(
-            || Instant::now() + std::time::Duration::from_secs(3600),
-            |w| w.next_try,
-        )
+    /// The next deadline of the queued transfer, if any.
+    fn queue_deadline(&self) -> Option<Instant> {
+        let q = self.queued.as_ref()?;
+        let announce = q.next_announce.filter(|_| q.next_try.is_some());
+        [q.next_try, announce].into_iter().flatten().min()
     }
 
-    /// Asks the ACD again for the waiting transfer: rings the agent it picks, or, once the
-    /// caller has waited `queue_wait`, gives up (the event for the session: the fallback).
-    fn retry_waiting(&mut self, now: Instant) -> Option<AgentEvent> {
-        let w = self.waiting.as_ref()?;
-        match self.services.agents.route(&w.target, &self.call_id) {
-            Ok(route) => {
-                let w = self.waiting.take()?;
-                self.ring(route, w.reason, w.transcript);
-                None
-            }
-            Err(_) if now >= w.give_up => {
-                let w = self.waiting.take()?;
-                if let Some(acd) = &self.services.agents.acd {
-                    acd.leave(&self.call_id);
+    /// The queued transfer's deadline came: ask the ACD again and ring the agent it picks,
+    /// or, once the caller has waited `queue_wait`, give up (the event for the session: the
+    /// fallback); or tell the caller their place in the line (the event: an announcement).
+    fn on_queue_deadline(&mut self, now: Instant) -> Option<AgentEvent> {
+        let s = self.services.clone();
+        let q = self.queued.as_mut()?;
+        if q.next_try.is_some_and(|t| t <= now) {
+            match s.agents.route(&q.target, &self.call_id, q.priority) {
+                Ok(route) => {
+                    let (reason, transcript) = (q.reason.clone(), q.transcript.clone());
+                    q.next_try = None;
+                    if route.agent.is_none() {
+                        self.queued = None;
+                    }
+                    self.ring(route, reason, transcript);
+                    return None;
                 }
-                let waited = self.services.agents.queue_wait.as_secs();
-                Some(AgentEvent::Failed(format!(
-                    "no agent of queue {} was free within {waited} s",
-                    w.queue
-                )))
-            }
-            Err(_) => {
-                if let Some(w) = self.waiting.as_mut() {
-                    w.next_try = now + QUEUE_RETRY;
+                Err(_) if now >= q.give_up => {
+                    let q = self.queued.take()?;
+                    if let Some(acd) = &s.agents.acd {
+                        acd.leave(&self.call_id, Leaving::TimedOut);
+                    }
+                    let waited = s.agents.queue_wait.as_secs();
+                    return Some(AgentEvent::Failed(format!(
+                        "no agent of queue {} was free within {waited} s",
+                        q.queue
+                    )));
                 }
-                None
+                Err(_) => q.next_try = Some(now + QUEUE_RETRY),
             }
         }
+        if q.next_announce.is_some_and(|t| t <= now) && q.next_try.is_some() {
+            q.next_announce = Some(now + s.agents.announce_every);
+            let place = s.agents.acd.as_ref()?.position(&q.queue, &self.call_id)?;
+            let wait =
+                (place.estimated_wait).map_or("unknown".into(), |w| format!("{} s", w.as_secs()));
+            println!(
+                "voxnav: call {} waits in queue {}: position {}, estimated wait {wait}",
+                self.call_id, q.queue, place.position
+            );
+            return Some(AgentEvent::Queued {
+                position: place.position,
+                estimated_wait: place.estimated_wait,
+            });
+        }
+        None
     }
 
     /// Rings the transfer's seat or agent (the leg's events follow).
     fn ring(&mut self, Route { uri, agent }: Route, reason: String, transcript: Vec<String>) {
         let s = self.services.clone();
-        // Out of any waiting line, however the route was found (an agent, or a seat when the
-        // agents file no longer lists the queue): a stale entry would hold up the callers
-        // behind it.
-        if let Some(acd) = &s.agents.acd {
-            acd.leave(&self.call_id);
-        }
         self.agent = agent;
         let _ = self
             .done
@@ -362,23 +384,39 @@ impl Driver {
     }
 
     /// Keeps the agent's state with their phone's leg: answered, not answered (not ready),
-    /// ended (wrap-up).
-    fn follow_agent(&mut self, event: &AgentEvent) {
-        let (Some(agent), Some(acd)) = (self.agent.as_deref(), &self.services.agents.acd) else {
-            return;
+    /// ended (wrap-up). An agent who does not answer a queued transfer is not the end of it:
+    /// the next free agent is rung at once, the caller keeping their place in the line (the
+    /// event is not for the session then: false).
+    fn follow_agent(&mut self, event: &AgentEvent, now: Instant) -> bool {
+        let (Some(agent), Some(acd)) = (self.agent.clone(), self.services.agents.acd.clone())
+        else {
+            return true;
         };
         match event {
-            AgentEvent::Answered => acd.answered(agent, &self.call_id),
-            AgentEvent::Failed(_) => {
-                acd.not_answered(agent, &self.call_id);
+            AgentEvent::Answered => {
+                acd.answered(&agent, &self.call_id);
+                self.queued = None;
+            }
+            AgentEvent::Failed(why) => {
+                acd.not_answered(&agent, &self.call_id);
                 self.agent = None;
+                if let Some(q) = self.queued.as_mut() {
+                    tracing::info!(%agent, %why, "the agent did not answer: the next one");
+                    // The rung-out leg's last events (its end) are not the transfer's.
+                    self.leg = None;
+                    q.next_try = Some(now);
+                    let uri = format!("queue:{}", q.queue);
+                    let _ = self.done.send(Done::Agent(AgentEvent::Dialling { uri }));
+                    return false;
+                }
             }
             AgentEvent::Ended(_) => {
-                acd.released(agent, &self.call_id);
+                acd.released(&agent, &self.call_id);
                 self.agent = None;
             }
             _ => {}
         }
+        true
     }
 
     fn hang_up(&mut self, reason: String) {
@@ -542,31 +580,47 @@ impl Driver {
                 target,
                 reason,
                 transcript,
-            } => match s.agents.route(&target, &self.call_id) {
-                Ok(route) => self.ring(route, reason, transcript),
-                // The queue's agents are all busy: the caller waits (hold audio) for one.
-                Err(NoRoute::NobodyFree(queue)) if !s.agents.queue_wait.is_zero() => {
-                    if let Some(acd) = &s.agents.acd {
-                        acd.wait(&queue, &self.call_id);
+                priority,
+            } => {
+                let now = Instant::now();
+                let queued = |queue: String, next_try| Queued {
+                    target: target.clone(),
+                    queue,
+                    reason: reason.clone(),
+                    transcript: transcript.clone(),
+                    priority,
+                    give_up: now + s.agents.queue_wait,
+                    next_try,
+                    next_announce: (!s.agents.announce_every.is_zero())
+                        .then_some(now + FIRST_ANNOUNCEMENT),
+                };
+                match s.agents.route(&target, &self.call_id, priority) {
+                    Ok(route) => {
+                        // An agent of a queue: kept, so a ring-out goes to the next agent.
+                        if let Some(queue) = target.strip_prefix("queue:")
+                            && route.agent.is_some()
+                        {
+                            self.queued = Some(queued(queue.to_string(), None));
+                        }
+                        self.ring(route, reason, transcript)
                     }
-                    let _ = self.done.send(Done::Agent(AgentEvent::Dialling {
-                        uri: format!("queue:{queue}"),
-                    }));
-                    self.waiting = Some(Waiting {
-                        target,
-                        queue,
-                        reason,
-                        transcript,
-                        give_up: Instant::now() + s.agents.queue_wait,
-                        next_try: Instant::now() + QUEUE_RETRY,
-                    });
+                    // The queue's agents are all busy: the caller waits (hold audio) for one.
+                    Err(NoRoute::NobodyFree(queue)) if !s.agents.queue_wait.is_zero() => {
+                        if let Some(acd) = &s.agents.acd {
+                            acd.wait(&queue, &self.call_id, priority);
+                        }
+                        let _ = self.done.send(Done::Agent(AgentEvent::Dialling {
+                            uri: format!("queue:{queue}"),
+                        }));
+                        self.queued = Some(queued(queue, Some(now + QUEUE_RETRY)));
+                    }
+                    Err(why) => {
+                        let _ = self
+                            .done
+                            .send(Done::Agent(AgentEvent::Failed(why.to_string())));
+                    }
                 }
-                Err(why) => {
-                    let _ = self
-                        .done
-                        .send(Done::Agent(AgentEvent::Failed(why.to_string())));
-                }
-            },
+            }
             Output::ToAgent(pcm) => {
                 if let Some(l) = &self.leg {
                     let _ = l.commands.send(LegCommand::Audio(pcm));
@@ -578,10 +632,10 @@ impl Driver {
                 }
             }
             Output::HangupAgent => {
-                if self.waiting.take().is_some()
+                if self.queued.take().is_some()
                     && let Some(acd) = &s.agents.acd
                 {
-                    acd.leave(&self.call_id);
+                    acd.leave(&self.call_id, Leaving::Abandoned);
                 }
                 if let Some(l) = self.leg.take() {
                     let _ = l.commands.send(LegCommand::Hangup);

@@ -157,6 +157,7 @@ pub enum Output {
         target: String,
         reason: String,
         transcript: Vec<String>,
+        priority: u8,
     },
     /// 20 ms of the caller's audio for the agent, and their keys.
     ToAgent(Vec<i16>),
@@ -193,6 +194,11 @@ pub enum AgentEvent {
     Audio(Vec<i16>),
     /// The agent's side ended.
     Ended(String),
+    /// Still waiting in a queue: the caller's place, and the estimated wait once known.
+    Queued {
+        position: usize,
+        estimated_wait: Option<Duration>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -722,6 +728,11 @@ impl CallSession {
         if self.playing() || !self.idle() {
             return;
         }
+        // Waiting for an agent (an announcement just ended): the hold audio again.
+        if (self.bridge.as_ref()).is_some_and(|b| b.state == BridgeState::Dialling) {
+            self.queue_hold_audio(now);
+            return;
+        }
         if let Some(reason) = self.end_after_audio.take() {
             self.dialplan_ended = true;
             self.hang_up(reason);
@@ -858,6 +869,25 @@ impl CallSession {
                     self.mark_queued = mark;
                     self.outputs.push_back(Output::Play { pcm, mark });
                 }
+            }
+            AgentEvent::Queued {
+                position,
+                estimated_wait,
+            } => {
+                // Between chimes: not over a reply still being spoken.
+                if b.state != BridgeState::Dialling || self.speaking.is_some() {
+                    return;
+                }
+                let text =
+                    queue_announcement(&self.engine.hotline().plan, position, estimated_wait);
+                self.stop_playback(); // the hold audio, until the announcement has played
+                self.apply(
+                    vec![Action::Say {
+                        text,
+                        barge_in: false,
+                    }],
+                    now,
+                );
             }
             AgentEvent::Failed(why) | AgentEvent::Ended(why)
                 if b.state == BridgeState::Dialling =>
@@ -1198,6 +1228,7 @@ impl CallSession {
                     target,
                     reason,
                     transcript,
+                    priority,
                 } => {
                     self.transfer_reason = Some(reason.clone());
                     self.report(Report::TransferRequested {
@@ -1217,6 +1248,7 @@ impl CallSession {
                         target,
                         reason,
                         transcript,
+                        priority,
                     });
                 }
                 Action::Hangup { reason } => {
@@ -1295,6 +1327,33 @@ fn turn_event_name(e: &TurnEvent) -> &'static str {
         TurnEvent::LikelyComplete => "likely complete",
         TurnEvent::Resumed => "resumed",
     }
+}
+
+/// What a caller waiting in a queue hears: their place, and the estimated wait once the
+/// queue has a history (rounded up to whole minutes; "less than a minute" below one).
+pub fn queue_announcement(
+    plan: &crate::dialplan::model::Dialplan,
+    position: usize,
+    estimated_wait: Option<Duration>,
+) -> String {
+    use crate::dialplan::model::Language;
+    let wait = estimated_wait.map(|w| {
+        let minutes = w.as_secs().div_ceil(60);
+        match (plan.language, minutes) {
+            (Language::English, 0) => "less than a minute".to_string(),
+            (Language::English, 1) => "about one minute".to_string(),
+            (Language::English, m) => format!("about {m} minutes"),
+            (Language::Mandarin, 0) => "不到一分钟".to_string(),
+            (Language::Mandarin, m) => format!("大约{m}分钟"),
+        }
+    });
+    let (phrase, wait) = match wait {
+        Some(w) => (Phrase::QueuePlaceAndWait, w),
+        None => (Phrase::QueuePlace, String::new()),
+    };
+    (phrase.text(plan))
+        .replace("{{position}}", &position.to_string())
+        .replace("{{wait}}", &wait)
 }
 
 /// A gentle repeating chime for callers waiting for an agent (three soft notes, a pause):
@@ -1941,6 +2000,57 @@ nodes:
                 ..
             })
         )));
+    }
+
+    #[test]
+    fn a_waiting_caller_hears_their_place_between_chimes() {
+        let mut h = harness(false);
+        h.first_words("an agent please");
+        h.wait(500);
+        h.s.handle_agent(
+            AgentEvent::Dialling {
+                uri: "queue:general".into(),
+            },
+            h.now,
+        );
+        h.wait(1500);
+        h.take();
+        h.s.handle_agent(
+            AgentEvent::Queued {
+                position: 2,
+                estimated_wait: Some(Duration::from_secs(150)),
+            },
+            h.now,
+        );
+        h.pump();
+        h.wait(1000);
+        let log = h.take();
+        assert!(
+            says(
+                &log,
+                "You are number 2 in the queue. The expected wait is about 3 minutes."
+            ),
+            "{log:?}"
+        );
+        assert!(log.iter().any(|o| matches!(o, Output::StopPlayback)));
+        // Then the chime again, until an agent answers.
+        h.wait(1000);
+        let plays = (h.take().iter())
+            .filter(|o| matches!(o, Output::Play { .. }))
+            .count();
+        assert!(plays >= 3, "hold audio again: {plays}");
+        // Without an estimate, the place alone.
+        h.s.handle_agent(
+            AgentEvent::Queued {
+                position: 1,
+                estimated_wait: None,
+            },
+            h.now,
+        );
+        h.pump();
+        let log = h.take();
+        assert!(says(&log, "You are number 1 in the queue."), "{log:?}");
+        assert!(!says(&log, "expected wait"));
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct AgentDirectory {
     /// How long a caller may wait for a free agent of a queue of the agents file
     /// (`transfer.queue_wait_s`; zero: the fallback at once).
     pub queue_wait: Duration,
+    /// How often a waiting caller hears their place in the line (zero: never).
+    pub announce_every: Duration,
     /// The agents of the agents file, their states and phones (None: no agents file).
     pub acd: Option<std::sync::Arc<crate::routing::Acd>>,
 }
@@ -50,26 +52,33 @@ impl AgentDirectory {
     /// available agent with a registered phone (set ringing); another queue, its seat. The
     /// error says why nobody can be rung (the caller may wait, or the dialplan's fallback
     /// follows).
-    pub fn route(&self, target: &str, call: &str) -> Result<Route, NoRoute> {
+    pub fn route(&self, target: &str, call: &str, priority: u8) -> Result<Route, NoRoute> {
         let queue = target.strip_prefix("queue:").unwrap_or(target);
         if let Some(acd) = self
             .acd
             .as_ref()
             .filter(|a| !target.starts_with("sip:") && a.serves(queue))
         {
-            if let Some((agent, uri)) = acd.pick(queue, call) {
+            if let Some((agent, uri)) = acd.pick(queue, call, priority) {
                 return Ok(Route {
                     uri,
                     agent: Some(agent),
                 });
             }
             return match self.queues.get(queue) {
-                Some(seat) => Ok(Route {
-                    uri: seat.clone(),
-                    agent: None,
-                }),
+                Some(seat) => {
+                    // Out of any waiting line: a stale entry would hold up those behind.
+                    acd.leave(call, crate::routing::Leaving::Elsewhere);
+                    Ok(Route {
+                        uri: seat.clone(),
+                        agent: None,
+                    })
+                }
                 None => Err(NoRoute::NobodyFree(queue.to_string())),
             };
+        }
+        if let Some(acd) = &self.acd {
+            acd.leave(call, crate::routing::Leaving::Elsewhere);
         }
         self.resolve(target)
             .map(|uri| Route { uri, agent: None })
@@ -125,32 +134,32 @@ mod tests {
         };
         // Alice is logged out: nobody to ring (the default seat is not the queue's agent).
         let nobody = Err(NoRoute::NobodyFree("general".into()));
-        assert_eq!(d.route("queue:general", "c1"), nobody);
+        assert_eq!(d.route("queue:general", "c1", 0), nobody);
         // A queue without agents keeps its seat.
         assert_eq!(
-            d.route("queue:sales", "c1").unwrap().uri,
+            d.route("queue:sales", "c1", 0).unwrap().uri,
             "sip:desk@192.0.2.1"
         );
         // Available, but no phone registered yet.
         acd.request("alice", Requested::Available).unwrap();
-        assert_eq!(d.route("queue:general", "c1"), nobody);
+        assert_eq!(d.route("queue:general", "c1", 0), nobody);
         acd.observe(&Report::AgentContacts {
             agent: "alice".into(),
             contacts: vec!["sip:alice@10.0.0.5".into()],
         });
         assert_eq!(
-            d.route("queue:general", "c2"),
+            d.route("queue:general", "c2", 0),
             Ok(Route {
                 uri: "sip:alice@10.0.0.5".into(),
                 agent: Some("alice".into())
             })
         );
         // Her phone rings with that call: the next caller finds nobody, or the queue's seat.
-        assert_eq!(d.route("queue:general", "c3"), nobody);
+        assert_eq!(d.route("queue:general", "c3", 0), nobody);
         d.queues
             .insert("general".into(), "sip:overflow@192.0.2.9".into());
         assert_eq!(
-            d.route("queue:general", "c3").unwrap().uri,
+            d.route("queue:general", "c3", 0).unwrap().uri,
             "sip:overflow@192.0.2.9"
         );
     }

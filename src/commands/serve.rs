@@ -201,7 +201,11 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
         watch_agents(path, agent_book.clone(), acd.clone(), agents_tx, nonce_key);
     }
     // The observers of every report.
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    if let Some(acd) = &acd {
+        metrics.watch_queues(acd.clone());
+    }
+    let metrics = Arc::new(metrics);
     let live = Arc::new(LiveView::default());
     let mut observers: Vec<Arc<dyn Observer>> = vec![live.clone(), Arc::new(StdoutLines)];
     if !args.no_metrics {
@@ -482,6 +486,7 @@ fn hotlines(
         default: args.agent.clone().or(file.agent_default.clone()),
         ring_timeout: Duration::from_secs(file.ring_timeout_s.unwrap_or(20)),
         queue_wait: Duration::from_secs(file.queue_wait_s.unwrap_or(60)),
+        announce_every: Duration::from_secs(file.announce_every_s.unwrap_or(30)),
         acd,
     };
     let mut all: Vec<Arc<Services>> = Vec::new();

@@ -152,6 +152,9 @@ pub enum Action {
         target: String,
         reason: String,
         transcript: Vec<String>,
+        /// The caller's place in a queue's line: higher goes first (`PRIORITY_UPSET`,
+        /// `PRIORITY_FAILED`, 0), or the transfer node's own `priority`.
+        priority: u8,
     },
     Hangup {
         reason: String,
@@ -170,6 +173,12 @@ impl Action {
         }
     }
 }
+
+/// A transfer's queue priority for a caller who sounds upset (sentiment and repeated
+/// failure past the dialplan's `anger_threshold`).
+pub const PRIORITY_UPSET: u8 = 2;
+/// A transfer's queue priority for a caller the bot failed (no match, no input).
+pub const PRIORITY_FAILED: u8 = 1;
 
 /// The decision of a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -535,7 +544,7 @@ impl CallEngine {
                 // No handler: a human is better than a dead end.
                 let text = Phrase::ConnectFallback.text(&self.hotline.plan).to_string();
                 self.say(actions, &text, false);
-                self.transfer(Target::Queue("general".into()), reason, None, actions);
+                self.transfer(Target::Queue("general".into()), reason, None, None, actions);
             }
         }
     }
@@ -1255,9 +1264,20 @@ impl CallEngine {
         target: Target,
         reason: &str,
         fallback: Option<String>,
+        priority: Option<u8>,
         actions: &mut Vec<Action>,
     ) {
         self.transfer_fallback = fallback;
+        // The issue's order: an upset caller first, then one the bot failed, then the rest.
+        let plan = &self.hotline.plan;
+        let frustration = self.record.sentiment + 0.2 * self.failures as f32;
+        let priority = priority.unwrap_or(if frustration >= plan.settings.anger_threshold {
+            PRIORITY_UPSET
+        } else if self.failures + self.no_match + self.no_input > 0 {
+            PRIORITY_FAILED
+        } else {
+            0
+        });
         let target = match target {
             Target::Queue(q) => format!("queue:{q}"),
             Target::Uri(u) => u,
@@ -1266,6 +1286,7 @@ impl CallEngine {
             target,
             reason: reason.to_string(),
             transcript: self.transcript.clone(),
+            priority,
         });
         self.record.decision = DecisionKind::Transfer;
         self.waiting = Waiting::Transferred;
@@ -1363,6 +1384,60 @@ nodes:
             text: t.into(),
             confidence: 0.9,
         }
+    }
+
+    fn transfer_priority(actions: &[Action]) -> Option<u8> {
+        actions.iter().find_map(|a| match a {
+            Action::Transfer { priority, .. } => Some(*priority),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_caller_the_bot_failed_or_who_is_upset_goes_first_in_the_queue() {
+        // Asked for a human at once: the usual place.
+        let mut c = call();
+        c.handle(Event::Start);
+        let s = c.handle(speech("a human please"));
+        assert_eq!(transfer_priority(&s.actions), Some(0));
+        // Not understood until the ask's reprompts ran out: ahead of those.
+        let mut c = call();
+        c.handle(Event::Start);
+        c.handle(speech("zebra crossing"));
+        let s = c.handle(speech("zebra crossing"));
+        assert_eq!(transfer_priority(&s.actions), Some(PRIORITY_FAILED));
+        // Failed and upset (this plan has no `angry` handler: the no-match one hands over):
+        // first of all.
+        let mut c = call();
+        c.handle(Event::Start);
+        c.handle(speech("zebra crossing"));
+        let s = c.handle(speech(
+            "this is ridiculous, I am furious, useless stupid machine",
+        ));
+        assert_eq!(transfer_priority(&s.actions), Some(PRIORITY_UPSET), "{s:?}");
+        // The node's own priority wins; out of range is refused with its place.
+        let own = PLAN.replace(
+            "reason: \"needs a person\"",
+            "reason: \"needs a person\", priority: 7",
+        );
+        let plan = crate::dialplan::load_str("unit.yaml", &own).unwrap();
+        let mut c = CallEngine::new(
+            Arc::new(Hotline::build(plan, Arc::new(BagOfWords))),
+            BTreeMap::new(),
+        );
+        c.handle(Event::Start);
+        assert_eq!(
+            transfer_priority(&c.handle(speech("a human please")).actions),
+            Some(7)
+        );
+        let bad = PLAN.replace(
+            "reason: \"needs a person\"",
+            "reason: \"needs a person\", priority: 12",
+        );
+        let err = crate::dialplan::load_str("unit.yaml", &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("priority 12 is out of range"), "{err}");
     }
 
     const BOOKING: &str = r#"

@@ -1,6 +1,6 @@
 //! What voxnav says on its own, not written in any node: reading a value back, "do you mean X
 //! or Y?", the keypad offer when recognition fails, the hand-over when no handler says where
-//! to go, and the goodbye when no agent is free. Each has an id that a dialplan's `prompts:`
+//! to go, the goodbye when no agent is free, and a waiting caller's place in the queue. Each has an id that a dialplan's `prompts:`
 //! may override, and a default in each language, so a Mandarin hotline never speaks English.
 
 use super::model::{Dialplan, Language};
@@ -18,15 +18,21 @@ pub enum Phrase {
     ConnectFallback,
     /// A transfer failed and no fallback takes the caller back into the flow.
     NoAgentGoodbye,
+    /// A caller waiting in a queue: `{{position}}` is their place (1: next).
+    QueuePlace,
+    /// The same with `{{wait}}`, the estimated wait in words ("about 3 minutes").
+    QueuePlaceAndWait,
 }
 
 impl Phrase {
-    pub const ALL: [Phrase; 5] = [
+    pub const ALL: [Phrase; 7] = [
         Phrase::ConfirmValue,
         Phrase::ChooseEntry,
         Phrase::KeypadOffer,
         Phrase::ConnectFallback,
         Phrase::NoAgentGoodbye,
+        Phrase::QueuePlace,
+        Phrase::QueuePlaceAndWait,
     ];
 
     /// The prompt id that overrides it.
@@ -37,6 +43,8 @@ impl Phrase {
             Phrase::KeypadOffer => "keypad_offer",
             Phrase::ConnectFallback => "connect_fallback",
             Phrase::NoAgentGoodbye => "no_agent_goodbye",
+            Phrase::QueuePlace => "queue_place",
+            Phrase::QueuePlaceAndWait => "queue_place_and_wait",
         }
     }
 
@@ -58,6 +66,17 @@ impl Phrase {
                 "Sorry, no colleague is free right now. Please call again later. Goodbye."
             }
             (Phrase::NoAgentGoodbye, Mandarin) => "抱歉，现在没有空闲的客服。请稍后再来电。再见。",
+            (Phrase::QueuePlace, English) => {
+                "All our colleagues are busy. You are number {{position}} in the queue."
+            }
+            (Phrase::QueuePlace, Mandarin) => "客服正忙。您现在排在第{{position}}位。",
+            (Phrase::QueuePlaceAndWait, English) => {
+                "All our colleagues are busy. You are number {{position}} in the queue. \
+                 The expected wait is {{wait}}."
+            }
+            (Phrase::QueuePlaceAndWait, Mandarin) => {
+                "客服正忙。您现在排在第{{position}}位，预计等待{{wait}}。"
+            }
         }
     }
 
@@ -87,6 +106,8 @@ mod tests {
                         text.replace("{{value}}", "")
                             .replace("{{first}}", "")
                             .replace("{{second}}", "")
+                            .replace("{{position}}", "")
+                            .replace("{{wait}}", "")
                             .chars()
                             .all(|c| !c.is_ascii_alphabetic()),
                         "{phrase:?}: {text}"

@@ -108,8 +108,9 @@ pub fn to_json(t: &BotTurn) -> serde_json::Value {
             target,
             reason,
             transcript,
+            priority,
         } => Some(serde_json::json!({
-            "target": target, "reason": reason, "transcript": transcript
+            "target": target, "reason": reason, "transcript": transcript, "priority": priority
         })),
         _ => None,
     });

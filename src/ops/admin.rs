@@ -88,6 +88,7 @@ pub fn router(config: AdminConfig) -> Router {
         .route("/api/calls", get(live_calls))
         .route("/api/agents", get(agents))
         .route("/api/agents/{id}/state", post(agent_state))
+        .route("/api/queues", get(queues))
         .route("/api/cluster/calls", get(cluster_calls))
         .route("/api/calls/{id}", get(one_call))
         .route("/api/records/calls", get(recorded_calls))
@@ -222,6 +223,36 @@ async fn agents(State(config): State<AdminConfig>) -> impl IntoResponse {
         })
         .collect();
     Json(json!({ "configured": book.is_some(), "agents": list }))
+}
+
+/// The queues now and their totals since the start.
+async fn queues(State(config): State<AdminConfig>) -> impl IntoResponse {
+    let figures = config.acd.as_ref().map(|a| a.queues()).unwrap_or_default();
+    let list: Vec<serde_json::Value> = (figures.iter())
+        .map(|f| {
+            let t = &f.totals;
+            let ratio = |n: u64, of: u64| (of > 0).then(|| n as f64 / of as f64);
+            json!({
+                "name": f.name,
+                "waiting": f.waiting,
+                "longest_wait_s": f.longest_wait.as_secs_f64(),
+                "agents": f.agents,
+                "offered": t.offered,
+                "answered": t.answered,
+                "answered_in_time": t.answered_in_time,
+                "service_level": ratio(t.answered_in_time, t.answered),
+                "abandoned": t.abandoned,
+                "timed_out": t.timed_out,
+                "handled": t.handled,
+                "average_talk_s": (t.handled > 0).then(|| t.talk.as_secs_f64() / t.handled as f64),
+            })
+        })
+        .collect();
+    Json(json!({
+        "configured": config.acd.is_some(),
+        "service_level_s": crate::routing::SERVICE_LEVEL.as_secs(),
+        "queues": list,
+    }))
 }
 
 /// What an agent asks (`{"state": "available" | "break" | "logged_out"}`).

@@ -291,6 +291,21 @@ impl Metrics {
         &self.families
     }
 
+    /// Exports the ACD's queues and agents, read at each scrape:
+    /// `voxnav_queue_waiting{queue}`, `voxnav_queue_longest_wait_seconds{queue}`,
+    /// `voxnav_queue_agents{queue,state}`, `voxnav_queue_calls_total{queue,event}` (offered,
+    /// answered, answered_in_time: within `routing::SERVICE_LEVEL`, abandoned, timed_out),
+    /// `voxnav_queue_talk_seconds_total{queue}`, `voxnav_agent_calls_total{agent}` and
+    /// `voxnav_agent_talk_seconds_total{agent}`. Labels are the agents file's queue names and
+    /// agent ids.
+    pub fn watch_queues(&mut self, acd: std::sync::Arc<crate::routing::Acd>) {
+        for (name, kind) in QueueCollector::FAMILIES {
+            self.families.push((format!("voxnav_{name}"), kind));
+        }
+        self.registry
+            .register_collector(Box::new(QueueCollector(acd)));
+    }
+
     /// The OpenMetrics text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -457,6 +472,118 @@ pub fn sample(text: &str, line_start: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The ACD's figures at each scrape (`Metrics::watch_queues`).
+#[derive(Debug)]
+struct QueueCollector(std::sync::Arc<crate::routing::Acd>);
+
+impl QueueCollector {
+    const FAMILIES: [(&'static str, &'static str); 7] = [
+        ("queue_waiting", "gauge"),
+        ("queue_longest_wait_seconds", "gauge"),
+        ("queue_agents", "gauge"),
+        ("queue_calls", "counter"),
+        ("queue_talk_seconds", "counter"),
+        ("agent_calls", "counter"),
+        ("agent_talk_seconds", "counter"),
+    ];
+}
+
+impl prometheus_client::collector::Collector for QueueCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let queues = self.0.queues();
+        let q = |name: &str| label("queue", name);
+        let mut family = encoder.encode_descriptor(
+            "queue_waiting",
+            "Callers waiting in the queue for an agent.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for f in &queues {
+            ConstGauge::new(f.waiting as i64).encode(family.encode_family(&q(&f.name))?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "queue_longest_wait_seconds",
+            "How long the queue's first caller has waited.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for f in &queues {
+            let waited = f.longest_wait.as_secs_f64();
+            ConstGauge::new(waited).encode(family.encode_family(&q(&f.name))?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "queue_agents",
+            "The queue's agents per state.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for f in &queues {
+            for (state, n) in &f.agents {
+                let labels = vec![("queue", f.name.clone()), ("state", state.to_string())];
+                ConstGauge::new(*n as i64).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "queue_calls",
+            "Callers of the queue: offered, answered, answered_in_time (service level), \
+             abandoned, timed_out.",
+            None,
+            MetricType::Counter,
+        )?;
+        for f in &queues {
+            let t = &f.totals;
+            for (event, n) in [
+                ("offered", t.offered),
+                ("answered", t.answered),
+                ("answered_in_time", t.answered_in_time),
+                ("abandoned", t.abandoned),
+                ("timed_out", t.timed_out),
+            ] {
+                let labels = vec![("queue", f.name.clone()), ("event", event.to_string())];
+                ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "queue_talk_seconds",
+            "Agents' talking time on the queue's calls.",
+            None,
+            MetricType::Counter,
+        )?;
+        for f in &queues {
+            let talk = f.totals.talk.as_secs_f64();
+            ConstCounter::new(talk).encode(family.encode_family(&q(&f.name))?)?;
+        }
+        let agents = self.0.agent_totals();
+        let mut family = encoder.encode_descriptor(
+            "agent_calls",
+            "Calls the agent finished talking on.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (agent, (calls, _)) in &agents {
+            ConstCounter::new(*calls).encode(family.encode_family(&label("agent", agent))?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "agent_talk_seconds",
+            "The agent's talking time.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (agent, (_, talk)) in &agents {
+            let talk = talk.as_secs_f64();
+            ConstCounter::new(talk).encode(family.encode_family(&label("agent", agent))?)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -599,6 +726,40 @@ mod tests {
             );
         }
         assert_eq!(text.matches("# TYPE ").count(), m.families().len());
+    }
+
+    #[test]
+    fn the_queues_and_agents_are_read_at_each_scrape() {
+        use crate::routing::{Acd, Requested};
+        let source = format!(
+            "agents:\n  ann:\n    queues: [billing]\n{}",
+            crate::agents::hash_lines("ann", "voxnav", "pw")
+        );
+        let book = crate::agents::load_str("agents.yaml", &source).unwrap();
+        let acd = std::sync::Arc::new(Acd::new(&book, Duration::from_secs(5)));
+        let mut m = Metrics::new();
+        m.watch_queues(acd.clone());
+        acd.wait("billing", "c1", 0);
+        acd.wait("billing", "c2", 0);
+        acd.leave("c2", crate::routing::Leaving::Abandoned);
+        acd.request("ann", Requested::Available).unwrap();
+        let text = m.render();
+        for line in [
+            "voxnav_queue_waiting{queue=\"billing\"} 1\n",
+            "voxnav_queue_agents{queue=\"billing\",state=\"available\"} 1\n",
+            "voxnav_queue_calls_total{queue=\"billing\",event=\"offered\"} 2\n",
+            "voxnav_queue_calls_total{queue=\"billing\",event=\"abandoned\"} 1\n",
+            "voxnav_agent_calls_total{agent=\"ann\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        for (name, kind) in QueueCollector::FAMILIES {
+            assert!(
+                text.contains(&format!("# TYPE voxnav_{name} {kind}\n")),
+                "{name}: {text}"
+            );
+            assert!(m.families().contains(&(format!("voxnav_{name}"), kind)));
+        }
     }
 
     /// The Grafana dashboard in the repository only queries metrics voxnav exports.

@@ -13,10 +13,16 @@
 //!   until they say they are available (the "not ready").
 //!
 //! - A caller who finds nobody free waits (with the hold audio) up to `transfer.queue_wait_s`:
-//!   the callers of a queue are served in the order they came, each by the best free agent
+//!   the callers of a queue are served by priority (the dialplan's: an upset caller, then one
+//!   the bot failed, then the rest), then in the order they came, each by the best free agent
 //!   as above; after the wait, the dialplan's fallback.
+//! - A caller whose agent lets it ring out keeps their place in the line: the next free agent
+//!   is rung at once.
+//! - `position` tells a waiting caller their place and, once the queue has handled calls, an
+//!   estimated wait; `queues` gives ops their figures (waiting, longest wait, agents by state,
+//!   answered within the service level, abandoned, timed out).
 //!
-//! Not built yet: priorities, overflow to voicemail or a callback, position announcements.
+//! Not built yet: overflow to voicemail or a callback.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -90,6 +96,9 @@ struct Slot {
     since: Instant,
     queues: Vec<String>,
     skills: BTreeMap<String, u8>,
+    /// Calls the agent finished talking on, and their talking time, since the start.
+    handled: u64,
+    talk: Duration,
 }
 
 /// A state change, for the log and the API.
@@ -99,21 +108,89 @@ pub struct Change {
     pub state: &'static str,
 }
 
+/// A caller answered within this wait counts toward the queue's service level (the contact
+/// centres' usual "answered within 20 s").
+pub const SERVICE_LEVEL: Duration = Duration::from_secs(20);
+
+/// A caller in a queue's line.
+#[derive(Debug, Clone)]
+struct Waiter {
+    call: String,
+    /// Higher first.
+    priority: u8,
+    /// Arrival order within a priority.
+    seq: u64,
+    /// When the caller entered the queue (kept across ring-outs).
+    since: Instant,
+    /// An agent's phone rings for this caller: not ahead of anyone meanwhile.
+    ringing: bool,
+}
+
+/// Why a caller left a queue's line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaving {
+    /// The caller hung up while waiting.
+    Abandoned,
+    /// Waited the longest allowed (the dialplan's fallback follows).
+    TimedOut,
+    /// Put through some other way (a seat configured for the queue, another transfer).
+    Elsewhere,
+}
+
+/// A queue's running totals since the server started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueTotals {
+    /// Callers who entered the queue.
+    pub offered: u64,
+    /// Put through to an agent who answered.
+    pub answered: u64,
+    /// Answered within `SERVICE_LEVEL` of entering the queue.
+    pub answered_in_time: u64,
+    pub abandoned: u64,
+    pub timed_out: u64,
+    /// Calls whose agent finished talking, and their talking time.
+    pub handled: u64,
+    pub talk: Duration,
+}
+
+/// One queue as ops see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueFigures {
+    pub name: String,
+    pub waiting: usize,
+    pub longest_wait: Duration,
+    /// Agents of the queue per state name.
+    pub agents: BTreeMap<&'static str, usize>,
+    pub totals: QueueTotals,
+}
+
+/// A waiting caller's place, for the announcement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// 1: next to be served.
+    pub position: usize,
+    /// None until the queue has handled a call or while no agent of it is logged in.
+    pub estimated_wait: Option<Duration>,
+}
+
 /// The agents' states and the choice of an agent, sans-IO.
 #[derive(Debug, Default)]
 pub struct Router {
     agents: BTreeMap<String, Slot>,
     wrap_up: Duration,
-    /// Each queue's waiting callers, first come first.
-    waiting: BTreeMap<String, std::collections::VecDeque<String>>,
+    /// Each queue's waiting callers, in the order they are served.
+    waiting: BTreeMap<String, Vec<Waiter>>,
+    next_seq: u64,
+    totals: BTreeMap<String, QueueTotals>,
+    /// The queue of each call an agent answered, until the agent is released.
+    talking: BTreeMap<String, String>,
 }
 
 impl Router {
     pub fn new(wrap_up: Duration) -> Self {
         Self {
-            agents: BTreeMap::new(),
             wrap_up,
-            waiting: BTreeMap::new(),
+            ..Self::default()
         }
     }
 
@@ -127,6 +204,8 @@ impl Router {
                 since: now,
                 queues: Vec::new(),
                 skills: BTreeMap::new(),
+                handled: 0,
+                talk: Duration::ZERO,
             });
             slot.queues = agent.queues.clone();
             slot.skills = agent.skills.clone();
@@ -176,41 +255,68 @@ impl Router {
         Ok(self.set(agent, state, now))
     }
 
-    /// `call` waits for an agent of `queue` (after the callers already waiting).
-    pub fn wait(&mut self, queue: &str, call: &str) {
+    /// `call` waits for an agent of `queue`, behind the callers of its priority or higher who
+    /// came before it (a caller already in the line keeps their place).
+    pub fn wait(&mut self, queue: &str, call: &str, priority: u8, now: Instant) {
         let line = self.waiting.entry(queue.to_string()).or_default();
-        if !line.iter().any(|c| c == call) {
-            line.push_back(call.to_string());
+        if line.iter().any(|w| w.call == call) {
+            return;
         }
+        self.next_seq += 1;
+        line.push(Waiter {
+            call: call.to_string(),
+            priority,
+            seq: self.next_seq,
+            since: now,
+            ringing: false,
+        });
+        line.sort_by_key(|w| (std::cmp::Reverse(w.priority), w.seq));
+        self.totals.entry(queue.to_string()).or_default().offered += 1;
     }
 
-    /// `call` no longer waits (served, hung up, or waited too long).
-    pub fn leave(&mut self, call: &str) {
-        for line in self.waiting.values_mut() {
-            line.retain(|c| c != call);
+    /// `call` no longer waits (for the reason given).
+    pub fn leave(&mut self, call: &str, why: Leaving) {
+        for (queue, line) in self.waiting.iter_mut() {
+            let before = line.len();
+            line.retain(|w| w.call != call);
+            if line.len() < before {
+                let totals = self.totals.entry(queue.clone()).or_default();
+                match why {
+                    Leaving::Abandoned => totals.abandoned += 1,
+                    Leaving::TimedOut => totals.timed_out += 1,
+                    Leaving::Elsewhere => {}
+                }
+            }
         }
         self.waiting.retain(|_, line| !line.is_empty());
     }
 
-    /// Callers waiting in `queue`.
+    /// Callers waiting in `queue` (not counting those whose agent's phone rings).
     pub fn waiting(&self, queue: &str) -> usize {
-        self.waiting.get(queue).map_or(0, |l| l.len())
+        (self.waiting.get(queue)).map_or(0, |l| l.iter().filter(|w| !w.ringing).count())
     }
 
     /// Picks the agent for a call to `queue` among those `reachable` (a registered phone):
     /// available, in the queue, highest level in the queue's skill, then idle longest. The
-    /// agent is set ringing, and the call leaves the queue's waiting line. None when the queue
-    /// has no such agent, or when other callers have waited longer than `call`.
+    /// agent is set ringing, and the call keeps its place in the line until the agent
+    /// answers (so a ring-out does not send it to the back). None when the queue has no such
+    /// agent, or when callers ahead of `call` are waiting.
     pub fn pick(
         &mut self,
         queue: &str,
         call: &str,
+        priority: u8,
         reachable: impl Fn(&str) -> bool,
         now: Instant,
     ) -> Option<(String, Change)> {
         self.handle_timeout(now);
-        if let Some(first) = self.waiting.get(queue).and_then(|l| l.front())
-            && first != call
+        let line = self.waiting.get(queue).map(Vec::as_slice).unwrap_or(&[]);
+        let ahead = line.iter().take_while(|w| w.call != call);
+        let known = line.iter().any(|w| w.call == call);
+        // A newcomer goes behind everyone of its priority or higher.
+        if ahead
+            .filter(|w| !w.ringing)
+            .any(|w| known || w.priority >= priority)
         {
             return None;
         }
@@ -228,8 +334,70 @@ impl Router {
             })
             .map(|(id, _)| id.clone())?;
         let change = self.set(&best, AgentState::Ringing(call.to_string()), now)?;
-        self.leave(call);
+        self.wait(queue, call, priority, now);
+        if let Some(w) =
+            (self.waiting.get_mut(queue)).and_then(|l| l.iter_mut().find(|w| w.call == call))
+        {
+            w.ringing = true;
+        }
         Some((best, change))
+    }
+
+    /// A waiting caller's place in `queue`'s line and the estimated wait: the calls ahead
+    /// (and this one) shared among the agents logged in, each taking the queue's average
+    /// handling time (talk and wrap-up) so far.
+    pub fn position(&self, queue: &str, call: &str) -> Option<Place> {
+        let line = self.waiting.get(queue)?;
+        let index = line.iter().position(|w| w.call == call)?;
+        let position = 1 + line[..index].iter().filter(|w| !w.ringing).count();
+        let staffed = (self.agents.values())
+            .filter(|s| s.queues.iter().any(|q| q == queue))
+            .filter(|s| !matches!(s.state, AgentState::LoggedOut | AgentState::Break))
+            .count() as u32;
+        let totals = self.totals.get(queue);
+        let estimated_wait = match totals {
+            Some(t) if t.handled > 0 && staffed > 0 => {
+                let handling = t.talk / t.handled as u32 + self.wrap_up;
+                Some(handling * (position as u32).div_ceil(staffed))
+            }
+            _ => None,
+        };
+        Some(Place {
+            position,
+            estimated_wait,
+        })
+    }
+
+    /// Every queue named in the agents file or with callers or totals: its figures now.
+    pub fn queues(&self, now: Instant) -> Vec<QueueFigures> {
+        let mut names: std::collections::BTreeSet<&str> = (self.agents.values())
+            .flat_map(|s| s.queues.iter().map(String::as_str))
+            .collect();
+        names.extend(self.waiting.keys().map(String::as_str));
+        names.extend(self.totals.keys().map(String::as_str));
+        (names.into_iter())
+            .map(|name| {
+                let line = self.waiting.get(name).map(Vec::as_slice).unwrap_or(&[]);
+                let waiting = line.iter().filter(|w| !w.ringing);
+                let longest_wait = (waiting.clone())
+                    .map(|w| now.saturating_duration_since(w.since))
+                    .max()
+                    .unwrap_or_default();
+                let mut agents = BTreeMap::new();
+                for s in self.agents.values() {
+                    if s.queues.iter().any(|q| q == name) {
+                        *agents.entry(s.state.name()).or_insert(0) += 1;
+                    }
+                }
+                QueueFigures {
+                    name: name.to_string(),
+                    waiting: waiting.count(),
+                    longest_wait,
+                    agents,
+                    totals: self.totals.get(name).cloned().unwrap_or_default(),
+                }
+            })
+            .collect()
     }
 
     /// Whether `queue` has any agent at all (a queue of the agents file, as opposed to a seat
@@ -238,33 +406,75 @@ impl Router {
         (self.agents.values()).any(|s| s.queues.iter().any(|q| q == queue))
     }
 
-    /// The agent's phone answered `call`.
+    /// The agent's phone answered `call`: the call leaves its line, counted as answered.
     pub fn answered(&mut self, agent: &str, call: &str, now: Instant) -> Option<Change> {
         let ringing = matches!(&self.agents.get(agent)?.state, AgentState::Ringing(c) if c == call);
-        ringing
-            .then(|| self.set(agent, AgentState::OnCall(call.into()), now))
-            .flatten()
+        if !ringing {
+            return None;
+        }
+        let found = (self.waiting.iter()).find_map(|(queue, line)| {
+            let w = line.iter().find(|w| w.call == call)?;
+            Some((queue.clone(), now.saturating_duration_since(w.since)))
+        });
+        if let Some((queue, waited)) = found {
+            let totals = self.totals.entry(queue.clone()).or_default();
+            totals.answered += 1;
+            totals.answered_in_time += u64::from(waited <= SERVICE_LEVEL);
+            self.talking.insert(call.to_string(), queue);
+            self.leave(call, Leaving::Elsewhere);
+        }
+        self.set(agent, AgentState::OnCall(call.into()), now)
     }
 
-    /// The agent's phone did not answer `call` (busy, refused, rang out): not ready.
+    /// The agent's phone did not answer `call` (busy, refused, rang out): not ready. The
+    /// caller keeps their place in the line for the next agent.
     pub fn not_answered(&mut self, agent: &str, call: &str, now: Instant) -> Option<Change> {
         let ringing = matches!(&self.agents.get(agent)?.state, AgentState::Ringing(c) if c == call);
-        ringing
-            .then(|| self.set(agent, AgentState::Break, now))
-            .flatten()
+        if !ringing {
+            return None;
+        }
+        self.stop_ringing(call);
+        self.set(agent, AgentState::Break, now)
+    }
+
+    fn stop_ringing(&mut self, call: &str) {
+        for w in self.waiting.values_mut().flatten() {
+            if w.call == call {
+                w.ringing = false;
+            }
+        }
     }
 
     /// `call` is over for the agent: wrap-up after talking; available again if the caller
     /// left while it rang.
     pub fn released(&mut self, agent: &str, call: &str, now: Instant) -> Option<Change> {
-        match &self.agents.get(agent)?.state {
+        let slot = self.agents.get_mut(agent)?;
+        match &slot.state {
             AgentState::OnCall(c) if c == call => {
+                let talked = now.saturating_duration_since(slot.since);
+                slot.handled += 1;
+                slot.talk += talked;
+                if let Some(queue) = self.talking.remove(call) {
+                    let totals = self.totals.entry(queue).or_default();
+                    totals.handled += 1;
+                    totals.talk += talked;
+                }
                 let until = now + self.wrap_up;
                 self.set(agent, AgentState::WrapUp(until), now)
             }
-            AgentState::Ringing(c) if c == call => self.set(agent, AgentState::Available, now),
+            AgentState::Ringing(c) if c == call => {
+                self.stop_ringing(call);
+                self.set(agent, AgentState::Available, now)
+            }
             _ => None,
         }
+    }
+
+    /// Every agent's calls handled and talking time since the start.
+    pub fn agent_totals(&self) -> BTreeMap<String, (u64, Duration)> {
+        (self.agents.iter())
+            .map(|(id, s)| (id.clone(), (s.handled, s.talk)))
+            .collect()
     }
 
     /// Every agent's state and since when.
@@ -315,15 +525,20 @@ impl Acd {
     }
 
     /// An agent's phone for a call to `queue`: (agent, the contact to ring), set ringing.
-    /// None when no agent of the queue is available with a registered phone.
-    pub fn pick(&self, queue: &str, call: &str) -> Option<(String, String)> {
+    /// None when no agent of the queue is available with a registered phone, or callers
+    /// ahead of this one wait.
+    pub fn pick(&self, queue: &str, call: &str, priority: u8) -> Option<(String, String)> {
         let contacts = self
             .contacts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let (agent, change) =
-            (self.router()).pick(queue, call, |a| contacts.contains_key(a), Instant::now())?;
+        let reachable = |a: &str| contacts.contains_key(a);
+        let now = Instant::now();
+        let mut router = self.router();
+        Self::print(router.handle_timeout(now)); // wrap-ups that are over, printed
+        let (agent, change) = router.pick(queue, call, priority, reachable, now)?;
+        drop(router);
         Self::print([change]);
         let contact = contacts.get(&agent)?.first()?.clone();
         Some((agent, contact))
@@ -334,13 +549,31 @@ impl Acd {
     }
 
     /// `call` waits for an agent of `queue`.
-    pub fn wait(&self, queue: &str, call: &str) {
-        self.router().wait(queue, call);
+    pub fn wait(&self, queue: &str, call: &str, priority: u8) {
+        self.router().wait(queue, call, priority, Instant::now());
     }
 
-    /// `call` no longer waits.
-    pub fn leave(&self, call: &str) {
-        self.router().leave(call);
+    /// `call` no longer waits (nothing happens if it did not).
+    pub fn leave(&self, call: &str, why: Leaving) {
+        self.router().leave(call, why);
+    }
+
+    /// A waiting caller's place and estimated wait.
+    pub fn position(&self, queue: &str, call: &str) -> Option<Place> {
+        self.router().position(queue, call)
+    }
+
+    /// Every queue's figures now (wrap-ups that are over ended first).
+    pub fn queues(&self) -> Vec<QueueFigures> {
+        let now = Instant::now();
+        let mut router = self.router();
+        Self::print(router.handle_timeout(now));
+        router.queues(now)
+    }
+
+    /// Every agent's calls handled and talking time.
+    pub fn agent_totals(&self) -> BTreeMap<String, (u64, Duration)> {
+        self.router().agent_totals()
     }
 
     pub fn answered(&self, agent: &str, call: &str) {
@@ -409,17 +642,17 @@ mod tests {
         r.set_agents(&book(), t0);
         let all = |_: &str| true;
         // Everyone starts logged out: nobody to ring.
-        assert_eq!(r.pick("billing", "c1", all, t0), None);
+        assert_eq!(r.pick("billing", "c1", 0, all, t0), None);
         r.request("ann", Requested::Available, at(1)).unwrap();
         r.request("ben", Requested::Available, at(2)).unwrap();
         r.request("cat", Requested::Available, at(3)).unwrap();
         // Ben has the higher billing level, although Ann waited longer.
-        let (agent, change) = r.pick("billing", "c1", all, at(4)).unwrap();
+        let (agent, change) = r.pick("billing", "c1", 0, all, at(4)).unwrap();
         assert_eq!((agent.as_str(), change.state), ("ben", "ringing"));
         // Cat has level 1 in general, Ann none: Cat first.
-        assert_eq!(r.pick("general", "c2", all, at(4)).unwrap().0, "cat");
+        assert_eq!(r.pick("general", "c2", 0, all, at(4)).unwrap().0, "cat");
         // Only agents with a registered phone.
-        assert_eq!(r.pick("general", "c3", |a| a != "ann", at(4)), None);
+        assert_eq!(r.pick("general", "c3", 0, |a| a != "ann", at(4)), None);
         // Ringing and on a call: the agent cannot change state; the call's end starts
         // wrap-up, which ends by itself.
         assert!(matches!(
@@ -428,11 +661,12 @@ mod tests {
         ));
         assert_eq!(r.answered("ben", "c1", at(5)).unwrap().state, "on_call");
         assert_eq!(r.released("ben", "c1", at(30)).unwrap().state, "wrap_up");
-        assert_eq!(r.pick("billing", "c4", all, at(35)).unwrap().0, "ann");
+        assert_eq!(r.pick("billing", "c4", 0, all, at(35)).unwrap().0, "ann");
         assert!(
             r.released("ann", "c4", at(36)).is_some(),
             "the caller left while it rang"
         );
+        r.leave("c4", Leaving::Abandoned);
         assert_eq!(r.states()["ann"].0, "available");
         let ended = r.handle_timeout(at(40));
         assert_eq!(
@@ -442,9 +676,11 @@ mod tests {
                 state: "available"
             }]
         );
-        // Cat lets it ring out: on a break, not offered again until she says so.
+        // Cat lets it ring out: on a break, not offered again until she says so. Her caller
+        // keeps its place: served before a newcomer.
         assert_eq!(r.not_answered("cat", "c2", at(41)).unwrap().state, "break");
-        assert_eq!(r.pick("general", "c5", all, at(42)).unwrap().0, "ann");
+        assert_eq!(r.pick("general", "c5", 0, all, at(42)), None);
+        assert_eq!(r.pick("general", "c2", 0, all, at(42)).unwrap().0, "ann");
         assert!(matches!(
             r.request("nobody", Requested::Available, at(43)),
             Err(StateError::UnknownAgent(_))
@@ -453,25 +689,132 @@ mod tests {
     }
 
     #[test]
-    fn waiting_callers_are_served_in_the_order_they_came() {
+    fn waiting_callers_are_served_by_priority_then_in_the_order_they_came() {
         let t0 = Instant::now();
         let mut r = Router::new(Duration::from_secs(10));
         r.set_agents(&book(), t0);
         let all = |_: &str| true;
         for call in ["w1", "w2", "w3"] {
-            assert!(r.pick("billing", call, all, t0).is_none(), "nobody is free");
-            r.wait("billing", call);
+            assert!(
+                r.pick("billing", call, 0, all, t0).is_none(),
+                "nobody is free"
+            );
+            r.wait("billing", call, 0, t0);
         }
         assert_eq!(r.waiting("billing"), 3);
         r.request("ann", Requested::Available, t0).unwrap();
         // The third caller asks first, but the first caller is served first.
-        assert!(r.pick("billing", "w3", all, t0).is_none());
-        assert_eq!(r.pick("billing", "w1", all, t0).unwrap().0, "ann");
+        assert!(r.pick("billing", "w3", 0, all, t0).is_none());
+        assert_eq!(r.pick("billing", "w1", 0, all, t0).unwrap().0, "ann");
         assert_eq!(r.waiting("billing"), 2);
         // The second hangs up: the third is next.
-        r.leave("w2");
+        r.leave("w2", Leaving::Abandoned);
         r.request("ben", Requested::Available, t0).unwrap();
-        assert_eq!(r.pick("billing", "w3", all, t0).unwrap().0, "ben");
+        assert_eq!(r.pick("billing", "w3", 0, all, t0).unwrap().0, "ben");
         assert_eq!(r.waiting("billing"), 0);
+
+        // An upset caller (priority 2) goes ahead of those who came before; among equals,
+        // first come first.
+        let mut r = Router::new(Duration::from_secs(10));
+        r.set_agents(&book(), t0);
+        r.wait("billing", "calm", 0, t0);
+        r.wait("billing", "failed", 1, t0);
+        r.wait("billing", "upset", 2, t0);
+        r.wait("billing", "upset-later", 2, t0);
+        let place = |r: &Router, c: &str| r.position("billing", c).unwrap().position;
+        assert_eq!(
+            ["upset", "upset-later", "failed", "calm"].map(|c| place(&r, c)),
+            [1, 2, 3, 4]
+        );
+        r.request("ann", Requested::Available, t0).unwrap();
+        assert!(r.pick("billing", "calm", 0, all, t0).is_none());
+        // A newcomer of a higher priority than everyone waiting is not held up.
+        assert_eq!(r.pick("billing", "angriest", 3, all, t0).unwrap().0, "ann");
+        // A newcomer of the priority of callers waiting goes behind them.
+        r.request("ben", Requested::Available, t0).unwrap();
+        assert!(r.pick("billing", "upset2", 2, all, t0).is_none());
+        assert_eq!(r.pick("billing", "upset", 2, all, t0).unwrap().0, "ben");
+    }
+
+    #[test]
+    fn a_rung_out_caller_keeps_its_place_and_the_next_agent_is_rung() {
+        let t0 = Instant::now();
+        let mut r = Router::new(Duration::from_secs(10));
+        r.set_agents(&book(), t0);
+        let all = |_: &str| true;
+        r.request("ann", Requested::Available, t0).unwrap();
+        r.request("ben", Requested::Available, t0).unwrap();
+        r.wait("billing", "first", 0, t0);
+        r.wait("billing", "second", 0, t0);
+        assert_eq!(r.pick("billing", "first", 0, all, t0).unwrap().0, "ben");
+        // While Ben's phone rings for the first caller, the second is next for Ann.
+        assert_eq!(r.position("billing", "second").unwrap().position, 1);
+        assert_eq!(r.waiting("billing"), 1);
+        assert_eq!(r.not_answered("ben", "first", t0).unwrap().state, "break");
+        // Ben rang out: the first caller is first again, and Ann (the next) gets it.
+        assert!(r.pick("billing", "second", 0, all, t0).is_none());
+        assert_eq!(r.pick("billing", "first", 0, all, t0).unwrap().0, "ann");
+        assert_eq!(r.states()["ben"].0, "break", "not offered again");
+    }
+
+    #[test]
+    fn the_queue_figures_count_service_level_abandons_and_estimate_the_wait() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut r = Router::new(Duration::from_secs(10));
+        r.set_agents(&book(), t0);
+        let all = |_: &str| true;
+        for (i, call) in ["a", "b", "c", "d"].iter().enumerate() {
+            r.wait("billing", call, 0, at(i as u64));
+        }
+        // No history yet: a place but no estimate.
+        assert_eq!(
+            r.position("billing", "b"),
+            Some(Place {
+                position: 2,
+                estimated_wait: None
+            })
+        );
+        r.request("ann", Requested::Available, at(5)).unwrap();
+        r.pick("billing", "a", 0, all, at(5)).unwrap();
+        r.answered("ann", "a", at(6)).unwrap(); // waited 6 s: in time
+        r.released("ann", "a", at(96)).unwrap(); // talked 90 s, then 10 s of wrap-up
+        r.handle_timeout(at(106));
+        r.pick("billing", "b", 0, all, at(106)).unwrap();
+        r.answered("ann", "b", at(107)).unwrap(); // waited 106 s: late
+        r.leave("c", Leaving::Abandoned);
+        // One agent staffed, 100 s per call: the caller next in line waits about 100 s.
+        assert_eq!(
+            r.position("billing", "d"),
+            Some(Place {
+                position: 1,
+                estimated_wait: Some(Duration::from_secs(100))
+            })
+        );
+        r.leave("d", Leaving::TimedOut);
+        r.wait("billing", "e", 0, at(110));
+        let figures = r.queues(at(130));
+        let billing = figures.iter().find(|q| q.name == "billing").unwrap();
+        assert_eq!(billing.waiting, 1);
+        assert_eq!(billing.longest_wait, Duration::from_secs(20));
+        assert_eq!(billing.agents.get("on_call"), Some(&1));
+        assert_eq!(billing.agents.get("logged_out"), Some(&1));
+        assert_eq!(
+            billing.totals,
+            QueueTotals {
+                offered: 5,
+                answered: 2,
+                answered_in_time: 1,
+                abandoned: 1,
+                timed_out: 1,
+                handled: 1,
+                talk: Duration::from_secs(90),
+            }
+        );
+        assert!(
+            figures
+                .iter()
+                .any(|q| q.name == "general" && q.waiting == 0)
+        );
     }
 }
