@@ -46,6 +46,7 @@
 //!                            # waits this long (hold audio) for an agent, 0: fallback at once
 //!   announce_every_s: 30     # a waiting caller hears their place (and the estimated wait)
 //!                            # 3 s into the wait, then this often; 0: never
+//!   messages_dir: records/messages   # where `voicemail` nodes save messages (QUEUE/CALL.wav)
 //! backends:                  # what dialplan `http` nodes send to each backend (net/backend.rs)
 //!   - url: https://crm.example.com/      # requests whose URL starts with this
 //!     ca: /etc/voxnav/crm-ca.pem         # trust only this CA (default: Mozilla's roots)
@@ -124,6 +125,7 @@ pub struct ServerConfig {
     pub ring_timeout_s: Option<u64>,
     pub queue_wait_s: Option<u64>,
     pub announce_every_s: Option<u64>,
+    pub messages_dir: Option<std::path::PathBuf>,
     pub admin_listen: Option<SocketAddr>,
     /// `Some(None)`: `records: { path: off }`.
     pub records: Option<Option<crate::ops::db::Database>>,
@@ -636,6 +638,10 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
         config.announce_every_s = m
             .get("announce_every_s")
             .and_then(|y| number(y, "announce_every_s", &mut p));
+        config.messages_dir = m
+            .get("messages_dir")
+            .and_then(|y| text(y, "messages_dir", &mut p))
+            .map(|(t, _)| t.into());
         m.finish(&[], &mut p);
     }
     if let Some(backends) = top.get("backends") {

@@ -204,6 +204,13 @@ pub enum Report {
     },
     /// A REGISTER came with wrong credentials.
     AgentRefused,
+    /// A caller's message was saved for a queue (a `voicemail` node).
+    MessageSaved {
+        call_id: String,
+        queue: String,
+        path: String,
+        seconds: f64,
+    },
     /// A call is over, with the outcome the session decided.
     CallEnded {
         call_id: String,

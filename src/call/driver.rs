@@ -256,6 +256,39 @@ fn dump_utterance(call_id: &str, job: u64, audio: &[f32]) {
     }
 }
 
+/// Writes a caller's message for `queue`: DIR/QUEUE/CALL.wav (8 kHz) and CALL.json (its
+/// details). The queue name comes from the dialplan and the call id from the SIP stack:
+/// neither may climb out of DIR.
+fn save_message(
+    dir: &std::path::Path,
+    queue: &str,
+    call_id: &str,
+    pcm: &[i16],
+    details: serde_json::Value,
+) -> std::io::Result<std::path::PathBuf> {
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let folder = dir.join(safe(queue));
+    std::fs::create_dir_all(&folder)?;
+    let path = folder.join(format!("{}.wav", safe(call_id)));
+    let audio = crate::media::wav::Audio {
+        samples: pcm.iter().map(|&s| f32::from(s) / 32768.0).collect(),
+        sample_rate: 8000,
+    };
+    crate::media::wav::write(&path, &audio).map_err(std::io::Error::other)?;
+    std::fs::write(path.with_extension("json"), format!("{details}\n"))?;
+    Ok(path)
+}
+
 /// The agent leg's events as the session sees them.
 fn agent_event(e: LegEvent) -> Option<AgentEvent> {
     Some(match e {
@@ -640,6 +673,27 @@ impl Driver {
                 if let Some(l) = self.leg.take() {
                     let _ = l.commands.send(LegCommand::Hangup);
                 }
+            }
+            Output::SaveMessage { queue, pcm } => {
+                let call_id = self.call_id.clone();
+                // The call's transcript and caller go beside the audio, for whoever calls back.
+                let details = serde_json::json!({
+                    "call": call_id,
+                    "queue": queue,
+                    "seconds": pcm.len() as f64 / 8000.0,
+                    "saved_ms": crate::ops::live::now_ms(),
+                });
+                tokio::task::spawn_blocking(move || {
+                    match save_message(&s.agents.messages_dir, &queue, &call_id, &pcm, details) {
+                        Ok(path) => s.reporter.report(Report::MessageSaved {
+                            call_id,
+                            queue,
+                            path: path.display().to_string(),
+                            seconds: pcm.len() as f64 / 8000.0,
+                        }),
+                        Err(e) => tracing::error!(%queue, "saving a caller's message: {e}"),
+                    }
+                });
             }
             Output::Hangup { reason } => self.hang_up(reason),
             Output::Report(r) => s.reporter.report(r),

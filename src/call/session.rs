@@ -159,6 +159,11 @@ pub enum Output {
         transcript: Vec<String>,
         priority: u8,
     },
+    /// Save the caller's message for `queue` (8 kHz).
+    SaveMessage {
+        queue: String,
+        pcm: Vec<i16>,
+    },
     /// 20 ms of the caller's audio for the agent, and their keys.
     ToAgent(Vec<i16>),
     AgentDigit(char),
@@ -208,19 +213,22 @@ enum Timer {
     Recognition,
     Synthesis,
     BargeCommit,
+    /// A message reached the voicemail node's `max_s`.
+    Message,
 }
 
-const TIMERS: [Timer; 5] = [
+const TIMERS: [Timer; 6] = [
     Timer::NoInput,
     Timer::InterDigit,
     Timer::Recognition,
     Timer::Synthesis,
     Timer::BargeCommit,
+    Timer::Message,
 ];
 
 /// Deadlines by timer (timers are data).
 #[derive(Debug, Default)]
-struct Timers([Option<Instant>; 5]);
+struct Timers([Option<Instant>; TIMERS.len()]);
 
 impl Timers {
     fn set(&mut self, t: Timer, at: Instant) {
@@ -347,8 +355,30 @@ pub struct CallSession {
     dialplan_ended: bool,
     reached_agent: bool,
     transfer_reason: Option<String>,
+    /// The caller's message being recorded (a `voicemail` node).
+    message: Option<Message>,
     ended: bool,
 }
+
+/// A caller's message being recorded.
+#[derive(Debug)]
+struct Message {
+    queue: String,
+    pcm: Vec<i16>,
+    /// After the tone: audio before it is not the message.
+    from: Instant,
+    /// When the caller was last heard (None: not yet).
+    last_voiced: Option<Instant>,
+}
+
+/// The tone before a message (1 kHz, the usual voicemail beep).
+const MESSAGE_TONE: Duration = Duration::from_millis(400);
+/// A message ends after this long without the caller's voice...
+const MESSAGE_SILENCE: Duration = Duration::from_secs(4);
+/// ...or when nothing at all was said this long after the tone.
+const MESSAGE_NOTHING: Duration = Duration::from_secs(10);
+/// A 20 ms frame louder than this (RMS, 16-bit: about -36 dBFS) is the caller's voice.
+const MESSAGE_VOICED_RMS: f64 = 500.0;
 
 impl std::fmt::Debug for CallSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -400,6 +430,7 @@ impl CallSession {
             dialplan_ended: false,
             reached_agent: false,
             transfer_reason: None,
+            message: None,
             ended: false,
         }
     }
@@ -482,6 +513,10 @@ impl CallSession {
     /// 20 ms of the caller's audio (played out of the jitter buffer: every tick).
     pub fn handle_audio(&mut self, pcm: &[i16], now: Instant) {
         if self.ended {
+            return;
+        }
+        if self.message.is_some() {
+            self.record_message(pcm, now);
             return;
         }
         if let Some(b) = self.bridge.as_mut() {
@@ -660,6 +695,12 @@ impl CallSession {
     /// A keypad digit (RFC 4733, SIP INFO or in-band).
     pub fn handle_digit(&mut self, digit: char, now: Instant) {
         if self.ended {
+            return;
+        }
+        if self.message.is_some() {
+            if digit == '#' {
+                self.end_message(now, true);
+            }
             return;
         }
         if let Some(b) = &self.bridge {
@@ -922,11 +963,57 @@ impl CallSession {
         self.report(report);
     }
 
+    /// 20 ms of a message: kept after the tone; the message ends after a silence.
+    fn record_message(&mut self, pcm: &[i16], now: Instant) {
+        let Some(m) = self.message.as_mut() else {
+            return;
+        };
+        if now < m.from {
+            return;
+        }
+        m.pcm.extend_from_slice(pcm);
+        let energy = pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>();
+        if (energy / pcm.len().max(1) as f64).sqrt() > MESSAGE_VOICED_RMS {
+            m.last_voiced = Some(now);
+        }
+        let over = match m.last_voiced {
+            Some(heard) => now >= heard + MESSAGE_SILENCE,
+            None => now >= m.from + MESSAGE_NOTHING,
+        };
+        if over {
+            self.end_message(now, true);
+        }
+    }
+
+    /// The message is over (a silence, `#`, its longest, or the caller hung up): saved if the
+    /// caller said anything (up to half a second after they were last heard), and the
+    /// dialplan goes on (`tell`; not once the caller has hung up).
+    fn end_message(&mut self, now: Instant, tell: bool) {
+        let Some(mut m) = self.message.take() else {
+            return;
+        };
+        self.timers.stop(Timer::Message);
+        let mut ms = 0;
+        if let Some(heard) = m.last_voiced {
+            let kept = heard.saturating_duration_since(m.from) + Duration::from_millis(500);
+            m.pcm.truncate(8 * kept.as_millis() as usize);
+            ms = m.pcm.len() as u64 / 8;
+            self.outputs.push_back(Output::SaveMessage {
+                queue: m.queue,
+                pcm: m.pcm,
+            });
+        }
+        if tell {
+            self.handle_event(Event::MessageRecorded { ms }, now);
+        }
+    }
+
     /// The caller hung up (or the call's media ended).
     pub fn handle_hangup(&mut self, now: Instant) {
         if self.ended {
             return;
         }
+        self.end_message(now, false);
         if self.bridge.is_some() {
             self.outputs.push_back(Output::HangupAgent);
             self.transfer_report(TransferStatus::Ended, Some("caller hung up".into()), now);
@@ -959,6 +1046,7 @@ impl CallSession {
                         self.on_heard(Err("recognition took too long".into()), now);
                     }
                 }
+                Timer::Message => self.end_message(now, true),
                 Timer::BargeCommit => {
                     // Still talking: a request, not a backchannel.
                     if self.turn.voice_active() {
@@ -1185,6 +1273,25 @@ impl CallSession {
         for action in rest {
             match action {
                 Action::Say { .. } => {}
+                Action::RecordMessage { queue, max_ms } => {
+                    let tone: Vec<i16> = (0..8 * MESSAGE_TONE.as_millis() as usize)
+                        .map(|i| {
+                            let t = i as f32 / 8000.0;
+                            (0.25 * 32767.0 * (2.0 * std::f32::consts::PI * 1000.0 * t).sin())
+                                as i16
+                        })
+                        .collect();
+                    self.play(tone, now);
+                    let from = now + MESSAGE_TONE;
+                    self.message = Some(Message {
+                        queue,
+                        pcm: Vec::new(),
+                        from,
+                        last_voiced: None,
+                    });
+                    self.timers
+                        .set(Timer::Message, from + Duration::from_millis(max_ms));
+                }
                 Action::Listen {
                     timeout_ms,
                     dtmf_max,
@@ -2051,6 +2158,58 @@ nodes:
         let log = h.take();
         assert!(says(&log, "You are number 1 in the queue."), "{log:?}");
         assert!(!says(&log, "expected wait"));
+    }
+
+    #[test]
+    fn a_message_is_recorded_after_the_tone_until_the_caller_falls_silent() {
+        const VOICEMAIL: &str = "name: vm\nstart: message\nnodes:\n  message:\n    \
+            voicemail: { queue: sales, say: \"Leave a message.\", max_s: 20 }\n";
+        let mut h = harness_on(VOICEMAIL, false);
+        h.wait(1500); // the prompt, then the tone
+        let log = h.take();
+        assert!(says(&log, "Leave a message."), "{log:?}");
+        // Before the tone has played, nothing counts; then 2 s of voice and 4 s of silence.
+        h.talk(2000, true);
+        h.wait(4000);
+        h.pump();
+        let log = h.take();
+        let saved: Vec<usize> = (log.iter())
+            .filter_map(|o| match o {
+                Output::SaveMessage { queue, pcm } if queue == "sales" => Some(pcm.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(saved.len(), 1, "{log:?}");
+        // From the tone to half a second after the voice (the wait before it, under 1.5 s,
+        // then 2 s of voice), not the 4 s of trailing silence.
+        assert!((8 * 2500..=8 * 4000).contains(&saved[0]), "{saved:?}");
+        assert!(says(&log, "call you back"), "thanks, then goodbye: {log:?}");
+
+        // `#` ends it at once; a caller who hangs up mid-message keeps what they said.
+        let mut h = harness_on(VOICEMAIL, false);
+        h.wait(1500);
+        h.talk(1000, true);
+        h.s.handle_digit('#', h.now);
+        h.pump();
+        assert!(
+            h.take()
+                .iter()
+                .any(|o| matches!(o, Output::SaveMessage { .. }))
+        );
+        let mut h = harness_on(VOICEMAIL, false);
+        h.wait(1500);
+        h.talk(1000, true);
+        h.s.handle_hangup(h.now);
+        h.pump();
+        let log = h.take();
+        assert!(log.iter().any(|o| matches!(o, Output::SaveMessage { .. })));
+        // Nothing said: nothing saved, and the dialplan goes on after 10 s.
+        let mut h = harness_on(VOICEMAIL, false);
+        h.wait(1500 + 10_500);
+        h.pump();
+        let log = h.take();
+        assert!(!log.iter().any(|o| matches!(o, Output::SaveMessage { .. })));
+        assert!(says(&log, "call you back"), "{log:?}");
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct AgentDirectory {
     pub queue_wait: Duration,
     /// How often a waiting caller hears their place in the line (zero: never).
     pub announce_every: Duration,
+    /// Where `voicemail` nodes save the callers' messages (`QUEUE/CALL.wav` and `.json`).
+    pub messages_dir: std::path::PathBuf,
     /// The agents of the agents file, their states and phones (None: no agents file).
     pub acd: Option<std::sync::Arc<crate::routing::Acd>>,
 }

@@ -487,6 +487,7 @@ fn hotlines(
         ring_timeout: Duration::from_secs(file.ring_timeout_s.unwrap_or(20)),
         queue_wait: Duration::from_secs(file.queue_wait_s.unwrap_or(60)),
         announce_every: Duration::from_secs(file.announce_every_s.unwrap_or(30)),
+        messages_dir: (file.messages_dir.clone()).unwrap_or_else(|| "records/messages".into()),
         acd,
     };
     let mut all: Vec<Arc<Services>> = Vec::new();

@@ -123,6 +123,10 @@ pub enum Event {
     /// The transfer could not be completed (no agent answered, the queue is closed): the
     /// caller is told and the call ends politely rather than in silence.
     TransferFailed(String),
+    /// The caller's message (a `voicemail` node) ended after this long (0: nothing said).
+    MessageRecorded {
+        ms: u64,
+    },
     /// The caller hung up.
     Hangup,
 }
@@ -156,6 +160,12 @@ pub enum Action {
         /// `PRIORITY_FAILED`, 0), or the transfer node's own `priority`.
         priority: u8,
     },
+    /// Record the caller's message for `queue` (a tone first), at most `max_ms`; the
+    /// session answers with `Event::MessageRecorded`.
+    RecordMessage {
+        queue: String,
+        max_ms: u64,
+    },
     Hangup {
         reason: String,
     },
@@ -169,6 +179,7 @@ impl Action {
             Action::Listen { .. } => "listen",
             Action::Http { .. } => "http",
             Action::Transfer { .. } => "transfer",
+            Action::RecordMessage { .. } => "record_message",
             Action::Hangup { .. } => "hangup",
         }
     }
@@ -240,6 +251,8 @@ pub(in crate::dialplan) enum Waiting {
     Nothing,
     Ask(String),
     Http(String),
+    /// A `voicemail` node records the caller's message.
+    Message(String),
     /// Handed over; the call ends unless the transfer fails.
     Transferred,
     Ended,
@@ -447,6 +460,17 @@ impl CallEngine {
                 decision: None,
             };
         }
+        // A text caller (the simulator, dialplan tests) at a voicemail: their next words are
+        // the message (a live call's session records audio and sends `MessageRecorded`).
+        let event = match (&self.waiting, event) {
+            (Waiting::Message(_), Event::Speech { text, .. }) => {
+                self.transcript.push(format!("caller (message): {text}"));
+                let ms = 400 * text.split_whitespace().count() as u64;
+                Event::MessageRecorded { ms }
+            }
+            (Waiting::Message(_), Event::NoInput) => Event::MessageRecorded { ms: 0 },
+            (_, event) => event,
+        };
         match event {
             Event::Start => {
                 self.record.input = "(call start)".into();
@@ -467,6 +491,7 @@ impl CallEngine {
             }
             Event::HttpResponse { status, body } => self.on_http(Ok((status, body)), &mut actions),
             Event::HttpFailed(why) => self.on_http(Err(why), &mut actions),
+            Event::MessageRecorded { ms } => self.on_message(ms, &mut actions),
             Event::TransferFailed(why)
                 if self.transfer_fallback.is_some() && self.transfer_failures == 0 =>
             {
@@ -1259,6 +1284,34 @@ impl CallEngine {
         }
     }
 
+    /// The caller's message ended: on to the voicemail node's `next`, or thanks and goodbye.
+    fn on_message(&mut self, ms: u64, actions: &mut Vec<Action>) {
+        let Waiting::Message(id) = self.waiting.clone() else {
+            return;
+        };
+        self.waiting = Waiting::Nothing;
+        self.record.input = "(message)".into();
+        self.record.reason = if ms == 0 {
+            "voicemail: the caller left no message".into()
+        } else {
+            format!("voicemail: a message of {:.0} s", ms as f64 / 1000.0)
+        };
+        self.transcript
+            .push(format!("bot: {}", self.record.reason.clone()));
+        match self.hotline.plan.node(&id).and_then(|n| n.next.clone()) {
+            Some(next) => self.run(&next.name, actions),
+            None => {
+                let thanks = Phrase::MessageThanks.text(&self.hotline.plan).to_string();
+                self.say(actions, &thanks, false);
+                actions.push(Action::Hangup {
+                    reason: self.record.reason.clone(),
+                });
+                self.record.decision = DecisionKind::End;
+                self.waiting = Waiting::Ended;
+            }
+        }
+    }
+
     pub(in crate::dialplan) fn transfer(
         &mut self,
         target: Target,
@@ -1438,6 +1491,69 @@ nodes:
             .unwrap_err()
             .to_string();
         assert!(err.contains("priority 12 is out of range"), "{err}");
+    }
+
+    #[test]
+    fn a_caller_no_agent_answers_for_can_leave_a_message() {
+        let with_voicemail = PLAN.replace(
+            "    transfer: { queue: general, reason: \"needs a person\" }\n",
+            "    transfer: { queue: general, reason: \"needs a person\", fallback: message }\n  \
+             message:\n    voicemail: { queue: general, max_s: 30 }\n",
+        );
+        let plan = crate::dialplan::load_str("unit.yaml", &with_voicemail).unwrap();
+        let mut c = CallEngine::new(
+            Arc::new(Hotline::build(plan, Arc::new(BagOfWords))),
+            BTreeMap::new(),
+        );
+        c.handle(Event::Start);
+        c.handle(speech("a human please"));
+        let s = c.handle(Event::TransferFailed(
+            "no agent was free within 60 s".into(),
+        ));
+        assert!(
+            matches!(s.actions.first(), Some(Action::Say { text, .. }) if text.contains("after the tone")),
+            "{:?}",
+            s.actions
+        );
+        assert!(matches!(
+            s.actions.last(),
+            Some(Action::RecordMessage { queue, max_ms: 30_000 }) if queue == "general"
+        ));
+        // The message is recorded: thanks, and the call ends (the node has no `next`).
+        let s = c.handle(Event::MessageRecorded { ms: 6200 });
+        assert!(matches!(s.actions.last(), Some(Action::Hangup { .. })));
+        let d = s.decision.unwrap();
+        assert!(
+            d.say.iter().any(|t| t.contains("call you back")),
+            "{:?}",
+            d.say
+        );
+        assert_eq!(d.reason, "voicemail: a message of 6 s");
+        // A text caller's words at the voicemail are the message.
+        let mut c = CallEngine::new(c.hotline().clone(), BTreeMap::new());
+        c.handle(Event::Start);
+        c.handle(speech("a human please"));
+        c.handle(Event::TransferFailed("busy".into()));
+        let s = c.handle(speech("please call me back about my refund"));
+        assert_eq!(
+            s.decision.unwrap().reason,
+            "voicemail: a message of 3 s",
+            "seven words, 400 ms each"
+        );
+        // Bad voicemail nodes are refused with their place.
+        for (node, problem) in [
+            ("voicemail: { max_s: 30 }", "needs the `queue`"),
+            (
+                "voicemail: { queue: general, max_s: 2 }",
+                "max_s 2 is out of range",
+            ),
+        ] {
+            let bad = with_voicemail.replace("voicemail: { queue: general, max_s: 30 }", node);
+            let err = crate::dialplan::load_str("unit.yaml", &bad)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(problem), "{err}");
+        }
     }
 
     const BOOKING: &str = r#"

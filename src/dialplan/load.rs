@@ -565,6 +565,7 @@ fn read_nodes(
             "hangup" => nodes::hangup::read(value, &mut nm, &mut cx).map(Node::Hangup),
             "goto" => nodes::goto::read(value, &mut nm, &mut cx).map(Node::Goto),
             "call" => nodes::call::read(value, &mut nm, &mut cx).map(Node::Call),
+            "voicemail" => nodes::voicemail::read(value, &mut nm, &mut cx).map(Node::Voicemail),
             _ => Some(Node::Return),
         };
         let next = nm.get("next").and_then(|y| cx.reference(y, "next"));

@@ -22,10 +22,14 @@ pub enum Phrase {
     QueuePlace,
     /// The same with `{{wait}}`, the estimated wait in words ("about 3 minutes").
     QueuePlaceAndWait,
+    /// A `voicemail` node without its own `say`: before the tone.
+    MessagePrompt,
+    /// After a message, when the voicemail node has no `next`.
+    MessageThanks,
 }
 
 impl Phrase {
-    pub const ALL: [Phrase; 7] = [
+    pub const ALL: [Phrase; 9] = [
         Phrase::ConfirmValue,
         Phrase::ChooseEntry,
         Phrase::KeypadOffer,
@@ -33,6 +37,8 @@ impl Phrase {
         Phrase::NoAgentGoodbye,
         Phrase::QueuePlace,
         Phrase::QueuePlaceAndWait,
+        Phrase::MessagePrompt,
+        Phrase::MessageThanks,
     ];
 
     /// The prompt id that overrides it.
@@ -45,6 +51,8 @@ impl Phrase {
             Phrase::NoAgentGoodbye => "no_agent_goodbye",
             Phrase::QueuePlace => "queue_place",
             Phrase::QueuePlaceAndWait => "queue_place_and_wait",
+            Phrase::MessagePrompt => "message_prompt",
+            Phrase::MessageThanks => "message_thanks",
         }
     }
 
@@ -77,6 +85,15 @@ impl Phrase {
             (Phrase::QueuePlaceAndWait, Mandarin) => {
                 "客服正忙。您现在排在第{{position}}位，预计等待{{wait}}。"
             }
+            (Phrase::MessagePrompt, English) => {
+                "Please leave your message after the tone. Press hash when you are done."
+            }
+            (Phrase::MessagePrompt, Mandarin) => "请在提示音后留言，结束后请按井号键。",
+            (Phrase::MessageThanks, English) => {
+                "Thank you. Your message has been recorded, and a colleague will call you back. \
+                 Goodbye."
+            }
+            (Phrase::MessageThanks, Mandarin) => "谢谢，您的留言已录下，客服会给您回电。再见。",
         }
     }
 

@@ -75,6 +75,17 @@ impl Observer for StdoutLines {
             Report::AsrUnavailable { why, .. } => {
                 tracing::warn!("ASR unavailable, offering the keypad: {why}");
             }
+            Report::MessageSaved {
+                call_id,
+                queue,
+                path,
+                seconds,
+            } => {
+                let json = serde_json::json!({
+                    "call": call_id, "queue": queue, "path": path, "seconds": seconds,
+                });
+                print_record("message", &json);
+            }
             _ => {}
         }
     }

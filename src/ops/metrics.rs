@@ -62,6 +62,7 @@ pub struct Metrics {
     /// Which agents have contacts (the gauge's value is its length).
     agents_with_contacts: std::sync::Mutex<std::collections::BTreeSet<String>>,
     record_writes: Counters,
+    queue_messages: Counters,
     records_connected: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
@@ -115,6 +116,7 @@ impl Metrics {
             "registration_failures",
             "record_writes",
             "agent_register_refusals",
+            "queue_messages",
         ] {
             family(counter, "counter");
         }
@@ -234,6 +236,11 @@ impl Metrics {
             "Call record events by result: written, dropped (the buffer was full while the \
              database was down or slow), refused (by the database)",
         );
+        let queue_messages = counter(
+            &mut r,
+            "queue_messages",
+            "Callers' messages saved by voicemail nodes, by queue",
+        );
         let records_connected = Gauge::default();
         r.register(
             "records_connected",
@@ -244,6 +251,7 @@ impl Metrics {
             registry: r,
             families,
             record_writes,
+            queue_messages,
             records_connected,
             registered,
             registration_failures,
@@ -448,6 +456,11 @@ impl Observer for Metrics {
                     agents.insert(agent.clone());
                 }
                 self.agents_registered.set(agents.len() as i64);
+            }
+            Report::MessageSaved { queue, .. } => {
+                self.queue_messages
+                    .get_or_create(&label("queue", queue))
+                    .inc();
             }
             Report::AgentRefused => {
                 self.agent_register_refusals.inc();
@@ -660,6 +673,12 @@ mod tests {
             },
             Report::SipResponse { code: 200 },
             Report::DialplanReload { ok: true },
+            Report::MessageSaved {
+                call_id: "c1".into(),
+                queue: "general".into(),
+                path: "records/messages/general/c1.wav".into(),
+                seconds: 4.0,
+            },
             Report::TransferRequested {
                 call_id: "a".into(),
                 reason: "r".into(),

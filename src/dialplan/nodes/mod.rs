@@ -14,6 +14,7 @@ pub mod route;
 pub mod say;
 pub mod set;
 pub mod transfer;
+pub mod voicemail;
 
 use super::model::{Ref, Speech};
 use super::yaml::Pos;
@@ -77,13 +78,25 @@ pub enum Node {
     Hangup(hangup::Hangup),
     Goto(goto::Goto),
     Call(call::Call),
+    Voicemail(voicemail::Voicemail),
     /// End of a sub-flow: back to the node after the `call`.
     Return,
 }
 
 /// The keys that name a node's kind.
 pub const KINDS: &[&str] = &[
-    "say", "ask", "route", "answer", "http", "set", "branch", "transfer", "hangup", "goto", "call",
+    "say",
+    "ask",
+    "route",
+    "answer",
+    "http",
+    "set",
+    "branch",
+    "transfer",
+    "hangup",
+    "goto",
+    "call",
+    "voicemail",
     "return",
 ];
 
@@ -101,6 +114,7 @@ impl Node {
             Node::Hangup(_) => "hangup",
             Node::Goto(_) => "goto",
             Node::Call(_) => "call",
+            Node::Voicemail(_) => "voicemail",
             Node::Return => "return",
         }
     }
@@ -119,6 +133,7 @@ impl Node {
             Node::Hangup(k) => k,
             Node::Goto(k) => k,
             Node::Call(k) => k,
+            Node::Voicemail(k) => k,
             Node::Return => return None,
         })
     }
@@ -136,6 +151,7 @@ impl Node {
             Node::Hangup(k) => k,
             Node::Goto(k) => k,
             Node::Call(k) => k,
+            Node::Voicemail(k) => k,
             Node::Return => return None,
         })
     }
@@ -189,9 +205,13 @@ impl Node {
         copy.targets_mut().into_iter().map(|r| r.clone()).collect()
     }
 
-    /// Whether the node ends the call (no `next` needed).
+    /// Whether the node can end the call (no `next` needed; a voicemail without one thanks
+    /// the caller and ends the call).
     pub fn ends_call(&self) -> bool {
-        matches!(self, Node::Transfer(_) | Node::Hangup(_))
+        matches!(
+            self,
+            Node::Transfer(_) | Node::Hangup(_) | Node::Voicemail(_)
+        )
     }
 
     /// Whether control never falls through to `next` (it always jumps elsewhere).
@@ -204,6 +224,6 @@ impl Node {
 
     /// Whether a call waits here for the caller (so a loop through it is not endless).
     pub fn waits_for_caller(&self) -> bool {
-        matches!(self, Node::Ask(_))
+        matches!(self, Node::Ask(_) | Node::Voicemail(_))
     }
 }
