@@ -47,6 +47,8 @@
 //!   announce_every_s: 30     # a waiting caller hears their place (and the estimated wait)
 //!                            # 3 s into the wait, then this often; 0: never
 //!   messages_dir: records/messages   # where `voicemail` nodes save messages (QUEUE/CALL.wav)
+//!   callback_uri: "sip:{number}@192.0.2.20"   # where `callback` nodes' callers are called
+//!                            # back (a gateway or trunk); without it, callbacks are refused
 //! backends:                  # what dialplan `http` nodes send to each backend (net/backend.rs)
 //!   - url: https://crm.example.com/      # requests whose URL starts with this
 //!     ca: /etc/voxnav/crm-ca.pem         # trust only this CA (default: Mozilla's roots)
@@ -126,6 +128,7 @@ pub struct ServerConfig {
     pub queue_wait_s: Option<u64>,
     pub announce_every_s: Option<u64>,
     pub messages_dir: Option<std::path::PathBuf>,
+    pub callback_uri: Option<String>,
     pub admin_listen: Option<SocketAddr>,
     /// `Some(None)`: `records: { path: off }`.
     pub records: Option<Option<crate::ops::db::Database>>,
@@ -638,6 +641,18 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
         config.announce_every_s = m
             .get("announce_every_s")
             .and_then(|y| number(y, "announce_every_s", &mut p));
+        config.callback_uri = m.get("callback_uri").and_then(|y| {
+            let (uri, pos) = text(y, "callback_uri", &mut p)?;
+            if !uri.starts_with("sip:") || !uri.contains("{number}") {
+                p.add(
+                    pos,
+                    format!("`{uri}` is not a SIP URI with {{number}}"),
+                    "e.g. sip:{number}@192.0.2.20",
+                );
+                return None;
+            }
+            Some(uri)
+        });
         config.messages_dir = m
             .get("messages_dir")
             .and_then(|y| text(y, "messages_dir", &mut p))

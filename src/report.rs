@@ -204,6 +204,16 @@ pub enum Report {
     },
     /// A REGISTER came with wrong credentials.
     AgentRefused,
+    /// A callback's step: requested, ringing_agent, agent_missed, calling_back, connected,
+    /// ended, failed (`call::callback`).
+    Callback {
+        id: String,
+        queue: String,
+        number: String,
+        status: &'static str,
+        agent: String,
+        why: String,
+    },
     /// A caller's message was saved for a queue (a `voicemail` node).
     MessageSaved {
         call_id: String,

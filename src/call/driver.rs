@@ -695,6 +695,16 @@ impl Driver {
                     }
                 });
             }
+            Output::Callback(request) => match &s.agents.callbacks {
+                Some(callbacks) => {
+                    let _ = callbacks.send(request);
+                }
+                None => tracing::error!(
+                    queue = %request.queue,
+                    "a callback was asked for, but the server has no agents file or no \
+                     transfer.callback_uri: it is not placed"
+                ),
+            },
             Output::Hangup { reason } => self.hang_up(reason),
             Output::Report(r) => s.reporter.report(r),
         }

@@ -6,8 +6,10 @@
 //! - `driver`: the tokio task that runs a session on the shared engines and the media driver;
 //! - `hotlines`: the hotlines one server answers, by dialled number;
 //! - `transfer`: where transfer targets ring (the seat directory);
+//! - `callback`: callbacks queued by calls, placed as agents free up;
 //! - `caller`: `voxnav call`, the scripted test caller.
 
+pub mod callback;
 pub mod caller;
 #[cfg(feature = "speech")]
 pub mod driver;

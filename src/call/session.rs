@@ -159,6 +159,8 @@ pub enum Output {
         transcript: Vec<String>,
         priority: u8,
     },
+    /// Queue a callback (`call::callback`).
+    Callback(crate::call::callback::CallbackRequest),
     /// Save the caller's message for `queue` (8 kHz).
     SaveMessage {
         queue: String,
@@ -1273,6 +1275,23 @@ impl CallSession {
         for action in rest {
             match action {
                 Action::Say { .. } => {}
+                Action::Callback {
+                    queue,
+                    number,
+                    reason,
+                    transcript,
+                    priority,
+                } => {
+                    let request = crate::call::callback::CallbackRequest {
+                        id: format!("callback-{}", self.call_id),
+                        queue,
+                        number,
+                        reason,
+                        transcript,
+                        priority,
+                    };
+                    self.outputs.push_back(Output::Callback(request));
+                }
                 Action::RecordMessage { queue, max_ms } => {
                     let tone: Vec<i16> = (0..8 * MESSAGE_TONE.as_millis() as usize)
                         .map(|i| {

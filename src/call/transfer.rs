@@ -27,6 +27,10 @@ pub struct AgentDirectory {
     pub announce_every: Duration,
     /// Where `voicemail` nodes save the callers' messages (`QUEUE/CALL.wav` and `.json`).
     pub messages_dir: std::path::PathBuf,
+    /// Where `callback` nodes' requests go (None: no agents file or no
+    /// `transfer.callback_uri`).
+    pub callbacks:
+        Option<tokio::sync::mpsc::UnboundedSender<crate::call::callback::CallbackRequest>>,
     /// The agents of the agents file, their states and phones (None: no agents file).
     pub acd: Option<std::sync::Arc<crate::routing::Acd>>,
 }

@@ -233,6 +233,20 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
     }
     let reporter = Reporter::new(observers);
     let media = MediaEngine::start(args.media_threads.or(file.media_threads).unwrap_or(1))?;
+    // Callbacks need agents to place them and somewhere to call: started with the runtime.
+    let (callbacks, dialer) = match (&acd, &file.callback_uri) {
+        (Some(acd), Some(uri)) => {
+            let (tx, dialer) = voxnav::call::callback::Dialer::new(
+                media.clone(),
+                acd.clone(),
+                reporter.clone(),
+                Duration::from_secs(file.ring_timeout_s.unwrap_or(20)),
+                uri.clone(),
+            );
+            (Some(tx), Some(dialer))
+        }
+        _ => (None, None),
+    };
 
     // What every hotline's calls start with and reach backends through; the admin API's
     // trainers' gate uses the same.
@@ -255,6 +269,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
             &file,
             Shared {
                 acd: acd.clone(),
+                callbacks,
                 vars: vars.clone(),
                 backends: backends.clone(),
                 reporter: reporter.clone(),
@@ -346,7 +361,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
         Some((addr, files)) => Some((addr, voxnav::net::tls::Certificates::load(files)?)),
         None => None,
     };
-    let served = serve(listen, tls, config, admin, hotlines, ready);
+    let served = serve(listen, tls, config, admin, hotlines, ready, dialer);
     // The last calls' records reach the database before the process exits (a drained node
     // of a cluster stops here); a database that is down gets a bounded wait, then the count.
     if let Some(store) = &record_store
@@ -458,6 +473,7 @@ impl std::str::FromStr for NumberedHotline {
 /// What every hotline's calls share besides the engines.
 struct Shared {
     acd: Option<Arc<voxnav::routing::Acd>>,
+    callbacks: Option<tokio::sync::mpsc::UnboundedSender<voxnav::call::callback::CallbackRequest>>,
     vars: BTreeMap<String, String>,
     backends: Arc<voxnav::net::backend::Backends>,
     reporter: Reporter,
@@ -476,6 +492,7 @@ fn hotlines(
     let mut engines = Engines::start(paths, args, file)?;
     let Shared {
         acd,
+        callbacks,
         vars,
         backends,
         reporter,
@@ -488,6 +505,7 @@ fn hotlines(
         queue_wait: Duration::from_secs(file.queue_wait_s.unwrap_or(60)),
         announce_every: Duration::from_secs(file.announce_every_s.unwrap_or(30)),
         messages_dir: (file.messages_dir.clone()).unwrap_or_else(|| "records/messages".into()),
+        callbacks,
         acd,
     };
     let mut all: Vec<Arc<Services>> = Vec::new();
@@ -730,6 +748,7 @@ fn serve(
     admin: Option<(std::net::SocketAddr, AdminConfig)>,
     hotlines: Option<Arc<Hotlines>>,
     ready: Arc<AtomicBool>,
+    dialer: Option<voxnav::call::callback::Dialer>,
 ) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -780,6 +799,9 @@ fn serve(
             signals.cancel();
         });
         tokio::spawn(warm_up_and_watch(hotlines, ready, shutdown.clone()));
+        if let Some(dialer) = dialer {
+            tokio::spawn(dialer.run());
+        }
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

@@ -160,6 +160,14 @@ pub enum Action {
         /// `PRIORITY_FAILED`, 0), or the transfer node's own `priority`.
         priority: u8,
     },
+    /// Queue a callback: an agent of `queue` calls `number` back when free.
+    Callback {
+        queue: String,
+        number: String,
+        reason: String,
+        transcript: Vec<String>,
+        priority: u8,
+    },
     /// Record the caller's message for `queue` (a tone first), at most `max_ms`; the
     /// session answers with `Event::MessageRecorded`.
     RecordMessage {
@@ -180,6 +188,7 @@ impl Action {
             Action::Http { .. } => "http",
             Action::Transfer { .. } => "transfer",
             Action::RecordMessage { .. } => "record_message",
+            Action::Callback { .. } => "callback",
             Action::Hangup { .. } => "hangup",
         }
     }
@@ -1312,6 +1321,42 @@ impl CallEngine {
         }
     }
 
+    /// Queues a callback for `number` by an agent of `queue`, with what a transfer would
+    /// carry (reason, transcript, priority).
+    pub(in crate::dialplan) fn callback(
+        &mut self,
+        queue: &str,
+        number: &str,
+        actions: &mut Vec<Action>,
+    ) {
+        let reason = if self.record.reason.is_empty() {
+            "callback requested".to_string()
+        } else {
+            self.record.reason.clone()
+        };
+        actions.push(Action::Callback {
+            queue: queue.to_string(),
+            number: number.to_string(),
+            reason,
+            transcript: self.transcript.clone(),
+            priority: self.priority(),
+        });
+        self.record.reason = format!("callback to {number} queued for {queue}");
+    }
+
+    /// A caller's place in a queue's line: an upset caller first, then one the bot failed,
+    /// then the rest (the issue's order).
+    fn priority(&self) -> u8 {
+        let frustration = self.record.sentiment + 0.2 * self.failures as f32;
+        if frustration >= self.hotline.plan.settings.anger_threshold {
+            PRIORITY_UPSET
+        } else if self.failures + self.no_match + self.no_input > 0 {
+            PRIORITY_FAILED
+        } else {
+            0
+        }
+    }
+
     pub(in crate::dialplan) fn transfer(
         &mut self,
         target: Target,
@@ -1321,16 +1366,7 @@ impl CallEngine {
         actions: &mut Vec<Action>,
     ) {
         self.transfer_fallback = fallback;
-        // The issue's order: an upset caller first, then one the bot failed, then the rest.
-        let plan = &self.hotline.plan;
-        let frustration = self.record.sentiment + 0.2 * self.failures as f32;
-        let priority = priority.unwrap_or(if frustration >= plan.settings.anger_threshold {
-            PRIORITY_UPSET
-        } else if self.failures + self.no_match + self.no_input > 0 {
-            PRIORITY_FAILED
-        } else {
-            0
-        });
+        let priority = priority.unwrap_or_else(|| self.priority());
         let target = match target {
             Target::Queue(q) => format!("queue:{q}"),
             Target::Uri(u) => u,
@@ -1554,6 +1590,60 @@ nodes:
                 .to_string();
             assert!(err.contains(problem), "{err}");
         }
+    }
+
+    #[test]
+    fn a_caller_can_leave_their_number_to_be_called_back() {
+        let with_callback = PLAN.replace(
+            "    transfer: { queue: general, reason: \"needs a person\" }\n",
+            "    transfer: { queue: general, reason: \"needs a person\", fallback: call_me }\n  \
+             call_me:\n    callback: { queue: general }\n",
+        );
+        let plan = crate::dialplan::load_str("unit.yaml", &with_callback).unwrap();
+        let hotline = Arc::new(Hotline::build(plan, Arc::new(BagOfWords)));
+        let caller = |number: &str| {
+            let vars = BTreeMap::from([("caller_number".to_string(), number.to_string())]);
+            let mut c = CallEngine::new(hotline.clone(), vars);
+            c.handle(Event::Start);
+            c.handle(speech("a human please"));
+            c.handle(Event::TransferFailed("no agent was free".into()))
+        };
+        let s = caller("555 1234");
+        let queued = s.actions.iter().find_map(|a| match a {
+            Action::Callback {
+                queue,
+                number,
+                reason,
+                ..
+            } => Some((queue.as_str(), number.as_str(), reason.as_str())),
+            _ => None,
+        });
+        assert_eq!(
+            queued,
+            Some(("general", "5551234", "transfer failed: no agent was free"))
+        );
+        let d = s.decision.unwrap();
+        assert!(
+            d.say
+                .iter()
+                .any(|t| t.contains("call you back at 5 5 5 1 2 3 4")),
+            "{:?}",
+            d.say
+        );
+        assert!(matches!(s.actions.last(), Some(Action::Hangup { .. })));
+        // A hidden caller id cannot be called back: an apology, nothing queued.
+        let s = caller("anonymous");
+        assert!(
+            !s.actions
+                .iter()
+                .any(|a| matches!(a, Action::Callback { .. }))
+        );
+        assert!(s.decision.unwrap().reason.contains("cannot be called back"));
+        let bad = with_callback.replace("callback: { queue: general }", "callback: { number: x }");
+        let err = crate::dialplan::load_str("unit.yaml", &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs the `queue`"), "{err}");
     }
 
     const BOOKING: &str = r#"

@@ -566,6 +566,7 @@ fn read_nodes(
             "goto" => nodes::goto::read(value, &mut nm, &mut cx).map(Node::Goto),
             "call" => nodes::call::read(value, &mut nm, &mut cx).map(Node::Call),
             "voicemail" => nodes::voicemail::read(value, &mut nm, &mut cx).map(Node::Voicemail),
+            "callback" => nodes::callback::read(value, &mut nm, &mut cx).map(Node::Callback),
             _ => Some(Node::Return),
         };
         let next = nm.get("next").and_then(|y| cx.reference(y, "next"));

@@ -26,10 +26,12 @@ pub enum Phrase {
     MessagePrompt,
     /// After a message, when the voicemail node has no `next`.
     MessageThanks,
+    /// A callback was queued: `{{number}}` is the number, digit by digit.
+    CallbackConfirm,
 }
 
 impl Phrase {
-    pub const ALL: [Phrase; 9] = [
+    pub const ALL: [Phrase; 10] = [
         Phrase::ConfirmValue,
         Phrase::ChooseEntry,
         Phrase::KeypadOffer,
@@ -39,6 +41,7 @@ impl Phrase {
         Phrase::QueuePlaceAndWait,
         Phrase::MessagePrompt,
         Phrase::MessageThanks,
+        Phrase::CallbackConfirm,
     ];
 
     /// The prompt id that overrides it.
@@ -53,6 +56,7 @@ impl Phrase {
             Phrase::QueuePlaceAndWait => "queue_place_and_wait",
             Phrase::MessagePrompt => "message_prompt",
             Phrase::MessageThanks => "message_thanks",
+            Phrase::CallbackConfirm => "callback_confirm",
         }
     }
 
@@ -94,6 +98,10 @@ impl Phrase {
                  Goodbye."
             }
             (Phrase::MessageThanks, Mandarin) => "谢谢，您的留言已录下，客服会给您回电。再见。",
+            (Phrase::CallbackConfirm, English) => {
+                "A colleague will call you back at {{number}} as soon as one is free. Goodbye."
+            }
+            (Phrase::CallbackConfirm, Mandarin) => "客服有空时会回电到{{number}}。再见。",
         }
     }
 
@@ -125,6 +133,7 @@ mod tests {
                             .replace("{{second}}", "")
                             .replace("{{position}}", "")
                             .replace("{{wait}}", "")
+                            .replace("{{number}}", "")
                             .chars()
                             .all(|c| !c.is_ascii_alphabetic()),
                         "{phrase:?}: {text}"

@@ -75,6 +75,20 @@ impl Observer for StdoutLines {
             Report::AsrUnavailable { why, .. } => {
                 tracing::warn!("ASR unavailable, offering the keypad: {why}");
             }
+            Report::Callback {
+                id,
+                queue,
+                number,
+                status,
+                agent,
+                why,
+            } => {
+                let json = serde_json::json!({
+                    "id": id, "queue": queue, "number": number, "status": status,
+                    "agent": agent, "why": why,
+                });
+                print_record("callback", &json);
+            }
             Report::MessageSaved {
                 call_id,
                 queue,

@@ -63,6 +63,7 @@ pub struct Metrics {
     agents_with_contacts: std::sync::Mutex<std::collections::BTreeSet<String>>,
     record_writes: Counters,
     queue_messages: Counters,
+    queue_callbacks: Counters,
     records_connected: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
@@ -117,6 +118,7 @@ impl Metrics {
             "record_writes",
             "agent_register_refusals",
             "queue_messages",
+            "queue_callbacks",
         ] {
             family(counter, "counter");
         }
@@ -241,6 +243,12 @@ impl Metrics {
             "queue_messages",
             "Callers' messages saved by voicemail nodes, by queue",
         );
+        let queue_callbacks = counter(
+            &mut r,
+            "queue_callbacks",
+            "Callbacks by queue and step: requested, agent_missed, connected, failed (the caller \
+             did not answer)",
+        );
         let records_connected = Gauge::default();
         r.register(
             "records_connected",
@@ -252,6 +260,7 @@ impl Metrics {
             families,
             record_writes,
             queue_messages,
+            queue_callbacks,
             records_connected,
             registered,
             registration_failures,
@@ -461,6 +470,15 @@ impl Observer for Metrics {
                 self.queue_messages
                     .get_or_create(&label("queue", queue))
                     .inc();
+            }
+            Report::Callback { queue, status, .. } => {
+                if matches!(
+                    *status,
+                    "requested" | "agent_missed" | "connected" | "failed"
+                ) {
+                    let labels = vec![("queue", queue.clone()), ("status", status.to_string())];
+                    self.queue_callbacks.get_or_create(&labels).inc();
+                }
             }
             Report::AgentRefused => {
                 self.agent_register_refusals.inc();
@@ -673,6 +691,14 @@ mod tests {
             },
             Report::SipResponse { code: 200 },
             Report::DialplanReload { ok: true },
+            Report::Callback {
+                id: "callback-c1".into(),
+                queue: "general".into(),
+                number: "5551234".into(),
+                status: "requested",
+                agent: String::new(),
+                why: String::new(),
+            },
             Report::MessageSaved {
                 call_id: "c1".into(),
                 queue: "general".into(),

@@ -7,6 +7,7 @@ pub mod answer;
 pub mod ask;
 pub mod branch;
 pub mod call;
+pub mod callback;
 pub mod goto;
 pub mod hangup;
 pub mod http;
@@ -79,6 +80,7 @@ pub enum Node {
     Goto(goto::Goto),
     Call(call::Call),
     Voicemail(voicemail::Voicemail),
+    Callback(callback::Callback),
     /// End of a sub-flow: back to the node after the `call`.
     Return,
 }
@@ -97,6 +99,7 @@ pub const KINDS: &[&str] = &[
     "goto",
     "call",
     "voicemail",
+    "callback",
     "return",
 ];
 
@@ -115,6 +118,7 @@ impl Node {
             Node::Goto(_) => "goto",
             Node::Call(_) => "call",
             Node::Voicemail(_) => "voicemail",
+            Node::Callback(_) => "callback",
             Node::Return => "return",
         }
     }
@@ -134,6 +138,7 @@ impl Node {
             Node::Goto(k) => k,
             Node::Call(k) => k,
             Node::Voicemail(k) => k,
+            Node::Callback(k) => k,
             Node::Return => return None,
         })
     }
@@ -152,6 +157,7 @@ impl Node {
             Node::Goto(k) => k,
             Node::Call(k) => k,
             Node::Voicemail(k) => k,
+            Node::Callback(k) => k,
             Node::Return => return None,
         })
     }
@@ -205,12 +211,12 @@ impl Node {
         copy.targets_mut().into_iter().map(|r| r.clone()).collect()
     }
 
-    /// Whether the node can end the call (no `next` needed; a voicemail without one thanks
-    /// the caller and ends the call).
+    /// Whether the node can end the call (no `next` needed; a voicemail or callback without
+    /// one thanks the caller and ends the call).
     pub fn ends_call(&self) -> bool {
         matches!(
             self,
-            Node::Transfer(_) | Node::Hangup(_) | Node::Voicemail(_)
+            Node::Transfer(_) | Node::Hangup(_) | Node::Voicemail(_) | Node::Callback(_)
         )
     }
 
