@@ -1,4 +1,5 @@
-//! Overflow to a callback (issue 15): a caller nobody answers for leaves their number at a
+//! Overflow to a callback (issue 15): a caller waiting for an agent hears their place and the
+//! transfer's options ("Press 1 to be called back"), presses 1, leaves their number at a
 //! `callback` node and hangs up; when Alice becomes available her phone rings first (with the
 //! reason and the number in the INVITE), and once she answers voxnav calls the number back at
 //! `transfer.callback_uri` and bridges the two; every step is printed and counted.
@@ -19,8 +20,8 @@ use voxnav::testkit::{
 const TOKEN: &str = "callback-token";
 
 const PLAN: &str = "name: desk\nstart: hand\nnodes:\n  hand:\n    transfer: { queue: general, \
-    reason: \"caller asked for a human\", fallback: call_me }\n  call_me:\n    callback: \
-    { queue: general }\n";
+    reason: \"caller asked for a human\", fallback: call_me, keys: { \"1\": call_me }, \
+    options: \"Press 1 to be called back.\" }\n  call_me:\n    callback: { queue: general }\n";
 
 #[test]
 fn a_caller_who_leaves_their_number_is_called_back_when_an_agent_is_free() {
@@ -33,7 +34,7 @@ fn a_caller_who_leaves_their_number_is_called_back_when_an_agent_is_free() {
     std::fs::write(dir.join("desk.yaml"), PLAN).unwrap();
     let customer_port = free_udp_port();
     let config = format!(
-        "transfer:\n  queue_wait_s: 1\n  announce_every_s: 0\n  ring_timeout_s: 10\n  \
+        "transfer:\n  queue_wait_s: 60\n  announce_every_s: 30\n  ring_timeout_s: 10\n  \
          callback_uri: \"sip:{{number}}@127.0.0.1:{customer_port}\"\n"
     );
     std::fs::write(dir.join("voxnav.yaml"), config).unwrap();
@@ -85,9 +86,10 @@ fn a_caller_who_leaves_their_number_is_called_back_when_an_agent_is_free() {
     )
     .expect("registered");
 
-    // Alice is logged out: the caller waits 1 s, then leaves their number and hangs up.
+    // Alice is logged out: the caller waits, hears their place and the option 3 s in, presses
+    // 1 once it has been said, leaves their number and hangs up.
     let script = dir.join("caller.yaml");
-    std::fs::write(&script, "turns:\n  - silence_ms: 500\n").unwrap();
+    std::fs::write(&script, "turns:\n  - dtmf: \"1\"\n    after_ms: 9000\n").unwrap();
     let report = scripted_call_to(
         env!("CARGO_BIN_EXE_voxnav"),
         &format!("sip:ivr@{voxnav}"),
@@ -95,6 +97,12 @@ fn a_caller_who_leaves_their_number_is_called_back_when_an_agent_is_free() {
         &["--from", "5551234"],
     );
     let heard = bot_words(&report);
+    assert!(
+        heard.contains("in the queue")
+            && ["press 1", "press one"].iter().any(|p| heard.contains(p))
+            && heard.contains("to be called back"),
+        "the place and the option: {heard}"
+    );
     assert!(heard.contains("call you back"), "the confirmation: {heard}");
     let requested = wait_for_line(&lines, "voxnav: callback ", Duration::from_secs(10))
         .expect("the callback is queued");

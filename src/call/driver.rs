@@ -664,6 +664,18 @@ impl Driver {
                     let _ = l.commands.send(LegCommand::Digit(d));
                 }
             }
+            Output::CancelTransfer => {
+                if let Some(acd) = &s.agents.acd {
+                    if let Some(agent) = self.agent.take() {
+                        acd.released(&agent, &self.call_id);
+                    }
+                    acd.leave(&self.call_id, Leaving::Elsewhere);
+                }
+                self.queued = None;
+                if let Some(l) = self.leg.take() {
+                    let _ = l.commands.send(LegCommand::Hangup);
+                }
+            }
             Output::HangupAgent => {
                 if self.queued.take().is_some()
                     && let Some(acd) = &s.agents.acd

@@ -159,6 +159,9 @@ pub enum Output {
         transcript: Vec<String>,
         priority: u8,
     },
+    /// The caller left the queue before an agent answered (a key while waiting): stop
+    /// waiting, and stop ringing the agent's phone if it rings.
+    CancelTransfer,
     /// Queue a callback (`call::callback`).
     Callback(crate::call::callback::CallbackRequest),
     /// Save the caller's message for `queue` (8 kHz).
@@ -708,7 +711,22 @@ impl CallSession {
         if let Some(b) = &self.bridge {
             if b.state == BridgeState::Connected {
                 self.outputs.push_back(Output::AgentDigit(digit));
+                return;
             }
+            // Waiting for an agent: a key the transfer offers takes the caller out of the
+            // queue to its node (others do nothing).
+            let step = self.engine.handle(Event::Dtmf(digit.to_string()));
+            if self.engine.transferred() {
+                return;
+            }
+            let why = format!("the caller pressed {digit} while waiting");
+            self.transfer_report(TransferStatus::Ended, Some(why), now);
+            self.bridge = None;
+            self.stop_playback(); // the hold audio
+            self.outputs.push_back(Output::CancelTransfer);
+            self.log(&step);
+            self.apply(step.actions, now);
+            self.after_audio(now);
             return;
         }
         let Some(l) = self.listening else {
@@ -921,8 +939,11 @@ impl CallSession {
                 if b.state != BridgeState::Dialling || self.speaking.is_some() {
                     return;
                 }
-                let text =
+                let mut text =
                     queue_announcement(&self.engine.hotline().plan, position, estimated_wait);
+                if let Some(options) = self.engine.transfer_options() {
+                    text = format!("{text} {options}");
+                }
                 self.stop_playback(); // the hold audio, until the announcement has played
                 self.apply(
                     vec![Action::Say {
@@ -2229,6 +2250,51 @@ nodes:
         let log = h.take();
         assert!(!log.iter().any(|o| matches!(o, Output::SaveMessage { .. })));
         assert!(says(&log, "call you back"), "{log:?}");
+    }
+
+    #[test]
+    fn a_waiting_caller_may_press_a_key_the_transfer_offers_to_leave_the_queue() {
+        const PLAN: &str = "name: keys\nstart: hand\nnodes:\n  hand:\n    transfer: { queue: \
+            general, keys: { \"2\": message }, options: \"Press 2 to leave a message.\" }\n  \
+            message:\n    voicemail: { queue: general, say: \"Leave a message.\" }\n";
+        let mut h = harness_on(PLAN, false);
+        h.wait(500);
+        h.s.handle_agent(
+            AgentEvent::Dialling {
+                uri: "queue:general".into(),
+            },
+            h.now,
+        );
+        h.s.handle_agent(
+            AgentEvent::Queued {
+                position: 1,
+                estimated_wait: None,
+            },
+            h.now,
+        );
+        h.pump();
+        h.wait(1000);
+        let log = h.take();
+        assert!(
+            says(
+                &log,
+                "You are number 1 in the queue. Press 2 to leave a message."
+            ),
+            "the options follow the place: {log:?}"
+        );
+        // A key it does not offer does nothing; the one it offers leaves the queue.
+        h.s.handle_digit('5', h.now);
+        h.pump();
+        assert!(!h.take().iter().any(|o| matches!(o, Output::CancelTransfer)));
+        h.s.handle_digit('2', h.now);
+        h.pump();
+        h.wait(1000);
+        let log = h.take();
+        assert!(
+            log.iter().any(|o| matches!(o, Output::CancelTransfer)),
+            "{log:?}"
+        );
+        assert!(says(&log, "Leave a message."), "{log:?}");
     }
 
     #[test]

@@ -288,6 +288,10 @@ pub struct CallEngine {
     transfer_fallback: Option<String>,
     /// Transfers that failed on this call: after two the call ends rather than loop.
     transfer_failures: usize,
+    /// Keys a caller waiting for the transfer's agent may press, and the node each leads to
+    /// (the transfer node's `keys`), with the text that offers them (`options`).
+    pub(in crate::dialplan) transfer_keys: BTreeMap<char, String>,
+    pub(in crate::dialplan) transfer_options: Option<String>,
     /// Slot values the caller gave before the flow asked for them ("where is order
     /// 472198"): the ask for one takes it instead of asking.
     pub(in crate::dialplan) heard: BTreeMap<String, Heard>,
@@ -382,6 +386,8 @@ impl CallEngine {
             last_prompt: String::new(),
             transcript: Vec::new(),
             transfer_fallback: None,
+            transfer_keys: BTreeMap::new(),
+            transfer_options: None,
             transfer_failures: 0,
             heard: BTreeMap::new(),
             confirming: None,
@@ -397,6 +403,16 @@ impl CallEngine {
             .get("today")
             .and_then(|t| Date::parse(t))
             .unwrap_or(Date::from_days(0))
+    }
+
+    /// Whether the call waits for a transfer's agent (the bot is out of the conversation).
+    pub fn transferred(&self) -> bool {
+        self.waiting == Waiting::Transferred
+    }
+
+    /// What the transfer in progress offers a waiting caller ("Press 1 to be called back").
+    pub fn transfer_options(&self) -> Option<&str> {
+        self.transfer_options.as_deref()
     }
 
     pub fn hotline(&self) -> &Arc<Hotline> {
@@ -460,7 +476,11 @@ impl CallEngine {
         let mut actions = Vec::new();
         self.record = empty_record();
         self.record.turn = self.turn;
-        let transfer_news = matches!(event, Event::TransferFailed(_) | Event::Hangup);
+        let waiting_key = matches!(&event, Event::Dtmf(d)
+            if d.chars().count() == 1
+                && d.chars().next().is_some_and(|k| self.transfer_keys.contains_key(&k)));
+        let transfer_news =
+            matches!(event, Event::TransferFailed(_) | Event::Hangup) || waiting_key;
         if self.waiting == Waiting::Ended
             || (self.waiting == Waiting::Transferred && !transfer_news)
         {
@@ -530,6 +550,20 @@ impl CallEngine {
                 self.record.asr_confidence = Some(confidence);
                 self.transcript.push(format!("caller: {text}"));
                 self.on_input(Some((&text, confidence)), None, &mut actions);
+            }
+            // A key the transfer offers while the caller waits for an agent: out of the
+            // queue, on to its node (a callback, a message...).
+            Event::Dtmf(key) if self.waiting == Waiting::Transferred => {
+                let node = (key.chars().next())
+                    .and_then(|k| self.transfer_keys.get(&k).cloned())
+                    .unwrap_or_default();
+                self.record.input = format!("(key {key} while waiting)");
+                self.record.reason = format!("the caller pressed {key} while waiting for an agent");
+                self.waiting = Waiting::Nothing;
+                self.transfer_fallback = None;
+                self.transfer_keys.clear();
+                self.transfer_options = None;
+                self.run(&node, &mut actions);
             }
             Event::Dtmf(digits) => {
                 self.turn += 1;

@@ -10,6 +10,10 @@
 //!   # optional, 0 to 9: the caller's place in the queue's line (higher first). Without it:
 //!   # 2 for a caller who sounds upset, 1 for one the bot failed, 0 otherwise.
 //!   priority: 5
+//!   # optional: keys a caller waiting for an agent may press, and where each leads (out of
+//!   # the queue), offered after each place announcement by `options`
+//!   keys: { "1": call_me_back, "2": leave_message }
+//!   options: "Press 1 to be called back, or 2 to leave a message."
 //! ```
 
 use super::{NodeKind, Walk};
@@ -31,6 +35,9 @@ pub struct Transfer {
     pub say: Option<Speech>,
     pub fallback: Option<Ref>,
     pub priority: Option<u8>,
+    /// Keys a waiting caller may press, and their nodes.
+    pub keys: Vec<(char, Ref)>,
+    pub options: Option<Speech>,
 }
 
 impl NodeKind for Transfer {
@@ -55,6 +62,10 @@ impl NodeKind for Transfer {
             call.record.reason = format!("{}; {reason}", call.record.reason);
         }
         let fallback = self.fallback.as_ref().map(|f| f.name.clone());
+        call.transfer_keys = (self.keys.iter())
+            .map(|(k, r)| (*k, r.name.clone()))
+            .collect();
+        call.transfer_options = self.options.as_ref().map(|s| s.text.clone());
         call.transfer(
             self.target.clone(),
             &reason,
@@ -66,11 +77,13 @@ impl NodeKind for Transfer {
     }
 
     fn speech(&self) -> Vec<&Speech> {
-        self.say.iter().collect()
+        self.say.iter().chain(&self.options).collect()
     }
 
     fn targets_mut(&mut self) -> Vec<&mut Ref> {
-        self.fallback.iter_mut().collect()
+        (self.fallback.iter_mut())
+            .chain(self.keys.iter_mut().map(|(_, r)| r))
+            .collect()
     }
 }
 
@@ -93,6 +106,26 @@ pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Transfe
         }
         Some(n as u8)
     });
+    let mut keys = Vec::new();
+    if let Some(y) = m.get("keys") {
+        let k = MapReader::new(y, "keys", cx.p);
+        for (key, node) in k.entries() {
+            let mut chars = key.name.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) if c.is_ascii_digit() || c == '*' || c == '#' => {
+                    if let Some(r) = cx.reference(node, "a key's node") {
+                        keys.push((c, r));
+                    }
+                }
+                _ => cx.p.add(
+                    key.pos,
+                    format!("`{}` is not a keypad key", key.name),
+                    "one of 0-9, * or #",
+                ),
+            }
+        }
+    }
+    let options = m.get("options").and_then(|y| cx.speech(y, "options"));
     let pos = m.pos;
     m.finish(&[], cx.p);
     let target = match (queue, uri) {
@@ -119,5 +152,7 @@ pub fn read(value: &Yaml, _node: &mut MapReader, cx: &mut Ctx) -> Option<Transfe
         say,
         fallback,
         priority,
+        keys,
+        options,
     })
 }
