@@ -204,6 +204,15 @@ pub enum Report {
     },
     /// A REGISTER came with wrong credentials.
     AgentRefused,
+    /// An agent's state changed (`routing::Acd`).
+    AgentState { agent: String, state: &'static str },
+    /// A caller's transfer to a queue was answered by `agent` after waiting `waited`.
+    QueueAnswered {
+        call_id: String,
+        queue: String,
+        agent: String,
+        waited: std::time::Duration,
+    },
     /// A callback's step: requested, ringing_agent, agent_missed, calling_back, connected,
     /// ended, failed (`call::callback`).
     Callback {

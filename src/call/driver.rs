@@ -327,6 +327,8 @@ struct Queued {
     reason: String,
     transcript: Vec<String>,
     priority: u8,
+    /// When the transfer began (the caller's wait, for the call record).
+    since: Instant,
     /// After this, no more agents are tried: the dialplan's fallback.
     give_up: Instant,
     /// When to ask the ACD again (None while an agent's phone rings).
@@ -428,7 +430,14 @@ impl Driver {
         match event {
             AgentEvent::Answered => {
                 acd.answered(&agent, &self.call_id);
-                self.queued = None;
+                if let Some(q) = self.queued.take() {
+                    self.services.reporter.report(Report::QueueAnswered {
+                        call_id: self.call_id.clone(),
+                        queue: q.queue,
+                        agent: agent.clone(),
+                        waited: now.saturating_duration_since(q.since),
+                    });
+                }
             }
             AgentEvent::Failed(why) => {
                 acd.not_answered(&agent, &self.call_id);
@@ -622,6 +631,7 @@ impl Driver {
                     reason: reason.clone(),
                     transcript: transcript.clone(),
                     priority,
+                    since: now,
                     give_up: now + s.agents.queue_wait,
                     next_try,
                     next_announce: (!s.agents.announce_every.is_zero())

@@ -232,6 +232,9 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
         observers.push(acd.clone());
     }
     let reporter = Reporter::new(observers);
+    if let Some(acd) = &acd {
+        acd.report_to(reporter.clone());
+    }
     let media = MediaEngine::start(args.media_threads.or(file.media_threads).unwrap_or(1))?;
     // Callbacks need agents to place them and somewhere to call: started with the runtime.
     let (callbacks, dialer) = match (&acd, &file.callback_uri) {

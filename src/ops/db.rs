@@ -27,6 +27,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "calls_server",
         include_str!("../../migrations/sqlite/0002_calls_server.sql"),
     ),
+    (
+        3,
+        "queues_and_agents",
+        include_str!("../../migrations/sqlite/0003_queues_and_agents.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -38,6 +43,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "calls_server",
         include_str!("../../migrations/postgres/0002_calls_server.sql"),
+    ),
+    (
+        3,
+        "queues_and_agents",
+        include_str!("../../migrations/postgres/0003_queues_and_agents.sql"),
     ),
 ];
 

@@ -471,6 +471,8 @@ impl Observer for Metrics {
                     .get_or_create(&label("queue", queue))
                     .inc();
             }
+            // Read from the ACD at each scrape (`watch_queues`).
+            Report::AgentState { .. } | Report::QueueAnswered { .. } => {}
             Report::Callback { queue, status, .. } => {
                 if matches!(
                     *status,

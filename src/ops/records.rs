@@ -50,6 +50,20 @@ pub enum RecordEvent {
         outcome: String,
         transfer_reason: Option<String>,
     },
+    /// The call's transfer was answered by an agent of a queue after this wait.
+    CallQueue {
+        call_id: String,
+        queue: String,
+        agent: String,
+        waited_ms: u64,
+    },
+    /// An agent's state changed.
+    AgentState {
+        agent: String,
+        state: String,
+        at_ms: u64,
+        server: Option<String>,
+    },
 }
 
 /// How the writer is doing: counters shared with the metrics (`Metrics::records_health`).
@@ -277,6 +291,23 @@ impl crate::report::Observer for RecordStore {
                 ended_ms: now,
                 outcome: outcome.name().into(),
                 transfer_reason: transfer_reason.clone(),
+            }),
+            Report::QueueAnswered {
+                call_id,
+                queue,
+                agent,
+                waited,
+            } => self.send(RecordEvent::CallQueue {
+                call_id: call_id.clone(),
+                queue: queue.clone(),
+                agent: agent.clone(),
+                waited_ms: waited.as_millis() as u64,
+            }),
+            Report::AgentState { agent, state } => self.send(RecordEvent::AgentState {
+                agent: agent.clone(),
+                state: state.to_string(),
+                at_ms: now,
+                server: self.server.clone(),
             }),
             _ => {}
         }
@@ -531,6 +562,34 @@ pub fn write(db: &mut Records, event: &RecordEvent) -> Result<(), DbError> {
             }
             Ok(1)
         }
+        RecordEvent::CallQueue {
+            call_id,
+            queue,
+            agent,
+            waited_ms,
+        } => db.execute(
+            "UPDATE calls SET queue = ?2, agent = ?3, queue_wait_ms = ?4 WHERE call_id = ?1",
+            &[
+                call_id.into(),
+                queue.into(),
+                agent.into(),
+                (*waited_ms).into(),
+            ],
+        ),
+        RecordEvent::AgentState {
+            agent,
+            state,
+            at_ms,
+            server,
+        } => db.execute(
+            "INSERT INTO agent_states (agent, state, at_ms, server) VALUES (?1, ?2, ?3, ?4)",
+            &[
+                agent.into(),
+                state.into(),
+                (*at_ms).into(),
+                server.as_ref().into(),
+            ],
+        ),
     }
     .map(|_| ())
 }
@@ -538,6 +597,61 @@ pub fn write(db: &mut Records, event: &RecordEvent) -> Result<(), DbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_queue_part_of_a_call_and_agent_states_are_recorded() {
+        let mut db = Database::in_memory();
+        for event in [
+            RecordEvent::CallStarted {
+                call_id: "q1".into(),
+                caller: "5551234".into(),
+                hotline: "desk".into(),
+                dialplan_version: 1,
+                started_ms: 1000,
+                server: None,
+            },
+            RecordEvent::AgentState {
+                agent: "alice".into(),
+                state: "ringing".into(),
+                at_ms: 1500,
+                server: Some("node-1".into()),
+            },
+            RecordEvent::CallQueue {
+                call_id: "q1".into(),
+                queue: "general".into(),
+                agent: "alice".into(),
+                waited_ms: 4200,
+            },
+            RecordEvent::AgentState {
+                agent: "alice".into(),
+                state: "on_call".into(),
+                at_ms: 1600,
+                server: Some("node-1".into()),
+            },
+        ] {
+            write(&mut db, &event).unwrap();
+        }
+        let call = crate::ops::stats::call(&mut db, "q1").unwrap().unwrap();
+        assert_eq!(
+            (
+                call.call.queue.as_deref(),
+                call.call.agent.as_deref(),
+                call.call.queue_wait_ms
+            ),
+            (Some("general"), Some("alice"), Some(4200))
+        );
+        let states = db
+            .rows(
+                "SELECT state, at_ms, server FROM agent_states WHERE agent = ?1 ORDER BY at_ms",
+                &["alice".into()],
+            )
+            .unwrap();
+        let states: Vec<(String, i64)> = states.iter().map(|r| (r.text(0), r.int(1))).collect();
+        assert_eq!(
+            states,
+            [("ringing".to_string(), 1500), ("on_call".to_string(), 1600)]
+        );
+    }
 
     #[test]
     fn calls_and_turns_are_written_in_order_and_old_calls_pruned() {

@@ -134,6 +134,11 @@ pub struct CallRow {
     pub turns: u64,
     /// The voxnav server that answered it (records shared by several nodes).
     pub server: Option<String>,
+    /// The queue of the agents file its transfer went to, the agent who answered and how
+    /// long the caller waited (None: no agent answered a queued transfer).
+    pub queue: Option<String>,
+    pub agent: Option<String>,
+    pub queue_wait_ms: Option<u64>,
 }
 
 /// One call with every turn's decision record.
@@ -485,7 +490,7 @@ pub fn summary(db: &mut Records, range: Range, bucket_ms: u64) -> Result<Summary
 
 const CALL_COLUMNS: &str = "c.call_id, c.caller, c.hotline, c.dialplan_version, c.started_ms, \
      c.ended_ms, c.outcome, c.transfer_reason, (SELECT COUNT(*) FROM turns WHERE call_id = c.call_id), \
-     c.server";
+     c.server, c.queue, c.agent, c.queue_wait_ms";
 
 fn call_row(r: &Row) -> CallRow {
     CallRow {
@@ -499,6 +504,9 @@ fn call_row(r: &Row) -> CallRow {
         transfer_reason: r.opt_text(7),
         turns: r.count(8),
         server: r.opt_text(9),
+        queue: r.opt_text(10),
+        agent: r.opt_text(11),
+        queue_wait_ms: r.opt_int(12).map(|v| v.max(0) as u64),
     }
 }
 
@@ -597,7 +605,7 @@ mod tests {
     fn call(db: &mut Records, id: &str, started: i64, ended: Option<i64>, outcome: Option<&str>) {
         let reason = (outcome == Some("transferred")).then_some("caller asked for a person");
         db.execute(
-            "INSERT INTO calls VALUES (?1, 'sip:a@x', 'demo', 1, ?2, ?3, ?4, ?5, NULL)",
+            "INSERT INTO calls VALUES (?1, 'sip:a@x', 'demo', 1, ?2, ?3, ?4, ?5, NULL, NULL, NULL, NULL)",
             &[
                 id.into(),
                 started.into(),
@@ -637,7 +645,7 @@ mod tests {
             serde_json::json!({"intent": "order_status"}),
         );
         db.execute(
-            "INSERT INTO calls VALUES ('z', 'sip:a@x', 'O''Brien''s line', 1, 20, 30, 'abandoned', NULL, NULL)",
+            "INSERT INTO calls VALUES ('z', 'sip:a@x', 'O''Brien''s line', 1, 20, 30, 'abandoned', NULL, NULL, NULL, NULL, NULL)",
             &[],
         )
         .unwrap();
@@ -830,7 +838,7 @@ mod tests {
         let day: i64 = 86_400_000;
         let mut from = |id: &str, caller: &str, started: i64, ended: bool, topic: &str| {
             db.execute(
-                "INSERT INTO calls VALUES (?1, ?2, 'demo', 1, ?3, ?4, ?5, NULL, NULL)",
+                "INSERT INTO calls VALUES (?1, ?2, 'demo', 1, ?3, ?4, ?5, NULL, NULL, NULL, NULL, NULL)",
                 &[
                     id.into(),
                     caller.into(),

@@ -490,6 +490,9 @@ impl Router {
 pub struct Acd {
     router: Mutex<Router>,
     contacts: Mutex<BTreeMap<String, Vec<String>>>,
+    /// Where state changes are reported (the records), once the server's reporter exists:
+    /// the reporter observes this ACD too, so it comes after it.
+    reporter: std::sync::OnceLock<crate::report::Reporter>,
 }
 
 impl Acd {
@@ -499,6 +502,7 @@ impl Acd {
         Self {
             router: Mutex::new(router),
             contacts: Mutex::new(BTreeMap::new()),
+            reporter: std::sync::OnceLock::new(),
         }
     }
 
@@ -506,9 +510,21 @@ impl Acd {
         self.router.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn print(changes: impl IntoIterator<Item = Change>) {
+    /// Reports state changes (`Report::AgentState`, for the records) from now on.
+    pub fn report_to(&self, reporter: crate::report::Reporter) {
+        let _ = self.reporter.set(reporter);
+    }
+
+    /// Every change is printed and reported.
+    fn print(&self, changes: impl IntoIterator<Item = Change>) {
         for c in changes {
             println!("voxnav: agent {} is {}", c.agent, c.state);
+            if let Some(r) = self.reporter.get() {
+                r.report(Report::AgentState {
+                    agent: c.agent,
+                    state: c.state,
+                });
+            }
         }
     }
 
@@ -520,7 +536,7 @@ impl Acd {
     /// An agent's own change (API).
     pub fn request(&self, agent: &str, requested: Requested) -> Result<(), StateError> {
         let change = self.router().request(agent, requested, Instant::now())?;
-        Self::print(change);
+        self.print(change);
         Ok(())
     }
 
@@ -536,10 +552,10 @@ impl Acd {
         let reachable = |a: &str| contacts.contains_key(a);
         let now = Instant::now();
         let mut router = self.router();
-        Self::print(router.handle_timeout(now)); // wrap-ups that are over, printed
+        self.print(router.handle_timeout(now)); // wrap-ups that are over, printed
         let (agent, change) = router.pick(queue, call, priority, reachable, now)?;
         drop(router);
-        Self::print([change]);
+        self.print([change]);
         let contact = contacts.get(&agent)?.first()?.clone();
         Some((agent, contact))
     }
@@ -567,7 +583,7 @@ impl Acd {
     pub fn queues(&self) -> Vec<QueueFigures> {
         let now = Instant::now();
         let mut router = self.router();
-        Self::print(router.handle_timeout(now));
+        self.print(router.handle_timeout(now));
         router.queues(now)
     }
 
@@ -577,22 +593,22 @@ impl Acd {
     }
 
     pub fn answered(&self, agent: &str, call: &str) {
-        Self::print(self.router().answered(agent, call, Instant::now()));
+        self.print(self.router().answered(agent, call, Instant::now()));
     }
 
     pub fn not_answered(&self, agent: &str, call: &str) {
-        Self::print(self.router().not_answered(agent, call, Instant::now()));
+        self.print(self.router().not_answered(agent, call, Instant::now()));
     }
 
     pub fn released(&self, agent: &str, call: &str) {
-        Self::print(self.router().released(agent, call, Instant::now()));
+        self.print(self.router().released(agent, call, Instant::now()));
     }
 
     /// Every agent's state and for how long (seconds), wrap-ups that are over ended first.
     pub fn states(&self) -> BTreeMap<String, (&'static str, u64)> {
         let now = Instant::now();
         let mut router = self.router();
-        Self::print(router.handle_timeout(now));
+        self.print(router.handle_timeout(now));
         (router.states().into_iter())
             .map(|(id, (state, since))| {
                 (id, (state, now.saturating_duration_since(since).as_secs()))
