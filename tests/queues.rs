@@ -12,9 +12,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use voxnav::testkit::{
-    KillOnDrop, admin_request, agent_state, bot_words, free_udp_port, md5_agent_lines,
-    register_agent_phone, scripted_call_to, serve_ready, sipp_scenario, temp_dir, wait_exit,
-    wait_for_line,
+    KillOnDrop, admin_request, agent_state, bot_words, chromium_dom, element_text, free_udp_port,
+    md5_agent_lines, register_agent_phone, scripted_call_to, serve_ready, sipp_scenario, temp_dir,
+    wait_exit, wait_for_line,
 };
 
 const TOKEN: &str = "queues-token";
@@ -232,6 +232,16 @@ fn waiting_callers_hear_their_place_ring_outs_go_to_the_next_agent_and_wrap_up_g
     assert!(
         metrics.contains("voxnav_queue_calls_total{queue=\"general\",event=\"answered\"} 2\n"),
         "{metrics}"
+    );
+    // The dashboard's queue tile shows the same (headless Chromium).
+    let dom = chromium_dom(
+        &format!("http://{admin}/dashboard#token={TOKEN}"),
+        &dir.join("chromium-profile"),
+    );
+    let tile = element_text(&dom, "queues").unwrap_or_default();
+    assert!(
+        tile.contains("general") && tile.contains("100% in 20 s") && tile.contains("1 break"),
+        "{tile}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
