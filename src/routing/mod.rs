@@ -544,20 +544,22 @@ impl Acd {
     /// None when no agent of the queue is available with a registered phone, or callers
     /// ahead of this one wait.
     pub fn pick(&self, queue: &str, call: &str, priority: u8) -> Option<(String, String)> {
-        let contacts = self
-            .contacts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let reachable = |a: &str| contacts.contains_key(a);
+        // Held, not copied: every waiting caller asks four times a second, and a copy of 200
+        // agents' phones made each decision ten times dearer (`cargo bench --bench acd`).
+        // Lock order: phones, then router; the observer takes the phones alone.
+        let contacts = self.contacts.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let mut router = self.router();
-        self.print(router.handle_timeout(now)); // wrap-ups that are over, printed
-        let (agent, change) = router.pick(queue, call, priority, reachable, now)?;
+        let over = router.handle_timeout(now); // wrap-ups that are over
+        let picked = router.pick(queue, call, priority, |a| contacts.contains_key(a), now);
         drop(router);
+        let contact =
+            (picked.as_ref()).and_then(|(agent, _)| contacts.get(agent)?.first().cloned());
+        drop(contacts);
+        self.print(over);
+        let (agent, change) = picked?;
         self.print([change]);
-        let contact = contacts.get(&agent)?.first()?.clone();
-        Some((agent, contact))
+        Some((agent, contact?))
     }
 
     pub fn serves(&self, queue: &str) -> bool {
