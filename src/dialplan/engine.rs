@@ -1401,6 +1401,9 @@ impl CallEngine {
     ) {
         self.transfer_fallback = fallback;
         let priority = priority.unwrap_or_else(|| self.priority());
+        // An earlier transfer's keys are not this one's (the transfer node sets its own).
+        self.transfer_keys.clear();
+        self.transfer_options = None;
         let target = match target {
             Target::Queue(q) => format!("queue:{q}"),
             Target::Uri(u) => u,

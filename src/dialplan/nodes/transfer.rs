@@ -62,10 +62,6 @@ impl NodeKind for Transfer {
             call.record.reason = format!("{}; {reason}", call.record.reason);
         }
         let fallback = self.fallback.as_ref().map(|f| f.name.clone());
-        call.transfer_keys = (self.keys.iter())
-            .map(|(k, r)| (*k, r.name.clone()))
-            .collect();
-        call.transfer_options = self.options.as_ref().map(|s| s.text.clone());
         call.transfer(
             self.target.clone(),
             &reason,
@@ -73,6 +69,11 @@ impl NodeKind for Transfer {
             self.priority,
             actions,
         );
+        // After `transfer`, which forgets an earlier transfer's keys.
+        call.transfer_keys = (self.keys.iter())
+            .map(|(k, r)| (*k, r.name.clone()))
+            .collect();
+        call.transfer_options = self.options.as_ref().map(|s| s.text.clone());
         Walk::Wait
     }
 
