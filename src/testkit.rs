@@ -1085,6 +1085,41 @@ pub fn sipp_scenario(scenario: &str) -> Command {
     c
 }
 
+/// A SIPp phone playing `scenario` (`sip-test/`) for `calls` calls on loopback `port`, its
+/// media on a free even port, its peer voxnav at `voxnav`; killed on drop.
+pub fn sipp_phone(scenario: &str, calls: u32, port: u16, voxnav: &str, dir: &Path) -> KillOnDrop {
+    KillOnDrop(
+        sipp_scenario(scenario)
+            .args(["-m", &calls.to_string(), "-p", &port.to_string()])
+            .args(["-mp", &(free_udp_port() & !1).to_string()])
+            .arg(voxnav)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("sipp (sip-tester)"),
+    )
+}
+
+/// `serve_ready` with the desk of the ACD tests: `desk.yaml` (dialplan), `agents.yaml` and
+/// `voxnav.yaml` (config) from `dir`, one recognition job, then `extra` arguments.
+pub fn serve_desk(
+    exe: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> (KillOnDrop, std::sync::mpsc::Receiver<String>, String) {
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    for (flag, file) in [
+        ("--dialplan", "desk.yaml"),
+        ("--agents", "agents.yaml"),
+        ("--config", "voxnav.yaml"),
+    ] {
+        args.extend([flag.into(), dir.join(file).into()]);
+    }
+    args.extend(["--asr-jobs", "1"].iter().chain(extra).map(Into::into));
+    serve_ready(exe, &args)
+}
+
 /// An admin API request on `admin` (host:port) with the bearer `token`: status and body.
 pub fn admin_request(
     admin: &str,

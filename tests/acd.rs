@@ -5,12 +5,12 @@
 //! hotline whose first node transfers to `queue:general` while Alice is logged out, waits
 //! with the hold audio, and is put through as soon as she is available.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use voxnav::testkit::{
-    KillOnDrop, admin_request, agent_state, free_udp_port, md5_agent_lines, register_agent_phone,
-    serve_ready, sipp_scenario, temp_dir, wait_exit, wait_for_line,
+    admin_request, agent_state, free_udp_port, md5_agent_lines, register_agent_phone, serve_ready,
+    sipp_phone, sipp_scenario, temp_dir, wait_exit, wait_for_line,
 };
 
 const TOKEN: &str = "acd-token";
@@ -74,17 +74,7 @@ fn a_transfer_to_a_queue_rings_its_available_agents_registered_phone() {
 
     // Alice's phone waits for calls; she registers it.
     let phone_port = free_udp_port();
-    let mut phone = KillOnDrop(
-        sipp("agent_phone.xml")
-            .args(["-p", &phone_port.to_string()])
-            .args(["-mp", &(free_udp_port() & !1).to_string()])
-            .arg(&voxnav)
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp (sip-tester)"),
-    );
+    let mut phone = sipp_phone("agent_phone.xml", 1, phone_port, &voxnav, &dir);
     assert!(register_agent_phone(
         &voxnav, &dir, "alice", "alice-pw", phone_port
     ));

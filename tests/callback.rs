@@ -8,12 +8,11 @@
 //! Alice's phone is `sip-test/agent_phone.xml`, the caller's phone when called back
 //! `customer_phone.xml` (it checks the number, answers, and hangs up after 2 s).
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use voxnav::testkit::{
-    KillOnDrop, admin_request, agent_state, bot_words, free_udp_port, md5_agent_lines, records,
-    register_agent_phone, scripted_call_to, serve_ready, sipp_scenario, temp_dir, wait_exit,
+    admin_request, agent_state, bot_words, free_udp_port, md5_agent_lines, records,
+    register_agent_phone, scripted_call_to, serve_desk, sipp_phone, temp_dir, wait_exit,
     wait_for_line,
 };
 
@@ -39,40 +38,12 @@ fn a_caller_who_leaves_their_number_is_called_back_when_an_agent_is_free() {
     );
     std::fs::write(dir.join("voxnav.yaml"), config).unwrap();
     let admin = format!("127.0.0.1:{}", free_udp_port());
-    let mut args: Vec<std::ffi::OsString> = Vec::new();
-    for (flag, file) in [
-        ("--dialplan", "desk.yaml"),
-        ("--agents", "agents.yaml"),
-        ("--config", "voxnav.yaml"),
-    ] {
-        args.extend([flag.into(), dir.join(file).into()]);
-    }
-    args.extend(
-        [
-            "--admin-listen",
-            &admin,
-            "--admin-token",
-            TOKEN,
-            "--asr-jobs",
-            "1",
-        ]
-        .iter()
-        .map(Into::into),
+    let (_server, lines, voxnav) = serve_desk(
+        env!("CARGO_BIN_EXE_voxnav"),
+        &dir,
+        &["--admin-listen", &admin, "--admin-token", TOKEN],
     );
-    let (_server, lines, voxnav) = serve_ready(env!("CARGO_BIN_EXE_voxnav"), &args);
-    let phone = |scenario: &str, port: u16| {
-        KillOnDrop(
-            sipp_scenario(scenario)
-                .args(["-m", "1", "-p", &port.to_string()])
-                .args(["-mp", &(free_udp_port() & !1).to_string()])
-                .arg(&voxnav)
-                .current_dir(&dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("sipp (sip-tester)"),
-        )
-    };
+    let phone = |scenario: &str, port: u16| sipp_phone(scenario, 1, port, &voxnav, &dir);
     let alice_port = free_udp_port();
     let mut alice_phone = phone("agent_phone.xml", alice_port);
     let mut customer_phone = phone("customer_phone.xml", customer_port);

@@ -8,13 +8,12 @@
 //! (`sip-test/agent_no_answer.xml`), Alice's answers (`agent_phone.xml`). The first caller is
 //! `voxnav call` (it records and transcribes what it hears), the second SIPp.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use voxnav::testkit::{
-    KillOnDrop, admin_request, agent_state, bot_words, chromium_dom, element_text, free_udp_port,
-    md5_agent_lines, register_agent_phone, scripted_call_to, serve_ready, sipp_scenario, temp_dir,
-    wait_exit, wait_for_line,
+    admin_request, agent_state, bot_words, chromium_dom, element_text, free_udp_port,
+    md5_agent_lines, register_agent_phone, scripted_call_to, serve_desk, sipp_phone, sipp_scenario,
+    temp_dir, wait_exit, wait_for_line,
 };
 
 const TOKEN: &str = "queues-token";
@@ -55,45 +54,18 @@ fn waiting_callers_hear_their_place_ring_outs_go_to_the_next_agent_and_wrap_up_g
     std::fs::write(dir.join("voxnav.yaml"), CONFIG).unwrap();
     std::fs::write(dir.join("silence.ulaw"), [0xFFu8; 8000]).unwrap();
     let admin = format!("127.0.0.1:{}", free_udp_port());
-    let mut args: Vec<std::ffi::OsString> = Vec::new();
-    for (flag, file) in [
-        ("--dialplan", "desk.yaml"),
-        ("--agents", "agents.yaml"),
-        ("--config", "voxnav.yaml"),
-    ] {
-        args.extend([flag.into(), dir.join(file).into()]);
-    }
-    args.extend(
-        [
-            "--admin-listen",
-            &admin,
-            "--admin-token",
-            TOKEN,
-            "--asr-jobs",
-            "1",
-        ]
-        .iter()
-        .map(Into::into),
+    let (_server, lines, voxnav) = serve_desk(
+        env!("CARGO_BIN_EXE_voxnav"),
+        &dir,
+        &["--admin-listen", &admin, "--admin-token", TOKEN],
     );
-    let (_server, lines, voxnav) = serve_ready(env!("CARGO_BIN_EXE_voxnav"), &args);
 
     // The phones: Alice's takes two calls, Bob's rings once and is never picked up.
-    let phone = |scenario: &str, calls: &str, port: u16| {
-        KillOnDrop(
-            sipp_scenario(scenario)
-                .args(["-m", calls, "-p", &port.to_string()])
-                .args(["-mp", &(free_udp_port() & !1).to_string()])
-                .arg(&voxnav)
-                .current_dir(&dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("sipp (sip-tester)"),
-        )
-    };
+    let phone =
+        |scenario: &str, calls: u32, port: u16| sipp_phone(scenario, calls, port, &voxnav, &dir);
     let (alice_port, bob_port) = (free_udp_port(), free_udp_port());
-    let mut alice_phone = phone("agent_phone.xml", "2", alice_port);
-    let mut bob_phone = phone("agent_no_answer.xml", "1", bob_port);
+    let mut alice_phone = phone("agent_phone.xml", 2, alice_port);
+    let mut bob_phone = phone("agent_no_answer.xml", 1, bob_port);
     for (agent, port) in [("alice", alice_port), ("bob", bob_port)] {
         let password = format!("{agent}-pw");
         assert!(register_agent_phone(&voxnav, &dir, agent, &password, port));

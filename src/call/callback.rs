@@ -86,14 +86,7 @@ impl Dialer {
     }
 
     fn report(&self, r: &CallbackRequest, status: &'static str, agent: &str, why: &str) {
-        self.reporter.report(Report::Callback {
-            id: r.id.clone(),
-            queue: r.queue.clone(),
-            number: r.number.clone(),
-            status,
-            agent: agent.to_string(),
-            why: why.to_string(),
-        });
+        report_step(&self.reporter, r, status, agent, why);
     }
 
     pub async fn run(mut self) {
@@ -147,6 +140,24 @@ impl Dialer {
     }
 }
 
+/// One step of a callback (`voxnav: callback` line, metrics).
+fn report_step(
+    reporter: &Reporter,
+    r: &CallbackRequest,
+    status: &'static str,
+    agent: &str,
+    why: &str,
+) {
+    reporter.report(Report::Callback {
+        id: r.id.clone(),
+        queue: r.queue.clone(),
+        number: r.number.clone(),
+        status,
+        agent: agent.to_string(),
+        why: why.to_string(),
+    });
+}
+
 /// What one callback needs.
 struct Placing {
     media: Arc<MediaEngine>,
@@ -164,16 +175,8 @@ async fn place(
     p: Placing,
     done: UnboundedSender<(String, Finished)>,
 ) {
-    let report = |status: &'static str, why: &str| {
-        p.reporter.report(Report::Callback {
-            id: r.id.clone(),
-            queue: r.queue.clone(),
-            number: r.number.clone(),
-            status,
-            agent: agent.clone(),
-            why: why.to_string(),
-        });
-    };
+    let report =
+        |status: &'static str, why: &str| report_step(&p.reporter, &r, status, &agent, why);
     let mut agent_leg = leg::place(
         &p.media,
         LegConfig {
