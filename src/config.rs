@@ -46,6 +46,10 @@
 //!                            # waits this long (hold audio) for an agent, 0: fallback at once
 //!   announce_every_s: 30     # a waiting caller hears their place (and the estimated wait)
 //!                            # 3 s into the wait, then this often; 0: never
+//!   agent_silence_s: 10      # an agent's phone that sends no RTP this long mid-call (and
+//!                            # has not put the call on hold) is gone: the caller hears an
+//!                            # apology and goes back to the head of the queue, or to the
+//!                            # dialplan's fallback; 0: never
 //!   messages_dir: records/messages   # where `voicemail` nodes save messages (QUEUE/CALL.wav)
 //!   callback_uri: "sip:{number}@192.0.2.20"   # where `callback` nodes' callers are called
 //!                            # back (a gateway or trunk); without it, callbacks are refused
@@ -127,6 +131,7 @@ pub struct ServerConfig {
     pub ring_timeout_s: Option<u64>,
     pub queue_wait_s: Option<u64>,
     pub announce_every_s: Option<u64>,
+    pub agent_silence_s: Option<u64>,
     pub messages_dir: Option<std::path::PathBuf>,
     pub callback_uri: Option<String>,
     pub admin_listen: Option<SocketAddr>,
@@ -641,6 +646,9 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
         config.announce_every_s = m
             .get("announce_every_s")
             .and_then(|y| number(y, "announce_every_s", &mut p));
+        config.agent_silence_s = m
+            .get("agent_silence_s")
+            .and_then(|y| number(y, "agent_silence_s", &mut p));
         config.callback_uri = m.get("callback_uri").and_then(|y| {
             let (uri, pos) = text(y, "callback_uri", &mut p)?;
             if !uri.starts_with("sip:") || !uri.contains("{number}") {

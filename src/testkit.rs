@@ -1086,8 +1086,13 @@ pub fn sipp_scenario(scenario: &str) -> Command {
 }
 
 /// A SIPp phone playing `scenario` (`sip-test/`) for `calls` calls on loopback `port`, its
-/// media on a free even port, its peer voxnav at `voxnav`; killed on drop.
+/// media on a free even port, its peer voxnav at `voxnav`; killed on drop. The agents'
+/// scenarios send `dir/agent.ulaw` (written here: a second of quiet room noise) as their RTP.
 pub fn sipp_phone(scenario: &str, calls: u32, port: u16, voxnav: &str, dir: &Path) -> KillOnDrop {
+    let noise: Vec<i16> = (0..8000u32)
+        .map(|i| ((i.wrapping_mul(2_654_435_761) >> 24) as i16 - 128) / 4)
+        .collect();
+    std::fs::write(dir.join("agent.ulaw"), Law::Ulaw.encode(&noise)).unwrap();
     KillOnDrop(
         sipp_scenario(scenario)
             .args(["-m", &calls.to_string(), "-p", &port.to_string()])

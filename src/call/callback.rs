@@ -61,6 +61,7 @@ pub struct Dialer {
     acd: Arc<Acd>,
     reporter: Reporter,
     ring_timeout: Duration,
+    agent_silence: Option<Duration>,
     uri: String,
 }
 
@@ -71,6 +72,7 @@ impl Dialer {
         acd: Arc<Acd>,
         reporter: Reporter,
         ring_timeout: Duration,
+        agent_silence: Option<Duration>,
         uri: String,
     ) -> (UnboundedSender<CallbackRequest>, Dialer) {
         let (tx, requests) = unbounded_channel();
@@ -80,6 +82,7 @@ impl Dialer {
             acd,
             reporter,
             ring_timeout,
+            agent_silence,
             uri,
         };
         (tx, dialer)
@@ -129,6 +132,7 @@ impl Dialer {
                                 acd: self.acd.clone(),
                                 reporter: self.reporter.clone(),
                                 ring_timeout: self.ring_timeout,
+                                agent_silence: self.agent_silence,
                                 uri: callback_uri(&self.uri, &r.number),
                             },
                             done_tx.clone(),
@@ -164,6 +168,8 @@ struct Placing {
     acd: Arc<Acd>,
     reporter: Reporter,
     ring_timeout: Duration,
+    /// Either phone silent this long once answered: the callback ends (`agent_silence_s`).
+    agent_silence: Option<Duration>,
     uri: String,
 }
 
@@ -193,6 +199,7 @@ async fn place(
             ],
             answer_timeout: p.ring_timeout,
             max_queued_frames: Some(5),
+            media_timeout: p.agent_silence,
         },
     );
     // The agent first: they hear the reason (the INVITE's headers) before the caller rings.
@@ -229,6 +236,7 @@ async fn place(
             headers: Vec::new(),
             answer_timeout: Duration::from_secs(30),
             max_queued_frames: Some(5),
+            media_timeout: p.agent_silence,
         },
     );
     let mut connected = false;
@@ -241,6 +249,7 @@ async fn place(
                 Some(LegEvent::Ended { why, .. }) | Some(LegEvent::Failed { reason: why, .. }) => {
                     break format!("the agent hung up: {why}");
                 }
+                Some(LegEvent::MediaStopped) => break "the agent's phone went silent".to_string(),
                 None => break "the agent's leg stopped".to_string(),
                 Some(_) => {}
             },
@@ -256,6 +265,7 @@ async fn place(
                     break format!("the caller did not answer: {status} {reason}");
                 }
                 Some(LegEvent::Ended { why, .. }) => break format!("the caller hung up: {why}"),
+                Some(LegEvent::MediaStopped) => break "the caller's phone went silent".to_string(),
                 None => break "the caller's leg stopped".to_string(),
                 Some(_) => {}
             },

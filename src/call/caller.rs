@@ -267,6 +267,7 @@ pub async fn run(
             headers: Vec::new(),
             answer_timeout: Duration::from_secs(30),
             max_queued_frames: None,
+            media_timeout: None,
         },
     );
     record.call_id = leg.call_id.clone();
@@ -329,7 +330,7 @@ pub async fn run(
                         record.ended = why;
                         break;
                     }
-                    LegEvent::Ringing(_) => {}
+                    LegEvent::Ringing(_) | LegEvent::MediaStopped => {}
                 }
             }
             _ = tick.tick() => {

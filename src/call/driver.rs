@@ -156,6 +156,7 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
         leg: None,
         agent: None,
         queued: None,
+        talking_from: None,
         media: media.clone(),
         hangup: Some(hangup),
     };
@@ -204,6 +205,7 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
             e = async { driver.leg.as_mut().expect("guarded").events.recv().await }, if driver.leg.is_some() => {
                 let now = Instant::now();
                 match e {
+                    Some(LegEvent::MediaStopped) => session.handle_agent(driver.agent_lost(now), now),
                     Some(e) => {
                         if let Some(a) = agent_event(e)
                             && driver.follow_agent(&a, now)
@@ -297,7 +299,7 @@ fn agent_event(e: LegEvent) -> Option<AgentEvent> {
         LegEvent::Failed { status, reason } => AgentEvent::Failed(format!("{status} {reason}")),
         LegEvent::Audio(pcm, _) => AgentEvent::Audio(pcm),
         LegEvent::Ended { why, .. } => AgentEvent::Ended(why),
-        LegEvent::Drained(_) => return None,
+        LegEvent::Drained(_) | LegEvent::MediaStopped => return None,
     })
 }
 
@@ -316,6 +318,9 @@ struct Driver {
     /// The transfer to a queue of the agents file, until an agent answers (the caller hears
     /// the hold audio while it waits or an agent's phone rings).
     queued: Option<Queued>,
+    /// The same once an agent answered, while they talk: the caller goes back to it if the
+    /// agent's phone goes silent.
+    talking_from: Option<Queued>,
     media: crate::net::media::MediaHandle,
     hangup: Option<crate::net::HangupFn>,
 }
@@ -414,6 +419,7 @@ impl Driver {
                 answer_timeout: s.agents.ring_timeout,
                 // Caller audio to the agent is kept short (a relay, not a queue).
                 max_queued_frames: Some(5),
+                media_timeout: s.agents.agent_silence,
             },
         ));
     }
@@ -433,10 +439,11 @@ impl Driver {
                 if let Some(q) = self.queued.take() {
                     self.services.reporter.report(Report::QueueAnswered {
                         call_id: self.call_id.clone(),
-                        queue: q.queue,
+                        queue: q.queue.clone(),
                         agent: agent.clone(),
                         waited: now.saturating_duration_since(q.since),
                     });
+                    self.talking_from = Some(q);
                 }
             }
             AgentEvent::Failed(why) => {
@@ -455,10 +462,55 @@ impl Driver {
             AgentEvent::Ended(_) => {
                 acd.released(&agent, &self.call_id);
                 self.agent = None;
+                self.talking_from = None;
             }
             _ => {}
         }
         true
+    }
+
+    /// The agent's phone sent no RTP for `transfer.agent_silence_s` mid-call: it is gone
+    /// (no BYE came). Its leg is hung up; the agent is not ready; a caller who came through
+    /// a queue goes back to the head of its line at once (the event for the session says
+    /// which: the apology, then the hold audio or the fallback).
+    fn agent_lost(&mut self, now: Instant) -> AgentEvent {
+        let s = self.services.clone();
+        // Dropping the leg hangs it up; its late events are not the caller's.
+        self.leg = None;
+        let agent = self.agent.take().unwrap_or_default();
+        let why = match agent.as_str() {
+            "" => "the agent's phone went silent".to_string(),
+            a => format!("agent {a}'s phone went silent"),
+        };
+        tracing::warn!(%agent, "{why}: no RTP for the agent_silence_s");
+        let back = match &s.agents.acd {
+            Some(acd) if !agent.is_empty() => acd.lost(&agent, &self.call_id),
+            _ => false,
+        };
+        let from = self.talking_from.take();
+        let requeued = match (back, from) {
+            (true, Some(mut q)) => {
+                q.give_up = now + s.agents.queue_wait;
+                // Nobody is rung until the caller has heard the apology (`RejoinQueue`).
+                q.next_try = None;
+                // The apology says they are next; a long wait still hears its place.
+                q.next_announce =
+                    (!s.agents.announce_every.is_zero()).then(|| now + s.agents.announce_every);
+                self.queued = Some(q);
+                true
+            }
+            _ => false,
+        };
+        println!(
+            "voxnav: call {}: {why}; {}",
+            self.call_id,
+            if requeued {
+                "back at the head of the queue"
+            } else {
+                "the transfer's fallback"
+            }
+        );
+        AgentEvent::Lost { requeued, why }
     }
 
     fn hang_up(&mut self, reason: String) {
@@ -672,6 +724,11 @@ impl Driver {
             Output::AgentDigit(d) => {
                 if let Some(l) = &self.leg {
                     let _ = l.commands.send(LegCommand::Digit(d));
+                }
+            }
+            Output::RejoinQueue => {
+                if let Some(q) = self.queued.as_mut() {
+                    q.next_try = Some(Instant::now());
                 }
             }
             Output::CancelTransfer => {

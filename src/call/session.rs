@@ -162,6 +162,9 @@ pub enum Output {
     /// The caller left the queue before an agent answered (a key while waiting): stop
     /// waiting, and stop ringing the agent's phone if it rings.
     CancelTransfer,
+    /// The caller whose agent's phone went silent has heard the apology: ring the next agent
+    /// (before, an agent answering would cut it short).
+    RejoinQueue,
     /// Queue a callback (`call::callback`).
     Callback(crate::call::callback::CallbackRequest),
     /// Save the caller's message for `queue` (8 kHz).
@@ -208,6 +211,12 @@ pub enum AgentEvent {
     Queued {
         position: usize,
         estimated_wait: Option<Duration>,
+    },
+    /// The agent's phone went silent mid-call (it is hung up): the caller is back at the
+    /// head of the queue (`requeued`), or the transfer has failed.
+    Lost {
+        requeued: bool,
+        why: String,
     },
 }
 
@@ -316,6 +325,9 @@ struct Bridge {
     to_agent: u64,
     to_caller: u64,
     hold: HoldAudio,
+    /// Back in the queue after the agent's phone went silent: once the apology has played
+    /// (the hold audio resumes), the driver may ring the next agent (`Output::RejoinQueue`).
+    rejoin_queue: bool,
 }
 
 /// The call's conversation.
@@ -953,6 +965,39 @@ impl CallSession {
                     now,
                 );
             }
+            AgentEvent::Lost { requeued, why } => {
+                if b.state != BridgeState::Connected {
+                    return;
+                }
+                self.transfer_report(TransferStatus::Failed, Some(why.clone()), now);
+                self.stop_playback(); // the agent's last words still queued
+                let plan = &self.engine.hotline().plan;
+                let phrase = if requeued {
+                    Phrase::AgentLostHold
+                } else {
+                    Phrase::AgentLost
+                };
+                let apology = Action::Say {
+                    text: phrase.text(plan).to_string(),
+                    barge_in: false,
+                };
+                // Never dead air: the apology at once, then the hold audio (back in the
+                // queue; the driver rings the next agent) or the transfer's fallback, spoken
+                // as one reply.
+                if requeued {
+                    if let Some(b) = self.bridge.as_mut() {
+                        b.state = BridgeState::Dialling;
+                        b.rejoin_queue = true;
+                    }
+                    self.apply(vec![apology], now);
+                } else {
+                    self.bridge = None;
+                    let step = self.engine.handle(Event::TransferFailed(why));
+                    self.log(&step);
+                    self.apply(std::iter::once(apology).chain(step.actions).collect(), now);
+                    self.after_audio(now);
+                }
+            }
             AgentEvent::Failed(why) | AgentEvent::Ended(why)
                 if b.state == BridgeState::Dialling =>
             {
@@ -1390,6 +1435,7 @@ impl CallSession {
                         to_agent: 0,
                         to_caller: 0,
                         hold: HoldAudio::default(),
+                        rejoin_queue: false,
                     });
                     self.outputs.push_back(Output::Transfer {
                         target,
@@ -1419,6 +1465,13 @@ impl CallSession {
 
     /// Hold audio while the agent's phone rings: 200 ms at a time, one chunk ahead.
     fn queue_hold_audio(&mut self, now: Instant) {
+        let idle = self.idle();
+        if let Some(b) = self.bridge.as_mut()
+            && idle
+            && std::mem::take(&mut b.rejoin_queue)
+        {
+            self.outputs.push_back(Output::RejoinQueue);
+        }
         for _ in 0..2 {
             let Some(b) = self.bridge.as_mut() else {
                 return;
@@ -2198,6 +2251,90 @@ nodes:
         let log = h.take();
         assert!(says(&log, "You are number 1 in the queue."), "{log:?}");
         assert!(!says(&log, "expected wait"));
+    }
+
+    #[test]
+    fn a_caller_whose_agent_vanishes_hears_an_apology_then_waits_or_the_fallback() {
+        let connected = || {
+            let mut h = harness(false);
+            h.first_words("an agent please");
+            h.wait(500);
+            h.s.handle_agent(
+                AgentEvent::Dialling {
+                    uri: "queue:general".into(),
+                },
+                h.now,
+            );
+            h.s.handle_agent(AgentEvent::Answered, h.now);
+            h.s.handle_agent(AgentEvent::Audio(vec![5; 160]), h.now);
+            h.pump();
+            h.take();
+            h
+        };
+        // Back in the queue: the apology, then the hold audio; the caller's audio no longer
+        // goes to the gone agent, and the next agent connects as usual.
+        let mut h = connected();
+        let lost = |requeued| AgentEvent::Lost {
+            requeued,
+            why: "agent alice's phone went silent".into(),
+        };
+        h.s.handle_agent(lost(true), h.now);
+        h.pump();
+        h.wait(1500);
+        let log = h.take();
+        assert!(says(&log, "lost the line to our colleague"), "{log:?}");
+        assert!(says(&log, "you are next in line"), "{log:?}");
+        // Nobody is rung before the apology has played (an answer would cut it short).
+        let at = |f: &dyn Fn(&Output) -> bool| log.iter().position(f);
+        let apology = at(&|o| matches!(o, Output::Synthesize { .. })).unwrap();
+        let rejoin = at(&|o| matches!(o, Output::RejoinQueue)).expect("rejoins the queue");
+        let played = at(&|o| matches!(o, Output::Play { .. })).unwrap();
+        assert!(apology < played && played < rejoin, "{log:?}");
+        assert!(log.iter().any(|o| matches!(
+            o,
+            Output::Report(Report::Transfer {
+                status: TransferStatus::Failed,
+                ..
+            })
+        )));
+        assert!(!log.iter().any(|o| matches!(o, Output::Hangup { .. })));
+        h.wait(1000);
+        let log = h.take();
+        let plays = log
+            .iter()
+            .filter(|o| matches!(o, Output::Play { .. }))
+            .count();
+        assert!(plays >= 3, "the hold audio after the apology: {log:?}");
+        assert!(
+            !log.iter().any(|o| matches!(o, Output::RejoinQueue)),
+            "once: {log:?}"
+        );
+        h.talk(100, true);
+        assert!(!h.take().iter().any(|o| matches!(o, Output::ToAgent(_))));
+        h.s.handle_agent(AgentEvent::Answered, h.now);
+        h.talk(100, true);
+        assert!(h.take().iter().any(|o| matches!(o, Output::ToAgent(_))));
+
+        // No queue to go back to: the apology and the transfer's fallback, as one reply.
+        let mut h = connected();
+        h.s.handle_agent(lost(false), h.now);
+        h.pump();
+        let log = h.take();
+        let texts: Vec<&Vec<String>> = (log.iter())
+            .filter_map(|o| match o {
+                Output::Synthesize { texts, .. } => Some(texts),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts.len(), 1, "{log:?}");
+        assert!(texts[0][0].contains("lost the line"), "{texts:?}");
+        assert!(says(&log, "Nobody is free."), "the fallback: {log:?}");
+        // Before the call: nothing happens.
+        let mut h = harness(false);
+        h.wait(500);
+        h.s.handle_agent(lost(true), h.now);
+        h.pump();
+        assert!(!says(&h.take(), "lost the line"));
     }
 
     #[test]

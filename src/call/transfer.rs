@@ -25,6 +25,9 @@ pub struct AgentDirectory {
     pub queue_wait: Duration,
     /// How often a waiting caller hears their place in the line (zero: never).
     pub announce_every: Duration,
+    /// An agent's phone silent this long mid-call is gone (`transfer.agent_silence_s`;
+    /// None: never).
+    pub agent_silence: Option<Duration>,
     /// Where `voicemail` nodes save the callers' messages (`QUEUE/CALL.wav` and `.json`).
     pub messages_dir: std::path::PathBuf,
     /// Where `callback` nodes' requests go (None: no agents file or no

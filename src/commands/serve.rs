@@ -244,6 +244,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
                 acd.clone(),
                 reporter.clone(),
                 Duration::from_secs(file.ring_timeout_s.unwrap_or(20)),
+                agent_silence(&file),
                 uri.clone(),
             );
             (Some(tx), Some(dialer))
@@ -424,6 +425,12 @@ fn watch_agents(
         .expect("a thread for the agents file");
 }
 
+/// `transfer.agent_silence_s` (default 10 s; 0: never).
+fn agent_silence(file: &voxnav::config::ServerConfig) -> Option<Duration> {
+    let s = file.agent_silence_s.unwrap_or(10);
+    (s > 0).then(|| Duration::from_secs(s))
+}
+
 /// 32 random bytes from the kernel: the key of this run's digest nonces.
 fn random_secret() -> Result<[u8; 32]> {
     use std::io::Read;
@@ -507,6 +514,7 @@ fn hotlines(
         ring_timeout: Duration::from_secs(file.ring_timeout_s.unwrap_or(20)),
         queue_wait: Duration::from_secs(file.queue_wait_s.unwrap_or(60)),
         announce_every: Duration::from_secs(file.announce_every_s.unwrap_or(30)),
+        agent_silence: agent_silence(file),
         messages_dir: (file.messages_dir.clone()).unwrap_or_else(|| "records/messages".into()),
         callbacks,
         acd,

@@ -1,7 +1,7 @@
 //! What voxnav says on its own, not written in any node: reading a value back, "do you mean X
 //! or Y?", the keypad offer when recognition fails, the hand-over when no handler says where
-//! to go, the goodbye when no agent is free, and a waiting caller's place in the queue. Each has an id that a dialplan's `prompts:`
-//! may override, and a default in each language, so a Mandarin hotline never speaks English.
+//! to go, the goodbye when no agent is free, a waiting caller's place in the queue, and the
+//! apology when an agent's phone drops. Each has an id that a dialplan's `prompts:` may override, and a default in each language, so a Mandarin hotline never speaks English.
 
 use super::model::{Dialplan, Language};
 
@@ -28,10 +28,15 @@ pub enum Phrase {
     MessageThanks,
     /// A callback was queued: `{{number}}` is the number, digit by digit.
     CallbackConfirm,
+    /// The agent's phone went silent mid-call and the caller is back at the head of the
+    /// queue.
+    AgentLostHold,
+    /// The same when there is no queue to go back to: the transfer's fallback follows.
+    AgentLost,
 }
 
 impl Phrase {
-    pub const ALL: [Phrase; 10] = [
+    pub const ALL: [Phrase; 12] = [
         Phrase::ConfirmValue,
         Phrase::ChooseEntry,
         Phrase::KeypadOffer,
@@ -42,6 +47,8 @@ impl Phrase {
         Phrase::MessagePrompt,
         Phrase::MessageThanks,
         Phrase::CallbackConfirm,
+        Phrase::AgentLostHold,
+        Phrase::AgentLost,
     ];
 
     /// The prompt id that overrides it.
@@ -57,6 +64,8 @@ impl Phrase {
             Phrase::MessagePrompt => "message_prompt",
             Phrase::MessageThanks => "message_thanks",
             Phrase::CallbackConfirm => "callback_confirm",
+            Phrase::AgentLostHold => "agent_lost_hold",
+            Phrase::AgentLost => "agent_lost",
         }
     }
 
@@ -102,6 +111,12 @@ impl Phrase {
                 "A colleague will call you back at {{number}} as soon as one is free. Goodbye."
             }
             (Phrase::CallbackConfirm, Mandarin) => "客服有空时会回电到{{number}}。再见。",
+            (Phrase::AgentLostHold, English) => {
+                "Sorry, we lost the line to our colleague. Please hold: you are next in line."
+            }
+            (Phrase::AgentLostHold, Mandarin) => "抱歉，与客服的通话中断了。请稍候，您排在第一位。",
+            (Phrase::AgentLost, English) => "Sorry, we lost the line to our colleague.",
+            (Phrase::AgentLost, Mandarin) => "抱歉，与客服的通话中断了。",
         }
     }
 

@@ -412,7 +412,17 @@ impl RtpSession {
         }
     }
 
+    /// The far end is meant to send all the time: the stream is not on hold. A peer that
+    /// holds the call (RFC 3264 section 8.4: `sendonly` or `inactive` from them) often sends
+    /// nothing, which is no sign of a vanished peer.
+    fn expects_rtp(&self) -> bool {
+        (self.media.as_ref()).is_none_or(|m| m.direction == Direction::SendRecv)
+    }
+
     fn tick(&mut self, now: Instant, skip: bool) {
+        if !self.expects_rtp() {
+            self.last_heard = now;
+        }
         if self
             .config
             .inactivity
@@ -1065,6 +1075,26 @@ mod tests {
         s.handle_timeout(t0 + Duration::from_secs(61));
         assert!(events(&mut s).contains(&MediaEvent::Inactive));
         assert_eq!(s.counters().digits, "7");
+    }
+
+    #[test]
+    fn a_far_end_on_hold_sends_nothing_and_is_not_inactive() {
+        let t0 = Instant::now();
+        let config = SessionConfig {
+            inactivity: Some(Duration::from_secs(5)),
+            ..SessionConfig::placed_call(5, Some(5))
+        };
+        let mut held = media("192.0.2.1:4000");
+        held.direction = Direction::RecvOnly; // their `sendonly` hold: maybe nothing comes
+        let mut s = RtpSession::new(config, Some(held), t0);
+        s.handle_timeout(t0 + Duration::from_secs(20));
+        assert!(!events(&mut s).contains(&MediaEvent::Inactive));
+        // Resumed: silence from then on counts.
+        s.update(media("192.0.2.1:4000"));
+        s.handle_timeout(t0 + Duration::from_secs(24));
+        assert!(!events(&mut s).contains(&MediaEvent::Inactive));
+        s.handle_timeout(t0 + Duration::from_secs(26));
+        assert!(events(&mut s).contains(&MediaEvent::Inactive));
     }
 
     #[test]

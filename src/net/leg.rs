@@ -32,6 +32,9 @@ pub struct LegConfig {
     /// Keep at most this many outgoing frames queued (a bridge keeps latency low by dropping
     /// the oldest); None queues everything (a scripted caller).
     pub max_queued_frames: Option<usize>,
+    /// Once answered, no RTP for this long (the far end not on hold) raises
+    /// `LegEvent::MediaStopped`: the phone or its network is gone without a BYE. None: never.
+    pub media_timeout: Option<Duration>,
 }
 
 /// Orders for the leg.
@@ -62,6 +65,9 @@ pub enum LegEvent {
     Audio(Vec<i16>, Instant),
     /// The outgoing queue ran empty: its last frame left at this time.
     Drained(Instant),
+    /// No RTP for `media_timeout` after the answer (raised once): the far end is most
+    /// likely gone. The leg stays up until the owner hangs it up.
+    MediaStopped,
     /// The call is over (either side hung up); packets sent and received.
     Ended {
         why: String,
@@ -210,6 +216,7 @@ async fn run(
     let mut early: Vec<LegCommand> = Vec::new();
     let (media_tx, mut media_rx) = unbounded_channel::<FromMedia>();
     let mut hanging_up = false;
+    let mut media_stopped = false;
     let mut commands_open = true;
     let mut sip_buf = vec![0u8; 4096];
     let mut why = String::new();
@@ -232,7 +239,10 @@ async fn run(
                         UacEvent::Answered(m) => {
                             if let Some(socket) = rtp.take() {
                                 let session = RtpSession::new(
-                                    SessionConfig::placed_call(random_ssrc(&config.target), config.max_queued_frames),
+                                    SessionConfig {
+                                        inactivity: config.media_timeout,
+                                        ..SessionConfig::placed_call(random_ssrc(&config.target), config.max_queued_frames)
+                                    },
                                     Some(m),
                                     Instant::now(),
                                 );
@@ -303,6 +313,12 @@ async fn run(
                 FromMedia::Event(MediaEvent::PlayedOut { mark, at }) => {
                     if media.as_ref().is_some_and(|m| m.last_mark == mark) {
                         let _ = events.send(LegEvent::Drained(at));
+                    }
+                }
+                FromMedia::Event(MediaEvent::Inactive) => {
+                    if !media_stopped {
+                        media_stopped = true;
+                        let _ = events.send(LegEvent::MediaStopped);
                     }
                 }
                 FromMedia::Event(_) => {}

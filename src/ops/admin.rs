@@ -243,6 +243,7 @@ async fn queues(State(config): State<AdminConfig>) -> impl IntoResponse {
                 "service_level": ratio(t.answered_in_time, t.answered),
                 "abandoned": t.abandoned,
                 "timed_out": t.timed_out,
+                "agent_lost": t.agent_lost,
                 "handled": t.handled,
                 "average_talk_s": (t.handled > 0).then(|| t.talk.as_secs_f64() / t.handled as f64),
             })

@@ -311,7 +311,8 @@ impl Metrics {
     /// Exports the ACD's queues and agents, read at each scrape:
     /// `voxnav_queue_waiting{queue}`, `voxnav_queue_longest_wait_seconds{queue}`,
     /// `voxnav_queue_agents{queue,state}`, `voxnav_queue_calls_total{queue,event}` (offered,
-    /// answered, answered_in_time: within `routing::SERVICE_LEVEL`, abandoned, timed_out),
+    /// answered, answered_in_time: within `routing::SERVICE_LEVEL`, abandoned, timed_out,
+    /// agent_lost),
     /// `voxnav_queue_talk_seconds_total{queue}`, `voxnav_agent_calls_total{agent}` and
     /// `voxnav_agent_talk_seconds_total{agent}`. Labels are the agents file's queue names and
     /// agent ids.
@@ -566,7 +567,7 @@ impl prometheus_client::collector::Collector for QueueCollector {
         let mut family = encoder.encode_descriptor(
             "queue_calls",
             "Callers of the queue: offered, answered, answered_in_time (service level), \
-             abandoned, timed_out.",
+             abandoned, timed_out, agent_lost (the agent's phone went silent mid-call).",
             None,
             MetricType::Counter,
         )?;
@@ -578,6 +579,7 @@ impl prometheus_client::collector::Collector for QueueCollector {
                 ("answered_in_time", t.answered_in_time),
                 ("abandoned", t.abandoned),
                 ("timed_out", t.timed_out),
+                ("agent_lost", t.agent_lost),
             ] {
                 let labels = vec![("queue", f.name.clone()), ("event", event.to_string())];
                 ConstCounter::new(n).encode(family.encode_family(&labels)?)?;

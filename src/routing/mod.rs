@@ -124,6 +124,9 @@ struct Waiter {
     since: Instant,
     /// An agent's phone rings for this caller: not ahead of anyone meanwhile.
     ringing: bool,
+    /// Back in the line after an agent's phone went silent mid-call (already counted as
+    /// offered and answered once).
+    returned: bool,
 }
 
 /// Why a caller left a queue's line.
@@ -148,6 +151,9 @@ pub struct QueueTotals {
     pub answered_in_time: u64,
     pub abandoned: u64,
     pub timed_out: u64,
+    /// Answered, then the agent's phone went silent mid-call: the caller went back to the
+    /// head of the line.
+    pub agent_lost: u64,
     /// Calls whose agent finished talking, and their talking time.
     pub handled: u64,
     pub talk: Duration,
@@ -269,6 +275,7 @@ impl Router {
             seq: self.next_seq,
             since: now,
             ringing: false,
+            returned: false,
         });
         line.sort_by_key(|w| (std::cmp::Reverse(w.priority), w.seq));
         self.totals.entry(queue.to_string()).or_default().offered += 1;
@@ -414,12 +421,18 @@ impl Router {
         }
         let found = (self.waiting.iter()).find_map(|(queue, line)| {
             let w = line.iter().find(|w| w.call == call)?;
-            Some((queue.clone(), now.saturating_duration_since(w.since)))
+            Some((
+                queue.clone(),
+                now.saturating_duration_since(w.since),
+                w.returned,
+            ))
         });
-        if let Some((queue, waited)) = found {
-            let totals = self.totals.entry(queue.clone()).or_default();
-            totals.answered += 1;
-            totals.answered_in_time += u64::from(waited <= SERVICE_LEVEL);
+        if let Some((queue, waited, returned)) = found {
+            if !returned {
+                let totals = self.totals.entry(queue.clone()).or_default();
+                totals.answered += 1;
+                totals.answered_in_time += u64::from(waited <= SERVICE_LEVEL);
+            }
             self.talking.insert(call.to_string(), queue);
             self.leave(call, Leaving::Elsewhere);
         }
@@ -435,6 +448,36 @@ impl Router {
         }
         self.stop_ringing(call);
         self.set(agent, AgentState::Break, now)
+    }
+
+    /// The agent's phone went silent in the middle of `call` (no RTP: the phone or its
+    /// network is gone): the agent is not ready, and the caller goes back to the head of
+    /// the queue's line, ahead of everyone, keeping the wait they had. False when the agent
+    /// was not talking on `call` (nothing changes).
+    pub fn lost(&mut self, agent: &str, call: &str, now: Instant) -> (bool, Option<Change>) {
+        let on_call = matches!(&self.agents.get(agent).map(|s| &s.state), Some(AgentState::OnCall(c)) if c == call);
+        if !on_call {
+            return (false, None);
+        }
+        let change = self.set(agent, AgentState::Break, now);
+        let Some(queue) = self.talking.remove(call) else {
+            return (false, change);
+        };
+        self.totals.entry(queue.clone()).or_default().agent_lost += 1;
+        let line = self.waiting.entry(queue).or_default();
+        line.retain(|w| w.call != call);
+        line.insert(
+            0,
+            Waiter {
+                call: call.to_string(),
+                priority: u8::MAX,
+                seq: 0,
+                since: now,
+                ringing: false,
+                returned: true,
+            },
+        );
+        (true, change)
     }
 
     fn stop_ringing(&mut self, call: &str) {
@@ -600,6 +643,14 @@ impl Acd {
 
     pub fn not_answered(&self, agent: &str, call: &str) {
         self.print(self.router().not_answered(agent, call, Instant::now()));
+    }
+
+    /// The agent's phone went silent mid-call: true when the caller is back at the head of
+    /// the line (see `Router::lost`).
+    pub fn lost(&self, agent: &str, call: &str) -> bool {
+        let (back, change) = self.router().lost(agent, call, Instant::now());
+        self.print(change);
+        back
     }
 
     pub fn released(&self, agent: &str, call: &str) {
@@ -776,6 +827,47 @@ mod tests {
     }
 
     #[test]
+    fn a_caller_whose_agent_went_silent_goes_back_to_the_head_of_the_line() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut r = Router::new(Duration::from_secs(10));
+        r.set_agents(&book(), t0);
+        let all = |_: &str| true;
+        r.request("ben", Requested::Available, t0).unwrap();
+        r.wait("billing", "first", 0, t0);
+        assert_eq!(r.pick("billing", "first", 0, all, t0).unwrap().0, "ben");
+        r.answered("ben", "first", at(1)).unwrap();
+        // Meanwhile an upset caller waits; nobody is free.
+        r.wait("billing", "upset", 9, at(2));
+        // Not on that call: nothing changes.
+        assert_eq!(r.lost("ann", "first", at(3)), (false, None));
+        assert_eq!(r.lost("ben", "other", at(3)), (false, None));
+        let (back, change) = r.lost("ben", "first", at(3));
+        assert!(back);
+        assert_eq!(
+            change.unwrap().state,
+            "break",
+            "a silent phone is not offered again"
+        );
+        // Back at the head of the line, ahead of any priority.
+        assert_eq!(r.position("billing", "first").unwrap().position, 1);
+        assert_eq!(r.position("billing", "upset").unwrap().position, 2);
+        r.request("ann", Requested::Available, at(4)).unwrap();
+        assert!(r.pick("billing", "upset", 9, all, at(4)).is_none());
+        assert_eq!(r.pick("billing", "first", 0, all, at(4)).unwrap().0, "ann");
+        r.answered("ann", "first", at(5)).unwrap();
+        let t = &r
+            .queues(at(5))
+            .into_iter()
+            .find(|q| q.name == "billing")
+            .unwrap()
+            .totals;
+        // Offered and answered once each, however often an agent was lost.
+        assert_eq!((t.offered, t.answered, t.agent_lost), (2, 1, 1));
+        assert_eq!(t.handled, 0, "the lost agent's talk is not a handled call");
+    }
+
+    #[test]
     fn the_queue_figures_count_service_level_abandons_and_estimate_the_wait() {
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
@@ -825,6 +917,7 @@ mod tests {
                 answered_in_time: 1,
                 abandoned: 1,
                 timed_out: 1,
+                agent_lost: 0,
                 handled: 1,
                 talk: Duration::from_secs(90),
             }
