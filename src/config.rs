@@ -50,6 +50,9 @@
 //!                            # has not put the call on hold) is gone: the caller hears an
 //!                            # apology and goes back to the head of the queue, or to the
 //!                            # dialplan's fallback; 0: never
+//!   assist: true             # agent assist: what a caller says to an agent is recognised
+//!                            # and matched against the knowledge base for the agent's
+//!                            # desktop (a recognition per utterance); false: off
 //!   messages_dir: records/messages   # where `voicemail` nodes save messages (QUEUE/CALL.wav)
 //!   callback_uri: "sip:{number}@192.0.2.20"   # where `callback` nodes' callers are called
 //!                            # back (a gateway or trunk); without it, callbacks are refused
@@ -132,6 +135,7 @@ pub struct ServerConfig {
     pub queue_wait_s: Option<u64>,
     pub announce_every_s: Option<u64>,
     pub agent_silence_s: Option<u64>,
+    pub assist: Option<bool>,
     pub messages_dir: Option<std::path::PathBuf>,
     pub callback_uri: Option<String>,
     pub admin_listen: Option<SocketAddr>,
@@ -649,6 +653,9 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
         config.agent_silence_s = m
             .get("agent_silence_s")
             .and_then(|y| number(y, "agent_silence_s", &mut p));
+        config.assist = m
+            .get("assist")
+            .and_then(|y| crate::dialplan::read::boolean(y, "assist", &mut p));
         config.callback_uri = m.get("callback_uri").and_then(|y| {
             let (uri, pos) = text(y, "callback_uri", &mut p)?;
             if !uri.starts_with("sip:") || !uri.contains("{number}") {

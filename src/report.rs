@@ -223,6 +223,24 @@ pub enum Report {
         agent: String,
         why: String,
     },
+    /// The agent wrapped the call up on the desktop: a code and notes (`ops::desk`).
+    WrapUp {
+        call_id: String,
+        agent: String,
+        code: String,
+        notes: String,
+    },
+    /// What the caller said while talking to an agent, and what the knowledge base and the
+    /// router make of it: shown on the agent's desktop (agent assist).
+    Assist {
+        call_id: String,
+        text: String,
+        /// The intent the router picks (None: out of scope).
+        intent: Option<String>,
+        /// The knowledge entry that answers it best, if it scores over the hotline's
+        /// threshold.
+        suggestion: Option<Suggestion>,
+    },
     /// A caller's message was saved for a queue (a `voicemail` node).
     MessageSaved {
         call_id: String,
@@ -289,4 +307,13 @@ impl Collect {
     pub fn take(&self) -> Vec<Report> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
+}
+
+/// A knowledge entry suggested to an agent (`Report::Assist`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Suggestion {
+    pub id: String,
+    pub topic: String,
+    pub answer: String,
+    pub score: f32,
 }

@@ -1041,7 +1041,8 @@ impl Drop for Postgres {
     }
 }
 
-/// `voxnav serve` on loopback with `args` (after `--sip-listen 127.0.0.1:0 --no-records`):
+/// `voxnav serve` on loopback with `args` (after `--sip-listen 127.0.0.1:0`, and `--no-records`
+/// unless `args` give `--records`):
 /// the process, its stdout lines, and the SIP address it listens on, once it is ready.
 pub fn serve_ready<S: AsRef<std::ffi::OsStr>>(
     exe: &str,
@@ -1050,7 +1051,9 @@ pub fn serve_ready<S: AsRef<std::ffi::OsStr>>(
     use std::time::Duration;
     let mut server = KillOnDrop(
         Command::new(exe)
-            .args(["serve", "--sip-listen", "127.0.0.1:0", "--no-records"])
+            .args(["serve", "--sip-listen", "127.0.0.1:0"])
+            // No records unless the test asks for them.
+            .args((!args.iter().any(|a| a.as_ref() == "--records")).then_some("--no-records"))
             .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())

@@ -138,7 +138,7 @@ fn postgresql_records_read_exactly_as_sqlite_records_do() {
     let applied = again
         .row("SELECT COUNT(*) FROM voxnav_migrations", &[])
         .unwrap();
-    assert_eq!(applied.int(0), 3, "the three schema steps");
+    assert_eq!(applied.int(0), 4, "the four schema steps");
     drop(pg);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -144,7 +144,8 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
         engine,
         services.registry.version(),
         detector,
-    );
+    )
+    .with_assist(services.agents.assist);
     let (done_tx, mut done_rx) = unbounded_channel::<Done>();
     let mut driver = Driver {
         call_id: call_id.clone(),

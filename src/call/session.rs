@@ -374,6 +374,11 @@ pub struct CallSession {
     transfer_reason: Option<String>,
     /// The caller's message being recorded (a `voicemail` node).
     message: Option<Message>,
+    /// Agent assist: while the caller talks to an agent, each of their utterances is
+    /// recognised and matched against the knowledge base for the agent's desktop.
+    assist: bool,
+    /// Recognitions of assist utterances in flight.
+    assist_jobs: Vec<u64>,
     ended: bool,
 }
 
@@ -448,8 +453,17 @@ impl CallSession {
             reached_agent: false,
             transfer_reason: None,
             message: None,
+            assist: false,
+            assist_jobs: Vec::new(),
             ended: false,
         }
+    }
+
+    /// Turns agent assist on (`transfer.assist`): it costs a recognition per utterance the
+    /// caller says to an agent.
+    pub fn with_assist(mut self, on: bool) -> Self {
+        self.assist = on;
+        self
     }
 
     pub fn call_id(&self) -> &str {
@@ -541,6 +555,9 @@ impl CallSession {
             if b.state == BridgeState::Connected {
                 b.to_agent += 1;
                 self.outputs.push_back(Output::ToAgent(pcm.to_vec()));
+                if self.assist {
+                    self.assist_frame(pcm);
+                }
             }
             return;
         }
@@ -549,6 +566,62 @@ impl CallSession {
         while let Some(event) = self.turn.poll_event() {
             self.on_turn_event(event, now);
         }
+    }
+
+    /// 20 ms of what the caller says to the agent: each utterance the turn detector ends is
+    /// recognised (queued like any turn) for agent assist. Nothing else of turn-taking
+    /// applies: the agent, not the bot, answers.
+    fn assist_frame(&mut self, pcm: &[i16]) {
+        let frame: Vec<f32> = pcm.iter().map(|&s| s as f32 / 32_768.0).collect();
+        self.turn.handle_frame(&frame);
+        while let Some(event) = self.turn.poll_event() {
+            match event {
+                TurnEvent::Consult { id, audio } => {
+                    self.outputs.push_back(Output::JudgeTurn { job: id, audio });
+                }
+                TurnEvent::Utterance { audio, .. } => {
+                    let job = self.id();
+                    self.assist_jobs.push(job);
+                    self.outputs.push_back(Output::Recognize {
+                        job,
+                        audio,
+                        speculative: false,
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// An assist utterance was recognised: what the router and the knowledge base make of
+    /// it goes to the agent's desktop (`Report::Assist`).
+    fn assist_heard(&mut self, heard: Heard) {
+        let Ok((text, _)) = heard else { return };
+        let text = text.trim().to_string();
+        if text.is_empty() {
+            return;
+        }
+        let hotline = self.engine.hotline();
+        let embedding = hotline.embedder.embed(&text);
+        let intent = hotline.router.classify_embedded(&embedding, &text).intent;
+        let suggestion = (hotline.kb.best_embedded(&embedding, &text))
+            .filter(|m| m.score >= hotline.plan.settings.kb_threshold)
+            .and_then(|m| {
+                let entry = hotline.kb.entry(&m.id)?;
+                Some(crate::report::Suggestion {
+                    id: entry.id.clone(),
+                    topic: entry.topic.clone(),
+                    answer: entry.answer.clone(),
+                    score: (m.score * 1000.0).round() / 1000.0,
+                })
+            });
+        let call_id = self.call_id.clone();
+        self.report(Report::Assist {
+            call_id,
+            text,
+            intent,
+            suggestion,
+        });
     }
 
     fn on_turn_event(&mut self, event: TurnEvent, now: Instant) {
@@ -822,6 +895,13 @@ impl CallSession {
 
     /// Recognition finished (or failed, or was declined).
     pub fn handle_recognized(&mut self, job: u64, heard: Heard, now: Instant) {
+        if let Some(i) = self.assist_jobs.iter().position(|&j| j == job) {
+            self.assist_jobs.swap_remove(i);
+            if !self.ended {
+                self.assist_heard(heard);
+            }
+            return;
+        }
         if let Some(s) = self.speculation.as_mut()
             && s.job == job
         {

@@ -28,6 +28,9 @@ pub struct AgentDirectory {
     /// An agent's phone silent this long mid-call is gone (`transfer.agent_silence_s`;
     /// None: never).
     pub agent_silence: Option<Duration>,
+    /// Agent assist (`transfer.assist`): the caller's words to an agent are recognised
+    /// and matched against the knowledge base for the agent's desktop.
+    pub assist: bool,
     /// Where `voicemail` nodes save the callers' messages (`QUEUE/CALL.wav` and `.json`).
     pub messages_dir: std::path::PathBuf,
     /// Where `callback` nodes' requests go (None: no agents file or no

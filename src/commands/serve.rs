@@ -231,9 +231,22 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
     if let Some(acd) = &acd {
         observers.push(acd.clone());
     }
+    let desk = (acd.as_ref()).map(|acd| {
+        Arc::new(voxnav::ops::desk::Desk::new(
+            agent_book.clone(),
+            acd.clone(),
+            live.clone(),
+        ))
+    });
+    if let Some(desk) = &desk {
+        observers.push(desk.clone());
+    }
     let reporter = Reporter::new(observers);
     if let Some(acd) = &acd {
         acd.report_to(reporter.clone());
+    }
+    if let Some(desk) = &desk {
+        desk.report_to(reporter.clone());
     }
     let media = MediaEngine::start(args.media_threads.or(file.media_threads).unwrap_or(1))?;
     // Callbacks need agents to place them and somewhere to call: started with the runtime.
@@ -311,6 +324,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
                     .collect(),
                 agents: agent_book.clone(),
                 acd: acd.clone(),
+                desk: desk.clone(),
             },
         )
     });
@@ -515,6 +529,7 @@ fn hotlines(
         queue_wait: Duration::from_secs(file.queue_wait_s.unwrap_or(60)),
         announce_every: Duration::from_secs(file.announce_every_s.unwrap_or(30)),
         agent_silence: agent_silence(file),
+        assist: file.assist.unwrap_or(true),
         messages_dir: (file.messages_dir.clone()).unwrap_or_else(|| "records/messages".into()),
         callbacks,
         acd,

@@ -57,6 +57,8 @@ pub struct AdminConfig {
     pub agents: Arc<std::sync::Mutex<Option<crate::agents::AgentBook>>>,
     /// The agents' states (with an agents file).
     pub acd: Option<Arc<crate::routing::Acd>>,
+    /// The agent desktop (`/agent`, with an agents file).
+    pub desk: Option<Arc<super::desk::Desk>>,
 }
 
 /// A hotline as the admin API sees it.
@@ -132,6 +134,7 @@ pub fn router(config: AdminConfig) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
         .merge(api)
+        .merge(super::desk::router(config.desk.clone()))
         .with_state(config)
 }
 

@@ -32,6 +32,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "queues_and_agents",
         include_str!("../../migrations/sqlite/0003_queues_and_agents.sql"),
     ),
+    (
+        4,
+        "wrap_up",
+        include_str!("../../migrations/sqlite/0004_wrap_up.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -48,6 +53,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "queues_and_agents",
         include_str!("../../migrations/postgres/0003_queues_and_agents.sql"),
+    ),
+    (
+        4,
+        "wrap_up",
+        include_str!("../../migrations/postgres/0004_wrap_up.sql"),
     ),
 ];
 

@@ -72,6 +72,20 @@ impl Observer for StdoutLines {
                 print_record("transfer", &json);
                 tracing::info!(%agent, status = status.name(), %why, "transfer");
             }
+            Report::Assist {
+                call_id,
+                text,
+                intent,
+                suggestion,
+            } => {
+                let json = serde_json::json!({
+                    "call": call_id,
+                    "text": text,
+                    "intent": intent,
+                    "suggestion": suggestion,
+                });
+                print_record("assist", &json);
+            }
             Report::AsrUnavailable { why, .. } => {
                 tracing::warn!("ASR unavailable, offering the keypad: {why}");
             }

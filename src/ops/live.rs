@@ -21,7 +21,23 @@ pub struct LiveCall {
     pub transcript: Vec<String>,
     /// "bot", "transfer ringing", "with agent".
     pub state: String,
+    /// The latest intent the router recognised, and every slot value filled so far.
+    pub intent: Option<String>,
+    pub slots: serde_json::Map<String, serde_json::Value>,
+    /// Why the bot transferred the call (None: not transferred).
+    pub transfer_reason: Option<String>,
+    /// When the transfer began (Unix ms): the caller's wait for an agent.
+    pub transfer_ms: Option<u64>,
+    /// What the transfer last dialled (`queue:general` while waiting, then the agent's
+    /// phone or the seat's SIP URI).
+    pub target: Option<String>,
+    /// Agent assist: what the caller said to the agent, with the intent and knowledge entry
+    /// it matches (`Report::Assist`), oldest first.
+    pub assist: Vec<serde_json::Value>,
 }
+
+/// The most assist lines a call keeps (the newest).
+const ASSIST_KEPT: usize = 50;
 
 /// Unix time now in milliseconds.
 pub fn now_ms() -> u64 {
@@ -121,16 +137,50 @@ impl Observer for LiveView {
                 c.node = record["node"].as_str().unwrap_or_default().to_string();
                 c.turns = record["turn"].as_u64().unwrap_or(0) as u32;
                 c.transcript = transcript.clone();
+                if let Some(intent) = record["intent"].as_str() {
+                    c.intent = Some(intent.to_string());
+                }
+                if let Some(slots) = record["slots"].as_object() {
+                    c.slots.extend(slots.clone());
+                }
+            }),
+            Report::TransferRequested { call_id, reason } => self.update(call_id, |c| {
+                c.transfer_reason = Some(reason.clone());
+                c.transfer_ms = Some(now_ms());
+            }),
+            Report::Assist {
+                call_id,
+                text,
+                intent,
+                suggestion,
+            } => self.update(call_id, |c| {
+                if c.assist.len() >= ASSIST_KEPT {
+                    c.assist.remove(0);
+                }
+                c.assist.push(serde_json::json!({
+                    "at_ms": now_ms(),
+                    "text": text,
+                    "intent": intent,
+                    "suggestion": suggestion,
+                }));
             }),
             Report::Transfer {
-                call_id, status, ..
+                call_id,
+                status,
+                agent,
+                ..
             } => {
                 let state = match status {
                     TransferStatus::Dialling => "transfer ringing",
                     TransferStatus::Connected => "with agent",
                     TransferStatus::Failed | TransferStatus::Ended => "bot",
                 };
-                self.update(call_id, |c| c.state = state.into());
+                self.update(call_id, |c| {
+                    c.state = state.into();
+                    if *status == TransferStatus::Dialling {
+                        c.target = Some(agent.clone());
+                    }
+                });
             }
             Report::CallEnded { call_id, .. } => {
                 self.lock().remove(call_id);

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod db;
+pub mod desk;
 pub mod lines;
 pub mod live;
 pub mod log;

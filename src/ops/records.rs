@@ -57,6 +57,14 @@ pub enum RecordEvent {
         agent: String,
         waited_ms: u64,
     },
+    /// The agent's wrap-up of a call.
+    WrapUp {
+        call_id: String,
+        agent: String,
+        code: String,
+        notes: String,
+        at_ms: u64,
+    },
     /// An agent's state changed.
     AgentState {
         agent: String,
@@ -302,6 +310,18 @@ impl crate::report::Observer for RecordStore {
                 queue: queue.clone(),
                 agent: agent.clone(),
                 waited_ms: waited.as_millis() as u64,
+            }),
+            Report::WrapUp {
+                call_id,
+                agent,
+                code,
+                notes,
+            } => self.send(RecordEvent::WrapUp {
+                call_id: call_id.clone(),
+                agent: agent.clone(),
+                code: code.clone(),
+                notes: notes.clone(),
+                at_ms: now,
             }),
             Report::AgentState { agent, state } => self.send(RecordEvent::AgentState {
                 agent: agent.clone(),
@@ -576,6 +596,24 @@ pub fn write(db: &mut Records, event: &RecordEvent) -> Result<(), DbError> {
                 (*waited_ms).into(),
             ],
         ),
+        // Only the agent who answered the call wraps it up.
+        RecordEvent::WrapUp {
+            call_id,
+            agent,
+            code,
+            notes,
+            at_ms,
+        } => db.execute(
+            "UPDATE calls SET wrap_up_code = ?3, wrap_up_notes = ?4, wrap_up_ms = ?5 \
+             WHERE call_id = ?1 AND agent = ?2",
+            &[
+                call_id.into(),
+                agent.into(),
+                code.into(),
+                notes.into(),
+                (*at_ms).into(),
+            ],
+        ),
         RecordEvent::AgentState {
             agent,
             state,
@@ -628,6 +666,21 @@ mod tests {
                 at_ms: 1600,
                 server: Some("node-1".into()),
             },
+            // Only the agent who answered may wrap it up.
+            RecordEvent::WrapUp {
+                call_id: "q1".into(),
+                agent: "bob".into(),
+                code: "spam".into(),
+                notes: String::new(),
+                at_ms: 1700,
+            },
+            RecordEvent::WrapUp {
+                call_id: "q1".into(),
+                agent: "alice".into(),
+                code: "resolved".into(),
+                notes: "refund explained".into(),
+                at_ms: 1800,
+            },
         ] {
             write(&mut db, &event).unwrap();
         }
@@ -639,6 +692,13 @@ mod tests {
                 call.call.queue_wait_ms
             ),
             (Some("general"), Some("alice"), Some(4200))
+        );
+        assert_eq!(
+            (
+                call.call.wrap_up_code.as_deref(),
+                call.call.wrap_up_notes.as_deref()
+            ),
+            (Some("resolved"), Some("refund explained"))
         );
         let states = db
             .rows(

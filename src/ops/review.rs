@@ -227,7 +227,7 @@ mod tests {
         // Calls a, b, c start a second apart.
         let started = 1000 * (1 + i64::from(call.as_bytes()[0] - b'a'));
         db.execute(
-            "INSERT INTO calls VALUES (?1, '+1555', 'shop', 1, ?2, NULL, ?3, NULL, NULL, NULL, NULL, NULL)",
+            "INSERT INTO calls VALUES (?1, '+1555', 'shop', 1, ?2, NULL, ?3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
             &[call.into(), started.into(), outcome.into()],
         )
         .unwrap();

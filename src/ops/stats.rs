@@ -139,6 +139,9 @@ pub struct CallRow {
     pub queue: Option<String>,
     pub agent: Option<String>,
     pub queue_wait_ms: Option<u64>,
+    /// The agent's wrap-up on the desktop: a code and notes (None: not wrapped up).
+    pub wrap_up_code: Option<String>,
+    pub wrap_up_notes: Option<String>,
 }
 
 /// One call with every turn's decision record.
@@ -490,7 +493,7 @@ pub fn summary(db: &mut Records, range: Range, bucket_ms: u64) -> Result<Summary
 
 const CALL_COLUMNS: &str = "c.call_id, c.caller, c.hotline, c.dialplan_version, c.started_ms, \
      c.ended_ms, c.outcome, c.transfer_reason, (SELECT COUNT(*) FROM turns WHERE call_id = c.call_id), \
-     c.server, c.queue, c.agent, c.queue_wait_ms";
+     c.server, c.queue, c.agent, c.queue_wait_ms, c.wrap_up_code, c.wrap_up_notes";
 
 fn call_row(r: &Row) -> CallRow {
     CallRow {
@@ -507,6 +510,8 @@ fn call_row(r: &Row) -> CallRow {
         queue: r.opt_text(10),
         agent: r.opt_text(11),
         queue_wait_ms: r.opt_int(12).map(|v| v.max(0) as u64),
+        wrap_up_code: r.opt_text(13),
+        wrap_up_notes: r.opt_text(14),
     }
 }
 
@@ -605,7 +610,7 @@ mod tests {
     fn call(db: &mut Records, id: &str, started: i64, ended: Option<i64>, outcome: Option<&str>) {
         let reason = (outcome == Some("transferred")).then_some("caller asked for a person");
         db.execute(
-            "INSERT INTO calls VALUES (?1, 'sip:a@x', 'demo', 1, ?2, ?3, ?4, ?5, NULL, NULL, NULL, NULL)",
+            "INSERT INTO calls VALUES (?1, 'sip:a@x', 'demo', 1, ?2, ?3, ?4, ?5, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
             &[
                 id.into(),
                 started.into(),
@@ -645,7 +650,7 @@ mod tests {
             serde_json::json!({"intent": "order_status"}),
         );
         db.execute(
-            "INSERT INTO calls VALUES ('z', 'sip:a@x', 'O''Brien''s line', 1, 20, 30, 'abandoned', NULL, NULL, NULL, NULL, NULL)",
+            "INSERT INTO calls VALUES ('z', 'sip:a@x', 'O''Brien''s line', 1, 20, 30, 'abandoned', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
             &[],
         )
         .unwrap();
@@ -838,7 +843,7 @@ mod tests {
         let day: i64 = 86_400_000;
         let mut from = |id: &str, caller: &str, started: i64, ended: bool, topic: &str| {
             db.execute(
-                "INSERT INTO calls VALUES (?1, ?2, 'demo', 1, ?3, ?4, ?5, NULL, NULL, NULL, NULL, NULL)",
+                "INSERT INTO calls VALUES (?1, ?2, 'demo', 1, ?3, ?4, ?5, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
                 &[
                     id.into(),
                     caller.into(),

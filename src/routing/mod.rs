@@ -513,6 +513,25 @@ impl Router {
         }
     }
 
+    /// The queue a call waits in or was answered from.
+    pub fn queue_of(&self, call: &str) -> Option<&str> {
+        if let Some(queue) = self.talking.get(call) {
+            return Some(queue);
+        }
+        (self.waiting.iter())
+            .find(|(_, line)| line.iter().any(|w| w.call == call))
+            .map(|(queue, _)| queue.as_str())
+    }
+
+    /// The call an agent's phone rings for or talks on (true: talking).
+    pub fn call_of(&self, agent: &str) -> Option<(&str, bool)> {
+        match &self.agents.get(agent)?.state {
+            AgentState::Ringing(call) => Some((call, false)),
+            AgentState::OnCall(call) => Some((call, true)),
+            _ => None,
+        }
+    }
+
     /// Every agent's calls handled and talking time since the start.
     pub fn agent_totals(&self) -> BTreeMap<String, (u64, Duration)> {
         (self.agents.iter())
@@ -655,6 +674,14 @@ impl Acd {
 
     pub fn released(&self, agent: &str, call: &str) {
         self.print(self.router().released(agent, call, Instant::now()));
+    }
+
+    /// The call an agent's phone rings for or talks on (true: talking).
+    pub fn call_of(&self, agent: &str) -> Option<(String, bool, Option<String>)> {
+        let router = self.router();
+        let (call, talking) = router.call_of(agent)?;
+        let queue = router.queue_of(call).map(str::to_string);
+        Some((call.to_string(), talking, queue))
     }
 
     /// Every agent's state and for how long (seconds), wrap-ups that are over ended first.

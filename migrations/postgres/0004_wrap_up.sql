@@ -1,0 +1,5 @@
+-- The agent's wrap-up of a call (issue 15, the agent desktop): the code they chose (a
+-- contact centre's disposition: resolved, follow_up, ...), their notes, and when.
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS wrap_up_code text;
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS wrap_up_notes text;
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS wrap_up_ms bigint;
