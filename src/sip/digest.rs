@@ -216,6 +216,9 @@ pub struct Verifier {
     config: DigestConfig,
     secret: [u8; 32],
     epoch: Instant,
+    /// Nonces issued so far: each nonce is unique, so two phones challenged in the same
+    /// millisecond do not share one (the second's first answer would look like a replay).
+    issued: std::sync::atomic::AtomicU64,
     /// The highest nonce count accepted per nonce, with the order nonces were first seen.
     counts: HashMap<String, u32>,
     order: std::collections::VecDeque<String>,
@@ -236,6 +239,7 @@ impl Verifier {
             secret: config.secret,
             config,
             epoch: now,
+            issued: std::sync::atomic::AtomicU64::new(0),
             counts: HashMap::new(),
             order: Default::default(),
         }
@@ -256,10 +260,12 @@ impl Verifier {
         hex(&mac.finalize().into_bytes()[..16])
     }
 
-    /// A fresh nonce.
+    /// A fresh nonce: when it was issued (ms since the verifier started) and a serial
+    /// number, with their MAC.
     pub fn nonce(&self, now: Instant) -> String {
+        let serial = (self.issued).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stamp = format!(
-            "{:x}",
+            "{:x}-{serial:x}",
             now.saturating_duration_since(self.epoch).as_millis()
         );
         format!("{stamp}.{}", self.mac(&stamp))
@@ -289,7 +295,8 @@ impl Verifier {
         if !constant_time_eq(expected.as_bytes(), mac.as_bytes()) {
             return None;
         }
-        let issued = Duration::from_millis(u64::from_str_radix(stamp, 16).ok()?);
+        let millis = stamp.split_once('-').map_or(stamp, |(ms, _)| ms);
+        let issued = Duration::from_millis(u64::from_str_radix(millis, 16).ok()?);
         Some(
             now.saturating_duration_since(self.epoch)
                 .saturating_sub(issued),
@@ -446,8 +453,9 @@ mod tests {
         // Another method than the one answered for, a forged nonce, garbage.
         let good = answer(challenge, "INVITE", uri, "pbx", "s3cret", "c9", 1).unwrap();
         assert_eq!(v.check(&good, "BYE", t0), Verdict::Refused);
+        let nonce = params(challenge).unwrap()["nonce"].clone();
         let forged = answer(
-            &challenge.replace(&v.nonce(t0), "0.00000000000000000000000000000000"),
+            &challenge.replace(&nonce, "0-0.00000000000000000000000000000000"),
             "INVITE",
             uri,
             "pbx",
@@ -482,6 +490,14 @@ mod tests {
             t0,
         );
         assert_eq!(v2.check(&theirs.unwrap(), "INVITE", t0), Verdict::Refused);
+        // Two phones challenged in the same millisecond get nonces of their own: each one's
+        // first answer counts (a shared nonce made the second look like a replay).
+        let (first, second) = (v.challenges(t0, false), v.challenges(t0, false));
+        assert_ne!(first[0], second[0]);
+        for c in [&first[0], &second[0]] {
+            let a = answer(c, "INVITE", uri, "pbx", "s3cret", "c1", 1).unwrap();
+            assert_eq!(v.check(&a, "INVITE", t0), Verdict::Accepted("pbx".into()));
+        }
         // Hashes are never printed.
         assert!(!format!("{:?}", v.config).contains(&ha1(
             Algorithm::Md5,
