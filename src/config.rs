@@ -41,6 +41,8 @@
 //!   default: sip:desk@192.0.2.10        # the seat for queues not listed
 //!   queues:
 //!     billing: sip:billing@192.0.2.11
+//!   refer:                   # queues the PBX the call came through takes back by SIP REFER
+//!     support: sip:support@192.0.2.30   # (RFC 3515: nothing is bridged through voxnav)
 //!   ring_timeout_s: 20       # then the caller goes back to the dialplan's fallback
 //!   queue_wait_s: 60         # a queue of the agents file with nobody free: the caller
 //!                            # waits this long (hold audio) for an agent, 0: fallback at once
@@ -131,6 +133,8 @@ pub struct ServerConfig {
     pub srtp: Option<crate::sip::sdp::SrtpPolicy>,
     pub agent_default: Option<String>,
     pub agent_queues: std::collections::BTreeMap<String, String>,
+    /// `transfer.refer`: queue -> the URI a REFER names.
+    pub refer_queues: std::collections::BTreeMap<String, String>,
     pub ring_timeout_s: Option<u64>,
     pub queue_wait_s: Option<u64>,
     pub announce_every_s: Option<u64>,
@@ -638,6 +642,14 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
             for (name, value) in q.entries() {
                 if let Some(uri) = sip_uri(value, "a queue's seat", &mut p) {
                     config.agent_queues.insert(name.name.clone(), uri);
+                }
+            }
+        }
+        if let Some(refer) = m.get("refer") {
+            let q = MapReader::new(refer, "refer", &mut p);
+            for (name, value) in q.entries() {
+                if let Some(uri) = sip_uri(value, "a REFER target", &mut p) {
+                    config.refer_queues.insert(name.name.clone(), uri);
                 }
             }
         }

@@ -125,6 +125,8 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
         media,
         mut events,
         hangup,
+        refer,
+        mut signals,
     } = call;
     let span = tracing::Span::current();
     let hotline = services.registry.current();
@@ -160,6 +162,8 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
         talking_from: None,
         media: media.clone(),
         hangup: Some(hangup),
+        refer,
+        referred: None,
     };
     session.handle_start(Instant::now());
     loop {
@@ -188,6 +192,11 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
                     Some(MediaEvent::Inactive) => driver.hang_up("no RTP for 60 s".into()),
                     // The media ended: the caller hung up (or the server is shutting down).
                     None => session.handle_hangup(now),
+                }
+            }
+            Some(signal) = signals.recv() => {
+                if let Some(event) = driver.on_signal(signal) {
+                    session.handle_agent(event, Instant::now());
                 }
             }
             Some(done) = done_rx.recv() => {
@@ -324,6 +333,10 @@ struct Driver {
     talking_from: Option<Queued>,
     media: crate::net::media::MediaHandle,
     hangup: Option<crate::net::HangupFn>,
+    /// Asks the PBX the call came through to transfer it (REFER).
+    refer: crate::net::ReferFn,
+    /// The URI of the REFER in progress, once sent, and whether the PBX accepted it.
+    referred: Option<(String, bool)>,
 }
 
 /// A transfer to a queue of the agents file, until an agent answers.
@@ -468,6 +481,45 @@ impl Driver {
             _ => {}
         }
         true
+    }
+
+    /// How the REFER goes, as the session sees a transfer: accepted (202) is the PBX taking
+    /// the caller (connected: the hold audio stops); its call answering ends ours (the PBX
+    /// has the caller; we send BYE); a refusal before that is a failed transfer (the
+    /// dialplan's fallback), a failure after it the apology then the fallback.
+    fn on_signal(&mut self, signal: crate::net::CallSignal) -> Option<AgentEvent> {
+        use crate::net::CallSignal;
+        let (uri, accepted) = self.referred.clone()?;
+        Some(match signal {
+            CallSignal::ReferAccepted => {
+                self.referred = Some((uri.clone(), true));
+                println!("voxnav: call {}: REFER to {uri} accepted", self.call_id);
+                AgentEvent::Answered
+            }
+            CallSignal::ReferSucceeded => {
+                self.referred = None;
+                println!(
+                    "voxnav: call {}: transferred by REFER to {uri}",
+                    self.call_id
+                );
+                AgentEvent::Ended(format!("transferred by REFER to {uri}"))
+            }
+            CallSignal::ReferFailed { status, reason } => {
+                self.referred = None;
+                let why = format!("REFER to {uri}: {status} {reason}");
+                println!("voxnav: call {}: {why}", self.call_id);
+                // Before the 202 the transfer never started; after it, the PBX lost the
+                // caller's new call and gives them back.
+                if accepted {
+                    AgentEvent::Lost {
+                        requeued: false,
+                        why,
+                    }
+                } else {
+                    AgentEvent::Failed(why)
+                }
+            }
+        })
     }
 
     /// The agent's phone sent no RTP for `transfer.agent_silence_s` mid-call: it is gone
@@ -690,6 +742,15 @@ impl Driver {
                     next_announce: (!s.agents.announce_every.is_zero())
                         .then_some(now + FIRST_ANNOUNCEMENT),
                 };
+                // A queue the PBX takes back: REFER, nothing bridged.
+                let refer_to = (target.strip_prefix("queue:")).and_then(|q| s.agents.refer.get(q));
+                if let Some(uri) = refer_to {
+                    (self.refer)(uri.clone());
+                    self.referred = Some((uri.clone(), false));
+                    let uri = format!("refer:{uri}");
+                    let _ = self.done.send(Done::Agent(AgentEvent::Dialling { uri }));
+                    return;
+                }
                 match s.agents.route(&target, &self.call_id, priority) {
                     Ok(route) => {
                         // An agent of a queue: kept, so a ring-out goes to the next agent.

@@ -18,6 +18,9 @@ pub struct AgentDirectory {
     pub queues: BTreeMap<String, String>,
     /// The seat for queues not listed.
     pub default: Option<String>,
+    /// Queues the PBX the call came through takes back by SIP REFER (RFC 3515), and the
+    /// URI it is asked to call (`transfer.refer`): nothing is bridged through voxnav.
+    pub refer: BTreeMap<String, String>,
     /// How long an agent's phone may ring before the caller goes back to the dialplan.
     pub ring_timeout: Duration,
     /// How long a caller may wait for a free agent of a queue of the agents file

@@ -525,6 +525,7 @@ fn hotlines(
     let agents = AgentDirectory {
         queues: file.agent_queues.clone(),
         default: args.agent.clone().or(file.agent_default.clone()),
+        refer: file.refer_queues.clone(),
         ring_timeout: Duration::from_secs(file.ring_timeout_s.unwrap_or(20)),
         queue_wait: Duration::from_secs(file.queue_wait_s.unwrap_or(60)),
         announce_every: Duration::from_secs(file.announce_every_s.unwrap_or(30)),

@@ -19,6 +19,8 @@ use crate::media::session::{MediaCounters, MediaEvent, RtpSession};
 pub enum MediaReport {
     /// End the call with a BYE (the caller pressed #, RTP stopped, the dialplan hung up).
     Hangup { call_id: String, why: String },
+    /// Ask the call's peer (a PBX) to transfer the caller to `target` (SIP REFER).
+    Refer { call_id: String, target: String },
     /// The media ended: its counters, and the RTP port it held (back to the pool).
     Finished {
         call_id: String,

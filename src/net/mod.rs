@@ -63,6 +63,22 @@ pub enum NetError {
 /// Asks the SIP side to end a call (BYE) with a reason for the log.
 pub type HangupFn = Box<dyn FnOnce(String) + Send>;
 
+/// Asks the call's peer (the PBX it came through) to transfer the caller to a SIP URI (REFER,
+/// RFC 3515); the outcome arrives as `CallSignal`s.
+pub type ReferFn = Box<dyn Fn(String) + Send>;
+
+/// What a call's signalling tells its task, beside the media's events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallSignal {
+    /// The PBX accepted our REFER (202) and is calling the target.
+    ReferAccepted,
+    /// The PBX's call to the target answered: the caller is theirs.
+    ReferSucceeded,
+    /// The REFER was refused or not answered, or the PBX's call failed: the caller is still
+    /// with us.
+    ReferFailed { status: u16, reason: String },
+}
+
 /// An answered call handed to whatever runs it (the dialplan's call driver).
 pub struct AnsweredCall {
     pub call_id: String,
@@ -76,6 +92,9 @@ pub struct AnsweredCall {
     /// channel closes when the call's media ends (the caller hung up).
     pub events: mpsc::UnboundedReceiver<MediaEvent>,
     pub hangup: HangupFn,
+    pub refer: ReferFn,
+    /// The outcome of `refer`.
+    pub signals: mpsc::UnboundedReceiver<CallSignal>,
 }
 
 /// Runs each answered call: the future is the call's task (tracked for shutdown).
@@ -231,6 +250,7 @@ impl SipListeners {
             ringing: VecDeque::new(),
             handler: config.calls.clone(),
             engine,
+            signals: HashMap::new(),
         };
         let outbound = Arc::new(Outbound {
             udp: self.udp,
@@ -425,6 +445,8 @@ struct MediaState {
     ringing: VecDeque<Ringing>,
     handler: Option<CallHandler>,
     engine: Arc<MediaEngine>,
+    /// Each handled call's `CallSignal`s.
+    signals: HashMap<String, mpsc::UnboundedSender<CallSignal>>,
 }
 
 /// Tries to bind an RTP/RTCP pair from the pool on `ip`; ports other programs hold are skipped.
@@ -515,6 +537,9 @@ async fn start_call(
             );
             let hangup_reports = reports.clone();
             let id = call_id.clone();
+            let (refer_reports, refer_id) = (reports.clone(), call_id.clone());
+            let (signals_tx, signals) = mpsc::unbounded_channel();
+            state.signals.insert(call_id.clone(), signals_tx);
             let call = AnsweredCall {
                 call_id: call_id.clone(),
                 dialled,
@@ -524,6 +549,11 @@ async fn start_call(
                 hangup: Box::new(move |why| {
                     let _ = hangup_reports.send(MediaReport::Hangup { call_id: id, why });
                 }),
+                refer: Box::new(move |target| {
+                    let call_id = refer_id.clone();
+                    let _ = refer_reports.send(MediaReport::Refer { call_id, target });
+                }),
+                signals,
             };
             tracker.spawn(handler(call).instrument(span));
             handle
@@ -545,6 +575,13 @@ async fn start_call(
     });
     let out = lock(endpoint).answer_call(&call_id, local_rtp, Instant::now());
     socket.send(out).await;
+}
+
+/// Hands a signalling outcome to the call's task (if it still runs).
+fn signal(state: &MediaState, call_id: &str, signal: CallSignal) {
+    if let Some(tx) = state.signals.get(call_id) {
+        let _ = tx.send(signal);
+    }
 }
 
 /// Acts on the endpoint's events: media for new calls, updates, digits, stops.
@@ -597,6 +634,17 @@ async fn drain_events(
                     h.signalled_digit(digit);
                 }
             }
+            EndpointEvent::ReferAccepted { call_id } => {
+                signal(state, &call_id, CallSignal::ReferAccepted);
+            }
+            EndpointEvent::ReferSucceeded { call_id } => {
+                signal(state, &call_id, CallSignal::ReferSucceeded);
+            }
+            EndpointEvent::ReferFailed {
+                call_id,
+                status,
+                reason,
+            } => signal(state, &call_id, CallSignal::ReferFailed { status, reason }),
             EndpointEvent::SessionExpired { call_id } => {
                 tracing::warn!(call = %call_id, "session timer expired without a refresh; hanging up");
                 status_line(format_args!(
@@ -731,8 +779,15 @@ async fn udp_loop(
                     let out = lock(&endpoint).hangup(&call_id, Instant::now());
                     socket.send(out).await;
                 }
+                MediaReport::Refer { call_id, target } => {
+                    tracing::info!(call = %call_id, %target, "REFER");
+                    status_line(format_args!("voxnav: call {call_id}: REFER to {target}"));
+                    let out = lock(&endpoint).refer(&call_id, &target, Instant::now());
+                    socket.send(out).await;
+                }
                 MediaReport::Finished { call_id, port, counters } => {
                     state.ports.release(port);
+                    state.signals.remove(&call_id);
                     // A call whose media ended by itself is over too.
                     state.calls.remove(&call_id);
                     // Tests read this line.

@@ -6,7 +6,8 @@
 //! ```
 //! A dialog is identified by Call-ID and the two tags (12.1.1); voxnav's own BYE is a client
 //! non-INVITE transaction: resent at T1 doubling to T2 (Timer E) until any final response, and
-//! abandoned at 64*T1 (Timer F), after which the call is torn down locally all the same.
+//! abandoned at 64*T1 (Timer F), after which the call is torn down locally all the same. Our
+//! REFER (RFC 3515: a blind transfer through the PBX the call came from) is sent the same way.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -59,16 +60,21 @@ pub struct Dialog {
     /// The envelope of the INVITE, for building its response.
     pub invite: Envelope,
     /// BYE we sent: bytes, next resend, interval, give-up deadline.
-    pub bye: Option<PendingBye>,
+    pub bye: Option<PendingRequest>,
+    /// REFER we sent, until its final response.
+    pub refer: Option<PendingRequest>,
+    /// A REFER asked for before the caller's ACK: sent when it comes (a request of ours in
+    /// a dialog the caller has not confirmed could overtake the ACK).
+    pub refer_on_ack: Option<String>,
     /// The session interval agreed (RFC 4028), in seconds, and when voxnav sends BYE unless
     /// the caller refreshes first.
     pub session_interval: Option<u32>,
     pub session_deadline: Option<Instant>,
 }
 
-/// voxnav's own BYE in flight.
+/// voxnav's own BYE or REFER in flight.
 #[derive(Debug, Clone)]
-pub struct PendingBye {
+pub struct PendingRequest {
     pub branch: String,
     pub bytes: Vec<u8>,
     pub next: Instant,
@@ -99,13 +105,14 @@ pub fn contact_uri(contact: &str) -> Option<String> {
 }
 
 impl Dialog {
-    /// Builds our BYE (RFC 3261 15.1.1): From is our side with our tag, To theirs, CSeq ours.
-    pub fn bye(&mut self, local_via: &str, branch: String, now: Instant, t1: Duration) -> Transmit {
+    /// Builds a request of ours in the dialog (RFC 3261 12.2.1.1): From is our side with our
+    /// tag, To theirs, the next CSeq, the route set; `extra` headers before Content-Length.
+    fn request(&mut self, method: &str, local_via: &str, branch: &str, extra: &str) -> Vec<u8> {
         self.local_cseq += 1;
-        let bytes = format!(
-            "BYE {target} SIP/2.0\r\nVia: SIP/2.0/{transport} {local_via};branch={branch};rport\r\nMax-Forwards: 70\r\n\
-             {routes}From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} BYE\r\nUser-Agent: voxnav\r\n\
-             Content-Length: 0\r\n\r\n",
+        format!(
+            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/{transport} {local_via};branch={branch};rport\r\nMax-Forwards: 70\r\n\
+             {routes}From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nUser-Agent: voxnav\r\n\
+             {extra}Content-Length: 0\r\n\r\n",
             target = self.remote_target,
             routes = if self.route_set.is_empty() {
                 String::new()
@@ -118,18 +125,54 @@ impl Dialog {
             cseq = self.local_cseq,
             transport = self.transport.via_name(),
         )
-        .into_bytes();
+        .into_bytes()
+    }
+
+    /// Builds our BYE (RFC 3261 15.1.1).
+    pub fn bye(&mut self, local_via: &str, branch: String, now: Instant, t1: Duration) -> Transmit {
+        let bytes = self.request("BYE", local_via, &branch, "");
         self.state = DialogState::Terminating;
-        self.bye = Some(PendingBye {
-            branch,
-            bytes: bytes.clone(),
-            next: now + t1,
-            interval: t1,
-            give_up: now + 64 * t1,
-        });
+        self.bye = Some(PendingRequest::new(branch, bytes.clone(), now, t1));
         Transmit {
             to: self.peer,
             bytes,
+        }
+    }
+
+    /// Builds our REFER (RFC 3515 section 2.4): the peer (a PBX) is asked to call
+    /// `refer_to` and connect the caller there. Referred-By (RFC 3892) names voxnav; the
+    /// Contact is ours, as in any target refresh. The PBX reports how its call goes in
+    /// NOTIFYs (`message/sipfrag`).
+    pub fn refer(
+        &mut self,
+        local_via: &str,
+        branch: String,
+        refer_to: &str,
+        now: Instant,
+        t1: Duration,
+    ) -> Transmit {
+        let ours = super::dialog::contact_uri(&self.local_name_addr)
+            .unwrap_or_else(|| format!("sip:voxnav@{local_via}"));
+        let extra = format!(
+            "Refer-To: <{refer_to}>\r\nReferred-By: <{ours}>\r\nContact: <sip:voxnav@{local_via}>\r\n"
+        );
+        let bytes = self.request("REFER", local_via, &branch, &extra);
+        self.refer = Some(PendingRequest::new(branch, bytes.clone(), now, t1));
+        Transmit {
+            to: self.peer,
+            bytes,
+        }
+    }
+}
+
+impl PendingRequest {
+    fn new(branch: String, bytes: Vec<u8>, now: Instant, t1: Duration) -> Self {
+        Self {
+            branch,
+            bytes,
+            next: now + t1,
+            interval: t1,
+            give_up: now + 64 * t1,
         }
     }
 }

@@ -104,6 +104,18 @@ pub enum EndpointEvent {
     SessionExpired { call_id: String },
     /// The call is over; stop its media.
     CallEnded { call_id: String, reason: String },
+    /// Our REFER was accepted (202): the PBX is calling the transfer target.
+    ReferAccepted { call_id: String },
+    /// Our REFER was refused (a final status), or never answered (408), or the PBX's call
+    /// to the target failed (its NOTIFY's final status): the caller is still with us.
+    ReferFailed {
+        call_id: String,
+        status: u16,
+        reason: String,
+    },
+    /// The PBX's call to the transfer target answered (a NOTIFY with a 2xx sipfrag): the
+    /// caller is theirs now.
+    ReferSucceeded { call_id: String },
     /// Our registration to the registrar changed state.
     Registration {
         registrar: SocketAddr,
@@ -181,6 +193,8 @@ pub struct Endpoint {
     /// Calls with our BYE in flight: the only dialogs timers and responses need to look at,
     /// so no per-datagram work grows with the number of calls.
     byes: HashSet<String>,
+    /// Calls with a REFER of ours in flight.
+    refers: HashSet<String>,
     /// The SDP offer of each call's INVITE (to build the answer) or our own offer.
     offers: HashMap<String, Option<Offer>>,
     /// Session-timer deadlines (RFC 4028), soonest first; an entry is stale when the call has
@@ -253,6 +267,7 @@ impl Endpoint {
             tls: None,
             dialogs: HashMap::new(),
             byes: HashSet::new(),
+            refers: HashSet::new(),
             offers: HashMap::new(),
             session_deadlines: BinaryHeap::new(),
             events: VecDeque::new(),
@@ -329,10 +344,9 @@ impl Endpoint {
 
     /// The next instant `handle_timeout` must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let bye = self
-            .byes
-            .iter()
+        let bye = (self.byes.iter())
             .filter_map(|c| self.dialogs.get(c)?.bye.as_ref())
+            .chain((self.refers.iter()).filter_map(|c| self.dialogs.get(c)?.refer.as_ref()))
             .map(|b| b.next.min(b.give_up));
         let session = self.session_deadlines.peek().map(|Reverse((at, _))| *at);
         let registration = self.registration.as_ref().and_then(|r| r.poll_timeout());
@@ -394,6 +408,37 @@ impl Endpoint {
         for call_id in gone {
             self.end(&call_id, "BYE not answered");
         }
+        // Our REFER, the same way (Timer E, then Timer F: the PBX never answered).
+        let mut unanswered = Vec::new();
+        for call_id in &self.refers {
+            let Some(d) = self.dialogs.get_mut(call_id) else {
+                continue;
+            };
+            let Some(refer) = d.refer.as_mut() else {
+                continue;
+            };
+            if now >= refer.give_up {
+                unanswered.push(call_id.clone());
+            } else if now >= refer.next {
+                out.push(Transmit {
+                    to: d.peer,
+                    bytes: refer.bytes.clone(),
+                });
+                refer.interval = (refer.interval * 2).min(t2);
+                refer.next = now + refer.interval;
+            }
+        }
+        for call_id in unanswered {
+            self.refers.remove(&call_id);
+            if let Some(d) = self.dialogs.get_mut(&call_id) {
+                d.refer = None;
+            }
+            self.events.push_back(EndpointEvent::ReferFailed {
+                call_id,
+                status: 408,
+                reason: "no answer to the REFER".into(),
+            });
+        }
         while let Some(Reverse((at, _))) = self.session_deadlines.peek() {
             if *at > now {
                 break;
@@ -435,6 +480,36 @@ impl Endpoint {
                 call_id: call_id.to_string(),
                 reason: reason.to_string(),
             });
+        }
+    }
+
+    /// Asks the peer of an established call (a PBX) to transfer the caller to `refer_to`
+    /// (RFC 3515). Its answer and the NOTIFYs that follow come back as `Refer*` events; a
+    /// call not up (or with a REFER already in flight) gets `ReferFailed` at once.
+    pub fn refer(&mut self, call_id: &str, refer_to: &str, now: Instant) -> Vec<Transmit> {
+        let branch = self.unique("z9hG4bKvx");
+        let tls_call = self.call_transport(call_id) == Some(Transport::Tls);
+        let sent_by = self.tls.filter(|_| tls_call).unwrap_or(self.local);
+        let (via, t1) = (sent_by.to_string(), self.config.timers.t1);
+        match self.dialogs.get_mut(call_id) {
+            Some(d) if d.state == DialogState::Confirmed && d.refer.is_none() => {
+                let refer = d.refer(&via, branch, refer_to, now, t1);
+                self.refers.insert(call_id.to_string());
+                vec![refer]
+            }
+            // Answered, not yet ACKed: the REFER follows the ACK.
+            Some(d) if d.state == DialogState::Answered && d.refer_on_ack.is_none() => {
+                d.refer_on_ack = Some(refer_to.to_string());
+                Vec::new()
+            }
+            _ => {
+                self.events.push_back(EndpointEvent::ReferFailed {
+                    call_id: call_id.to_string(),
+                    status: 0,
+                    reason: "the call is not up".into(),
+                });
+                Vec::new()
+            }
         }
     }
 
@@ -690,6 +765,25 @@ impl Endpoint {
         if is_final && ours {
             self.end(&call_id, "hung up by voxnav");
         }
+        // The final response to our REFER: 202 (or any 2xx) accepted, else refused.
+        let refer = (self.dialogs.get_mut(&call_id))
+            .filter(|d| d.refer.as_ref().is_some_and(|r| via.contains(&r.branch)));
+        if let (true, Some(d)) = (is_final, refer) {
+            d.refer = None;
+            self.refers.remove(&call_id);
+            if let super::envelope::StartLine::Response { code, reason, .. } = &env.start {
+                let status: u16 = code.parse().unwrap_or(0);
+                self.events.push_back(if (200..300).contains(&status) {
+                    EndpointEvent::ReferAccepted { call_id }
+                } else {
+                    EndpointEvent::ReferFailed {
+                        call_id,
+                        status,
+                        reason: reason.to_string(),
+                    }
+                });
+            }
+        }
     }
 
     fn on_request(
@@ -743,18 +837,45 @@ impl Endpoint {
                 source,
                 now,
             ),
-            Incoming::AckFor2xx(_) => {
-                self.on_ack(env);
-                Vec::new()
-            }
+            Incoming::AckFor2xx(_) => self.on_ack(env, now),
             Incoming::AckForFinal | Incoming::StrayAck => Vec::new(),
         }
     }
 
-    fn on_ack(&mut self, env: &Envelope) {
+    /// A NOTIFY of our REFER's subscription: its `message/sipfrag` body starts with the
+    /// status line of the PBX's call to the target. 1xx is progress; 2xx, the transfer
+    /// happened; 3xx-6xx, it failed (the caller is still with us).
+    fn on_refer_notify(&mut self, env: &Envelope, call_id: String) {
+        let is_refer = (env.get("Event").unwrap_or_default().split(';').next())
+            .is_some_and(|e| e.trim().eq_ignore_ascii_case("refer"));
+        if !is_refer {
+            return;
+        }
+        let body = String::from_utf8_lossy(&env.body);
+        let line = body.lines().next().unwrap_or_default();
+        let mut parts = line.splitn(3, ' ');
+        let (version, status, reason) = (parts.next(), parts.next(), parts.next());
+        let Some(status) = status.and_then(|s| s.parse::<u16>().ok()) else {
+            return;
+        };
+        if version != Some("SIP/2.0") || status < 200 {
+            return;
+        }
+        self.events.push_back(if status < 300 {
+            EndpointEvent::ReferSucceeded { call_id }
+        } else {
+            EndpointEvent::ReferFailed {
+                call_id,
+                status,
+                reason: format!("the PBX's call failed: {}", reason.unwrap_or_default()),
+            }
+        });
+    }
+
+    fn on_ack(&mut self, env: &Envelope, now: Instant) -> Vec<Transmit> {
         let call_id = env.get("Call-ID").unwrap_or_default().to_string();
         let Some(d) = self.dialogs.get_mut(&call_id) else {
-            return;
+            return Vec::new();
         };
         let first_ack = d.state == DialogState::Answered;
         if first_ack {
@@ -768,10 +889,17 @@ impl Endpoint {
         if media.is_some() {
             d.media = media.clone();
         }
+        let refer_to = d.refer_on_ack.take().filter(|_| first_ack);
         // The ACK of a re-INVITE's 200 changes nothing.
         if first_ack || media.is_some() {
-            self.events
-                .push_back(EndpointEvent::CallConfirmed { call_id, media });
+            self.events.push_back(EndpointEvent::CallConfirmed {
+                call_id: call_id.clone(),
+                media,
+            });
+        }
+        match refer_to {
+            Some(uri) => self.refer(&call_id, &uri, now),
+            None => Vec::new(),
         }
     }
 
@@ -846,7 +974,13 @@ impl Endpoint {
                 }
                 out
             }
-            "INVITE" | "BYE" | "INFO" | "UPDATE" => self.reply(
+            // How the PBX's call for our REFER goes (RFC 3515 2.4.5): the sipfrag's status.
+            "NOTIFY" if known => {
+                let out = self.reply(env, key, 200, "OK", &[], &to_tag, source, now);
+                self.on_refer_notify(env, call_id);
+                out
+            }
+            "INVITE" | "BYE" | "INFO" | "UPDATE" | "NOTIFY" => self.reply(
                 env,
                 key,
                 481,
@@ -1170,6 +1304,8 @@ impl Endpoint {
             local_rtp: None,
             invite: env.clone(),
             bye: None,
+            refer: None,
+            refer_on_ack: None,
             session_interval,
             session_deadline: None,
         };
@@ -1416,7 +1552,8 @@ mod tests {
         let now = Instant::now();
         let out = ep.handle_datagram(&request("OPTIONS", "o1", 1, "", "o1", ""), src(), now);
         assert!(
-            text(&out[0]).contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE\r\n")
+            text(&out[0])
+                .contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, NOTIFY\r\n")
         );
         assert!(text(&out[0]).contains("Supported: timer\r\n"));
         assert!(
@@ -1753,6 +1890,91 @@ mod tests {
             ep.poll_event(),
             Some(EndpointEvent::IncomingCall { dialled: Some(d), .. }) if d == "4000"
         ));
+    }
+
+    /// REFER (RFC 3515): asked for before the ACK it waits for it; it carries Refer-To,
+    /// Referred-By and our Contact in the dialog; 202 is accepted; NOTIFYs are answered 200
+    /// and their sipfrag's final status reported; a REFER nobody answers fails with 408.
+    #[test]
+    fn a_refer_waits_for_the_ack_and_its_notifies_report_the_pbx_call() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        let tag = answered(&mut ep, "r1", t0);
+        // Before the ACK: nothing yet.
+        assert!(ep.refer("r1", "sip:support@192.0.2.30", t0).is_empty());
+        let ack = request("ACK", "r1", 1, &tag, "ack", "");
+        let out = ep.handle_datagram(&ack, src(), t0);
+        let refer = text(&out[0]);
+        assert!(
+            refer.starts_with("REFER sip:caller@127.0.0.1:5070 SIP/2.0\r\n"),
+            "{refer}"
+        );
+        for header in [
+            "Refer-To: <sip:support@192.0.2.30>\r\n",
+            "Referred-By: <sip:ivr@127.0.0.1>\r\n",
+            "Contact: <sip:voxnav@127.0.0.1:5060>\r\n",
+            "CSeq: 1 REFER\r\n",
+            "From: <sip:ivr@127.0.0.1>;tag=",
+            "To: <sip:caller@127.0.0.1>;tag=c1\r\n",
+        ] {
+            assert!(refer.contains(header), "{header} in {refer}");
+        }
+        while ep.poll_event().is_some() {}
+        // A second REFER while one is in flight is refused at once.
+        assert!(ep.refer("r1", "sip:other@192.0.2.30", t0).is_empty());
+        assert!(matches!(
+            ep.poll_event(),
+            Some(EndpointEvent::ReferFailed { status: 0, .. })
+        ));
+        let branch = refer
+            .split("branch=")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap();
+        let accepted = format!(
+            "SIP/2.0 202 Accepted\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch={branch}\r\n\
+             From: <sip:ivr@127.0.0.1>;tag={tag}\r\nTo: <sip:caller@127.0.0.1>;tag=c1\r\n\
+             Call-ID: r1\r\nCSeq: 1 REFER\r\nContent-Length: 0\r\n\r\n"
+        );
+        assert!(
+            ep.handle_datagram(accepted.as_bytes(), src(), t0)
+                .is_empty()
+        );
+        assert!(
+            matches!(ep.poll_event(), Some(EndpointEvent::ReferAccepted { call_id }) if call_id == "r1")
+        );
+        let notify = |cseq: u32, frag: &str| {
+            format!(
+                "NOTIFY sip:ivr@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKn{cseq}\r\n\
+                 From: <sip:caller@127.0.0.1>;tag=c1\r\nTo: <sip:ivr@127.0.0.1>;tag={tag}\r\nCall-ID: r1\r\n\
+                 CSeq: {cseq} NOTIFY\r\nEvent: refer\r\nSubscription-State: active\r\nMax-Forwards: 70\r\n\
+                 Content-Type: message/sipfrag;version=2.0\r\nContent-Length: {}\r\n\r\n{frag}",
+                frag.len()
+            )
+            .into_bytes()
+        };
+        let out = ep.handle_datagram(&notify(2, "SIP/2.0 100 Trying\r\n"), src(), t0);
+        assert_eq!(status(&out[0]), 200);
+        assert!(ep.poll_event().is_none(), "progress is not an outcome");
+        let out = ep.handle_datagram(&notify(3, "SIP/2.0 200 OK\r\n"), src(), t0);
+        assert_eq!(status(&out[0]), 200);
+        assert!(
+            matches!(ep.poll_event(), Some(EndpointEvent::ReferSucceeded { call_id }) if call_id == "r1")
+        );
+
+        // Nobody answers a REFER: resent (Timer E), then failed with 408 at 64*T1.
+        let tag = answered(&mut ep, "r2", t0);
+        ep.handle_datagram(&request("ACK", "r2", 1, &tag, "ack2", ""), src(), t0);
+        assert_eq!(ep.refer("r2", "sip:support@192.0.2.30", t0).len(), 1);
+        while ep.poll_event().is_some() {}
+        let resent = ep.handle_timeout(t0 + Duration::from_millis(600));
+        assert!(resent.iter().any(|t| text(t).starts_with("REFER ")));
+        ep.handle_timeout(t0 + Duration::from_secs(40));
+        let failed = std::iter::from_fn(|| ep.poll_event())
+            .any(|e| matches!(e, EndpointEvent::ReferFailed { status: 408, call_id, .. } if call_id == "r2"));
+        assert!(failed);
     }
 
     /// Agents' phones register (RFC 3261 10.3) with digest against their own account: the

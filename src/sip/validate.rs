@@ -9,7 +9,7 @@ use super::envelope::{Envelope, StartLine};
 
 /// Methods voxnav implements as a UAS.
 pub const ALLOWED_METHODS: &[&str] = &[
-    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE",
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE", "NOTIFY",
 ];
 /// Methods that are standard SIP but that voxnav does not implement; valid syntax, answered by
 /// the endpoint (a REGISTER is well formed but we are not a registrar).
@@ -17,7 +17,6 @@ const OTHER_KNOWN_METHODS: &[&str] = &[
     "REGISTER",
     "PRACK",
     "SUBSCRIBE",
-    "NOTIFY",
     "PUBLISH",
     "REFER",
     "MESSAGE",
@@ -28,6 +27,8 @@ pub const SUPPORTED_OPTIONS: &[&str] = &["timer"];
 pub const ACCEPTED_TYPES: &[&str] = &[
     "application/sdp",
     "application/dtmf-relay",
+    // The NOTIFYs of a REFER's progress (RFC 3515 section 2.4.5).
+    "message/sipfrag",
     "multipart/mixed",
 ];
 /// Headers that may appear once only (RFC 3261 7.3.1 and section 20).
