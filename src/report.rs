@@ -240,6 +240,9 @@ pub enum Report {
         /// The knowledge entry that answers it best, if it scores over the hotline's
         /// threshold.
         suggestion: Option<Suggestion>,
+        /// From the end of the caller's voice to this report (end of turn, recognition in
+        /// the queue, routing): the assist latency before the desk's next look.
+        latency: std::time::Duration,
     },
     /// A caller's message was saved for a queue (a `voicemail` node).
     MessageSaved {

@@ -118,6 +118,9 @@ fn an_agent_takes_a_call_on_the_desk_with_assist_and_wraps_it_up() {
     let assisted =
         wait_for_line(&lines, "voxnav: assist ", Duration::from_secs(5)).expect("the assist line");
     assert!(assisted.contains("\"id\":\"warranty\""), "{assisted}");
+    // The figure for the notes (`--nocapture`): the caller's voice end to the suggestion.
+    let latency = &voxnav::testkit::records(&[assisted], "assist")[0]["latency_ms"];
+    println!("assist latency: {latency} ms (then up to 500 ms until the desk looks)");
 
     // The caller hangs up: Alice wraps up with a code and notes.
     let report = caller.join().unwrap();

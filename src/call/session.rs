@@ -377,8 +377,8 @@ pub struct CallSession {
     /// Agent assist: while the caller talks to an agent, each of their utterances is
     /// recognised and matched against the knowledge base for the agent's desktop.
     assist: bool,
-    /// Recognitions of assist utterances in flight.
-    assist_jobs: Vec<u64>,
+    /// Recognitions of assist utterances in flight, with when the caller's voice ended.
+    assist_jobs: Vec<(u64, Instant)>,
     ended: bool,
 }
 
@@ -556,7 +556,7 @@ impl CallSession {
                 b.to_agent += 1;
                 self.outputs.push_back(Output::ToAgent(pcm.to_vec()));
                 if self.assist {
-                    self.assist_frame(pcm);
+                    self.assist_frame(pcm, now);
                 }
             }
             return;
@@ -571,7 +571,7 @@ impl CallSession {
     /// 20 ms of what the caller says to the agent: each utterance the turn detector ends is
     /// recognised (queued like any turn) for agent assist. Nothing else of turn-taking
     /// applies: the agent, not the bot, answers.
-    fn assist_frame(&mut self, pcm: &[i16]) {
+    fn assist_frame(&mut self, pcm: &[i16], now: Instant) {
         let frame: Vec<f32> = pcm.iter().map(|&s| s as f32 / 32_768.0).collect();
         self.turn.handle_frame(&frame);
         while let Some(event) = self.turn.poll_event() {
@@ -579,9 +579,14 @@ impl CallSession {
                 TurnEvent::Consult { id, audio } => {
                     self.outputs.push_back(Output::JudgeTurn { job: id, audio });
                 }
-                TurnEvent::Utterance { audio, .. } => {
+                TurnEvent::Utterance {
+                    audio, silence_ms, ..
+                } => {
                     let job = self.id();
-                    self.assist_jobs.push(job);
+                    let voice_ended = now
+                        .checked_sub(Duration::from_millis(u64::from(silence_ms)))
+                        .unwrap_or(now);
+                    self.assist_jobs.push((job, voice_ended));
                     self.outputs.push_back(Output::Recognize {
                         job,
                         audio,
@@ -595,7 +600,7 @@ impl CallSession {
 
     /// An assist utterance was recognised: what the router and the knowledge base make of
     /// it goes to the agent's desktop (`Report::Assist`).
-    fn assist_heard(&mut self, heard: Heard) {
+    fn assist_heard(&mut self, heard: Heard, latency: Duration) {
         let Ok((text, _)) = heard else { return };
         let text = text.trim().to_string();
         if text.is_empty() {
@@ -621,6 +626,7 @@ impl CallSession {
             text,
             intent,
             suggestion,
+            latency,
         });
     }
 
@@ -895,10 +901,10 @@ impl CallSession {
 
     /// Recognition finished (or failed, or was declined).
     pub fn handle_recognized(&mut self, job: u64, heard: Heard, now: Instant) {
-        if let Some(i) = self.assist_jobs.iter().position(|&j| j == job) {
-            self.assist_jobs.swap_remove(i);
+        if let Some(i) = self.assist_jobs.iter().position(|&(j, _)| j == job) {
+            let (_, voice_ended) = self.assist_jobs.swap_remove(i);
             if !self.ended {
-                self.assist_heard(heard);
+                self.assist_heard(heard, now.saturating_duration_since(voice_ended));
             }
             return;
         }
@@ -2415,6 +2421,77 @@ nodes:
         h.s.handle_agent(lost(true), h.now);
         h.pump();
         assert!(!says(&h.take(), "lost the line"));
+    }
+
+    #[test]
+    fn agent_assist_recognises_what_the_caller_says_to_the_agent_and_suggests_an_entry() {
+        let plan = PLAN.replace(
+            "start: ask",
+            "knowledge:\n  - id: warranty\n    topic: the warranty\n    questions: [how long is \
+             the warranty, is my laptop under guarantee]\n    answer: \"One year.\"\nstart: ask",
+        );
+        let connected = |assist: bool| {
+            let mut h = harness_on(&plan, false);
+            h.s.assist = assist;
+            h.first_words("an agent please");
+            h.wait(500);
+            h.s.handle_agent(
+                AgentEvent::Dialling {
+                    uri: "queue:general".into(),
+                },
+                h.now,
+            );
+            h.s.handle_agent(AgentEvent::Answered, h.now);
+            h.pump();
+            h.take();
+            h
+        };
+        let mut h = connected(true);
+        h.talk(1000, true);
+        h.talk(1000, false);
+        h.pump();
+        let log = h.take();
+        assert!(
+            log.iter().any(|o| matches!(o, Output::ToAgent(_))),
+            "still relayed"
+        );
+        let asked = Harness::recognitions(&log);
+        assert_eq!(asked.len(), 1, "one utterance, one recognition: {asked:?}");
+        assert!(!asked[0].2, "queued like any turn, not speculative");
+        h.wait(400);
+        h.s.handle_recognized(
+            asked[0].0,
+            Ok(("how long is the warranty on it".into(), 0.9)),
+            h.now,
+        );
+        h.pump();
+        let log = h.take();
+        let assist = log.iter().find_map(|o| match o {
+            Output::Report(Report::Assist {
+                text,
+                suggestion,
+                latency,
+                ..
+            }) => Some((text.clone(), suggestion.clone(), *latency)),
+            _ => None,
+        });
+        let (text, suggestion, latency) = assist.expect("an assist report");
+        assert_eq!(text, "how long is the warranty on it");
+        let suggestion = suggestion.expect("the entry that answers it");
+        assert_eq!(
+            (suggestion.id.as_str(), suggestion.answer.as_str()),
+            ("warranty", "One year.")
+        );
+        // From the end of the voice (the endpointer's silence, then the 400 ms wait).
+        assert!(latency >= Duration::from_millis(400), "{latency:?}");
+        // The bot does not answer: no synthesis, no decision.
+        assert!(!log.iter().any(|o| matches!(o, Output::Synthesize { .. })));
+        // Off: nothing is recognised.
+        let mut h = connected(false);
+        h.talk(1000, true);
+        h.talk(1000, false);
+        h.pump();
+        assert!(Harness::recognitions(&h.take()).is_empty());
     }
 
     #[test]

@@ -77,12 +77,14 @@ impl Observer for StdoutLines {
                 text,
                 intent,
                 suggestion,
+                latency,
             } => {
                 let json = serde_json::json!({
                     "call": call_id,
                     "text": text,
                     "intent": intent,
                     "suggestion": suggestion,
+                    "latency_ms": latency.as_millis() as u64,
                 });
                 print_record("assist", &json);
             }

@@ -153,6 +153,7 @@ impl Observer for LiveView {
                 text,
                 intent,
                 suggestion,
+                ..
             } => self.update(call_id, |c| {
                 if c.assist.len() >= ASSIST_KEPT {
                     c.assist.remove(0);
