@@ -36,8 +36,10 @@ const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// Failed logins for one agent id within `FAILURE_WINDOW` before logins for it are refused.
 pub const MAX_FAILURES: u32 = 5;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// At most this many agent ids are tracked for failures (ids made up by a flood included).
+/// At most this many agent ids are tracked for failures (ids made up by a flood included),
+/// each at most `MAX_AGENT_ID` bytes: a longer id is no agent's and is refused untracked.
 const FAILURES_KEPT: usize = 10_000;
+const MAX_AGENT_ID: usize = 64;
 /// The wrap-up codes the page offers (a contact centre's dispositions); the API takes any
 /// short code of letters, digits, `_` and `-`.
 pub const WRAP_UP_CODES: [&str; 5] = [
@@ -115,6 +117,9 @@ impl Desk {
     /// Checks `password` against the agent's HA1 hashes (the agents file keeps no
     /// password): a session token on success.
     pub fn login(&self, agent: &str, password: &str, now: Instant) -> Result<String, LoginError> {
+        if agent.len() > MAX_AGENT_ID {
+            return Err(LoginError::Refused);
+        }
         {
             let mut failures = lock(&self.failures);
             failures.retain(|_, (_, since)| now.saturating_duration_since(*since) < FAILURE_WINDOW);
@@ -433,8 +438,11 @@ mod tests {
         assert_eq!(d.agent_of(&token, t0).as_deref(), Some("alice"));
         assert_eq!(d.agent_of("made-up", t0), None);
         assert_eq!(d.agent_of(&token, t0 + SESSION_LIFETIME), None, "expired");
-        // Unknown agent and wrong password: the same answer.
+        // Unknown agent and wrong password: the same answer; a huge id is not kept.
         assert_eq!(d.login("mallory", "pw", t0), Err(LoginError::Refused));
+        let huge = "m".repeat(100_000);
+        assert_eq!(d.login(&huge, "pw", t0), Err(LoginError::Refused));
+        assert!(!lock(&d.failures).contains_key(&huge));
         for _ in 0..MAX_FAILURES {
             assert_eq!(d.login("alice", "guess", t0), Err(LoginError::Refused));
         }
