@@ -476,6 +476,7 @@ impl Endpoint {
         if self.dialogs.remove(call_id).is_some() {
             self.offers.remove(call_id);
             self.byes.remove(call_id);
+            self.refers.remove(call_id);
             self.events.push_back(EndpointEvent::CallEnded {
                 call_id: call_id.to_string(),
                 reason: reason.to_string(),
