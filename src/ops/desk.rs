@@ -87,6 +87,18 @@ fn new_token() -> Option<String> {
     Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Why a wrap-up was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WrapUpError {
+    #[error("a wrap-up code is 1 to {MAX_CODE} letters, digits, _ or -")]
+    BadCode,
+    #[error("notes are at most {MAX_NOTES} characters")]
+    NotesTooLong,
+    /// Not the last call this agent answered, or wrapped up already.
+    #[error("{0} is not a call of yours to wrap up")]
+    NotYours(String),
+}
+
 /// Why a login failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginError {
@@ -204,25 +216,29 @@ impl Desk {
 
     /// The agent's wrap-up of `call`: the code and notes go into the call record, and an
     /// agent in wrap-up is available again.
-    pub fn wrap_up(&self, agent: &str, call: &str, code: &str, notes: &str) -> Result<(), String> {
+    pub fn wrap_up(
+        &self,
+        agent: &str,
+        call: &str,
+        code: &str,
+        notes: &str,
+    ) -> Result<(), WrapUpError> {
         let code_ok = !code.is_empty()
             && code.len() <= MAX_CODE
             && code
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !code_ok {
-            return Err(format!(
-                "a wrap-up code is 1 to {MAX_CODE} letters, digits, _ or -"
-            ));
+            return Err(WrapUpError::BadCode);
         }
         if notes.chars().count() > MAX_NOTES {
-            return Err(format!("notes are at most {MAX_NOTES} characters"));
+            return Err(WrapUpError::NotesTooLong);
         }
         {
             let mut last = lock(&self.last_call);
             match last.get_mut(agent) {
                 Some((c, wrapped)) if c == call && !*wrapped => *wrapped = true,
-                _ => return Err(format!("{call} is not a call of yours to wrap up")),
+                _ => return Err(WrapUpError::NotYours(call.to_string())),
             }
         }
         if let Some(r) = self.reporter.get() {
@@ -407,8 +423,8 @@ async fn wrap_up(
             );
             Json(desk.view(&agent)).into_response()
         }
-        Err(e) if e.contains("not a call of yours") => error(StatusCode::CONFLICT, &e),
-        Err(e) => error(StatusCode::BAD_REQUEST, &e),
+        Err(e @ WrapUpError::NotYours(_)) => error(StatusCode::CONFLICT, &e.to_string()),
+        Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
 
