@@ -728,6 +728,26 @@ pub struct Browser {
 impl Browser {
     /// Opens `url` in a new headless Chromium with its own profile under `dir`.
     pub fn open(url: &str, dir: &Path) -> Self {
+        Self::open_with(url, dir, &[])
+    }
+
+    /// Opens `url` with a microphone that plays `wav` (16-bit PCM, looped) and grants the
+    /// page's request for it; WebRTC may use loopback (the test's server is on it).
+    pub fn open_with_microphone(url: &str, dir: &Path, wav: &Path) -> Self {
+        let capture = format!("--use-file-for-fake-audio-capture={}", wav.display());
+        let flags = [
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            capture.as_str(),
+            "--allow-loopback-in-peer-connection",
+            "--autoplay-policy=no-user-gesture-required",
+        ];
+        Self::open_with(url, dir, &flags)
+    }
+
+    /// Opens `url` with Chromium flags added to the usual ones (no shell quoting: plain
+    /// flags and paths without spaces).
+    pub fn open_with(url: &str, dir: &Path, extra: &[&str]) -> Self {
         std::fs::create_dir_all(dir).expect("browser folder");
         let (to_browser, from_browser) = (dir.join("cdp-in"), dir.join("cdp-out"));
         for fifo in [&to_browser, &from_browser] {
@@ -738,8 +758,9 @@ impl Browser {
         let child = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "exec chromium {} --remote-debugging-pipe --user-data-dir=\"$1/profile\" 3<\"$1/cdp-in\" 4>\"$1/cdp-out\"",
-                CHROMIUM_FLAGS.join(" ")
+                "exec chromium {} {} --remote-debugging-pipe --user-data-dir=\"$1/profile\" 3<\"$1/cdp-in\" 4>\"$1/cdp-out\"",
+                CHROMIUM_FLAGS.join(" "),
+                extra.join(" ")
             ))
             .arg("sh")
             .arg(dir)

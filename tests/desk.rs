@@ -1,16 +1,19 @@
 //! The agent desktop (issue 15) in headless Chromium: Alice logs in at `/agent` (a wrong
-//! password first), goes available, and a caller of the demo hotline who asks for a person
-//! is transferred to her SIPp phone. The desk pops the call with the caller's number, the
-//! queue, the bot's reason and transcript; while they talk, the caller asks a policy question
-//! and agent assist shows the knowledge entry that answers it (Whisper on the caller's words,
-//! as they are said); when the call ends, Alice saves a wrap-up code and notes, which reach
-//! the call record. Garbage on the desk's API gets clear 4xx answers.
+//! password first) with her browser as her phone (WebRTC; Chromium's fake microphone plays
+//! a WAV of her words), goes available, and a caller of the demo hotline who asks for a
+//! person is transferred to her. The desk pops the call with the caller's number, the
+//! queue, the bot's reason and transcript; she answers on the desk and audio flows both
+//! ways: the caller's recording holds her words (Whisper), the browser receives the caller.
+//! While they talk, the caller asks a policy question and agent assist shows the knowledge
+//! entry that answers it (Whisper on the caller's words, as they are said); when the call
+//! ends, Alice saves a wrap-up code and notes, which reach the call record. Garbage on the
+//! desk's API gets clear 4xx answers.
 
 use std::time::{Duration, Instant};
 
 use voxnav::testkit::{
-    Browser, admin_request, free_udp_port, md5_agent_lines, register_agent_phone, scripted_call_to,
-    serve_desk, sipp_phone, temp_dir, wait_exit, wait_for_line,
+    Browser, admin_request, bot_words, espeak_wav_voice, free_udp_port, md5_agent_lines,
+    scripted_call_to, serve_desk, temp_dir, wait_for_line,
 };
 
 const TOKEN: &str = "desk-token";
@@ -41,20 +44,22 @@ fn an_agent_takes_a_call_on_the_desk_with_assist_and_wraps_it_up() {
             records.to_str().unwrap(),
         ],
     );
-    let alice_port = free_udp_port();
-    let mut alice_phone = sipp_phone("agent_phone.xml", 1, alice_port, &voxnav, &dir);
-    assert!(register_agent_phone(
-        &voxnav, &dir, "alice", "alice-pw", alice_port
-    ));
-    wait_for_line(
-        &lines,
-        "voxnav: agent alice registered",
-        Duration::from_secs(10),
-    )
-    .expect("registered");
+    // Alice's microphone (Chromium loops the file).
+    let voice = espeak_wav_voice(
+        "Hello, this is Alice from customer care. How can I help you today?",
+        "en-us",
+        48_000,
+        &dir,
+        "alice",
+    );
 
-    // Log in: a wrong password is refused, the right one opens Alice's desk.
-    let mut page = Browser::open(&format!("http://{admin}/agent"), &dir.join("browser"));
+    // Log in: a wrong password is refused, the right one opens Alice's desk and her
+    // browser phone.
+    let mut page = Browser::open_with_microphone(
+        &format!("http://{admin}/agent"),
+        &dir.join("browser"),
+        &voice,
+    );
     let log_in = |page: &mut Browser, password: &str| {
         page.eval(&format!(
             "document.getElementById('agent').value = 'alice'; \
@@ -73,6 +78,16 @@ fn an_agent_takes_a_call_on_the_desk_with_assist_and_wraps_it_up() {
          && document.getElementById('who').textContent.includes('Alice Chen')",
         Duration::from_secs(10),
     );
+    wait_for_line(
+        &lines,
+        "voxnav: agent alice's browser phone is connected",
+        Duration::from_secs(20),
+    )
+    .expect("the browser phone connects (ICE, DTLS)");
+    page.wait_for(
+        "document.getElementById('phone-status').textContent.includes('connected. Calls ring here')",
+        Duration::from_secs(10),
+    );
     page.eval("document.querySelector('button[data-state=available]').click(); true");
     page.wait_for(
         "document.getElementById('state').textContent === 'available'",
@@ -84,7 +99,7 @@ fn an_agent_takes_a_call_on_the_desk_with_assist_and_wraps_it_up() {
     std::fs::write(
         &script,
         "turns:\n  - say: \"just put me through to a real person\"\n  \
-         - say: \"how long is the guarantee on a laptop\"\n    after_ms: 7000\n  \
+         - say: \"how long is the guarantee on a laptop\"\n    after_ms: 9000\n  \
          - hangup: true\n    after_ms: 9000\n",
     )
     .unwrap();
@@ -96,9 +111,16 @@ fn an_agent_takes_a_call_on_the_desk_with_assist_and_wraps_it_up() {
         let value = page.eval(&format!("document.getElementById('{id}').textContent"));
         value.as_str().unwrap_or_default().to_string()
     };
+    // The call rings on the desk: Alice answers there.
+    page.wait_for(
+        "document.getElementById('call-title').textContent === 'Incoming call' \
+         && !document.getElementById('answer').hidden",
+        Duration::from_secs(30),
+    );
+    page.eval("document.getElementById('answer').click(); true");
     page.wait_for(
         "document.getElementById('call-title').textContent === 'On a call'",
-        Duration::from_secs(30),
+        Duration::from_secs(10),
     );
     assert_eq!(text(&mut page, "queue"), "general");
     assert!(!text(&mut page, "reason").is_empty(), "the bot's reason");
@@ -122,8 +144,25 @@ fn an_agent_takes_a_call_on_the_desk_with_assist_and_wraps_it_up() {
     let latency = &voxnav::testkit::records(&[assisted], "assist")[0]["latency_ms"];
     println!("assist latency: {latency} ms (then up to 500 ms until the desk looks)");
 
-    // The caller hangs up: Alice wraps up with a code and notes.
+    // The caller's audio reached the browser (its WebRTC statistics)...
+    let received = page.wait_for(
+        "(async () => { let n = 0; (await pc.getStats()).forEach((s) => { \
+           if (s.type === 'inbound-rtp' && s.kind === 'audio' && s.totalAudioEnergy > 0) \
+             n = s.packetsReceived; }); \
+           return n > 50 ? n : null; })()",
+        Duration::from_secs(10),
+    );
+    println!("the browser received {received} packets of the caller's audio");
+
+    // The caller hangs up: their recording holds Alice's words. Alice wraps up with a code
+    // and notes.
     let report = caller.join().unwrap();
+    let heard = bot_words(&report);
+    // (espeak's "Alice" comes out of Whisper as other words: her team's name is the test.)
+    assert!(
+        heard.contains("customer care"),
+        "the caller hears Alice: {heard}"
+    );
     let call_id = page.wait_for(
         "!document.getElementById('wrap-up-section').hidden && view.wrap_up.call_id",
         Duration::from_secs(15),
@@ -154,8 +193,6 @@ fn an_agent_takes_a_call_on_the_desk_with_assist_and_wraps_it_up() {
     };
     assert_eq!(record["agent"], "alice");
     assert_eq!(record["wrap_up_notes"], "explained the laptop warranty");
-    let status = wait_exit(&mut alice_phone.0, Duration::from_secs(10)).expect("hung up");
-    assert!(status.success(), "Alice's phone: {status}");
 
     // Garbage on the desk's API: clear refusals, nothing changes.
     let desk_token = page.eval("sessionStorage.getItem('voxnav-desk')");
@@ -180,6 +217,11 @@ fn an_agent_takes_a_call_on_the_desk_with_assist_and_wraps_it_up() {
         400
     );
     assert_eq!(desk("POST", "/api/desk/state", &bearer, Some("[1]")).0, 400);
+    let offer = Some("{\"sdp\":\"v=0\\r\\nnot an offer\"}");
+    let (status, body) = desk("POST", "/api/desk/phone", &bearer, offer);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("offer"), "{body}");
+    assert_eq!(desk("POST", "/api/desk/phone", &bearer, Some("{}")).0, 400);
     let state = Some("{\"state\":\"asleep\"}");
     assert_eq!(desk("POST", "/api/desk/state", &bearer, state).0, 400);
     assert_eq!(desk("GET", "/api/desk", "Bearer forged", None).0, 401);
@@ -197,5 +239,15 @@ fn an_agent_takes_a_call_on_the_desk_with_assist_and_wraps_it_up() {
     let (status, body) = desk("GET", "/api/desk", &bearer, None);
     assert_eq!(status, 200);
     assert!(body.contains("\"state\":\"available\""), "{body}");
+    // A refused offer leaves the connected phone alone.
+    assert!(body.contains("\"phone\":\"connected\""), "{body}");
+    // Leaving the desk closes the browser phone.
+    page.eval("document.getElementById('logout').click(); true");
+    wait_for_line(
+        &lines,
+        "voxnav: agent alice's browser phone is gone",
+        Duration::from_secs(10),
+    )
+    .expect("closed with the desk");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -419,23 +419,27 @@ impl Driver {
         let _ = self
             .done
             .send(Done::Agent(AgentEvent::Dialling { uri: uri.clone() }));
-        self.leg = Some(leg::place(
-            &s.media,
-            LegConfig {
-                target: uri,
-                from_user: "voxnav".into(),
-                headers: vec![
-                    ("Subject".into(), format!("voxnav transfer: {reason}")),
-                    ("X-Voxnav-Reason".into(), reason),
-                    ("X-Voxnav-Transcript".into(), transcript.join(" | ")),
-                    ("X-Voxnav-Call".into(), self.call_id.clone()),
-                ],
-                answer_timeout: s.agents.ring_timeout,
-                // Caller audio to the agent is kept short (a relay, not a queue).
-                max_queued_frames: Some(5),
-                media_timeout: s.agents.agent_silence,
-            },
-        ));
+        let config = LegConfig {
+            target: uri,
+            from_user: "voxnav".into(),
+            headers: vec![
+                ("Subject".into(), format!("voxnav transfer: {reason}")),
+                ("X-Voxnav-Reason".into(), reason),
+                ("X-Voxnav-Transcript".into(), transcript.join(" | ")),
+                ("X-Voxnav-Call".into(), self.call_id.clone()),
+            ],
+            answer_timeout: s.agents.ring_timeout,
+            // Caller audio to the agent is kept short (a relay, not a queue).
+            max_queued_frames: Some(5),
+            media_timeout: s.agents.agent_silence,
+        };
+        // An agent talking on the desk's browser phone (the ACD's `webrtc:` contact).
+        let browser = (config.target.strip_prefix(crate::net::webphone::SCHEME))
+            .zip(s.agents.web_phones.as_ref());
+        self.leg = Some(match browser {
+            Some((agent, phones)) => phones.ring(agent, &config),
+            None => leg::place(&s.media, config),
+        });
     }
 
     /// Keeps the agent's state with their phone's leg: answered, not answered (not ready),

@@ -42,6 +42,8 @@ pub struct AgentDirectory {
         Option<tokio::sync::mpsc::UnboundedSender<crate::call::callback::CallbackRequest>>,
     /// The agents of the agents file, their states and phones (None: no agents file).
     pub acd: Option<std::sync::Arc<crate::routing::Acd>>,
+    /// The agents' browser phones on the desk (None: no agents file).
+    pub web_phones: Option<std::sync::Arc<crate::net::webphone::WebPhones>>,
 }
 
 /// Why nobody can be rung for a transfer.

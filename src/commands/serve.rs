@@ -231,11 +231,14 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
     if let Some(acd) = &acd {
         observers.push(acd.clone());
     }
-    let desk = (acd.as_ref()).map(|acd| {
+    let web_phones =
+        (acd.as_ref()).map(|acd| Arc::new(voxnav::net::webphone::WebPhones::new(acd.clone())));
+    let desk = (acd.as_ref().zip(web_phones.as_ref())).map(|(acd, phones)| {
         Arc::new(voxnav::ops::desk::Desk::new(
             agent_book.clone(),
             acd.clone(),
             live.clone(),
+            phones.clone(),
         ))
     });
     if let Some(desk) = &desk {
@@ -286,6 +289,7 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
             &file,
             Shared {
                 acd: acd.clone(),
+                web_phones: web_phones.clone(),
                 callbacks,
                 vars: vars.clone(),
                 backends: backends.clone(),
@@ -497,6 +501,7 @@ impl std::str::FromStr for NumberedHotline {
 /// What every hotline's calls share besides the engines.
 struct Shared {
     acd: Option<Arc<voxnav::routing::Acd>>,
+    web_phones: Option<Arc<voxnav::net::webphone::WebPhones>>,
     callbacks: Option<tokio::sync::mpsc::UnboundedSender<voxnav::call::callback::CallbackRequest>>,
     vars: BTreeMap<String, String>,
     backends: Arc<voxnav::net::backend::Backends>,
@@ -516,6 +521,7 @@ fn hotlines(
     let mut engines = Engines::start(paths, args, file)?;
     let Shared {
         acd,
+        web_phones,
         callbacks,
         vars,
         backends,
@@ -534,6 +540,7 @@ fn hotlines(
         messages_dir: (file.messages_dir.clone()).unwrap_or_else(|| "records/messages".into()),
         callbacks,
         acd,
+        web_phones,
     };
     let mut all: Vec<Arc<Services>> = Vec::new();
     let mut loaded: BTreeMap<PathBuf, usize> = BTreeMap::new();

@@ -897,7 +897,10 @@ mod tests {
         s.handle_timeout(t0 + PTIME * 2);
         let sent = drain(&mut s);
         assert_eq!(sent.len(), 1);
-        assert_eq!(sent[0].0.to, "198.51.100.7:5000".parse().unwrap());
+        assert_eq!(
+            sent[0].0.to,
+            "198.51.100.7:5000".parse::<std::net::SocketAddr>().unwrap()
+        );
     }
 
     /// SRTP both ways between two sessions (what one sends the other plays), and a third
@@ -1116,7 +1119,10 @@ mod tests {
             (1..=4).contains(&reports.len()),
             "every 2.5-7.5 s over 10 s"
         );
-        assert_eq!(reports[0].0.to, "192.0.2.1:4001".parse().unwrap());
+        assert_eq!(
+            reports[0].0.to,
+            "192.0.2.1:4001".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert!(rtcp::parse(&reports[0].1).is_ok());
 
         let mut bridge = RtpSession::new(

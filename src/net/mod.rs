@@ -15,6 +15,7 @@ pub mod http;
 pub mod leg;
 pub mod media;
 pub mod tls;
+pub mod webphone;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

@@ -140,7 +140,9 @@ pub fn router(config: AdminConfig) -> Router {
 
 /// Serves the admin API on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, config: AdminConfig) -> std::io::Result<()> {
-    axum::serve(listener, router(config)).await
+    // The peer's address: the desk's browser phone answers on the interface that reaches it.
+    let app = router(config).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).await
 }
 
 async fn require_token(

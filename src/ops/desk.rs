@@ -5,7 +5,9 @@
 //! assist while they talk (what the caller says, and the knowledge entry that answers it),
 //! and wraps the call up with a code and notes that go into the call record.
 //!
-//! The agent talks on their registered softphone: the desktop carries no audio.
+//! The agent talks in the browser (`net::webphone`: WebRTC, G.711, offered by the page at
+//! login with `POST /api/desk/phone`; answer and hang up on the desk) or on their registered
+//! softphone; a connected browser phone is the one rung.
 //!
 //! Its API (`/api/desk`, JSON) is apart from the admin API: an agent's session token, from
 //! `POST /api/desk/login`, opens only their own desk. A wrong password and an unknown agent
@@ -16,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,6 +27,7 @@ use serde_json::json;
 
 use super::live::{LiveView, now_ms};
 use crate::agents::AgentBook;
+use crate::net::webphone::{MAX_OFFER, WebPhoneError, WebPhones};
 use crate::report::{Observer, Report, Reporter};
 use crate::routing::{Acd, Requested};
 use crate::sip::digest::{Algorithm, ha1};
@@ -66,6 +69,8 @@ pub struct Desk {
     failures: Mutex<HashMap<String, (u32, Instant)>>,
     /// Agent -> the last call they answered, and whether it is wrapped up.
     last_call: Mutex<HashMap<String, (String, bool)>>,
+    /// The agents' browser phones.
+    phones: Arc<WebPhones>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -109,8 +114,14 @@ pub enum LoginError {
 }
 
 impl Desk {
-    pub fn new(book: Arc<Mutex<Option<AgentBook>>>, acd: Arc<Acd>, live: Arc<LiveView>) -> Self {
+    pub fn new(
+        book: Arc<Mutex<Option<AgentBook>>>,
+        acd: Arc<Acd>,
+        live: Arc<LiveView>,
+        phones: Arc<WebPhones>,
+    ) -> Self {
         Self {
+            phones,
             book,
             acd,
             live,
@@ -170,8 +181,14 @@ impl Desk {
         (*expires > now).then(|| agent.clone())
     }
 
+    /// Ends the session; the agent's browser phone closes with their last session.
     pub fn logout(&self, token: &str) {
-        lock(&self.sessions).remove(token);
+        let mut sessions = lock(&self.sessions);
+        if let Some((agent, _)) = sessions.remove(token)
+            && !sessions.values().any(|(a, _)| *a == agent)
+        {
+            self.phones.close(&agent);
+        }
     }
 
     /// What the agent's desk shows now.
@@ -210,6 +227,7 @@ impl Desk {
             "state_s": state_s,
             "now_ms": now_ms(),
             "call": call,
+            "phone": self.phones.status(agent),
             "wrap_up": wrap_up.map(|c| json!({ "call_id": c, "codes": WRAP_UP_CODES })),
         })
     }
@@ -281,6 +299,9 @@ pub fn router<S: Clone + Send + Sync + 'static>(desk: Option<Arc<Desk>>) -> Rout
         .route("/api/desk", get(view))
         .route("/api/desk/state", post(set_state))
         .route("/api/desk/wrap-up", post(wrap_up))
+        .route("/api/desk/phone", post(phone))
+        .route("/api/desk/answer", post(answer))
+        .route("/api/desk/hangup", post(hang_up))
         .with_state(desk)
 }
 
@@ -428,6 +449,63 @@ async fn wrap_up(
     }
 }
 
+/// The browser's WebRTC offer for the agent's phone (`{"sdp": "v=0..."}`): the answer.
+async fn phone(
+    State(desk): State<Option<Arc<Desk>>>,
+    ConnectInfo(browser): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let (desk, agent) = match session(&desk, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    if body.len() > MAX_OFFER {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "an offer is at most 64 KiB");
+    }
+    let m = match body_object(&body) {
+        Ok(m) => m,
+        Err(r) => return r.into_response(),
+    };
+    let offer = field(&m, "sdp");
+    if offer.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "sdp is the browser's offer");
+    }
+    match desk.phones.connect(&agent, offer, browser) {
+        Ok(answer) => {
+            println!("voxnav: agent {agent} offered a browser phone from {browser}");
+            Json(json!({ "type": "answer", "sdp": answer })).into_response()
+        }
+        Err(e @ WebPhoneError::Socket(_)) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+/// The agent answers the call ringing on their browser phone.
+async fn answer(State(desk): State<Option<Arc<Desk>>>, headers: HeaderMap) -> Response {
+    phone_control(desk, headers, |phones, agent| phones.answer(agent))
+}
+
+/// The agent hangs up (or declines the call that rings) on their browser phone.
+async fn hang_up(State(desk): State<Option<Arc<Desk>>>, headers: HeaderMap) -> Response {
+    phone_control(desk, headers, |phones, agent| phones.hang_up(agent))
+}
+
+fn phone_control(
+    desk: Option<Arc<Desk>>,
+    headers: HeaderMap,
+    order: impl Fn(&WebPhones, &str) -> Result<(), crate::net::webphone::ControlError>,
+) -> Response {
+    let (desk, agent) = match session(&desk, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    match order(&desk.phones, &agent) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error(StatusCode::CONFLICT, &e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,8 +519,9 @@ mod tests {
         let acd = Arc::new(Acd::new(&book, Duration::from_secs(10)));
         Desk::new(
             Arc::new(Mutex::new(Some(book))),
-            acd,
+            acd.clone(),
             Arc::new(LiveView::default()),
+            Arc::new(WebPhones::new(acd)),
         )
     }
 

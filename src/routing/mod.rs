@@ -547,11 +547,33 @@ impl Router {
     }
 }
 
-/// The router shared by calls and the admin API, with the agents' registered phones.
+/// The agents' phones: registered SIP contacts, and browser phones on the desk.
+#[derive(Debug, Default)]
+struct Phones {
+    sip: BTreeMap<String, Vec<String>>,
+    browser: std::collections::BTreeSet<String>,
+}
+
+impl Phones {
+    fn has(&self, agent: &str) -> bool {
+        self.browser.contains(agent) || self.sip.contains_key(agent)
+    }
+
+    /// The phone to ring: the desk's browser phone when it is connected (the agent chose
+    /// to talk there), else the first registered contact.
+    fn contact(&self, agent: &str) -> Option<String> {
+        if self.browser.contains(agent) {
+            return Some(format!("{}{agent}", crate::net::webphone::SCHEME));
+        }
+        self.sip.get(agent)?.first().cloned()
+    }
+}
+
+/// The router shared by calls and the admin API, with the agents' phones.
 #[derive(Debug)]
 pub struct Acd {
     router: Mutex<Router>,
-    contacts: Mutex<BTreeMap<String, Vec<String>>>,
+    phones: Mutex<Phones>,
     /// Where state changes are reported (the records), once the server's reporter exists:
     /// the reporter observes this ACD too, so it comes after it.
     reporter: std::sync::OnceLock<crate::report::Reporter>,
@@ -563,7 +585,7 @@ impl Acd {
         router.set_agents(book, Instant::now());
         Self {
             router: Mutex::new(router),
-            contacts: Mutex::new(BTreeMap::new()),
+            phones: Mutex::new(Phones::default()),
             reporter: std::sync::OnceLock::new(),
         }
     }
@@ -609,19 +631,28 @@ impl Acd {
         // Held, not copied: every waiting caller asks four times a second, and a copy of 200
         // agents' phones made each decision ten times dearer (`cargo bench --bench acd`).
         // Lock order: phones, then router; the observer takes the phones alone.
-        let contacts = self.contacts.lock().unwrap_or_else(|p| p.into_inner());
+        let phones = self.phones.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let mut router = self.router();
         let over = router.handle_timeout(now); // wrap-ups that are over
-        let picked = router.pick(queue, call, priority, |a| contacts.contains_key(a), now);
+        let picked = router.pick(queue, call, priority, |a| phones.has(a), now);
         drop(router);
-        let contact =
-            (picked.as_ref()).and_then(|(agent, _)| contacts.get(agent)?.first().cloned());
-        drop(contacts);
+        let contact = (picked.as_ref()).and_then(|(agent, _)| phones.contact(agent));
+        drop(phones);
         self.print(over);
         let (agent, change) = picked?;
         self.print([change]);
         Some((agent, contact?))
+    }
+
+    /// `agent`'s browser phone on the desk connected (true) or went away (false).
+    pub fn browser_phone(&self, agent: &str, connected: bool) {
+        let mut phones = self.phones.lock().unwrap_or_else(|p| p.into_inner());
+        if connected {
+            phones.browser.insert(agent.to_string());
+        } else {
+            phones.browser.remove(agent);
+        }
     }
 
     pub fn serves(&self, queue: &str) -> bool {
@@ -700,11 +731,11 @@ impl Acd {
 impl Observer for Acd {
     fn observe(&self, report: &Report) {
         if let Report::AgentContacts { agent, contacts } = report {
-            let mut known = self.contacts.lock().unwrap_or_else(|p| p.into_inner());
+            let mut known = self.phones.lock().unwrap_or_else(|p| p.into_inner());
             if contacts.is_empty() {
-                known.remove(agent);
+                known.sip.remove(agent);
             } else {
-                known.insert(agent.clone(), contacts.clone());
+                known.sip.insert(agent.clone(), contacts.clone());
             }
         }
     }

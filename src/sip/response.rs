@@ -184,7 +184,7 @@ mod tests {
         let no_rport = REQ.replace(";rport", "");
         assert_eq!(
             target(&env(&no_rport), src),
-            "192.0.2.7:5070".parse().unwrap()
+            "192.0.2.7:5070".parse::<std::net::SocketAddr>().unwrap()
         );
         let default_port = REQ.replace(
             "client.example:5070;branch=z9hG4bK1;rport",
@@ -192,7 +192,7 @@ mod tests {
         );
         assert_eq!(
             target(&env(&default_port), src),
-            "192.0.2.7:5060".parse().unwrap()
+            "192.0.2.7:5060".parse::<std::net::SocketAddr>().unwrap()
         );
         let v6 = REQ.replace(
             "client.example:5070;branch=z9hG4bK1;rport",
@@ -200,7 +200,9 @@ mod tests {
         );
         assert_eq!(
             target(&env(&v6), "[2001:db8::1]:4000".parse().unwrap()),
-            "[2001:db8::1]:5060".parse().unwrap()
+            "[2001:db8::1]:5060"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
         );
     }
 }
