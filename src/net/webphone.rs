@@ -739,3 +739,325 @@ async fn run(
         let _ = socket.send_to(&bytes, to).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BROWSER: &str = "127.0.0.1:40001";
+    const PHONE: &str = "127.0.0.1:40002";
+    const BROWSER_SSRC: u32 = 0x5eed_0001;
+
+    /// The browser's side: another `rtc` peer connection that offers PCMU, as Chromium does.
+    fn browser(now: Instant) -> (RTCPeerConnection, RTCRtpSenderId, String) {
+        let local: SocketAddr = BROWSER.parse().unwrap();
+        let pcmu = RTCRtpCodec {
+            mime_type: MIME_TYPE_PCMU.to_owned(),
+            clock_rate: 8000,
+            channels: 0,
+            sdp_fmtp_line: String::new(),
+            rtcp_feedback: vec![],
+        };
+        let mut engine = MediaEngine::default();
+        let codec = RTCRtpCodecParameters {
+            rtp_codec: pcmu.clone(),
+            payload_type: 0,
+        };
+        engine.register_codec(codec, RtpCodecKind::Audio).unwrap();
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(engine)
+            .build(now)
+            .unwrap();
+        let track = MediaStreamTrack::new(
+            "browser".into(),
+            "microphone".into(),
+            "microphone".into(),
+            RtpCodecKind::Audio,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(BROWSER_SSRC),
+                    ..Default::default()
+                },
+                codec: pcmu,
+                ..Default::default()
+            }],
+        );
+        let sender = pc.add_track(track).unwrap();
+        let candidate = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: local.ip().to_string(),
+                port: local.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()
+        .unwrap();
+        let init = RTCIceCandidate::from(&candidate).to_json().unwrap();
+        pc.add_local_candidate(init).unwrap();
+        let offer = pc.create_offer(None).unwrap();
+        pc.set_local_description(now, offer).unwrap();
+        let sdp = pc.local_description().unwrap().sdp.clone();
+        (pc, sender, sdp)
+    }
+
+    /// The browser and the phone with the network between them in memory, on a clock of
+    /// the test's own (no sleeping: time jumps to the next timer).
+    struct Wire {
+        browser: RTCPeerConnection,
+        browser_sender: RTCRtpSenderId,
+        phone: PhoneCore,
+        now: Instant,
+        /// PCMU packets the browser received.
+        heard: Vec<rtc::rtp::Packet>,
+        browser_connected: bool,
+        talking: bool,
+        seq: u16,
+    }
+
+    impl Wire {
+        fn new() -> Self {
+            let now = Instant::now();
+            let (mut browser, browser_sender, offer) = browser(now);
+            let phone: SocketAddr = PHONE.parse().unwrap();
+            let (pc, sender) = answer(&offer, phone, 77, now).unwrap();
+            let sdp = pc.local_description().unwrap().sdp.clone();
+            assert!(sdp.contains("PCMU/8000"), "{sdp}");
+            let answer = RTCSessionDescription::answer(sdp).unwrap();
+            browser.set_remote_description(now, answer).unwrap();
+            Self {
+                browser,
+                browser_sender,
+                phone: PhoneCore::new(pc, sender, 77, phone, now),
+                now,
+                heard: Vec::new(),
+                browser_connected: false,
+                talking: false,
+                seq: 0,
+            }
+        }
+
+        /// Delivers every datagram both ways until the wire is quiet.
+        fn exchange(&mut self) {
+            let (b, p): (SocketAddr, SocketAddr) =
+                (BROWSER.parse().unwrap(), PHONE.parse().unwrap());
+            loop {
+                let mut moved = false;
+                while let Some(m) = self.browser.poll_write() {
+                    self.phone.on_datagram(&m.message, b, self.now);
+                    moved = true;
+                }
+                for (bytes, _) in self.phone.transmit() {
+                    let _ = self.browser.handle_read(TaggedBytesMut {
+                        now: self.now,
+                        transport: TransportContext {
+                            local_addr: b,
+                            peer_addr: p,
+                            ecn: None,
+                            transport_protocol: TransportProtocol::UDP,
+                        },
+                        message: BytesMut::from(&bytes[..]),
+                    });
+                    moved = true;
+                }
+                while let Some(e) = self.browser.poll_event() {
+                    if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) = e {
+                        self.browser_connected = s == RTCPeerConnectionState::Connected;
+                    }
+                }
+                while let Some(m) = self.browser.poll_read() {
+                    if let RTCMessage::RtpPacket(_, packet) = m.message {
+                        self.heard.push(packet);
+                    }
+                }
+                if !moved {
+                    return;
+                }
+            }
+        }
+
+        /// Runs the clock for `span`; the browser talks every 20 ms while `talking`.
+        fn run(&mut self, span: Duration) {
+            let end = self.now + span;
+            let mut next_talk = self.now;
+            while self.now < end {
+                self.exchange();
+                if self.talking && self.now >= next_talk {
+                    next_talk += PTIME;
+                    self.seq = self.seq.wrapping_add(1);
+                    let packet = rtc::rtp::Packet {
+                        header: rtc::rtp::header::Header {
+                            version: 2,
+                            payload_type: 0,
+                            sequence_number: self.seq,
+                            timestamp: u32::from(self.seq) * 160,
+                            ssrc: BROWSER_SSRC,
+                            ..Default::default()
+                        },
+                        payload: vec![0x2a; FRAME].into(),
+                    };
+                    let mut sender = self.browser.rtp_sender(self.browser_sender).unwrap();
+                    sender.write_rtp(self.now, packet).unwrap();
+                    continue;
+                }
+                let browser_next = self.browser.poll_timeout().unwrap_or(end);
+                let mut next = browser_next.min(self.phone.poll_timeout()).min(end);
+                if self.talking {
+                    next = next.min(next_talk);
+                }
+                self.now = next.max(self.now + Duration::from_micros(100));
+                let _ = self.browser.handle_timeout(self.now);
+                self.phone.on_timeout(self.now);
+            }
+            self.exchange();
+        }
+
+        fn ring(&mut self, answer_timeout: Duration) -> UnboundedReceiver<LegEvent> {
+            let (events, rx) = unbounded_channel();
+            let leg = CallLeg {
+                events,
+                answer_timeout,
+                max_queued_frames: None,
+                media_timeout: Some(Duration::from_secs(2)),
+            };
+            self.phone
+                .on_control(Control::Ring { call: 1, leg }, self.now);
+            rx
+        }
+    }
+
+    fn drain(rx: &mut UnboundedReceiver<LegEvent>) -> Vec<LegEvent> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn a_call_on_the_browser_phone_rings_is_answered_and_carries_audio_both_ways() {
+        let mut wire = Wire::new();
+        wire.run(Duration::from_secs(5));
+        assert!(wire.phone.connected, "ICE and DTLS up on the phone");
+        assert!(wire.phone.take_connected(), "announced once");
+        assert!(wire.browser_connected, "and on the browser");
+
+        let mut events = wire.ring(Duration::from_secs(20));
+        assert_eq!(drain(&mut events), [LegEvent::Ringing(180)]);
+        wire.run(Duration::from_millis(500));
+        assert!(wire.heard.is_empty(), "nothing is sent before the answer");
+        wire.phone.on_control(Control::Answer, wire.now);
+        assert_eq!(drain(&mut events), [LegEvent::Answered]);
+
+        // The caller's second of audio reaches the browser as 50 PCMU packets, paced.
+        let tone: Vec<i16> = (0..8000).map(|i| ((i % 40) as i16 - 20) * 500).collect();
+        let command = LegCommand::Audio(tone.clone());
+        wire.phone
+            .on_control(Control::Leg { call: 1, command }, wire.now);
+        wire.talking = true;
+        wire.run(Duration::from_millis(1500));
+        assert_eq!(wire.heard.len(), 50, "one packet per 20 ms");
+        assert!(wire.heard[0].header.marker, "a talk spurt starts");
+        assert!(wire.heard.iter().all(|p| p.header.payload_type == 0));
+        let first: Vec<i16> = Law::Ulaw.decode(&wire.heard[0].payload);
+        assert_eq!(first, Law::Ulaw.decode(&Law::Ulaw.encode(&tone[..FRAME])));
+        let stamps: Vec<u32> = wire.heard.iter().map(|p| p.header.timestamp).collect();
+        assert!(stamps.windows(2).all(|w| w[1].wrapping_sub(w[0]) == 160));
+
+        // The browser's audio comes out of the leg, 20 ms at a time; the queue ran dry once.
+        let got = drain(&mut events);
+        let audio = got.iter().filter(|e| matches!(e, LegEvent::Audio(pcm, _) if pcm.len() == FRAME && pcm[0] == Law::Ulaw.decode_sample(0x2a))).count();
+        assert!(audio >= 70, "{audio} frames from the browser");
+        assert_eq!(
+            got.iter()
+                .filter(|e| matches!(e, LegEvent::Drained(_)))
+                .count(),
+            1
+        );
+
+        // The browser goes silent (its tab froze, its network dropped): reported once.
+        wire.talking = false;
+        wire.run(Duration::from_secs(3));
+        let got = drain(&mut events);
+        assert_eq!(got, [LegEvent::MediaStopped]);
+
+        // The transfer hangs up: the call's end with its counts; the phone stays for the next.
+        let command = LegCommand::Hangup;
+        wire.phone
+            .on_control(Control::Leg { call: 1, command }, wire.now);
+        match drain(&mut events).as_slice() {
+            [
+                LegEvent::Ended {
+                    sent: 50, received, ..
+                },
+            ] => assert!(*received >= 70),
+            other => panic!("{other:?}"),
+        }
+        assert!(wire.phone.over().is_none());
+    }
+
+    #[test]
+    fn a_ringing_call_ends_unanswered_declined_or_busy_and_a_closed_phone_fails_it() {
+        let mut wire = Wire::new();
+        wire.run(Duration::from_secs(5));
+        assert!(wire.phone.connected);
+
+        // Not answered in time: 408, as a SIP phone that rang out.
+        let mut events = wire.ring(Duration::from_secs(3));
+        wire.run(Duration::from_secs(4));
+        match drain(&mut events).as_slice() {
+            [
+                LegEvent::Ringing(180),
+                LegEvent::Failed { status: 408, .. },
+                LegEvent::Ended { .. },
+            ] => {}
+            other => panic!("{other:?}"),
+        }
+
+        // Declined on the desk: 486; a second call while one rings: busy.
+        let mut events = wire.ring(Duration::from_secs(20));
+        let mut second = wire.ring(Duration::from_secs(20));
+        match drain(&mut second).as_slice() {
+            [LegEvent::Failed { status: 486, .. }, LegEvent::Ended { .. }] => {}
+            other => panic!("{other:?}"),
+        }
+        wire.phone.on_control(Control::HangUp, wire.now);
+        match drain(&mut events).as_slice() {
+            [
+                LegEvent::Ringing(180),
+                LegEvent::Failed {
+                    status: 486,
+                    reason,
+                },
+                LegEvent::Ended { .. },
+            ] => {
+                assert!(reason.contains("declined"))
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // The agent leaves the desk while a call rings: it fails (480), the phone is over.
+        let mut events = wire.ring(Duration::from_secs(20));
+        wire.phone.on_control(Control::Close, wire.now);
+        wire.phone.pump(wire.now);
+        match drain(&mut events).as_slice() {
+            [
+                LegEvent::Ringing(180),
+                LegEvent::Failed { status: 480, .. },
+                LegEvent::Ended { .. },
+            ] => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(wire.phone.over().is_some());
+    }
+
+    #[test]
+    fn garbage_is_not_an_offer() {
+        let phone: SocketAddr = PHONE.parse().unwrap();
+        for offer in ["", "v=0\r\nnot an offer", "\u{1}\u{2}"] {
+            assert!(matches!(
+                answer(offer, phone, 1, Instant::now()),
+                Err(WebPhoneError::BadOffer(_))
+            ));
+        }
+    }
+}
