@@ -18,6 +18,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::net::leg::{self, LegCommand, LegConfig, LegEvent};
 use crate::net::media::MediaEngine;
+use crate::net::webphone::{WebPhones, place_agent_leg};
 use crate::report::{Report, Reporter};
 use crate::routing::{Acd, Leaving};
 
@@ -59,6 +60,7 @@ pub struct Dialer {
     requests: UnboundedReceiver<CallbackRequest>,
     media: Arc<MediaEngine>,
     acd: Arc<Acd>,
+    phones: Arc<WebPhones>,
     reporter: Reporter,
     ring_timeout: Duration,
     agent_silence: Option<Duration>,
@@ -70,6 +72,7 @@ impl Dialer {
     pub fn new(
         media: Arc<MediaEngine>,
         acd: Arc<Acd>,
+        phones: Arc<WebPhones>,
         reporter: Reporter,
         ring_timeout: Duration,
         agent_silence: Option<Duration>,
@@ -80,6 +83,7 @@ impl Dialer {
             requests,
             media,
             acd,
+            phones,
             reporter,
             ring_timeout,
             agent_silence,
@@ -130,6 +134,7 @@ impl Dialer {
                             Placing {
                                 media: self.media.clone(),
                                 acd: self.acd.clone(),
+                                phones: self.phones.clone(),
                                 reporter: self.reporter.clone(),
                                 ring_timeout: self.ring_timeout,
                                 agent_silence: self.agent_silence,
@@ -166,6 +171,7 @@ fn report_step(
 struct Placing {
     media: Arc<MediaEngine>,
     acd: Arc<Acd>,
+    phones: Arc<WebPhones>,
     reporter: Reporter,
     ring_timeout: Duration,
     /// Either phone silent this long once answered: the callback ends (`agent_silence_s`).
@@ -183,8 +189,9 @@ async fn place(
 ) {
     let report =
         |status: &'static str, why: &str| report_step(&p.reporter, &r, status, &agent, why);
-    let mut agent_leg = leg::place(
+    let mut agent_leg = place_agent_leg(
         &p.media,
+        Some(&p.phones),
         LegConfig {
             target: contact,
             from_user: "voxnav".into(),

@@ -28,7 +28,7 @@ use crate::dialplan::engine::CallEngine;
 use crate::dialplan::registry::HotlineRegistry;
 use crate::media::session::MediaEvent;
 use crate::net::AnsweredCall;
-use crate::net::leg::{self, Leg, LegCommand, LegConfig, LegEvent};
+use crate::net::leg::{Leg, LegCommand, LegConfig, LegEvent};
 use crate::net::media::MediaEngine;
 use crate::report::{Report, Reporter};
 use crate::routing::Leaving;
@@ -433,13 +433,10 @@ impl Driver {
             max_queued_frames: Some(5),
             media_timeout: s.agents.agent_silence,
         };
-        // An agent talking on the desk's browser phone (the ACD's `webrtc:` contact).
-        let browser = (config.target.strip_prefix(crate::net::webphone::SCHEME))
-            .zip(s.agents.web_phones.as_ref());
-        self.leg = Some(match browser {
-            Some((agent, phones)) => phones.ring(agent, &config),
-            None => leg::place(&s.media, config),
-        });
+        let phones = s.agents.web_phones.as_deref();
+        self.leg = Some(crate::net::webphone::place_agent_leg(
+            &s.media, phones, config,
+        ));
     }
 
     /// Keeps the agent's state with their phone's leg: answered, not answered (not ready),

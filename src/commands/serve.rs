@@ -253,11 +253,12 @@ pub fn run(paths: &ModelPaths, args: ServeArgs) -> Result<()> {
     }
     let media = MediaEngine::start(args.media_threads.or(file.media_threads).unwrap_or(1))?;
     // Callbacks need agents to place them and somewhere to call: started with the runtime.
-    let (callbacks, dialer) = match (&acd, &file.callback_uri) {
-        (Some(acd), Some(uri)) => {
+    let (callbacks, dialer) = match (&acd, &web_phones, &file.callback_uri) {
+        (Some(acd), Some(phones), Some(uri)) => {
             let (tx, dialer) = voxnav::call::callback::Dialer::new(
                 media.clone(),
                 acd.clone(),
+                phones.clone(),
                 reporter.clone(),
                 Duration::from_secs(file.ring_timeout_s.unwrap_or(20)),
                 agent_silence(&file),

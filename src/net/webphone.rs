@@ -291,6 +291,19 @@ impl WebPhones {
     }
 }
 
+/// Places a call to an agent's phone: their desk's browser phone for the ACD's `webrtc:`
+/// contact, a SIP call (`leg::place`) for any other.
+pub fn place_agent_leg(
+    media: &Arc<super::media::MediaEngine>,
+    phones: Option<&WebPhones>,
+    config: LegConfig,
+) -> Leg {
+    match (config.target.strip_prefix(SCHEME)).zip(phones) {
+        Some((agent, phones)) => phones.ring(agent, &config),
+        None => super::leg::place(media, config),
+    }
+}
+
 /// The answering peer connection for `offer`, with one PCMU track (`ssrc`) to send on and
 /// `local` as its one host candidate.
 fn answer(
