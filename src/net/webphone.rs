@@ -101,8 +101,8 @@ struct Phone {
     connected: bool,
 }
 
-/// Orders for a phone's task.
-enum Control {
+/// Orders for a phone (`PhoneCore::on_control`).
+pub enum Control {
     /// A call for the agent: ring the desk.
     Ring { call: u64, leg: CallLeg },
     /// The transfer's order for call `call` (the leg's owner dropping it is a `Hangup`).
@@ -115,12 +115,12 @@ enum Control {
     Close,
 }
 
-/// A call as its owner placed it.
-struct CallLeg {
-    events: UnboundedSender<LegEvent>,
-    answer_timeout: Duration,
-    max_queued_frames: Option<usize>,
-    media_timeout: Option<Duration>,
+/// A call as its owner placed it (`LegConfig`'s part that concerns the phone).
+pub struct CallLeg {
+    pub events: UnboundedSender<LegEvent>,
+    pub answer_timeout: Duration,
+    pub max_queued_frames: Option<usize>,
+    pub media_timeout: Option<Duration>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -157,13 +157,7 @@ impl WebPhones {
         socket.set_nonblocking(true)?;
         let local = socket.local_addr()?;
         let ssrc = super::media::random_ssrc(&format!("{agent}@{local}"));
-        let (pc, sender) = answer(offer, local, ssrc, Instant::now())?;
-        let sdp = (pc.local_description())
-            .map(|d| d.sdp.clone())
-            .ok_or_else(|| WebPhoneError::BadOffer("no answer was made".into()))?;
-        if !sdp.contains("PCMU/8000") {
-            return Err(WebPhoneError::NoAudio);
-        }
+        let (core, sdp) = PhoneCore::answering(offer, local, ssrc, Instant::now())?;
         let socket = UdpSocket::from_std(socket)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (control, control_rx) = unbounded_channel();
@@ -178,7 +172,6 @@ impl WebPhones {
         if let Some(old) = old {
             let _ = old.control.send(Control::Close);
         }
-        let core = PhoneCore::new(pc, sender, ssrc, local, Instant::now());
         let phones = self.clone();
         let agent = agent.to_string();
         tokio::spawn(async move {
@@ -411,6 +404,24 @@ pub struct PhoneCore {
 }
 
 impl PhoneCore {
+    /// The phone that answers the browser's `offer` (its SDP answer with it): its one host
+    /// candidate is `local`, it sends as `ssrc`.
+    pub fn answering(
+        offer: &str,
+        local: SocketAddr,
+        ssrc: u32,
+        now: Instant,
+    ) -> Result<(Self, String), WebPhoneError> {
+        let (pc, sender) = answer(offer, local, ssrc, now)?;
+        let sdp = (pc.local_description())
+            .map(|d| d.sdp.clone())
+            .ok_or_else(|| WebPhoneError::BadOffer("no answer was made".into()))?;
+        if !sdp.contains("PCMU/8000") {
+            return Err(WebPhoneError::NoAudio);
+        }
+        Ok((Self::new(pc, sender, ssrc, local, now), sdp))
+    }
+
     fn new(
         pc: RTCPeerConnection,
         sender: RTCRtpSenderId,
@@ -503,8 +514,13 @@ impl PhoneCore {
         self.pump(now);
     }
 
-    /// The phone's task is told something.
-    fn on_control(&mut self, order: Control, now: Instant) {
+    /// ICE and DTLS are up.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// An order for the phone (a call to ring, the owner's audio, the desk's buttons).
+    pub fn on_control(&mut self, order: Control, now: Instant) {
         match order {
             Control::Ring { call, leg } => {
                 if self.call.is_some() || self.over.is_some() {
@@ -648,7 +664,7 @@ impl PhoneCore {
     }
 
     /// Takes what the connection has for us: state changes and the browser's audio.
-    fn pump(&mut self, now: Instant) {
+    pub fn pump(&mut self, now: Instant) {
         while let Some(event) = self.pc.poll_event() {
             if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event {
                 match state {
@@ -753,17 +769,27 @@ async fn run(
     }
 }
 
-#[cfg(test)]
-mod tests {
+/// A browser of `rtc`'s own (offering PCMU, as Chromium does) and the phone, with the
+/// network between them in memory and a clock of the caller's own (no sleeping: time jumps
+/// to the next timer). The unit tests and `benches/webphone.rs` drive the phone with it.
+pub mod wire {
     use super::*;
 
-    const BROWSER: &str = "127.0.0.1:40001";
-    const PHONE: &str = "127.0.0.1:40002";
-    const BROWSER_SSRC: u32 = 0x5eed_0001;
+    pub const BROWSER: &str = "127.0.0.1:40001";
+    pub const PHONE: &str = "127.0.0.1:40002";
+    pub const BROWSER_SSRC: u32 = 0x5eed_0001;
 
     /// The browser's side: another `rtc` peer connection that offers PCMU, as Chromium does.
-    fn browser(now: Instant) -> (RTCPeerConnection, RTCRtpSenderId, String) {
-        let local: SocketAddr = BROWSER.parse().unwrap();
+    pub fn browser(now: Instant) -> (RTCPeerConnection, RTCRtpSenderId, String) {
+        browser_at(BROWSER.parse().unwrap(), now)
+    }
+
+    /// A browser whose one host candidate is `local`: its connection, its microphone's
+    /// sender (SSRC `BROWSER_SSRC`) and its offer.
+    pub fn browser_at(
+        local: SocketAddr,
+        now: Instant,
+    ) -> (RTCPeerConnection, RTCRtpSenderId, String) {
         let pcmu = RTCRtpCodec {
             mime_type: MIME_TYPE_PCMU.to_owned(),
             clock_rate: 8000,
@@ -819,51 +845,58 @@ mod tests {
 
     /// The browser and the phone with the network between them in memory, on a clock of
     /// the test's own (no sleeping: time jumps to the next timer).
-    struct Wire {
+    pub struct Wire {
         browser: RTCPeerConnection,
         browser_sender: RTCRtpSenderId,
-        phone: PhoneCore,
-        now: Instant,
+        pub phone: PhoneCore,
+        pub now: Instant,
         /// PCMU packets the browser received.
-        heard: Vec<rtc::rtp::Packet>,
-        browser_connected: bool,
-        talking: bool,
+        pub heard: Vec<rtc::rtp::Packet>,
+        pub browser_connected: bool,
+        /// The browser sends a packet every 20 ms.
+        pub talking: bool,
         seq: u16,
+        /// Time spent in the phone's calls (the benchmark's figure).
+        pub phone_time: Duration,
     }
 
     impl Wire {
-        fn new() -> Self {
+        pub fn new() -> Self {
             let now = Instant::now();
             let (mut browser, browser_sender, offer) = browser(now);
             let phone: SocketAddr = PHONE.parse().unwrap();
-            let (pc, sender) = answer(&offer, phone, 77, now).unwrap();
-            let sdp = pc.local_description().unwrap().sdp.clone();
-            assert!(sdp.contains("PCMU/8000"), "{sdp}");
+            let (core, sdp) = PhoneCore::answering(&offer, phone, 77, now).unwrap();
             let answer = RTCSessionDescription::answer(sdp).unwrap();
             browser.set_remote_description(now, answer).unwrap();
             Self {
                 browser,
                 browser_sender,
-                phone: PhoneCore::new(pc, sender, 77, phone, now),
+                phone: core,
                 now,
                 heard: Vec::new(),
                 browser_connected: false,
                 talking: false,
                 seq: 0,
+                phone_time: Duration::ZERO,
             }
         }
 
         /// Delivers every datagram both ways until the wire is quiet.
-        fn exchange(&mut self) {
+        pub fn exchange(&mut self) {
             let (b, p): (SocketAddr, SocketAddr) =
                 (BROWSER.parse().unwrap(), PHONE.parse().unwrap());
             loop {
                 let mut moved = false;
                 while let Some(m) = self.browser.poll_write() {
+                    let t = Instant::now();
                     self.phone.on_datagram(&m.message, b, self.now);
+                    self.phone_time += t.elapsed();
                     moved = true;
                 }
-                for (bytes, _) in self.phone.transmit() {
+                let t = Instant::now();
+                let out = self.phone.transmit();
+                self.phone_time += t.elapsed();
+                for (bytes, _) in out {
                     let _ = self.browser.handle_read(TaggedBytesMut {
                         now: self.now,
                         transport: TransportContext {
@@ -893,7 +926,7 @@ mod tests {
         }
 
         /// Runs the clock for `span`; the browser talks every 20 ms while `talking`.
-        fn run(&mut self, span: Duration) {
+        pub fn run(&mut self, span: Duration) {
             let end = self.now + span;
             let mut next_talk = self.now;
             while self.now < end {
@@ -923,12 +956,14 @@ mod tests {
                 }
                 self.now = next.max(self.now + Duration::from_micros(100));
                 let _ = self.browser.handle_timeout(self.now);
+                let t = Instant::now();
                 self.phone.on_timeout(self.now);
+                self.phone_time += t.elapsed();
             }
             self.exchange();
         }
 
-        fn ring(&mut self, answer_timeout: Duration) -> UnboundedReceiver<LegEvent> {
+        pub fn ring(&mut self, answer_timeout: Duration) -> UnboundedReceiver<LegEvent> {
             let (events, rx) = unbounded_channel();
             let leg = CallLeg {
                 events,
@@ -941,6 +976,12 @@ mod tests {
             rx
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wire::*;
+    use super::*;
 
     fn drain(rx: &mut UnboundedReceiver<LegEvent>) -> Vec<LegEvent> {
         std::iter::from_fn(|| rx.try_recv().ok()).collect()
