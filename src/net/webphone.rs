@@ -862,6 +862,13 @@ pub mod wire {
 
     impl Wire {
         pub fn new() -> Self {
+            Self::default()
+        }
+    }
+
+    impl Default for Wire {
+        /// The two sides after the offer and answer (not connected yet: `run` them).
+        fn default() -> Self {
             let now = Instant::now();
             let (mut browser, browser_sender, offer) = browser(now);
             let phone: SocketAddr = PHONE.parse().unwrap();
@@ -880,7 +887,9 @@ pub mod wire {
                 phone_time: Duration::ZERO,
             }
         }
+    }
 
+    impl Wire {
         /// Delivers every datagram both ways until the wire is quiet.
         pub fn exchange(&mut self) {
             let (b, p): (SocketAddr, SocketAddr) =
