@@ -244,6 +244,14 @@ pub enum Report {
         /// the queue, routing): the assist latency before the desk's next look.
         latency: std::time::Duration,
     },
+    /// What the agent said to the caller (their side of the desk's live transcript; with
+    /// agent assist on).
+    AgentSaid {
+        call_id: String,
+        text: String,
+        /// From the end of the agent's voice to this report.
+        latency: std::time::Duration,
+    },
     /// A caller's message was saved for a queue (a `voicemail` node).
     MessageSaved {
         call_id: String,

@@ -44,14 +44,23 @@ fn an_agent_takes_a_call_on_the_desk_with_assist_and_wraps_it_up() {
             records.to_str().unwrap(),
         ],
     );
-    // Alice's microphone (Chromium loops the file).
-    let voice = espeak_wav_voice(
+    // Alice's microphone (Chromium loops the file): her words, then a second of quiet, so
+    // each time round is an utterance of its own.
+    let words = espeak_wav_voice(
         "Hello, this is Alice from customer care. How can I help you today?",
         "en-us",
         48_000,
         &dir,
-        "alice",
+        "alice-words",
     );
+    let voice = dir.join("alice.wav");
+    let padded = std::process::Command::new("sox")
+        .arg(&words)
+        .arg(&voice)
+        .args(["pad", "0", "1"])
+        .status()
+        .expect("sox is installed by the test setup");
+    assert!(padded.success());
 
     // Log in: a wrong password is refused, the right one opens Alice's desk and her
     // browser phone.
@@ -137,6 +146,12 @@ fn an_agent_takes_a_call_on_the_desk_with_assist_and_wraps_it_up() {
     );
     assert_eq!(suggested, "the warranty", "{}", text(&mut page, "assist"));
     assert!(text(&mut page, "assist").contains("one year"), "the answer");
+    // Both sides are transcribed: Alice's words are on her desk too.
+    page.wait_for(
+        "[...document.querySelectorAll('#assist .said.agent')].some((e) => \
+           e.textContent.toLowerCase().includes('customer care'))",
+        Duration::from_secs(20),
+    );
     let assisted =
         wait_for_line(&lines, "voxnav: assist ", Duration::from_secs(5)).expect("the assist line");
     assert!(assisted.contains("\"id\":\"warranty\""), "{assisted}");

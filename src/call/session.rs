@@ -33,6 +33,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::turn::energy::{Endpointer, EndpointerConfig};
 use super::turn::{Expectation, TurnDetector, TurnEvent};
 use crate::dialplan::engine::{Action, CallEngine, Event, Step};
 use crate::dialplan::phrases::Phrase;
@@ -379,6 +380,12 @@ pub struct CallSession {
     assist: bool,
     /// Recognitions of assist utterances in flight, with when the caller's voice ended.
     assist_jobs: Vec<(u64, Instant)>,
+    /// The agent's side of the conversation, transcribed for the desk too (with assist):
+    /// an energy endpointer of its own (the agent talks to a person, not to a turn model),
+    /// created when the agent answers.
+    agent_turn: Option<Endpointer>,
+    /// Recognitions of the agent's utterances in flight, with when their voice ended.
+    agent_jobs: Vec<(u64, Instant)>,
     ended: bool,
 }
 
@@ -455,6 +462,8 @@ impl CallSession {
             message: None,
             assist: false,
             assist_jobs: Vec::new(),
+            agent_turn: None,
+            agent_jobs: Vec::new(),
             ended: false,
         }
     }
@@ -595,6 +604,37 @@ impl CallSession {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// 20 ms of what the agent says to the caller: each utterance is recognised (queued like
+    /// any turn) for the desk's live transcript.
+    fn agent_frame(&mut self, pcm: &[i16], now: Instant) {
+        let Some(turn) = self.agent_turn.as_mut() else {
+            return;
+        };
+        let frame: Vec<f32> = pcm.iter().map(|&s| s as f32 / 32_768.0).collect();
+        turn.handle_frame(&frame);
+        let mut utterances = Vec::new();
+        while let Some(event) = turn.poll_event() {
+            if let TurnEvent::Utterance {
+                audio, silence_ms, ..
+            } = event
+            {
+                utterances.push((audio, silence_ms));
+            }
+        }
+        for (audio, silence_ms) in utterances {
+            let job = self.id();
+            let voice_ended = now
+                .checked_sub(Duration::from_millis(u64::from(silence_ms)))
+                .unwrap_or(now);
+            self.agent_jobs.push((job, voice_ended));
+            self.outputs.push_back(Output::Recognize {
+                job,
+                audio,
+                speculative: false,
+            });
         }
     }
 
@@ -908,6 +948,20 @@ impl CallSession {
             }
             return;
         }
+        if let Some(i) = self.agent_jobs.iter().position(|&(j, _)| j == job) {
+            let (_, voice_ended) = self.agent_jobs.swap_remove(i);
+            if let (false, Ok((text, _))) = (self.ended, heard) {
+                let text = text.trim().to_string();
+                if !text.is_empty() {
+                    self.report(Report::AgentSaid {
+                        call_id: self.call_id.clone(),
+                        text,
+                        latency: now.saturating_duration_since(voice_ended),
+                    });
+                }
+            }
+            return;
+        }
         if let Some(s) = self.speculation.as_mut()
             && s.job == job
         {
@@ -1017,11 +1071,21 @@ impl CallSession {
             AgentEvent::Answered => {
                 b.state = BridgeState::Connected;
                 self.reached_agent = true;
+                if self.assist {
+                    // Quiet rooms and headsets: the default tuning of the caller's side.
+                    self.agent_turn = Some(Endpointer::new(EndpointerConfig::default()));
+                }
                 self.stop_playback(); // the hold audio
                 self.transfer_report(TransferStatus::Connected, Some(String::new()), now);
             }
             AgentEvent::Audio(pcm) => {
-                if b.state == BridgeState::Connected && self.relay_queued < MAX_RELAY_FRAMES {
+                if b.state != BridgeState::Connected {
+                    return;
+                }
+                // Transcribed whether or not the relay has room: the words were said.
+                self.agent_frame(&pcm, now);
+                if self.relay_queued < MAX_RELAY_FRAMES {
+                    let b = self.bridge.as_mut().expect("checked above");
                     b.to_caller += 1;
                     self.relay_queued += 1;
                     let mark = self.id();
@@ -2486,12 +2550,38 @@ nodes:
         assert!(latency >= Duration::from_millis(400), "{latency:?}");
         // The bot does not answer: no synthesis, no decision.
         assert!(!log.iter().any(|o| matches!(o, Output::Synthesize { .. })));
-        // Off: nothing is recognised.
+        // The agent's side: their utterance is recognised too, and reported as theirs.
+        let agent_talks = |h: &mut Harness| {
+            for loud in [true, false] {
+                for _ in 0..50 {
+                    h.now += Duration::from_millis(20);
+                    let frame = vec![if loud { 9000i16 } else { 0 }; 160];
+                    h.s.handle_agent(AgentEvent::Audio(frame), h.now);
+                    h.pump();
+                }
+            }
+            Harness::recognitions(&h.take())
+        };
+        let asked = agent_talks(&mut h);
+        assert_eq!(asked.len(), 1, "the agent's utterance: {asked:?}");
+        h.s.handle_recognized(
+            asked[0].0,
+            Ok(("one year from purchase".into(), 0.9)),
+            h.now,
+        );
+        h.pump();
+        let said = h.take().into_iter().find_map(|o| match o {
+            Output::Report(Report::AgentSaid { text, .. }) => Some(text),
+            _ => None,
+        });
+        assert_eq!(said.as_deref(), Some("one year from purchase"));
+        // Off: nothing is recognised, on either side.
         let mut h = connected(false);
         h.talk(1000, true);
         h.talk(1000, false);
         h.pump();
         assert!(Harness::recognitions(&h.take()).is_empty());
+        assert!(agent_talks(&mut h).is_empty());
     }
 
     #[test]

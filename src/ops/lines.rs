@@ -88,6 +88,18 @@ impl Observer for StdoutLines {
                 });
                 print_record("assist", &json);
             }
+            Report::AgentSaid {
+                call_id,
+                text,
+                latency,
+            } => {
+                let json = serde_json::json!({
+                    "call": call_id,
+                    "text": text,
+                    "latency_ms": latency.as_millis() as u64,
+                });
+                print_record("agent-said", &json);
+            }
             Report::AsrUnavailable { why, .. } => {
                 tracing::warn!("ASR unavailable, offering the keypad: {why}");
             }

@@ -160,9 +160,22 @@ impl Observer for LiveView {
                 }
                 c.assist.push(serde_json::json!({
                     "at_ms": now_ms(),
+                    "speaker": "caller",
                     "text": text,
                     "intent": intent,
                     "suggestion": suggestion,
+                }));
+            }),
+            Report::AgentSaid { call_id, text, .. } => self.update(call_id, |c| {
+                if c.assist.len() >= ASSIST_KEPT {
+                    c.assist.remove(0);
+                }
+                c.assist.push(serde_json::json!({
+                    "at_ms": now_ms(),
+                    "speaker": "agent",
+                    "text": text,
+                    "intent": null,
+                    "suggestion": null,
                 }));
             }),
             Report::Transfer {

@@ -475,7 +475,7 @@ impl Observer for Metrics {
             // Read from the ACD at each scrape (`watch_queues`).
             Report::AgentState { .. } | Report::QueueAnswered { .. } => {}
             // The desktop's: in the call records and the live view.
-            Report::WrapUp { .. } | Report::Assist { .. } => {}
+            Report::WrapUp { .. } | Report::Assist { .. } | Report::AgentSaid { .. } => {}
             Report::Callback { queue, status, .. } => {
                 if matches!(
                     *status,
