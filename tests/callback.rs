@@ -1,5 +1,7 @@
 //! Overflow to a callback (issue 15): a caller waiting for an agent hears their place and the
-//! transfer's options ("Press 1 to be called back"), presses 1, leaves their number at a
+//! transfer's options ("Press 1 to be called back"), says "please call me back" (Whisper on
+//! the waiting caller's words; the key does the same, `call::session`'s unit tests), leaves
+//! their number at a
 //! `callback` node and hangs up; when Alice becomes available her phone rings first (with the
 //! reason and the number in the INVITE), and once she answers voxnav calls the number back at
 //! `transfer.callback_uri` and bridges the two; every step is printed and counted.
@@ -57,10 +59,13 @@ fn a_caller_who_leaves_their_number_is_called_back_when_an_agent_is_free() {
     )
     .expect("registered");
 
-    // Alice is logged out: the caller waits, hears their place and the option 3 s in, presses
-    // 1 once it has been said, leaves their number and hangs up.
+    // Alice is logged out: the caller waits, hears their place and the option 3 s in, asks
+    // to be called back once it has been said, leaves their number and hangs up.
     let script = dir.join("caller.yaml");
-    std::fs::write(&script, "turns:\n  - dtmf: \"1\"\n    after_ms: 9000\n").unwrap();
+    // (Then the caller listens: the hold audio goes on while their words are recognised.)
+    let words = "turns:\n  - say: \"please call me back\"\n    after_ms: 9000\n  \
+                 - hangup: true\n    after_ms: 8000\n";
+    std::fs::write(&script, words).unwrap();
     let report = scripted_call_to(
         env!("CARGO_BIN_EXE_voxnav"),
         &format!("sip:ivr@{voxnav}"),

@@ -386,6 +386,9 @@ pub struct CallSession {
     agent_turn: Option<Endpointer>,
     /// Recognitions of the agent's utterances in flight, with when their voice ended.
     agent_jobs: Vec<(u64, Instant)>,
+    /// Recognitions of what a caller waiting for an agent said (they may ask for one of the
+    /// transfer's keys by voice: "call me back").
+    waiting_jobs: Vec<u64>,
     ended: bool,
 }
 
@@ -464,6 +467,7 @@ impl CallSession {
             assist_jobs: Vec::new(),
             agent_turn: None,
             agent_jobs: Vec::new(),
+            waiting_jobs: Vec::new(),
             ended: false,
         }
     }
@@ -567,6 +571,11 @@ impl CallSession {
                 if self.assist {
                     self.assist_frame(pcm, now);
                 }
+            } else if self.engine.offers_keys_while_waiting() {
+                // Waiting: "call me back" or "leave a message" works as well as the key.
+                for (job, _) in self.utterances_aside(pcm, now) {
+                    self.waiting_jobs.push(job);
+                }
             }
             return;
         }
@@ -581,8 +590,17 @@ impl CallSession {
     /// recognised (queued like any turn) for agent assist. Nothing else of turn-taking
     /// applies: the agent, not the bot, answers.
     fn assist_frame(&mut self, pcm: &[i16], now: Instant) {
+        let jobs = self.utterances_aside(pcm, now);
+        self.assist_jobs.extend(jobs);
+    }
+
+    /// 20 ms of the caller's audio when the bot is not in the conversation: the turn
+    /// detector ends utterances, each is recognised (queued like any turn): the jobs, with
+    /// when the voice ended. Nothing else of turn-taking applies.
+    fn utterances_aside(&mut self, pcm: &[i16], now: Instant) -> Vec<(u64, Instant)> {
         let frame: Vec<f32> = pcm.iter().map(|&s| s as f32 / 32_768.0).collect();
         self.turn.handle_frame(&frame);
+        let mut jobs = Vec::new();
         while let Some(event) = self.turn.poll_event() {
             match event {
                 TurnEvent::Consult { id, audio } => {
@@ -595,7 +613,7 @@ impl CallSession {
                     let voice_ended = now
                         .checked_sub(Duration::from_millis(u64::from(silence_ms)))
                         .unwrap_or(now);
-                    self.assist_jobs.push((job, voice_ended));
+                    jobs.push((job, voice_ended));
                     self.outputs.push_back(Output::Recognize {
                         job,
                         audio,
@@ -605,6 +623,7 @@ impl CallSession {
                 _ => {}
             }
         }
+        jobs
     }
 
     /// 20 ms of what the agent says to the caller: each utterance is recognised (queued like
@@ -828,6 +847,22 @@ impl CallSession {
                 .is_some_and(|s| s.rest.iter().any(|a| matches!(a, Action::Listen { .. })))
     }
 
+    /// The engine's step for a waiting caller's key or words: if it took them out of the
+    /// transfer (to a callback, a message), the wait ends and its node speaks.
+    fn leave_queue(&mut self, step: Step, why: String, now: Instant) {
+        if self.engine.transferred() {
+            return;
+        }
+        self.transfer_report(TransferStatus::Ended, Some(why), now);
+        self.bridge = None;
+        self.waiting_jobs.clear();
+        self.stop_playback(); // the hold audio
+        self.outputs.push_back(Output::CancelTransfer);
+        self.log(&step);
+        self.apply(step.actions, now);
+        self.after_audio(now);
+    }
+
     /// A keypad digit (RFC 4733, SIP INFO or in-band).
     pub fn handle_digit(&mut self, digit: char, now: Instant) {
         if self.ended {
@@ -847,17 +882,11 @@ impl CallSession {
             // Waiting for an agent: a key the transfer offers takes the caller out of the
             // queue to its node (others do nothing).
             let step = self.engine.handle(Event::Dtmf(digit.to_string()));
-            if self.engine.transferred() {
-                return;
-            }
-            let why = format!("the caller pressed {digit} while waiting");
-            self.transfer_report(TransferStatus::Ended, Some(why), now);
-            self.bridge = None;
-            self.stop_playback(); // the hold audio
-            self.outputs.push_back(Output::CancelTransfer);
-            self.log(&step);
-            self.apply(step.actions, now);
-            self.after_audio(now);
+            self.leave_queue(
+                step,
+                format!("the caller pressed {digit} while waiting"),
+                now,
+            );
             return;
         }
         let Some(l) = self.listening else {
@@ -945,6 +974,19 @@ impl CallSession {
             let (_, voice_ended) = self.assist_jobs.swap_remove(i);
             if !self.ended {
                 self.assist_heard(heard, now.saturating_duration_since(voice_ended));
+            }
+            return;
+        }
+        if let Some(i) = self.waiting_jobs.iter().position(|&j| j == job) {
+            self.waiting_jobs.swap_remove(i);
+            let still_waiting = self
+                .bridge
+                .as_ref()
+                .is_some_and(|b| b.state != BridgeState::Connected);
+            if let (false, true, Ok((text, confidence))) = (self.ended, still_waiting, heard) {
+                let why = format!("the caller said \"{}\" while waiting", text.trim());
+                let step = self.engine.handle(Event::Speech { text, confidence });
+                self.leave_queue(step, why, now);
             }
             return;
         }
@@ -2679,6 +2721,64 @@ nodes:
             "{log:?}"
         );
         assert!(says(&log, "Leave a message."), "{log:?}");
+    }
+
+    #[test]
+    fn a_waiting_caller_may_say_what_a_key_does_instead_of_pressing_it() {
+        const PLAN: &str = "name: keys\nstart: hand\nnodes:\n  hand:\n    transfer: { queue: \
+            general, keys: { \"1\": back, \"2\": message }, options: \"Press 1 or 2.\" }\n  \
+            back:\n    callback: { queue: general }\n  \
+            message:\n    voicemail: { queue: general, say: \"Leave a message.\" }\n";
+        let waiting = || {
+            let mut h = harness_on(PLAN, false);
+            h.wait(500);
+            let uri = "queue:general".to_string();
+            h.s.handle_agent(AgentEvent::Dialling { uri }, h.now);
+            h.pump();
+            h.wait(500);
+            h.take();
+            h
+        };
+        // Each utterance while waiting is recognised; words that ask for nothing keep the
+        // caller in the line.
+        let mut h = waiting();
+        h.talk(800, true);
+        h.talk(1000, false);
+        let asked = Harness::recognitions(&h.take());
+        assert_eq!(asked.len(), 1, "{asked:?}");
+        h.s.handle_recognized(
+            asked[0].0,
+            Ok(("is it going to be long".into(), 0.9)),
+            h.now,
+        );
+        h.pump();
+        assert!(!h.take().iter().any(|o| matches!(o, Output::CancelTransfer)));
+        // "Leave a message": the voicemail key's node.
+        h.talk(800, true);
+        h.talk(1000, false);
+        let asked = Harness::recognitions(&h.take());
+        assert_eq!(asked.len(), 1, "{asked:?}");
+        let words = "Can I just leave a message?".to_string();
+        h.s.handle_recognized(asked[0].0, Ok((words, 0.9)), h.now);
+        h.pump();
+        h.wait(1000);
+        let log = h.take();
+        assert!(
+            log.iter().any(|o| matches!(o, Output::CancelTransfer)),
+            "{log:?}"
+        );
+        assert!(says(&log, "Leave a message."), "{log:?}");
+        // Other ways to ask, as the engine reads them.
+        let h = waiting();
+        let key = |text: &str| h.s.engine.key_said_while_waiting(text);
+        assert_eq!(key("Please call me back."), Some('1'));
+        assert_eq!(key("voicemail"), Some('2'));
+        assert_eq!(key("two"), Some('2'));
+        assert_eq!(key("press 1"), Some('1'));
+        assert_eq!(key("请给我回电"), Some('1'));
+        assert_eq!(key("five"), None, "not a key it offers");
+        assert_eq!(key("I have 2 questions about order 1"), None);
+        assert_eq!(key("what is the weather"), None);
     }
 
     #[test]

@@ -362,6 +362,45 @@ const REPEAT: &[&str] = &[
     "重复",
 ];
 
+/// What a caller waiting for an agent says to be called back instead (the transfer's key
+/// that leads to a `callback` node), lower case, English and Mandarin.
+const SAY_CALLBACK: &[&str] = &[
+    "call me back",
+    "callback",
+    "call back",
+    "ring me back",
+    "phone me back",
+    "回电",
+    "回拨",
+    "打回来",
+    "回个电话",
+];
+/// ... and to leave a message (the key to a `voicemail` node).
+const SAY_MESSAGE: &[&str] = &[
+    "leave a message",
+    "leave message",
+    "voicemail",
+    "voice mail",
+    "record a message",
+    "留言",
+    "留个言",
+];
+/// A key said as a word ("one", "press two").
+const KEY_WORDS: [(&str, char); 12] = [
+    ("zero", '0'),
+    ("one", '1'),
+    ("two", '2'),
+    ("three", '3'),
+    ("four", '4'),
+    ("five", '5'),
+    ("six", '6'),
+    ("seven", '7'),
+    ("eight", '8'),
+    ("nine", '9'),
+    ("star", '*'),
+    ("pound", '#'),
+];
+
 impl CallEngine {
     /// A call on `hotline`; `vars` override the dialplan's initial variables (e.g. the caller
     /// number, a backend address).
@@ -413,6 +452,55 @@ impl CallEngine {
     /// What the transfer in progress offers a waiting caller ("Press 1 to be called back").
     pub fn transfer_options(&self) -> Option<&str> {
         self.transfer_options.as_deref()
+    }
+
+    /// Whether a caller waiting for an agent may leave the queue by a key (or by saying
+    /// what it does).
+    pub fn offers_keys_while_waiting(&self) -> bool {
+        self.waiting == Waiting::Transferred && !self.transfer_keys.is_empty()
+    }
+
+    /// The transfer's key a waiting caller's words stand for: the key itself said as a word
+    /// ("one", "press 2"), "call me back" for the key that leads to a `callback` node,
+    /// "leave a message" for one that leads to a `voicemail` node. None: words that ask
+    /// for none of them (the caller keeps waiting).
+    pub fn key_said_while_waiting(&self, text: &str) -> Option<char> {
+        let lowered: String = (text.to_lowercase().chars())
+            .map(|c| {
+                if c.is_alphanumeric() || c.is_whitespace() {
+                    c
+                } else {
+                    ' '
+                }
+            })
+            .collect();
+        let words: Vec<&str> = lowered.split_whitespace().collect();
+        let said = words.join(" ");
+        let keys = &self.transfer_keys;
+        // A key by itself ("one", "1", "press two"): only a short answer, not a digit in a
+        // longer sentence.
+        if words.len() <= 2 {
+            let key = (words.last()).and_then(|w| {
+                let digit = (w.len() == 1).then(|| w.chars().next()).flatten();
+                (digit.filter(char::is_ascii_digit))
+                    .or_else(|| KEY_WORDS.iter().find(|(k, _)| k == w).map(|&(_, c)| c))
+            });
+            if let Some(k) = key.filter(|k| keys.contains_key(k)) {
+                return Some(k);
+            }
+        }
+        let kind_of = |node: &str| self.hotline.plan.node(node).map(|n| n.kind.kind());
+        let asks = |phrases: &[&str]| phrases.iter().any(|p| said.contains(p));
+        let wanted = if asks(SAY_MESSAGE) {
+            "voicemail"
+        } else if asks(SAY_CALLBACK) {
+            "callback"
+        } else {
+            return None;
+        };
+        (keys.iter())
+            .find(|(_, node)| kind_of(node) == Some(wanted))
+            .map(|(&k, _)| k)
     }
 
     pub fn hotline(&self) -> &Arc<Hotline> {
@@ -476,6 +564,24 @@ impl CallEngine {
         let mut actions = Vec::new();
         self.record = empty_record();
         self.record.turn = self.turn;
+        // Words of a caller waiting for an agent that ask for one of the transfer's keys
+        // are that key.
+        let mut said_while_waiting = None;
+        let event = match event {
+            Event::Speech { text, .. } if self.waiting == Waiting::Transferred => {
+                match self.key_said_while_waiting(&text) {
+                    Some(key) => {
+                        said_while_waiting = Some(text);
+                        Event::Dtmf(key.to_string())
+                    }
+                    None => Event::Speech {
+                        text,
+                        confidence: 0.0,
+                    },
+                }
+            }
+            other => other,
+        };
         let waiting_key = matches!(&event, Event::Dtmf(d)
             if d.chars().count() == 1
                 && d.chars().next().is_some_and(|k| self.transfer_keys.contains_key(&k)));
@@ -557,8 +663,20 @@ impl CallEngine {
                 let node = (key.chars().next())
                     .and_then(|k| self.transfer_keys.get(&k).cloned())
                     .unwrap_or_default();
-                self.record.input = format!("(key {key} while waiting)");
-                self.record.reason = format!("the caller pressed {key} while waiting for an agent");
+                match said_while_waiting.take() {
+                    Some(text) => {
+                        self.transcript.push(format!("caller (waiting): {text}"));
+                        self.record.input = text;
+                        self.record.reason = format!(
+                            "the caller asked for key {key}'s option while waiting for an agent"
+                        );
+                    }
+                    None => {
+                        self.record.input = format!("(key {key} while waiting)");
+                        self.record.reason =
+                            format!("the caller pressed {key} while waiting for an agent");
+                    }
+                }
                 self.waiting = Waiting::Nothing;
                 self.transfer_fallback = None;
                 self.transfer_keys.clear();
