@@ -55,6 +55,8 @@
 //!   assist: true             # agent assist: what a caller says to an agent is recognised
 //!                            # and matched against the knowledge base for the agent's
 //!                            # desktop (a recognition per utterance); false: off
+//!   warm: false              # warm transfer: the agent who answers first hears who calls
+//!                            # and why (the product voice), then the caller is put through
 //!   messages_dir: records/messages   # where `voicemail` nodes save messages (QUEUE/CALL.wav)
 //!   callback_uri: "sip:{number}@192.0.2.20"   # where `callback` nodes' callers are called
 //!                            # back (a gateway or trunk); without it, callbacks are refused
@@ -140,6 +142,7 @@ pub struct ServerConfig {
     pub announce_every_s: Option<u64>,
     pub agent_silence_s: Option<u64>,
     pub assist: Option<bool>,
+    pub warm: Option<bool>,
     pub messages_dir: Option<std::path::PathBuf>,
     pub callback_uri: Option<String>,
     pub admin_listen: Option<SocketAddr>,
@@ -668,6 +671,9 @@ pub fn read(path: &Path) -> Result<ServerConfig, String> {
         config.assist = m
             .get("assist")
             .and_then(|y| crate::dialplan::read::boolean(y, "assist", &mut p));
+        config.warm = m
+            .get("warm")
+            .and_then(|y| crate::dialplan::read::boolean(y, "warm", &mut p));
         config.callback_uri = m.get("callback_uri").and_then(|y| {
             let (uri, pos) = text(y, "callback_uri", &mut p)?;
             if !uri.starts_with("sip:") || !uri.contains("{number}") {

@@ -147,7 +147,8 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
         services.registry.version(),
         detector,
     )
-    .with_assist(services.agents.assist);
+    .with_assist(services.agents.assist)
+    .with_warm_transfer(services.agents.warm);
     let (done_tx, mut done_rx) = unbounded_channel::<Done>();
     let mut driver = Driver {
         call_id: call_id.clone(),

@@ -223,6 +223,8 @@ pub enum AgentEvent {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
+    /// A warm transfer's announcement to the agent never finished: put the caller through.
+    Whisper,
     NoInput,
     InterDigit,
     Recognition,
@@ -232,7 +234,8 @@ enum Timer {
     Message,
 }
 
-const TIMERS: [Timer; 6] = [
+const TIMERS: [Timer; 7] = [
+    Timer::Whisper,
     Timer::NoInput,
     Timer::InterDigit,
     Timer::Recognition,
@@ -389,8 +392,26 @@ pub struct CallSession {
     /// Recognitions of what a caller waiting for an agent said (they may ask for one of the
     /// transfer's keys by voice: "call me back").
     waiting_jobs: Vec<u64>,
+    /// Warm transfer (`transfer.warm`): the agent who answers first hears who calls and why.
+    warm: bool,
+    /// The announcement to the agent under way: the caller is put through once it has
+    /// played.
+    whisper: Option<Whisper>,
     ended: bool,
 }
+
+/// A warm transfer's announcement to the agent.
+struct Whisper {
+    job: u64,
+    /// Synthesised audio not yet sent (paced by the caller's own 20 ms frames).
+    audio: VecDeque<i16>,
+    /// Synthesis is over.
+    done: bool,
+}
+
+/// The longest a warm transfer's announcement may take before the caller is put through
+/// anyway (synthesis stalled).
+const WHISPER_LIMIT: Duration = Duration::from_secs(12);
 
 /// A caller's message being recorded.
 #[derive(Debug)]
@@ -468,6 +489,8 @@ impl CallSession {
             agent_turn: None,
             agent_jobs: Vec::new(),
             waiting_jobs: Vec::new(),
+            warm: false,
+            whisper: None,
             ended: false,
         }
     }
@@ -476,6 +499,13 @@ impl CallSession {
     /// caller says to an agent.
     pub fn with_assist(mut self, on: bool) -> Self {
         self.assist = on;
+        self
+    }
+
+    /// Turns warm transfer on (`transfer.warm`): the agent who answers first hears who calls
+    /// and why, then the caller is put through.
+    pub fn with_warm_transfer(mut self, on: bool) -> Self {
+        self.warm = on;
         self
     }
 
@@ -561,6 +591,21 @@ impl CallSession {
         }
         if self.message.is_some() {
             self.record_message(pcm, now);
+            return;
+        }
+        if self.bridge.is_none() {
+            self.whisper = None; // the transfer ended while the agent heard it
+        }
+        if let Some(w) = self.whisper.as_mut() {
+            // Warm transfer: the announcement goes to the agent at the caller's pace; the
+            // caller still hears the hold audio.
+            let n = w.audio.len().min(pcm.len());
+            if n > 0 {
+                let frame: Vec<i16> = w.audio.drain(..n).collect();
+                self.outputs.push_back(Output::ToAgent(frame));
+            } else if w.done {
+                self.put_through(now);
+            }
             return;
         }
         if let Some(b) = self.bridge.as_mut() {
@@ -847,6 +892,24 @@ impl CallSession {
                 .is_some_and(|s| s.rest.iter().any(|a| matches!(a, Action::Listen { .. })))
     }
 
+    /// The agent answered (and, on a warm transfer, heard the announcement): the caller and
+    /// the agent talk.
+    fn put_through(&mut self, now: Instant) {
+        self.whisper = None;
+        self.timers.stop(Timer::Whisper);
+        let Some(b) = self.bridge.as_mut() else {
+            return;
+        };
+        b.state = BridgeState::Connected;
+        self.reached_agent = true;
+        if self.assist {
+            // Quiet rooms and headsets: the default tuning of the caller's side.
+            self.agent_turn = Some(Endpointer::new(EndpointerConfig::default()));
+        }
+        self.stop_playback(); // the hold audio
+        self.transfer_report(TransferStatus::Connected, Some(String::new()), now);
+    }
+
     /// The engine's step for a waiting caller's key or words: if it took them out of the
     /// transfer (to a callback, a message), the wait ends and its node speaks.
     fn leave_queue(&mut self, step: Step, why: String, now: Instant) {
@@ -856,6 +919,8 @@ impl CallSession {
         self.transfer_report(TransferStatus::Ended, Some(why), now);
         self.bridge = None;
         self.waiting_jobs.clear();
+        self.whisper = None;
+        self.timers.stop(Timer::Whisper);
         self.stop_playback(); // the hold audio
         self.outputs.push_back(Output::CancelTransfer);
         self.log(&step);
@@ -1058,6 +1123,13 @@ impl CallSession {
 
     /// Synthesis progress of reply `job`.
     pub fn handle_synthesized(&mut self, job: u64, synthesis: Synthesis, now: Instant) {
+        if let Some(w) = self.whisper.as_mut().filter(|w| w.job == job) {
+            match synthesis {
+                Synthesis::Clause(pcm) => w.audio.extend(pcm),
+                Synthesis::Done => w.done = true,
+            }
+            return;
+        }
         let Some(s) = self.speaking.as_ref().filter(|s| s.job == job) else {
             return; // a reply given up on
         };
@@ -1110,16 +1182,28 @@ impl CallSession {
                 self.transfer_report(TransferStatus::Dialling, None, now);
             }
             AgentEvent::Ringing => {}
-            AgentEvent::Answered => {
-                b.state = BridgeState::Connected;
+            AgentEvent::Answered if self.warm && b.state == BridgeState::Dialling => {
+                // The agent first hears who calls and why; the caller hears the hold audio
+                // until it has played (`handle_audio` paces it, `put_through` follows).
+                let reason = b.reason.clone();
                 self.reached_agent = true;
-                if self.assist {
-                    // Quiet rooms and headsets: the default tuning of the caller's side.
-                    self.agent_turn = Some(Endpointer::new(EndpointerConfig::default()));
-                }
-                self.stop_playback(); // the hold audio
-                self.transfer_report(TransferStatus::Connected, Some(String::new()), now);
+                let job = self.id();
+                let plan = &self.engine.hotline().plan;
+                let text = Phrase::WarmTransfer
+                    .text(plan)
+                    .replace("{{reason}}", &reason);
+                self.whisper = Some(Whisper {
+                    job,
+                    audio: VecDeque::new(),
+                    done: false,
+                });
+                self.timers.set(Timer::Whisper, now + WHISPER_LIMIT);
+                self.outputs.push_back(Output::Synthesize {
+                    job,
+                    texts: vec![text],
+                });
             }
+            AgentEvent::Answered => self.put_through(now),
             AgentEvent::Audio(pcm) => {
                 if b.state != BridgeState::Connected {
                     return;
@@ -1193,6 +1277,9 @@ impl CallSession {
             AgentEvent::Failed(why) | AgentEvent::Ended(why)
                 if b.state == BridgeState::Dialling =>
             {
+                // (An agent who hangs up during a warm transfer's announcement included.)
+                self.whisper = None;
+                self.timers.stop(Timer::Whisper);
                 self.transfer_report(TransferStatus::Failed, Some(why.clone()), now);
                 self.bridge = None;
                 self.stop_playback();
@@ -1307,6 +1394,11 @@ impl CallSession {
                     }
                 }
                 Timer::Message => self.end_message(now, true),
+                Timer::Whisper => {
+                    if self.whisper.is_some() {
+                        self.put_through(now);
+                    }
+                }
                 Timer::BargeCommit => {
                     // Still talking: a request, not a backchannel.
                     if self.turn.voice_active() {
@@ -2527,6 +2619,88 @@ nodes:
         h.s.handle_agent(lost(true), h.now);
         h.pump();
         assert!(!says(&h.take(), "lost the line"));
+    }
+
+    #[test]
+    fn on_a_warm_transfer_the_agent_hears_who_calls_and_why_before_the_caller_is_put_through() {
+        let mut h = harness_on(PLAN, false);
+        h.s.warm = true;
+        h.first_words("an agent please");
+        h.wait(500);
+        let uri = "queue:general".to_string();
+        h.s.handle_agent(AgentEvent::Dialling { uri }, h.now);
+        h.pump();
+        h.wait(500);
+        h.take();
+        h.s.handle_agent(AgentEvent::Answered, h.now);
+        h.pump();
+        let log = h.take();
+        // The announcement, with the transfer's reason (1 s of audio from the fake voice).
+        let reason = h.s.bridge.as_ref().unwrap().reason.clone();
+        assert!(!reason.is_empty());
+        assert!(says(&log, &format!("The reason: {reason}.")), "{log:?}");
+        let connected = |log: &[Output]| {
+            log.iter().any(|o| {
+                matches!(
+                    o,
+                    Output::Report(Report::Transfer {
+                        status: TransferStatus::Connected,
+                        ..
+                    })
+                )
+            })
+        };
+        assert!(!connected(&log), "not yet: {log:?}");
+        // While it plays to the agent (paced by the caller's frames) the caller is not heard
+        // and still hears the hold audio.
+        h.talk(900, true);
+        let log = h.take();
+        let to_agent: Vec<&Vec<i16>> = (log.iter())
+            .filter_map(|o| match o {
+                Output::ToAgent(pcm) => Some(pcm),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(to_agent.len(), 45, "{log:?}");
+        assert!(
+            to_agent.iter().all(|f| f.iter().all(|&s| s == 0)),
+            "the announcement"
+        );
+        assert!(!connected(&log));
+        assert!(
+            !log.iter().any(|o| matches!(o, Output::StopPlayback)),
+            "hold goes on"
+        );
+        // Once it has played: put through; the caller's own words reach the agent.
+        h.talk(300, true);
+        let log = h.take();
+        assert!(connected(&log), "{log:?}");
+        assert!(
+            log.iter().any(|o| matches!(o, Output::StopPlayback)),
+            "hold stops"
+        );
+        assert!(
+            log.iter()
+                .any(|o| matches!(o, Output::ToAgent(f) if f[0] == 9000))
+        );
+
+        // Synthesis that never finishes does not keep the caller on hold for ever.
+        let mut h = harness_on(PLAN, false);
+        h.s.warm = true;
+        h.first_words("an agent please");
+        h.wait(500);
+        let uri = "queue:general".to_string();
+        h.s.handle_agent(AgentEvent::Dialling { uri }, h.now);
+        h.pump();
+        h.wait(500);
+        h.auto_synthesis = false;
+        h.s.handle_agent(AgentEvent::Answered, h.now);
+        h.pump();
+        h.take();
+        h.wait(11_000);
+        assert!(!connected(&h.take()));
+        h.wait(2_000);
+        assert!(connected(&h.take()), "put through after WHISPER_LIMIT");
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct AgentDirectory {
     /// Agent assist (`transfer.assist`): the caller's words to an agent are recognised
     /// and matched against the knowledge base for the agent's desktop.
     pub assist: bool,
+    /// Warm transfer (`transfer.warm`): the agent hears who calls and why before the caller
+    /// is put through.
+    pub warm: bool,
     /// Where `voicemail` nodes save the callers' messages (`QUEUE/CALL.wav` and `.json`).
     pub messages_dir: std::path::PathBuf,
     /// Where `callback` nodes' requests go (None: no agents file or no

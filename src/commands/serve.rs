@@ -538,6 +538,7 @@ fn hotlines(
         announce_every: Duration::from_secs(file.announce_every_s.unwrap_or(30)),
         agent_silence: agent_silence(file),
         assist: file.assist.unwrap_or(true),
+        warm: file.warm.unwrap_or(false),
         messages_dir: (file.messages_dir.clone()).unwrap_or_else(|| "records/messages".into()),
         callbacks,
         acd,

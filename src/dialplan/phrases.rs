@@ -33,10 +33,12 @@ pub enum Phrase {
     AgentLostHold,
     /// The same when there is no queue to go back to: the transfer's fallback follows.
     AgentLost,
+    /// What the agent hears first on a warm transfer (`transfer.warm`).
+    WarmTransfer,
 }
 
 impl Phrase {
-    pub const ALL: [Phrase; 12] = [
+    pub const ALL: [Phrase; 13] = [
         Phrase::ConfirmValue,
         Phrase::ChooseEntry,
         Phrase::KeypadOffer,
@@ -49,6 +51,7 @@ impl Phrase {
         Phrase::CallbackConfirm,
         Phrase::AgentLostHold,
         Phrase::AgentLost,
+        Phrase::WarmTransfer,
     ];
 
     /// The prompt id that overrides it.
@@ -66,6 +69,7 @@ impl Phrase {
             Phrase::CallbackConfirm => "callback_confirm",
             Phrase::AgentLostHold => "agent_lost_hold",
             Phrase::AgentLost => "agent_lost",
+            Phrase::WarmTransfer => "warm_transfer",
         }
     }
 
@@ -117,6 +121,10 @@ impl Phrase {
             (Phrase::AgentLostHold, Mandarin) => "抱歉，与客服的通话中断了。请稍候，您排在第一位。",
             (Phrase::AgentLost, English) => "Sorry, we lost the line to our colleague.",
             (Phrase::AgentLost, Mandarin) => "抱歉，与客服的通话中断了。",
+            (Phrase::WarmTransfer, English) => {
+                "A caller for you. The reason: {{reason}}. Putting them through now."
+            }
+            (Phrase::WarmTransfer, Mandarin) => "有来电转接给您。原因：{{reason}}。现在为您接通。",
         }
     }
 
@@ -149,6 +157,7 @@ mod tests {
                             .replace("{{position}}", "")
                             .replace("{{wait}}", "")
                             .replace("{{number}}", "")
+                            .replace("{{reason}}", "")
                             .chars()
                             .all(|c| !c.is_ascii_alphabetic()),
                         "{phrase:?}: {text}"
