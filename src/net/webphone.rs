@@ -171,6 +171,8 @@ impl WebPhones {
         );
         if let Some(old) = old {
             let _ = old.control.send(Control::Close);
+            // Not rung again until the new connection is up.
+            self.acd.browser_phone(agent, false);
         }
         let phones = self.clone();
         let agent = agent.to_string();

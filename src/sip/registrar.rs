@@ -17,6 +17,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use rsipstack::sip::headers::typed::Contact;
+use rsipstack::sip::{Param, Scheme};
+
 use super::dialog::contact_uri;
 
 /// A contact's lifetime when neither it nor the request says (RFC 3261 10.2.1.1's one hour).
@@ -121,20 +124,20 @@ pub fn read_request<'a>(
             request.star = true;
             continue;
         }
-        let uri = contact_uri(value).ok_or(RegisterError::Bad("malformed Contact"))?;
-        if !(uri.starts_with("sip:") || uri.starts_with("sips:")) {
+        // rsipstack's typed Contact (docs/architecture.md): a name-addr or a bare URI, and
+        // the header parameters apart from the URI's own (RFC 3261 20.10).
+        let typed = Contact::parse(value).map_err(|_| RegisterError::Bad("malformed Contact"))?;
+        if !matches!(typed.uri.scheme, Some(Scheme::Sip | Scheme::Sips)) {
             return Err(RegisterError::Bad("a Contact must be a sip: or sips: URI"));
         }
-        // The contact's parameters follow its <URI> (or the bare URI's first ';').
-        let params = match value.rfind('>') {
-            Some(end) => &value[end + 1..],
-            None => value.split_once(';').map_or("", |(_, p)| p),
-        };
-        let expires = params
-            .split(';')
-            .filter_map(|p| p.split_once('='))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case("expires"))
-            .map(|(_, v)| v.trim().trim_matches('"').parse::<u32>())
+        // The binding keeps the phone's own URI text (rsipstack normalises it, dropping a
+        // `transport=udp`): requests to the phone go exactly where it asked.
+        let uri = contact_uri(value).ok_or(RegisterError::Bad("malformed Contact"))?;
+        let expires = (typed.params.iter())
+            .find_map(|p| match p {
+                Param::Expires(e) => Some(e.value().trim().trim_matches('"').parse::<u32>()),
+                _ => None,
+            })
             .transpose()
             .map_err(|_| RegisterError::Bad("a Contact's expires must be a number"))?;
         request.contacts.push(ContactSpec { uri, expires });
@@ -455,6 +458,39 @@ mod tests {
         assert_eq!(b.registered(), 1);
         assert_eq!(b.keep_only(|a| a == "alice"), vec!["bob".to_string()]);
         assert_eq!(b.registered(), 0);
+    }
+
+    #[test]
+    fn real_phones_contacts_are_read_and_bad_ones_refused() {
+        let one = |contact: &str| {
+            read_request([contact].into_iter(), None, "c1", "1 REGISTER").map(|r| r.contacts)
+        };
+        // linphone: instance and reg-id parameters, a quoted URN with angle brackets.
+        let linphone = r#"<sip:alice@192.0.2.5:5062;transport=udp>;expires=300;+sip.instance="<urn:uuid:6f1c-77>";reg-id=1"#;
+        assert_eq!(
+            one(linphone).unwrap(),
+            [ContactSpec {
+                uri: "sip:alice@192.0.2.5:5062;transport=udp".into(),
+                expires: Some(300)
+            }],
+            "the phone's own URI text is kept"
+        );
+        // IPv6 (RFC 5118), sips:, a display name.
+        let v6 = r#""Alice" <sips:alice@[2001:db8::10]:5061>;expires=60"#;
+        assert_eq!(one(v6).unwrap()[0].uri, "sips:alice@[2001:db8::10]:5061");
+        assert_eq!(one(v6).unwrap()[0].expires, Some(60));
+        // Refused: not a SIP URI, a non-numeric expires, no closing bracket.
+        for bad in [
+            "<tel:+15551234>",
+            "<sip:alice@192.0.2.5>;expires=soon",
+            "<sip:alice@192.0.2.5;expires=60",
+        ] {
+            assert!(
+                matches!(one(bad), Err(RegisterError::Bad(_))),
+                "{bad}: {:?}",
+                one(bad)
+            );
+        }
     }
 
     #[test]
