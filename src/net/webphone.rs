@@ -299,57 +299,50 @@ pub fn place_agent_leg(
     }
 }
 
-/// The answering peer connection for `offer`, with one PCMU track (`ssrc`) to send on and
-/// `local` as its one host candidate.
-fn answer(
-    offer: &str,
-    local: SocketAddr,
-    ssrc: u32,
-    now: Instant,
-) -> Result<(RTCPeerConnection, RTCRtpSenderId), WebPhoneError> {
-    let bad = |e: rtc::shared::error::Error| WebPhoneError::BadOffer(e.to_string());
-    let pcmu = RTCRtpCodec {
+/// G.711 mu-law, RTP payload type 0 (RFC 3551): the one codec of the browser phone.
+fn pcmu() -> RTCRtpCodec {
+    RTCRtpCodec {
         mime_type: MIME_TYPE_PCMU.to_owned(),
         clock_rate: 8000,
         channels: 0,
         sdp_fmtp_line: String::new(),
         rtcp_feedback: vec![],
+    }
+}
+
+/// A media engine that knows PCMU only.
+fn pcmu_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
+    let mut engine = MediaEngine::default();
+    let codec = RTCRtpCodecParameters {
+        rtp_codec: pcmu(),
+        payload_type: 0,
     };
-    let mut media_engine = MediaEngine::default();
-    media_engine
-        .register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: pcmu.clone(),
-                payload_type: 0,
-            },
-            RtpCodecKind::Audio,
-        )
-        .map_err(bad)?;
-    let registry =
-        register_default_interceptors(Registry::new(), &mut media_engine).map_err(bad)?;
-    let mut pc = RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_media_engine(media_engine)
-        .with_interceptor_registry(registry)
-        .build(now)
-        .map_err(bad)?;
-    let track = MediaStreamTrack::new(
-        "voxnav".into(),
-        "voxnav-caller".into(),
-        "caller".into(),
+    engine.register_codec(codec, RtpCodecKind::Audio)?;
+    Ok(engine)
+}
+
+/// One PCMU track to send as `ssrc`.
+fn pcmu_track(stream: &str, id: &str, ssrc: u32) -> MediaStreamTrack {
+    MediaStreamTrack::new(
+        stream.into(),
+        id.into(),
+        id.into(),
         RtpCodecKind::Audio,
         vec![RTCRtpEncodingParameters {
             rtp_coding_parameters: RTCRtpCodingParameters {
                 ssrc: Some(ssrc),
                 ..Default::default()
             },
-            codec: pcmu,
+            codec: pcmu(),
             ..Default::default()
         }],
-    );
-    let sender = pc.add_track(track).map_err(bad)?;
-    let offer = RTCSessionDescription::offer(offer.to_string()).map_err(bad)?;
-    pc.set_remote_description(now, offer).map_err(bad)?;
+    )
+}
+
+/// `local` as an ICE host candidate (RFC 8445 5.1.1.1), for the SDP.
+fn host_candidate(
+    local: SocketAddr,
+) -> Result<rtc::peer_connection::transport::RTCIceCandidateInit, rtc::shared::error::Error> {
     let candidate = CandidateHostConfig {
         base_config: CandidateConfig {
             network: "udp".to_owned(),
@@ -360,10 +353,33 @@ fn answer(
         },
         ..Default::default()
     }
-    .new_candidate_host()
-    .map_err(bad)?;
-    let init = RTCIceCandidate::from(&candidate).to_json().map_err(bad)?;
-    pc.add_local_candidate(init).map_err(bad)?;
+    .new_candidate_host()?;
+    RTCIceCandidate::from(&candidate).to_json()
+}
+
+/// The answering peer connection for `offer`, with one PCMU track (`ssrc`) to send on and
+/// `local` as its one host candidate.
+fn answer(
+    offer: &str,
+    local: SocketAddr,
+    ssrc: u32,
+    now: Instant,
+) -> Result<(RTCPeerConnection, RTCRtpSenderId), WebPhoneError> {
+    let bad = |e: rtc::shared::error::Error| WebPhoneError::BadOffer(e.to_string());
+    let mut media_engine = pcmu_engine().map_err(bad)?;
+    let registry =
+        register_default_interceptors(Registry::new(), &mut media_engine).map_err(bad)?;
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(media_engine)
+        .with_interceptor_registry(registry)
+        .build(now)
+        .map_err(bad)?;
+    let sender = (pc.add_track(pcmu_track("voxnav", "caller", ssrc))).map_err(bad)?;
+    let offer = RTCSessionDescription::offer(offer.to_string()).map_err(bad)?;
+    pc.set_remote_description(now, offer).map_err(bad)?;
+    pc.add_local_candidate(host_candidate(local).map_err(bad)?)
+        .map_err(bad)?;
     let answer = pc.create_answer(None).map_err(bad)?;
     pc.set_local_description(now, answer).map_err(bad)?;
     Ok((pc, sender))
@@ -792,53 +808,15 @@ pub mod wire {
         local: SocketAddr,
         now: Instant,
     ) -> (RTCPeerConnection, RTCRtpSenderId, String) {
-        let pcmu = RTCRtpCodec {
-            mime_type: MIME_TYPE_PCMU.to_owned(),
-            clock_rate: 8000,
-            channels: 0,
-            sdp_fmtp_line: String::new(),
-            rtcp_feedback: vec![],
-        };
-        let mut engine = MediaEngine::default();
-        let codec = RTCRtpCodecParameters {
-            rtp_codec: pcmu.clone(),
-            payload_type: 0,
-        };
-        engine.register_codec(codec, RtpCodecKind::Audio).unwrap();
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_media_engine(engine)
+            .with_media_engine(pcmu_engine().unwrap())
             .build(now)
             .unwrap();
-        let track = MediaStreamTrack::new(
-            "browser".into(),
-            "microphone".into(),
-            "microphone".into(),
-            RtpCodecKind::Audio,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(BROWSER_SSRC),
-                    ..Default::default()
-                },
-                codec: pcmu,
-                ..Default::default()
-            }],
-        );
+        let track = pcmu_track("browser", "microphone", BROWSER_SSRC);
         let sender = pc.add_track(track).unwrap();
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: local.ip().to_string(),
-                port: local.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .unwrap();
-        let init = RTCIceCandidate::from(&candidate).to_json().unwrap();
-        pc.add_local_candidate(init).unwrap();
+        pc.add_local_candidate(host_candidate(local).unwrap())
+            .unwrap();
         let offer = pc.create_offer(None).unwrap();
         pc.set_local_description(now, offer).unwrap();
         let sdp = pc.local_description().unwrap().sdp.clone();
