@@ -355,6 +355,19 @@ fn session(desk: &Option<Arc<Desk>>, headers: &HeaderMap) -> Result<(Arc<Desk>, 
     }
 }
 
+/// A request body's JSON object.
+type Body = serde_json::Map<String, serde_json::Value>;
+
+/// `session`, then the request's JSON object body.
+fn session_body(
+    desk: &Option<Arc<Desk>>,
+    headers: &HeaderMap,
+    body: &str,
+) -> Result<(Arc<Desk>, String, Body), Refusal> {
+    let (desk, agent) = session(desk, headers)?;
+    Ok((desk, agent, body_object(body)?))
+}
+
 async fn login(State(desk): State<Option<Arc<Desk>>>, body: String) -> Response {
     let Some(desk) = desk else {
         return error(StatusCode::NOT_FOUND, "no agents file: no desk");
@@ -402,12 +415,8 @@ async fn set_state(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    let (desk, agent) = match session(&desk, &headers) {
+    let (desk, agent, m) = match session_body(&desk, &headers, &body) {
         Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let m = match body_object(&body) {
-        Ok(m) => m,
         Err(r) => return r.into_response(),
     };
     let Some(requested) = Requested::parse(field(&m, "state")) else {
@@ -427,12 +436,8 @@ async fn wrap_up(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    let (desk, agent) = match session(&desk, &headers) {
+    let (desk, agent, m) = match session_body(&desk, &headers, &body) {
         Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let m = match body_object(&body) {
-        Ok(m) => m,
         Err(r) => return r.into_response(),
     };
     let call = field(&m, "call_id");
