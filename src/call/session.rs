@@ -1242,7 +1242,11 @@ impl CallSession {
                 );
             }
             AgentEvent::Lost { requeued, why } => {
-                if b.state != BridgeState::Connected {
+                // Lost while a warm transfer's announcement plays counts as lost mid-call:
+                // the driver has hung the agent's leg up either way.
+                let whispering = self.whisper.take().is_some();
+                self.timers.stop(Timer::Whisper);
+                if b.state != BridgeState::Connected && !whispering {
                     return;
                 }
                 self.transfer_report(TransferStatus::Failed, Some(why.clone()), now);
@@ -2701,6 +2705,33 @@ nodes:
         assert!(!connected(&h.take()));
         h.wait(2_000);
         assert!(connected(&h.take()), "put through after WHISPER_LIMIT");
+
+        // The agent's phone goes silent during the announcement: the apology, not dead air.
+        let mut h = harness_on(PLAN, false);
+        h.s.warm = true;
+        h.first_words("an agent please");
+        h.wait(500);
+        let uri = "queue:general".to_string();
+        h.s.handle_agent(AgentEvent::Dialling { uri }, h.now);
+        h.pump();
+        h.wait(500);
+        h.auto_synthesis = false;
+        h.s.handle_agent(AgentEvent::Answered, h.now);
+        h.pump();
+        h.auto_synthesis = true;
+        let why = "agent alice's phone went silent".to_string();
+        h.s.handle_agent(
+            AgentEvent::Lost {
+                requeued: true,
+                why,
+            },
+            h.now,
+        );
+        h.pump();
+        h.wait(1500);
+        let log = h.take();
+        assert!(says(&log, "lost the line to our colleague"), "{log:?}");
+        assert!(h.s.whisper.is_none());
     }
 
     #[test]
