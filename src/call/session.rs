@@ -2627,15 +2627,21 @@ nodes:
 
     #[test]
     fn on_a_warm_transfer_the_agent_hears_who_calls_and_why_before_the_caller_is_put_through() {
-        let mut h = harness_on(PLAN, false);
-        h.s.warm = true;
-        h.first_words("an agent please");
-        h.wait(500);
-        let uri = "queue:general".to_string();
-        h.s.handle_agent(AgentEvent::Dialling { uri }, h.now);
-        h.pump();
-        h.wait(500);
-        h.take();
+        // A warm transfer's caller waiting for the agent (`synthesis`: the fake voice answers).
+        let waiting = |synthesis: bool| {
+            let mut h = harness_on(PLAN, false);
+            h.s.warm = true;
+            h.first_words("an agent please");
+            h.wait(500);
+            let uri = "queue:general".to_string();
+            h.s.handle_agent(AgentEvent::Dialling { uri }, h.now);
+            h.pump();
+            h.wait(500);
+            h.take();
+            h.auto_synthesis = synthesis;
+            h
+        };
+        let mut h = waiting(true);
         h.s.handle_agent(AgentEvent::Answered, h.now);
         h.pump();
         let log = h.take();
@@ -2689,15 +2695,7 @@ nodes:
         );
 
         // Synthesis that never finishes does not keep the caller on hold for ever.
-        let mut h = harness_on(PLAN, false);
-        h.s.warm = true;
-        h.first_words("an agent please");
-        h.wait(500);
-        let uri = "queue:general".to_string();
-        h.s.handle_agent(AgentEvent::Dialling { uri }, h.now);
-        h.pump();
-        h.wait(500);
-        h.auto_synthesis = false;
+        let mut h = waiting(false);
         h.s.handle_agent(AgentEvent::Answered, h.now);
         h.pump();
         h.take();
@@ -2707,15 +2705,7 @@ nodes:
         assert!(connected(&h.take()), "put through after WHISPER_LIMIT");
 
         // The agent's phone goes silent during the announcement: the apology, not dead air.
-        let mut h = harness_on(PLAN, false);
-        h.s.warm = true;
-        h.first_words("an agent please");
-        h.wait(500);
-        let uri = "queue:general".to_string();
-        h.s.handle_agent(AgentEvent::Dialling { uri }, h.now);
-        h.pump();
-        h.wait(500);
-        h.auto_synthesis = false;
+        let mut h = waiting(false);
         h.s.handle_agent(AgentEvent::Answered, h.now);
         h.pump();
         h.auto_synthesis = true;

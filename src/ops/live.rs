@@ -39,6 +39,28 @@ pub struct LiveCall {
 /// The most assist lines a call keeps (the newest).
 const ASSIST_KEPT: usize = 50;
 
+impl LiveCall {
+    /// A line of the live transcript with the agent (the oldest goes past `ASSIST_KEPT`).
+    fn add_assist_line(
+        &mut self,
+        speaker: &str,
+        text: &str,
+        intent: Option<&str>,
+        suggestion: Option<&crate::report::Suggestion>,
+    ) {
+        if self.assist.len() >= ASSIST_KEPT {
+            self.assist.remove(0);
+        }
+        self.assist.push(serde_json::json!({
+            "at_ms": now_ms(),
+            "speaker": speaker,
+            "text": text,
+            "intent": intent,
+            "suggestion": suggestion,
+        }));
+    }
+}
+
 /// Unix time now in milliseconds.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -155,29 +177,11 @@ impl Observer for LiveView {
                 suggestion,
                 ..
             } => self.update(call_id, |c| {
-                if c.assist.len() >= ASSIST_KEPT {
-                    c.assist.remove(0);
-                }
-                c.assist.push(serde_json::json!({
-                    "at_ms": now_ms(),
-                    "speaker": "caller",
-                    "text": text,
-                    "intent": intent,
-                    "suggestion": suggestion,
-                }));
+                c.add_assist_line("caller", text, intent.as_deref(), suggestion.as_ref())
             }),
-            Report::AgentSaid { call_id, text, .. } => self.update(call_id, |c| {
-                if c.assist.len() >= ASSIST_KEPT {
-                    c.assist.remove(0);
-                }
-                c.assist.push(serde_json::json!({
-                    "at_ms": now_ms(),
-                    "speaker": "agent",
-                    "text": text,
-                    "intent": null,
-                    "suggestion": null,
-                }));
-            }),
+            Report::AgentSaid { call_id, text, .. } => {
+                self.update(call_id, |c| c.add_assist_line("agent", text, None, None))
+            }
             Report::Transfer {
                 call_id,
                 status,
