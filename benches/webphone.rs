@@ -200,6 +200,7 @@ fn answer_to_first_audio(rounds: usize) -> Vec<f64> {
             answer_timeout: Duration::from_secs(20),
             max_queued_frames: Some(5),
             media_timeout: None,
+            credentials: None,
         };
         let mut leg = phones.ring("alice", &config);
         // The bridge relays the caller's audio as it comes: 100 ms queued while it rings.

@@ -362,8 +362,26 @@ pub fn scripted_call_with(
 
 /// `scripted_call_with` to any SIP URI (a hotline's number: `sip:4001@127.0.0.1:PORT`).
 pub fn scripted_call_to(exe: &str, uri: &str, script: &Path, extra: &[&str]) -> serde_json::Value {
-    let out = Command::new(exe)
-        .args(["call", uri])
+    scripted_call_as(exe, uri, script, extra, None)
+}
+
+/// `scripted_call_to` from an agent's phone: `(user, password)` answers voxnav's digest
+/// challenge (`--auth-user`, `VOXNAV_CALL_PASSWORD`), as for a feature code.
+pub fn scripted_call_as(
+    exe: &str,
+    uri: &str,
+    script: &Path,
+    extra: &[&str],
+    account: Option<(&str, &str)>,
+) -> serde_json::Value {
+    let mut command = Command::new(exe);
+    command.args(["call", uri]);
+    if let Some((user, password)) = account {
+        command
+            .args(["--auth-user", user, "--from", user])
+            .env("VOXNAV_CALL_PASSWORD", password);
+    }
+    let out = command
         .arg("--script")
         .arg(script)
         .arg("--json")

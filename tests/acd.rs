@@ -3,14 +3,15 @@
 //! registers as Alice (`sip-test/agent_register.xml`, digest) and takes the call
 //! (`agent_phone.xml`, which checks the transfer reason arrives); a SIPp caller reaches a
 //! hotline whose first node transfers to `queue:general` while Alice is logged out, waits
-//! with the hold audio, and is put through as soon as she is available.
+//! with the hold audio, and is put through as soon as she is available. After the call her
+//! phone dials feature codes (`voxnav call` answering the digest challenge) to change state.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use voxnav::testkit::{
-    admin_request, agent_state, free_udp_port, md5_agent_lines, register_agent_phone, serve_ready,
-    sipp_phone, sipp_scenario, temp_dir, wait_exit, wait_for_line,
+    admin_request, agent_state, bot_words, free_udp_port, md5_agent_lines, register_agent_phone,
+    scripted_call_as, serve_ready, sipp_phone, sipp_scenario, temp_dir, wait_exit, wait_for_line,
 };
 
 const TOKEN: &str = "acd-token";
@@ -155,5 +156,65 @@ fn a_transfer_to_a_queue_rings_its_available_agents_registered_phone() {
         "wrap-up after the call: {}",
         state_of_alice(&admin)
     );
+
+    // Feature codes from her phone (digest-challenged INVITEs): *2 takes a break, *1 makes
+    // her available again; she hears each change said, and each is recorded like the desk's.
+    // A wrong password changes nothing.
+    let script = dir.join("listen.yaml");
+    std::fs::write(
+        &script,
+        "turns:
+  - silence_ms: 200
+",
+    )
+    .unwrap();
+    let dial = |code: &str, password: &str| {
+        scripted_call_as(
+            env!("CARGO_BIN_EXE_voxnav"),
+            &format!("sip:{code}@{voxnav}"),
+            &script,
+            &[],
+            Some(("alice", password)),
+        )
+    };
+    let report = dial("*2", "alice-pw");
+    assert_eq!(report["failure"], serde_json::Value::Null, "{report}");
+    wait_for_line(
+        &lines,
+        "voxnav: agent alice is break",
+        Duration::from_secs(5),
+    )
+    .expect("the change is printed");
+    assert_eq!(state_of_alice(&admin), "break");
+    let heard = bot_words(&report);
+    assert!(heard.contains("break"), "what Alice heard: {heard}");
+    // (`voxnav call` exits with an error for a call not answered, so not `dial`.)
+    let refused = Command::new(env!("CARGO_BIN_EXE_voxnav"))
+        .args([
+            "call",
+            &format!("sip:*1@{voxnav}"),
+            "--json",
+            "--no-transcribe",
+        ])
+        .args(["--auth-user", "alice", "--from", "alice", "--script"])
+        .arg(&script)
+        .env("VOXNAV_CALL_PASSWORD", "guess")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        !refused.status.success() && stdout.contains(r#""failure":"401 Unauthorized""#),
+        "{stdout}"
+    );
+    wait_for_line(
+        &lines,
+        "voxnav: INVITE as \"alice\" from",
+        Duration::from_secs(5),
+    )
+    .expect("the refusal is printed");
+    assert_eq!(state_of_alice(&admin), "break");
+    let report = dial("*1", "alice-pw");
+    assert!(bot_words(&report).contains("available"), "{report}");
+    assert_eq!(state_of_alice(&admin), "available");
     let _ = std::fs::remove_dir_all(&dir);
 }

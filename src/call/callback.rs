@@ -207,6 +207,7 @@ async fn place(
             answer_timeout: p.ring_timeout,
             max_queued_frames: Some(5),
             media_timeout: p.agent_silence,
+            credentials: None,
         },
     );
     // The agent first: they hear the reason (the INVITE's headers) before the caller rings.
@@ -244,6 +245,7 @@ async fn place(
             answer_timeout: Duration::from_secs(30),
             max_queued_frames: Some(5),
             media_timeout: p.agent_silence,
+            credentials: None,
         },
     );
     let mut connected = false;

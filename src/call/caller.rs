@@ -227,6 +227,7 @@ pub fn wav_8k(path: &Path) -> Result<Vec<i16>, String> {
 pub async fn run(
     target: &str,
     from_user: &str,
+    credentials: Option<crate::sip::uac::Credentials>,
     script: &[ScriptTurn],
     speak: SpeakFn<'_>,
 ) -> CallRecord {
@@ -268,6 +269,7 @@ pub async fn run(
             answer_timeout: Duration::from_secs(30),
             max_queued_frames: None,
             media_timeout: None,
+            credentials,
         },
     );
     record.call_id = leg.call_id.clone();

@@ -118,10 +118,14 @@ enum Done {
 
 /// Runs one answered call until it is over.
 pub async fn run(services: Arc<Services>, call: AnsweredCall) {
+    if let Some(agent) = call.agent.clone() {
+        return feature_code(services, call, agent).await;
+    }
     let AnsweredCall {
         call_id,
         dialled: _,
         caller,
+        agent: _,
         media,
         mut events,
         hangup,
@@ -251,6 +255,74 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
     for stop in driver.stops.values().chain(driver.cancels.values()) {
         stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// The longest a feature code's confirmation may take to synthesise and play before the call
+/// is ended anyway (the change is made before either).
+const FEATURE_CODE_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+const NO_FEATURE_CODE: &str = "That feature code cannot be used from this phone.";
+
+/// A feature code dialled from an agent's phone (docs/agents.md): the agent's state changes
+/// as the desk's buttons would change it (recorded the same way), the agent hears the outcome,
+/// and voxnav hangs up.
+async fn feature_code(services: Arc<Services>, call: AnsweredCall, agent: String) {
+    let AnsweredCall {
+        call_id,
+        dialled,
+        media,
+        mut events,
+        hangup,
+        ..
+    } = call;
+    let dialled = dialled.unwrap_or_default();
+    use crate::routing::{Requested, StateError};
+    let (text, refused) = match (Requested::from_feature_code(&dialled), &services.agents.acd) {
+        (Some(requested), Some(acd)) => match acd.request(&agent, requested) {
+            Ok(()) => (requested.confirmation(), None),
+            Err(e @ StateError::Busy(..)) => (
+                "You are on a call. Your state follows the call until it ends.",
+                Some(e.to_string()),
+            ),
+            Err(e) => (NO_FEATURE_CODE, Some(e.to_string())),
+        },
+        (None, _) => (NO_FEATURE_CODE, Some("no such feature code".into())),
+        (_, None) => (
+            NO_FEATURE_CODE,
+            Some("this server keeps no agent states".into()),
+        ),
+    };
+    match &refused {
+        None => tracing::info!(%agent, %dialled, "feature code"),
+        Some(why) => {
+            tracing::warn!(%agent, %dialled, %why, "feature code refused");
+            println!("voxnav: agent {agent} dialled {dialled}: refused: {why}");
+        }
+    }
+    let text = text.to_string();
+    let tts = services.tts.clone();
+    let spoken = async {
+        let pcm = match services.prompts.get(&text) {
+            Some(pcm) => pcm.to_vec(),
+            None => tokio::task::spawn_blocking(move || tts.speak_all(&text))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default(),
+        };
+        const MARK: u64 = 1;
+        media.play(pcm);
+        media.mark(MARK);
+        while let Some(e) = events.recv().await {
+            if matches!(e, MediaEvent::PlayedOut { mark: MARK, .. }) {
+                return;
+            }
+        }
+    };
+    // Hung up early, played out, or given up on: the call ends either way.
+    let _ = tokio::time::timeout(FEATURE_CODE_LIMIT, spoken).await;
+    tracing::info!(call = %call_id, "feature code call over");
+    hangup("feature code done".into());
 }
 
 /// With `VOXNAV_DUMP_UTTERANCES=DIR`, every audio sent to recognition is written to
@@ -433,6 +505,7 @@ impl Driver {
             // Caller audio to the agent is kept short (a relay, not a queue).
             max_queued_frames: Some(5),
             media_timeout: s.agents.agent_silence,
+            credentials: None,
         };
         let phones = s.agents.web_phones.as_deref();
         self.leg = Some(crate::net::webphone::place_agent_leg(

@@ -38,6 +38,11 @@ pub struct CallArgs {
     /// The language the bot is transcribed in ("en", "zh").
     #[arg(long, default_value = "en")]
     language: String,
+    /// Answer a digest challenge as this SIP user (an agent's phone dialling a feature code:
+    /// `voxnav call 'sip:*2@HOST' --auth-user alice`); the password is read from the
+    /// `VOXNAV_CALL_PASSWORD` environment variable, kept out of the process list.
+    #[arg(long)]
+    auth_user: Option<String>,
 }
 
 /// Places the scripted call, then transcribes the bot's replies.
@@ -75,7 +80,21 @@ pub fn run(paths: &ModelPaths, args: CallArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let record = runtime.block_on(caller::run(target, &args.from, &script, &speak));
+    let credentials = match &args.auth_user {
+        Some(user) => Some(voxnav::sip::uac::Credentials {
+            user: user.clone(),
+            password: std::env::var("VOXNAV_CALL_PASSWORD")
+                .context("--auth-user needs the password in VOXNAV_CALL_PASSWORD")?,
+        }),
+        None => None,
+    };
+    let record = runtime.block_on(caller::run(
+        target,
+        &args.from,
+        credentials,
+        &script,
+        &speak,
+    ));
     if let Some(path) = record_to {
         let samples = record
             .bot_audio

@@ -35,6 +35,8 @@ pub struct LegConfig {
     /// Once answered, no RTP for this long (the far end not on hold) raises
     /// `LegEvent::MediaStopped`: the phone or its network is gone without a BYE. None: never.
     pub media_timeout: Option<Duration>,
+    /// Answers the far end's digest challenge (`voxnav call` as an agent's phone).
+    pub credentials: Option<crate::sip::uac::Credentials>,
 }
 
 /// Orders for the leg.
@@ -160,6 +162,7 @@ async fn open(
         call_id,
         local_tag: format!("{:x}", nonce.rotate_left(17)),
         t1: Duration::from_millis(500),
+        credentials: config.credentials.clone(),
     };
     Ok((sip, rtp, uac))
 }

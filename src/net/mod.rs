@@ -87,6 +87,8 @@ pub struct AnsweredCall {
     pub dialled: Option<String>,
     /// Who is calling (P-Asserted-Identity or From, cleaned).
     pub caller: crate::sip::identity::CallerId,
+    /// The agent whose phone dialled a feature code (`dialled`), proven by digest.
+    pub agent: Option<String>,
     /// The call's RTP session on the media driver.
     pub media: MediaHandle,
     /// What the session reports: the caller's audio every 20 ms, keys, playback marks. The
@@ -434,6 +436,7 @@ struct Ringing {
     dialled: Option<String>,
     media: Option<Negotiated>,
     signalling: SocketAddr,
+    agent: Option<String>,
 }
 
 /// The driver's media side: each call's media session, the port pool, calls still ringing.
@@ -484,6 +487,7 @@ async fn start_call(
         dialled,
         media,
         signalling,
+        agent,
         ..
     } = call;
     if !lock(endpoint).is_ringing(&call_id) {
@@ -545,6 +549,7 @@ async fn start_call(
                 call_id: call_id.clone(),
                 dialled,
                 caller,
+                agent,
                 media: handle.clone(),
                 events,
                 hangup: Box::new(move |why| {
@@ -603,6 +608,7 @@ async fn drain_events(
                 dialled,
                 media,
                 signalling,
+                agent,
             } => {
                 let now = Instant::now();
                 let call = Ringing {
@@ -611,6 +617,7 @@ async fn drain_events(
                     dialled,
                     media,
                     signalling,
+                    agent,
                 };
                 if state.ring.is_zero() {
                     start_call(endpoint, socket, state, call, reports, tracker).await;
@@ -684,10 +691,14 @@ async fn drain_events(
                     .reporter
                     .report(Report::AgentContacts { agent, contacts });
             }
-            EndpointEvent::AgentRefused { user, source } => {
-                tracing::warn!(%user, %source, "REGISTER with wrong credentials");
+            EndpointEvent::AgentRefused {
+                user,
+                source,
+                method,
+            } => {
+                tracing::warn!(%user, %source, method, "agent's phone with wrong credentials");
                 status_line(format_args!(
-                    "voxnav: REGISTER as {user:?} from {source} refused: wrong credentials"
+                    "voxnav: {method} as {user:?} from {source} refused: wrong credentials"
                 ));
                 socket.reporter.report(Report::AgentRefused);
             }

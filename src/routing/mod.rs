@@ -78,6 +78,27 @@ impl Requested {
             _ => None,
         }
     }
+
+    /// The state an agent's phone asks for by dialling a feature code (docs/agents.md):
+    /// `*1` available, `*2` break, `*9` logged out (`dialled` as `identity::dialled_number`
+    /// gives it: a URI-escaped `%2A` is a star by then).
+    pub fn from_feature_code(dialled: &str) -> Option<Self> {
+        match dialled.strip_prefix('*')? {
+            "1" => Some(Self::Available),
+            "2" => Some(Self::Break),
+            "9" => Some(Self::LoggedOut),
+            _ => None,
+        }
+    }
+
+    /// What the agent hears once the change is made.
+    pub fn confirmation(self) -> &'static str {
+        match self {
+            Self::Available => "You are available. Calls will come to you.",
+            Self::Break => "You are on a break. No calls will come to you.",
+            Self::LoggedOut => "You are logged out. Goodbye.",
+        }
+    }
 }
 
 /// Why a state change was refused.
@@ -759,6 +780,17 @@ mod tests {
             text("cat", "general", "general: 1"),
         );
         crate::agents::load_str("agents.yaml", &source).unwrap()
+    }
+
+    #[test]
+    fn feature_codes_name_the_states_an_agent_may_ask_for() {
+        let code = Requested::from_feature_code;
+        assert_eq!(code("*1"), Some(Requested::Available));
+        assert_eq!(code("*2"), Some(Requested::Break));
+        assert_eq!(code("*9"), Some(Requested::LoggedOut));
+        for other in ["*3", "*", "1", "*12", "**1", "4001", ""] {
+            assert_eq!(code(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -14,6 +14,9 @@
 //! - REGISTER: with an agents file, the agents' registrar (`registrar`): digest against the
 //!   agent's own account (401 challenges; the To user must be the authenticated agent, 403
 //!   otherwise), then the bindings and a 200 listing them. Without one, 405;
+//! - INVITE to a feature code (`*1`, `*2`, `*9`) with an agents file: digest against the
+//!   agents' accounts from any address (401 challenges), then an `IncomingCall` naming the
+//!   agent, which the driver answers by changing the agent's state and saying so;
 //! - other methods: 405 with Allow.
 //!
 //! Requests go through RFC 3261 server transactions (`transaction`), so retransmissions are
@@ -80,7 +83,12 @@ pub enum EndpointEvent {
     },
     /// A REGISTER answered with wrong credentials (an unknown user, a wrong password, a
     /// replay): `user` is the name it gave.
-    AgentRefused { user: String, source: SocketAddr },
+    AgentRefused {
+        user: String,
+        source: SocketAddr,
+        /// REGISTER, or INVITE for a feature code.
+        method: &'static str,
+    },
     /// A new call: bind media and `answer_call` (or `reject_call`). `media` is None when the
     /// INVITE had no offer (ours goes in the 200; the answer arrives with the ACK).
     IncomingCall {
@@ -90,6 +98,9 @@ pub enum EndpointEvent {
         media: Option<Negotiated>,
         /// Where the INVITE came from: the only IP media is sent to before RTP arrives.
         signalling: SocketAddr,
+        /// The agent whose phone placed the call, proven by digest: a feature code
+        /// (`routing::Requested::from_feature_code`) dialled from an agent's phone.
+        agent: Option<String>,
     },
     /// The ACK arrived; `media` is set when it carried the SDP answer.
     CallConfirmed {
@@ -222,8 +233,16 @@ pub struct Endpoint {
 enum Accounts {
     /// `sip.digest`: peers calling from outside the trunks.
     Trunks,
-    /// The agents file: agents' phones registering.
+    /// The agents file: agents' phones registering or dialling a feature code.
     Agents,
+}
+
+/// Who a new INVITE comes from, as far as the endpoint knows.
+struct Caller {
+    /// A trunk (listed, or proven by digest): its P-Asserted-Identity is believed.
+    trusted: bool,
+    /// An agent's phone, proven by digest (a feature code).
+    agent: Option<String>,
 }
 
 /// What checking a digest answer decided.
@@ -930,6 +949,13 @@ impl Endpoint {
         if method == "REGISTER" && self.agents.is_some() {
             return self.on_register(env, key, tag, source, now);
         }
+        // An agent's phone dialling a feature code: the agent proves who they are the same way.
+        if method == "INVITE" && !in_dialog && self.agents.is_some() {
+            let dialled = super::identity::dialled_number(env).unwrap_or_default();
+            if crate::routing::Requested::from_feature_code(&dialled).is_some() {
+                return self.on_feature_code(env, key, &call_id, tag, source, transport, now);
+            }
+        }
         // A listed trunk (or any peer, with no list) is trusted for its asserted identity; a
         // peer outside the list must prove who it is, and is trusted once it has.
         let mut trusted = self.config.admission.admits(source.ip());
@@ -951,7 +977,11 @@ impl Endpoint {
             }
             "INVITE" if in_dialog && known => self.on_reinvite(env, key, &call_id, source, now),
             "INVITE" if !in_dialog => {
-                self.on_invite(env, key, &call_id, tag, source, transport, trusted, now)
+                let caller = Caller {
+                    trusted,
+                    agent: None,
+                };
+                self.on_invite(env, key, &call_id, tag, source, transport, caller, now)
             }
             "BYE" if known => {
                 let out = self.reply(env, key, 200, "OK", &[], &to_tag, source, now);
@@ -1078,20 +1108,9 @@ impl Endpoint {
         now: Instant,
     ) -> Vec<Transmit> {
         use super::registrar::{MIN_EXPIRES, RegisterError, read_request};
-        let agent = match self.check_digest(Accounts::Agents, env, "REGISTER", source.ip(), now) {
-            DigestOutcome::Accepted(agent) => agent,
-            DigestOutcome::Silenced => {
-                self.stats.dropped += 1;
-                return Vec::new();
-            }
-            DigestOutcome::Challenge { headers, wrong } => {
-                if let Some(user) = wrong {
-                    self.events
-                        .push_back(EndpointEvent::AgentRefused { user, source });
-                }
-                self.stats.rejected += 1;
-                return self.reply(env, key, 401, "Unauthorized", &headers, tag, source, now);
-            }
+        let agent = match self.agent_digest(env, key, "REGISTER", tag, source, now) {
+            Ok(agent) => agent,
+            Err(refusal) => return refusal,
         };
         let Some(registrar) = self.agents.as_mut() else {
             return Vec::new();
@@ -1141,6 +1160,66 @@ impl Endpoint {
                     headers.push(("Warning".to_string(), format!("399 voxnav \"{why}\"")));
                 }
                 self.reply(env, key, status, reason, &headers, tag, source, now)
+            }
+        }
+    }
+
+    /// An INVITE to a feature code (`*2`) from an agent's phone: challenged like its REGISTER
+    /// (RFC 3261 22.2: 401, then the INVITE again with `Authorization`), whatever address it
+    /// comes from, then answered as a call of that agent; the driver makes the change and says
+    /// it.
+    #[allow(clippy::too_many_arguments)]
+    fn on_feature_code(
+        &mut self,
+        env: &Envelope,
+        key: &TransactionKey,
+        call_id: &str,
+        tag: &str,
+        source: SocketAddr,
+        transport: Transport,
+        now: Instant,
+    ) -> Vec<Transmit> {
+        match self.agent_digest(env, key, "INVITE", tag, source, now) {
+            Ok(agent) => {
+                // Its P-Asserted-Identity is not a trunk's word: the agent is who it is.
+                let caller = Caller {
+                    trusted: false,
+                    agent: Some(agent),
+                };
+                self.on_invite(env, key, call_id, tag, source, transport, caller, now)
+            }
+            Err(refusal) => refusal,
+        }
+    }
+
+    /// The agent an agent's phone proves it is (Ok), or what to answer (Err): 401 with fresh
+    /// challenges (a wrong answer reported as `AgentRefused`), or nothing for an address that
+    /// guessed wrong too often.
+    fn agent_digest(
+        &mut self,
+        env: &Envelope,
+        key: &TransactionKey,
+        method: &'static str,
+        tag: &str,
+        source: SocketAddr,
+        now: Instant,
+    ) -> Result<String, Vec<Transmit>> {
+        match self.check_digest(Accounts::Agents, env, method, source.ip(), now) {
+            DigestOutcome::Accepted(agent) => Ok(agent),
+            DigestOutcome::Silenced => {
+                self.stats.dropped += 1;
+                Err(Vec::new())
+            }
+            DigestOutcome::Challenge { headers, wrong } => {
+                if let Some(user) = wrong {
+                    self.events.push_back(EndpointEvent::AgentRefused {
+                        user,
+                        source,
+                        method,
+                    });
+                }
+                self.stats.rejected += 1;
+                Err(self.reply(env, key, 401, "Unauthorized", &headers, tag, source, now))
             }
         }
     }
@@ -1209,7 +1288,7 @@ impl Endpoint {
         tag: &str,
         source: SocketAddr,
         transport: Transport,
-        trusted: bool,
+        caller: Caller,
         now: Instant,
     ) -> Vec<Transmit> {
         let tls_required = (self.config.tls_required_from.iter()).any(|n| n.contains(source.ip()));
@@ -1221,8 +1300,10 @@ impl Endpoint {
             )];
             return self.reply(env, key, 403, "Forbidden", &warning, tag, source, now);
         }
+        let Caller { trusted, agent } = caller;
         let dialled = super::identity::dialled_number(env);
-        if !self.config.admission.answers(dialled.as_deref()) {
+        // A feature code is no hotline's number; it was checked before (`on_feature_code`).
+        if agent.is_none() && !self.config.admission.answers(dialled.as_deref()) {
             self.stats.rejected += 1;
             let warning = [(
                 "Warning".to_string(),
@@ -1317,6 +1398,7 @@ impl Endpoint {
             dialled,
             media,
             signalling: source,
+            agent,
         });
         // 100 Trying stops the caller's INVITE retransmissions while media is set up (17.2.1).
         self.reply(env, key, 100, "Trying", &[], tag, source, now)
@@ -1514,8 +1596,10 @@ mod tests {
                     dialled,
                     media: Some(m),
                     signalling,
+                    agent,
                 } => {
                     assert_eq!(dialled.as_deref(), Some("ivr"));
+                    assert_eq!(agent, None, "a caller, not an agent's phone");
                     assert_eq!(signalling, src());
                     Some((call_id, m))
                 }
@@ -1978,14 +2062,10 @@ mod tests {
         assert!(failed);
     }
 
-    /// Agents' phones register (RFC 3261 10.3) with digest against their own account: the
-    /// first REGISTER is challenged, the answer binds the contact (200 listing it, an event
-    /// for the driver); a wrong password or another agent's address of record binds nothing;
-    /// Expires 0 un-registers; an agent removed from the file loses its bindings.
-    #[test]
-    fn agents_register_with_digest_and_only_their_own_address() {
-        use crate::sip::digest::{Algorithm, DigestConfig, UserHashes, answer};
-        let accounts = |names: &[&str]| DigestConfig {
+    /// Accounts for agents `names`, each with the password NAME-pw, realm "centre".
+    fn agent_accounts(names: &[&str]) -> crate::sip::digest::DigestConfig {
+        use crate::sip::digest::{Algorithm, DigestConfig, UserHashes};
+        DigestConfig {
             realm: "centre".into(),
             users: (names.iter())
                 .map(|n| {
@@ -1997,7 +2077,91 @@ mod tests {
                 .collect(),
             algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
             secret: [3; 32],
+        }
+    }
+
+    /// An agent's phone dialling a feature code (`*2`): challenged whatever its address (it
+    /// is no trunk, and `*2` is no hotline's number), a wrong password refused and reported,
+    /// the right one answered as a call that names the agent. Without an agents file `*2` is
+    /// just a number no hotline answers.
+    #[test]
+    fn feature_codes_from_agents_phones_are_challenged_and_name_the_agent() {
+        use crate::sip::digest::answer;
+        let mut ep = Endpoint::new(
+            1,
+            "127.0.0.1:5060".parse().unwrap(),
+            EndpointConfig {
+                admission: crate::sip::admission::Admission {
+                    trunks: vec!["192.0.2.1/32".parse().unwrap()],
+                    numbers: Some(["4000".to_string()].into()),
+                    digest: None,
+                },
+                ..Default::default()
+            },
+        );
+        let t0 = Instant::now();
+        let phone: SocketAddr = "198.51.100.7:5070".parse().unwrap();
+        let invite = |call: &str, cseq: u32, auth: Option<&str>| {
+            let auth = (auth.map(|a| format!("Authorization: {a}\r\n"))).unwrap_or_default();
+            String::from_utf8(request(
+                "INVITE",
+                call,
+                cseq,
+                "",
+                &format!("{call}{cseq}"),
+                SDP,
+            ))
+            .unwrap()
+            .replace("sip:ivr@", "sip:*2@")
+            .replace(
+                "Max-Forwards: 70\r\n",
+                &format!("{auth}Max-Forwards: 70\r\n"),
+            )
+            .into_bytes()
         };
+        // Without agents: an outsider is refused like any.
+        let out = ep.handle_datagram(&invite("f0", 1, None), phone, t0);
+        assert_eq!(status(&out[0]), 403);
+        ep.set_agents(Some(agent_accounts(&["alice"])), t0);
+        let out = ep.handle_datagram(&invite("f1", 1, None), phone, t0);
+        assert_eq!(status(&out[0]), 401, "{}", text(&out[0]));
+        let challenge = text(&out[0]);
+        let offered: Vec<&str> = (challenge.lines())
+            .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
+            .collect();
+        let uri = "sip:*2@127.0.0.1";
+        let wrong = answer(offered[1], "INVITE", uri, "alice", "guess", "c", 1).unwrap();
+        let out = ep.handle_datagram(&invite("f1", 2, Some(&wrong)), phone, t0);
+        assert_eq!(status(&out[0]), 401);
+        assert!(matches!(
+            ep.poll_event(),
+            Some(EndpointEvent::AgentRefused { user, .. }) if user == "alice"
+        ));
+        assert_eq!(ep.calls(), 0);
+        let right = answer(offered[1], "INVITE", uri, "alice", "alice-pw", "c", 2).unwrap();
+        let out = ep.handle_datagram(&invite("f1", 3, Some(&right)), phone, t0);
+        assert_eq!(status(&out[0]), 100);
+        assert!(matches!(
+            ep.poll_event(),
+            Some(EndpointEvent::IncomingCall { dialled: Some(d), agent: Some(a), .. })
+                if d == "*2" && a == "alice"
+        ));
+        // A code that is none (`*7`) goes the ordinary way: no hotline answers it.
+        let other = String::from_utf8(invite("f2", 1, None))
+            .unwrap()
+            .replace("sip:*2@", "sip:*7@");
+        let out = ep.handle_datagram(other.as_bytes(), "192.0.2.1:5060".parse().unwrap(), t0);
+        assert_eq!(status(&out[0]), 404);
+    }
+
+    /// Agents' phones register (RFC 3261 10.3) with digest against their own account: the
+    /// first REGISTER is challenged, the answer binds the contact (200 listing it, an event
+    /// for the driver); a wrong password or another agent's address of record binds nothing;
+    /// Expires 0 un-registers; an agent removed from the file loses its bindings.
+    #[test]
+    fn agents_register_with_digest_and_only_their_own_address() {
+        use crate::sip::digest::answer;
+        let accounts = agent_accounts;
         let mut ep = Endpoint::new(1, "127.0.0.1:5060".parse().unwrap(), Default::default());
         let t0 = Instant::now();
         let register = |to: &str, cseq: u32, expires: u32, auth: Option<&str>| {
@@ -2332,6 +2496,7 @@ mod tests {
                 dialled: Some("ivr".into()),
                 media: None,
                 signalling: src(),
+                agent: None,
             })
         );
         let ok = text(&ep.answer_call("call-h", "127.0.0.1:20002".parse().unwrap(), t0)[0]);

@@ -19,8 +19,10 @@
 //! - Record-Route (12.1.2): the 2xx's Record-Route values, reversed, are the route set; the
 //!   ACK and BYE carry them as Route headers. Every request is sent to the peer the INVITE
 //!   went to (the first hop of the route set when a proxy record-routed).
-//! - Not handled: authentication challenges (401/407 fail the call), TCP, forking (the first
-//!   2xx wins).
+//! - Authentication (22.2): with credentials, a 401 or 407 to the INVITE is ACKed and the INVITE
+//!   sent once more with the digest answer (`Authorization` / `Proxy-Authorization`, CSeq + 1,
+//!   a new branch); a second challenge fails the call. Without credentials it fails at once.
+//! - Not handled: TCP, forking (the first 2xx wins).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -51,6 +53,22 @@ pub struct UacConfig {
     pub call_id: String,
     pub local_tag: String,
     pub t1: Duration,
+    /// Answers a digest challenge to the INVITE (an agent's phone dialling a feature code).
+    pub credentials: Option<Credentials>,
+}
+
+/// A SIP account's user and password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    // The password stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials {{ user: {:?} }}", self.user)
+    }
 }
 
 /// What happened to the call.
@@ -113,6 +131,10 @@ pub struct OutgoingCall {
     phase: Phase,
     branch: String,
     cseq: u32,
+    /// The INVITE's CSeq (2 once it was sent again with credentials): its ACKs carry it.
+    invite_cseq: u32,
+    /// The INVITE went again with a digest answer (only once).
+    authenticated: bool,
     invite: Resend,
     /// CANCEL or BYE in flight.
     request: Option<Resend>,
@@ -139,6 +161,37 @@ fn one_line(value: &str, max: usize) -> String {
         out.push_str("...");
     }
     out
+}
+
+/// An INVITE of ours, with our SDP offer.
+fn invite_bytes(
+    config: &UacConfig,
+    session_id: u64,
+    branch: &str,
+    cseq: u32,
+    authorization: Option<(&str, &str)>,
+) -> Vec<u8> {
+    let body = sdp::offer(config.local_rtp, session_id);
+    let mut extra = String::new();
+    for (name, value) in &config.headers {
+        extra.push_str(&format!("{name}: {}\r\n", one_line(value, 900)));
+    }
+    if let Some((name, value)) = authorization {
+        extra.push_str(&format!("{name}: {value}\r\n"));
+    }
+    format!(
+        "INVITE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch={branch};rport\r\nMax-Forwards: 70\r\n\
+         From: <sip:{user}@{via}>;tag={tag}\r\nTo: <{target}>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\n\
+         Contact: <sip:{user}@{via}>\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE\r\n\
+         User-Agent: voxnav\r\n{extra}Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{body}",
+        target = config.target,
+        via = config.local_sip,
+        user = config.from_user,
+        tag = config.local_tag,
+        call_id = config.call_id,
+        len = body.len(),
+    )
+    .into_bytes()
 }
 
 /// The host and port of a `sip:` URI (default port 5060), for resolving where to send.
@@ -177,24 +230,7 @@ impl OutgoingCall {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let branch = format!("z9hG4bKvxo{}", config.local_tag);
-        let body = sdp::offer(config.local_rtp, session_id);
-        let mut extra = String::new();
-        for (name, value) in &config.headers {
-            extra.push_str(&format!("{name}: {}\r\n", one_line(value, 900)));
-        }
-        let bytes = format!(
-            "INVITE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch={branch};rport\r\nMax-Forwards: 70\r\n\
-             From: <sip:{user}@{via}>;tag={tag}\r\nTo: <{target}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
-             Contact: <sip:{user}@{via}>\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE\r\n\
-             User-Agent: voxnav\r\n{extra}Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{body}",
-            target = config.target,
-            via = config.local_sip,
-            user = config.from_user,
-            tag = config.local_tag,
-            call_id = config.call_id,
-            len = body.len(),
-        )
-        .into_bytes();
+        let bytes = invite_bytes(&config, session_id, &branch, 1, None);
         let invite = Resend::new(bytes.clone(), now, config.t1, None);
         let to = config.peer;
         let call = Self {
@@ -203,6 +239,8 @@ impl OutgoingCall {
             phase: Phase::Calling,
             branch,
             cseq: 1,
+            invite_cseq: 1,
+            authenticated: false,
             invite,
             request: None,
             remote_tag: String::new(),
@@ -214,6 +252,51 @@ impl OutgoingCall {
             next_branch: 0,
         };
         (call, Transmit { to, bytes })
+    }
+
+    /// The INVITE again with the answer to a 401's or 407's digest challenge (RFC 3261 22.2):
+    /// None without credentials, after one try already, or with no challenge we can answer.
+    fn authenticated_invite(
+        &mut self,
+        env: &Envelope,
+        status: u16,
+        now: Instant,
+    ) -> Option<Vec<u8>> {
+        let credentials = self.config.credentials.as_ref()?;
+        if self.authenticated || self.phase != Phase::Calling && self.phase != Phase::Proceeding {
+            return None;
+        }
+        let (challenge_header, answer_header) = match status {
+            401 => ("WWW-Authenticate", "Authorization"),
+            _ => ("Proxy-Authenticate", "Proxy-Authorization"),
+        };
+        let cnonce = format!("{:x}", self.session_id ^ u64::from(self.invite_cseq) << 32);
+        // The first challenge we can answer (a server may offer SHA-256 before MD5, RFC 8760).
+        let answer = env.all(challenge_header).find_map(|c| {
+            super::digest::answer(
+                c,
+                "INVITE",
+                &self.config.target,
+                &credentials.user,
+                &credentials.password,
+                &cnonce,
+                1,
+            )
+        })?;
+        self.authenticated = true;
+        self.invite_cseq = self.cseq + 1;
+        self.cseq = self.invite_cseq;
+        self.branch = format!("{}a", self.branch);
+        let bytes = invite_bytes(
+            &self.config,
+            self.session_id,
+            &self.branch,
+            self.invite_cseq,
+            Some((answer_header, &answer)),
+        );
+        self.invite = Resend::new(bytes.clone(), now, self.config.t1, None);
+        self.phase = Phase::Calling;
+        Some(bytes)
     }
 
     pub fn call_id(&self) -> &str {
@@ -313,7 +396,7 @@ impl OutgoingCall {
             &self.config.target,
             &self.branch.clone(),
             &to,
-            self.cseq,
+            self.invite_cseq,
         );
         self.request = Some(Resend::new(bytes.clone(), now, self.config.t1, Some(T2)));
         vec![self.send(bytes)]
@@ -365,13 +448,28 @@ impl OutgoingCall {
         let Some((status, reason)) = status_of(env) else {
             return (Vec::new(), Vec::new());
         };
-        let method = env
-            .get("CSeq")
-            .and_then(|c| c.split_whitespace().nth(1))
+        let cseq = env.get("CSeq").unwrap_or_default();
+        let method = (cseq.split_whitespace().nth(1))
             .unwrap_or_default()
             .to_ascii_uppercase();
         let mut out = Vec::new();
         let mut events = Vec::new();
+        let number = cseq.split_whitespace().next().and_then(|n| n.parse().ok());
+        if method == "INVITE" && number != Some(self.invite_cseq) {
+            // The challenged INVITE's 401 again (our ACK was lost): ACK it on its own
+            // transaction (17.1.1.3); the call goes on with the INVITE that answered it.
+            if status >= 300 && number.is_some_and(|n| n < self.invite_cseq) {
+                let branch = (env.get("Via"))
+                    .and_then(|v| v.split(';').find_map(|p| p.trim().strip_prefix("branch=")))
+                    .unwrap_or_default()
+                    .to_string();
+                let to = env.get("To").unwrap_or_default().to_string();
+                let target = self.config.target.clone();
+                let ack = self.request("ACK", &target, &branch, &to, number.unwrap_or(1));
+                out.push(self.send(ack));
+            }
+            return (out, events);
+        }
         match method.as_str() {
             "INVITE" => match status {
                 100..=199 => {
@@ -412,7 +510,7 @@ impl OutgoingCall {
                         &self.remote_target.clone(),
                         &branch,
                         &self.remote_to.clone(),
-                        1,
+                        self.invite_cseq,
                     );
                     self.ack = Some(ack.clone());
                     out.push(self.send(ack));
@@ -449,9 +547,15 @@ impl OutgoingCall {
                         &self.config.target.clone(),
                         &self.branch.clone(),
                         &to,
-                        1,
+                        self.invite_cseq,
                     );
                     out.push(self.send(ack));
+                    if matches!(status, 401 | 407)
+                        && let Some(invite) = self.authenticated_invite(env, status, now)
+                    {
+                        out.push(self.send(invite));
+                        return (out, events);
+                    }
                     if self.phase != Phase::Done {
                         self.phase = Phase::Done;
                         self.request = None;
@@ -614,6 +718,7 @@ mod tests {
             call_id: "leg-1".into(),
             local_tag: "t1".into(),
             t1: Duration::from_millis(500),
+            credentials: None,
         }
     }
 
@@ -689,6 +794,122 @@ mod tests {
         assert!(bye.starts_with("BYE sip:agent@127.0.0.1:5091") && bye.contains("CSeq: 2 BYE"));
         let (_, ev) = call.on_datagram(&response("200 OK", "a1", "BYE", ""), peer, t0);
         assert_eq!(ev, vec![UacEvent::Ended]);
+        assert!(call.is_done());
+    }
+
+    /// A challenged INVITE (RFC 3261 22.2) with credentials: the 401 is ACKed on its own
+    /// branch and CSeq, the INVITE goes again with CSeq 2, a new branch and an answer our own
+    /// verifier accepts (SHA-256, the first challenge offered); the old 401 retransmitted is
+    /// ACKed without ending the call; the 200 is ACKed with CSeq 2 and the BYE goes with 3.
+    /// Without credentials, or challenged a second time, the call fails with the 401.
+    #[test]
+    fn a_digest_challenge_is_answered_once_with_credentials() {
+        use crate::sip::digest::{Algorithm, DigestConfig, UserHashes, Verdict, Verifier};
+        let t0 = Instant::now();
+        let mut verifier = Verifier::new(
+            DigestConfig {
+                realm: "centre".into(),
+                users: [(
+                    "alice".to_string(),
+                    UserHashes::from_password("alice", "centre", "alice-pw"),
+                )]
+                .into(),
+                algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+                secret: [5; 32],
+            },
+            t0,
+        );
+        let offered = verifier.challenges(t0, false);
+        let challenged = |cseq: u32| {
+            let mut r =
+                String::from_utf8(response("401 Unauthorized", "x1", "INVITE", "")).unwrap();
+            for c in &offered {
+                r = r.replace(
+                    "Content-Length",
+                    &format!("WWW-Authenticate: {c}\r\nContent-Length"),
+                );
+            }
+            r.replace("CSeq: 1 ", &format!("CSeq: {cseq} "))
+                .into_bytes()
+        };
+        let first = challenged(1);
+        let peer = PEER.parse().unwrap();
+        // No credentials: the challenge ends the call.
+        let (mut call, _) = OutgoingCall::invite(config(), t0);
+        let (out, ev) = call.on_datagram(&first, peer, t0);
+        assert!(text(&out[0]).starts_with("ACK "));
+        assert!(matches!(ev[..], [UacEvent::Failed { status: 401, .. }]));
+        let credentials = Credentials {
+            user: "alice".into(),
+            password: "alice-pw".into(),
+        };
+        assert!(!format!("{credentials:?}").contains("alice-pw"));
+        let (mut call, _) = OutgoingCall::invite(
+            UacConfig {
+                credentials: Some(credentials),
+                ..config()
+            },
+            t0,
+        );
+        let (out, ev) = call.on_datagram(&first, peer, t0);
+        assert!(ev.is_empty(), "{ev:?}");
+        let ack = text(&out[0]);
+        assert!(
+            ack.starts_with("ACK ") && ack.contains("CSeq: 1 ACK"),
+            "{ack}"
+        );
+        assert!(ack.contains("branch=z9hG4bKvxot1;"), "{ack}");
+        let again = text(&out[1]);
+        assert!(
+            again.starts_with("INVITE ") && again.contains("CSeq: 2 INVITE"),
+            "{again}"
+        );
+        assert!(
+            !again.contains("branch=z9hG4bKvxot1;"),
+            "a new branch: {again}"
+        );
+        let authorization = (again.lines())
+            .find_map(|l| l.strip_prefix("Authorization: "))
+            .expect("the INVITE carries the answer");
+        assert!(
+            authorization.contains("algorithm=SHA-256"),
+            "{authorization}"
+        );
+        assert_eq!(
+            verifier.check(authorization, "INVITE", t0),
+            Verdict::Accepted("alice".into())
+        );
+        // Timer A runs for the new INVITE.
+        let (out, _) = call.on_timeout(t0 + Duration::from_millis(500));
+        assert!(text(&out[0]).contains("CSeq: 2 INVITE"));
+        // The first 401 again: ACKed on its transaction, nothing else happens.
+        let (out, ev) = call.on_datagram(&first, peer, t0);
+        assert!(ev.is_empty() && text(&out[0]).contains("CSeq: 1 ACK"));
+        let ok = String::from_utf8(response("200 OK", "a1", "INVITE", ANSWER))
+            .unwrap()
+            .replace("CSeq: 1 ", "CSeq: 2 ");
+        let (out, ev) = call.on_datagram(ok.as_bytes(), peer, t0);
+        assert!(matches!(ev[..], [UacEvent::Answered(_)]), "{ev:?}");
+        assert!(text(&out[0]).contains("CSeq: 2 ACK"));
+        assert!(text(&call.hangup(t0)[0]).contains("CSeq: 3 BYE"));
+        // Challenged again after answering: the credentials are wrong; the call fails.
+        let (mut call, _) = OutgoingCall::invite(
+            UacConfig {
+                credentials: Some(Credentials {
+                    user: "alice".into(),
+                    password: "guess".into(),
+                }),
+                ..config()
+            },
+            t0,
+        );
+        let (out, _) = call.on_datagram(&first, peer, t0);
+        assert_eq!(out.len(), 2);
+        let (_, ev) = call.on_datagram(&challenged(2), peer, t0);
+        assert!(
+            matches!(ev[..], [UacEvent::Failed { status: 401, .. }]),
+            "{ev:?}"
+        );
         assert!(call.is_done());
     }
 
