@@ -392,6 +392,10 @@ pub struct CallSession {
     /// Recognitions of what a caller waiting for an agent said (they may ask for one of the
     /// transfer's keys by voice: "call me back").
     waiting_jobs: Vec<u64>,
+    /// Transferred (waiting or talking to the agent): the recognition started at the
+    /// caller's pause. The end-of-turn model ends an utterance early only on words that read
+    /// as finished, as for the bot; if nothing more is said, it is the utterance's.
+    aside_speculation: Option<Speculation>,
     /// Warm transfer (`transfer.warm`): the agent who answers first hears who calls and why.
     warm: bool,
     /// The announcement to the agent under way: the caller is put through once it has
@@ -489,6 +493,7 @@ impl CallSession {
             agent_turn: None,
             agent_jobs: Vec::new(),
             waiting_jobs: Vec::new(),
+            aside_speculation: None,
             warm: false,
             whisper: None,
             ended: false,
@@ -614,13 +619,12 @@ impl CallSession {
                 b.to_agent += 1;
                 self.outputs.push_back(Output::ToAgent(pcm.to_vec()));
                 if self.assist {
-                    self.assist_frame(pcm, now);
+                    // What the caller says to the agent, for agent assist.
+                    self.utterances_aside(pcm, now);
                 }
             } else if self.engine.offers_keys_while_waiting() {
                 // Waiting: "call me back" or "leave a message" works as well as the key.
-                for (job, _) in self.utterances_aside(pcm, now) {
-                    self.waiting_jobs.push(job);
-                }
+                self.utterances_aside(pcm, now);
             }
             return;
         }
@@ -631,44 +635,97 @@ impl CallSession {
         }
     }
 
-    /// 20 ms of what the caller says to the agent: each utterance the turn detector ends is
-    /// recognised (queued like any turn) for agent assist. Nothing else of turn-taking
-    /// applies: the agent, not the bot, answers.
-    fn assist_frame(&mut self, pcm: &[i16], now: Instant) {
-        let jobs = self.utterances_aside(pcm, now);
-        self.assist_jobs.extend(jobs);
-    }
-
-    /// 20 ms of the caller's audio when the bot is not in the conversation: the turn
-    /// detector ends utterances, each is recognised (queued like any turn): the jobs, with
-    /// when the voice ended. Nothing else of turn-taking applies.
-    fn utterances_aside(&mut self, pcm: &[i16], now: Instant) -> Vec<(u64, Instant)> {
+    /// 20 ms of the caller's audio when the bot is not in the conversation (talking to the
+    /// agent, for assist; waiting, for the queue's keys said aloud).
+    fn utterances_aside(&mut self, pcm: &[i16], now: Instant) {
         let frame: Vec<f32> = pcm.iter().map(|&s| s as f32 / 32_768.0).collect();
         self.turn.handle_frame(&frame);
-        let mut jobs = Vec::new();
+        self.turn_events_aside(now);
+    }
+
+    /// The turn detector's events while the bot is not in the conversation. Each utterance
+    /// is recognised (queued like any turn) for agent assist once the agent talks, for the
+    /// queue's keys while waiting. As in a turn to the bot, a pause starts a speculative
+    /// recognition and the end-of-turn model is consulted: a complete turn of finished words
+    /// ends 200 ms after the voice instead of after the silence rule (1 s), and its
+    /// speculation is its recognition. Nothing else of turn-taking applies: the agent, not
+    /// the bot, answers.
+    fn turn_events_aside(&mut self, now: Instant) {
+        let connected = (self.bridge.as_ref()).is_some_and(|b| b.state == BridgeState::Connected);
+        let mut heard_already = Vec::new();
         while let Some(event) = self.turn.poll_event() {
             match event {
                 TurnEvent::Consult { id, audio } => {
                     self.outputs.push_back(Output::JudgeTurn { job: id, audio });
                 }
-                TurnEvent::Utterance {
-                    audio, silence_ms, ..
-                } => {
+                TurnEvent::Pause(audio) => {
+                    self.cancel_aside_speculation();
                     let job = self.id();
-                    let voice_ended = now
-                        .checked_sub(Duration::from_millis(u64::from(silence_ms)))
-                        .unwrap_or(now);
-                    jobs.push((job, voice_ended));
+                    self.aside_speculation = Some(Speculation {
+                        job,
+                        samples: audio.len(),
+                        heard: None,
+                        audio: None,
+                        likely: false,
+                    });
                     self.outputs.push_back(Output::Recognize {
                         job,
                         audio,
-                        speculative: false,
+                        speculative: true,
                     });
+                }
+                TurnEvent::Resumed => self.cancel_aside_speculation(),
+                TurnEvent::Utterance {
+                    audio, silence_ms, ..
+                } => {
+                    let voice_ended = now
+                        .checked_sub(Duration::from_millis(u64::from(silence_ms)))
+                        .unwrap_or(now);
+                    let adopted = self
+                        .aside_speculation
+                        .take_if(|s| s.samples == audio.len() && !matches!(s.heard, Some(Err(_))));
+                    let job = match adopted {
+                        // Nothing said since the pause: the speculation is the utterance's.
+                        Some(s) => {
+                            if let Some(heard) = s.heard {
+                                heard_already.push((s.job, heard));
+                            }
+                            s.job
+                        }
+                        None => {
+                            self.cancel_aside_speculation();
+                            let job = self.id();
+                            self.outputs.push_back(Output::Recognize {
+                                job,
+                                audio,
+                                speculative: false,
+                            });
+                            job
+                        }
+                    };
+                    if connected {
+                        self.assist_jobs.push((job, voice_ended));
+                    } else {
+                        self.waiting_jobs.push(job);
+                    }
                 }
                 _ => {}
             }
         }
-        jobs
+        for (job, heard) in heard_already {
+            self.handle_recognized(job, heard, now);
+        }
+    }
+
+    /// The caller went on after the pause (or the utterance was not the pause's): the
+    /// speculation in flight is of no use.
+    fn cancel_aside_speculation(&mut self) {
+        if let Some(s) = self.aside_speculation.take()
+            && s.heard.is_none()
+        {
+            self.outputs
+                .push_back(Output::CancelRecognition { job: s.job });
+        }
     }
 
     /// 20 ms of what the agent says to the caller: each utterance is recognised (queued like
@@ -1035,6 +1092,22 @@ impl CallSession {
 
     /// Recognition finished (or failed, or was declined).
     pub fn handle_recognized(&mut self, job: u64, heard: Heard, now: Instant) {
+        if let Some(s) = self.aside_speculation.as_mut()
+            && s.job == job
+        {
+            // Words that read as finished let the end-of-turn model end the utterance now.
+            if let Ok((text, _)) = &heard {
+                self.turn
+                    .handle_transcript(s.samples, text, !text.trim().is_empty());
+            }
+            s.heard = Some(heard);
+            if self.bridge.is_some() {
+                self.turn_events_aside(now);
+            } else {
+                self.aside_speculation = None; // the transfer is over
+            }
+            return;
+        }
         if let Some(i) = self.assist_jobs.iter().position(|&(j, _)| j == job) {
             let (_, voice_ended) = self.assist_jobs.swap_remove(i);
             if !self.ended {
@@ -1116,6 +1189,12 @@ impl CallSession {
     /// The end-of-turn model's probability that consultation `job` is a complete turn.
     pub fn handle_verdict(&mut self, job: u64, complete: f32, now: Instant) {
         self.turn.handle_verdict(job, complete);
+        // Transferred: a complete turn is an utterance for agent assist or, waiting, for the
+        // queue's keys; the bot's turn-taking is not in the conversation.
+        if self.bridge.is_some() {
+            self.turn_events_aside(now);
+            return;
+        }
         while let Some(e) = self.turn.poll_event() {
             self.on_turn_event(e, now);
         }
@@ -2757,8 +2836,9 @@ nodes:
             "still relayed"
         );
         let asked = Harness::recognitions(&log);
+        // The recognition started at the pause: nothing more was said, so it is the
+        // utterance's (a speculative job: never refused for a long queue).
         assert_eq!(asked.len(), 1, "one utterance, one recognition: {asked:?}");
-        assert!(!asked[0].2, "queued like any turn, not speculative");
         h.wait(400);
         h.s.handle_recognized(
             asked[0].0,
@@ -2819,6 +2899,97 @@ nodes:
         h.pump();
         assert!(Harness::recognitions(&h.take()).is_empty());
         assert!(agent_talks(&mut h).is_empty());
+    }
+
+    /// With the end-of-turn model, a caller's question to the agent ends when the model
+    /// says it is complete (200 ms after the voice), as a turn to the bot would: it is
+    /// recognised for assist then, not lost to the bot's turn-taking nor kept for the 1 s
+    /// silence rule.
+    #[test]
+    fn assist_ends_the_callers_utterance_on_the_models_verdict() {
+        let mut h = harness_on(PLAN, true);
+        h.s.assist = true;
+        h.wait(1500);
+        h.talk(800, true);
+        h.wait(200);
+        let log = h.take();
+        let consult = log.iter().find_map(|o| match o {
+            Output::JudgeTurn { job, .. } => Some(*job),
+            _ => None,
+        });
+        let first = Harness::recognitions(&log)[0].0;
+        h.s.handle_recognized(first, Ok(("an agent please".into(), 0.9)), h.now);
+        h.s.handle_verdict(consult.expect("consulted"), 0.9, h.now);
+        h.pump();
+        h.wait(500);
+        h.s.handle_agent(
+            AgentEvent::Dialling {
+                uri: "queue:general".into(),
+            },
+            h.now,
+        );
+        h.s.handle_agent(AgentEvent::Answered, h.now);
+        h.pump();
+        h.take();
+        h.talk(1000, true);
+        h.wait(200);
+        let log = h.take();
+        let consult = log.iter().find_map(|o| match o {
+            Output::JudgeTurn { job, .. } => Some(*job),
+            _ => None,
+        });
+        let asked = Harness::recognitions(&log);
+        assert_eq!(asked.len(), 1, "one speculation at the pause: {asked:?}");
+        h.s.handle_recognized(
+            asked[0].0,
+            Ok(("how long is the warranty".into(), 0.9)),
+            h.now,
+        );
+        h.pump();
+        assert!(h.take().is_empty(), "not over before the model says so");
+        h.s.handle_verdict(
+            consult.expect("the model is consulted at the pause"),
+            0.9,
+            h.now,
+        );
+        h.pump();
+        let log = h.take();
+        assert!(
+            Harness::recognitions(&log).is_empty(),
+            "the speculation was the utterance's"
+        );
+        let latency = log.into_iter().find_map(|o| match o {
+            Output::Report(Report::Assist { latency, .. }) => Some(latency),
+            _ => None,
+        });
+        assert_eq!(latency, Some(Duration::from_millis(200)));
+
+        // The caller goes on after a pause: that speculation is cancelled, and the whole
+        // utterance is recognised when the model calls it complete.
+        h.talk(600, true);
+        h.wait(200);
+        let first = Harness::recognitions(&h.take());
+        h.talk(600, true);
+        h.wait(200);
+        let log = h.take();
+        assert!(
+            log.iter()
+                .any(|o| matches!(o, Output::CancelRecognition { job } if *job == first[0].0)),
+            "{log:?}"
+        );
+        let consult = log.iter().find_map(|o| match o {
+            Output::JudgeTurn { job, .. } => Some(*job),
+            _ => None,
+        });
+        let second = Harness::recognitions(&log);
+        h.s.handle_recognized(second[0].0, Ok(("and the battery".into(), 0.9)), h.now);
+        h.s.handle_verdict(consult.unwrap(), 0.9, h.now);
+        h.pump();
+        let reported = h.take().into_iter().find_map(|o| match o {
+            Output::Report(Report::Assist { text, .. }) => Some(text),
+            _ => None,
+        });
+        assert_eq!(reported.as_deref(), Some("and the battery"));
     }
 
     #[test]
