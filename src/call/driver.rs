@@ -220,14 +220,19 @@ pub async fn run(services: Arc<Services>, call: AnsweredCall) {
             e = async { driver.leg.as_mut().expect("guarded").events.recv().await }, if driver.leg.is_some() => {
                 let now = Instant::now();
                 match e {
-                    Some(LegEvent::MediaStopped) => session.handle_agent(driver.agent_lost(now), now),
-                    Some(e) => {
-                        if let Some(a) = agent_event(e)
-                            && driver.follow_agent(&a, now)
-                        {
-                            session.handle_agent(a, now);
-                        }
+                    Some(LegEvent::MediaStopped) => {
+                        session.handle_agent(driver.agent_lost(now, "'s phone went silent"), now)
                     }
+                    Some(e) => match agent_event(e) {
+                        // An agent who hangs up while hearing a warm transfer's announcement
+                        // never took the caller: they keep their place, as for a lost phone.
+                        Some(AgentEvent::Ended(_)) if session.is_announcing_to_agent() => {
+                            let lost = driver.agent_lost(now, " hung up during the announcement");
+                            session.handle_agent(lost, now);
+                        }
+                        Some(a) if driver.follow_agent(&a, now) => session.handle_agent(a, now),
+                        _ => {}
+                    },
                     None => driver.leg = None,
                 }
             }
@@ -597,20 +602,21 @@ impl Driver {
         })
     }
 
-    /// The agent's phone sent no RTP for `transfer.agent_silence_s` mid-call: it is gone
-    /// (no BYE came). Its leg is hung up; the agent is not ready; a caller who came through
-    /// a queue goes back to the head of its line at once (the event for the session says
-    /// which: the apology, then the hold audio or the fallback).
-    fn agent_lost(&mut self, now: Instant) -> AgentEvent {
+    /// The agent's phone sent no RTP for `transfer.agent_silence_s` mid-call (it is gone; no
+    /// BYE came), or the agent hung up during a warm transfer's announcement (`what` says
+    /// which). Its leg is hung up; the agent is not ready; a caller who came through a queue
+    /// goes back to the head of its line at once (the event for the session says which: the
+    /// apology, then the hold audio or the fallback).
+    fn agent_lost(&mut self, now: Instant, what: &str) -> AgentEvent {
         let s = self.services.clone();
         // Dropping the leg hangs it up; its late events are not the caller's.
         self.leg = None;
         let agent = self.agent.take().unwrap_or_default();
         let why = match agent.as_str() {
-            "" => "the agent's phone went silent".to_string(),
-            a => format!("agent {a}'s phone went silent"),
+            "" => format!("the agent{what}"),
+            a => format!("agent {a}{what}"),
         };
-        tracing::warn!(%agent, "{why}: no RTP for the agent_silence_s");
+        tracing::warn!(%agent, "{why}");
         let back = match &s.agents.acd {
             Some(acd) if !agent.is_empty() => acd.lost(&agent, &self.call_id),
             _ => false,

@@ -1187,6 +1187,12 @@ impl CallSession {
     }
 
     /// The end-of-turn model's probability that consultation `job` is a complete turn.
+    /// A warm transfer's announcement is playing to the agent who answered (the caller
+    /// is not put through yet).
+    pub fn is_announcing_to_agent(&self) -> bool {
+        self.whisper.is_some()
+    }
+
     pub fn handle_verdict(&mut self, job: u64, complete: f32, now: Instant) {
         self.turn.handle_verdict(job, complete);
         // Transferred: a complete turn is an utterance for agent assist or, waiting, for the
