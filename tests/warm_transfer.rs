@@ -5,7 +5,7 @@
 //! node): it registers as Alice's contact (digest, `sip-test/agent_register.xml`) and
 //! answers the transfer. What it records is what the agent heard, in order; Whisper
 //! (`voxnav transcribe`) must find the announcement with the transfer's reason, then the
-//! caller's own words after it.
+//! caller's own words after it and not before (the caller talks all along).
 
 use std::process::Command;
 use std::time::Duration;
@@ -75,15 +75,14 @@ fn the_agent_hears_the_reason_before_the_caller_is_put_through() {
     );
     assert_eq!(status, 200, "{body}");
 
-    // The caller is transferred at once; once put through (after the announcement), they
-    // speak, then say nothing until the agent's side hangs up.
+    // The caller is transferred at once and talks all along, a second between sentences:
+    // nothing of it may reach the agent before the announcement has played, and what they
+    // say once put through must. (Talking all along also keeps the recording going: the
+    // phone stops after 4 s of silence.)
     let script = dir.join("caller.yaml");
-    std::fs::write(
-        &script,
-        "turns:\n  - say: \"Hello, is this the right place for my blender?\"\n    \
-         after_ms: 9000\n  - silence_ms: 15000\n",
-    )
-    .unwrap();
+    let sentence =
+        "  - say: \"Hello, is this the right place for my blender?\"\n    after_ms: 1000\n";
+    std::fs::write(&script, format!("turns:\n{}", sentence.repeat(7))).unwrap();
     let report = scripted_call_to(exe, &format!("sip:ivr@{voxnav}"), &script, &[]);
     assert!(report["failure"].is_null(), "{report}");
 
@@ -104,12 +103,16 @@ fn the_agent_hears_the_reason_before_the_caller_is_put_through() {
     let at = |word: &str| heard.iter().position(|w| w == word);
     // The announcement (its first words may fall in the phone's own hello) with the reason,
     // then the caller.
-    let (Some(reason), Some(through)) = (at("blender"), at("through")) else {
+    let (Some(reason), Some(through)) = (at("broken"), at("through")) else {
         panic!("the announcement and its reason: {heard:?}");
     };
-    let caller = heard.iter().rposition(|w| w == "right" || w == "place");
+    let caller = |w: &String| w == "right" || w == "place";
     assert!(
-        reason < through && caller.is_some_and(|c| c > through),
+        !heard[..through].iter().any(caller),
+        "the caller is not heard before the announcement has played: {heard:?}"
+    );
+    assert!(
+        reason < through && heard[through..].iter().any(caller),
         "the caller's words come after the announcement: {heard:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);

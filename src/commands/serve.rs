@@ -766,8 +766,11 @@ fn turn_detector(
 /// Each answered call runs its hotline's dialplan on its own task.
 fn call_handler(hotlines: Arc<Hotlines>) -> voxnav::net::CallHandler {
     Arc::new(move |call| {
-        // The endpoint answers only numbers a hotline takes (404 otherwise).
-        let services = hotlines.for_number(call.dialled.as_deref()).cloned();
+        // The endpoint answers only numbers a hotline takes (404 otherwise), and an agent's
+        // feature code (`*2`, no hotline's number), which any hotline's engines can say.
+        let services = (hotlines.for_number(call.dialled.as_deref()))
+            .or_else(|| call.agent.as_ref().and(hotlines.all().first()))
+            .cloned();
         Box::pin(async move {
             match services {
                 Some(services) => voxnav::call::driver::run(services, call).await,
