@@ -330,7 +330,9 @@ pub fn collapse_repeated_phrases(text: &str) -> String {
     let mut i = 0;
     while i < words.len() {
         let mut skipped = false;
-        for n in (2..=(words.len() - i) / 2).rev() {
+        // The shortest phrase first: a loop of four copies is also two copies of a phrase
+        // twice as long, which would keep two.
+        for n in 2..=(words.len() - i) / 2 {
             let phrase = &keys[i..i + n];
             let distinct: std::collections::HashSet<&String> = phrase
                 .iter()
@@ -543,6 +545,15 @@ mod tests {
             "four two four two four two"
         );
         assert_eq!(collapse("check my order please"), "check my order please");
+        // Whisper base on a live caller's question (the product voice through G.711, with
+        // the turn's pre-roll): four copies and a cut fifth, once kept as two.
+        assert_eq!(
+            collapse(
+                "which cards can I pay with which cards can I pay with which cards can I pay \
+                 with which cards can I pay with which cards can I"
+            ),
+            "which cards can I pay with"
+        );
         assert_eq!(collapse(""), "");
     }
 }
