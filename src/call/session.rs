@@ -1092,20 +1092,20 @@ impl CallSession {
 
     /// Recognition finished (or failed, or was declined).
     pub fn handle_recognized(&mut self, job: u64, heard: Heard, now: Instant) {
-        if let Some(s) = self.aside_speculation.as_mut()
-            && s.job == job
-        {
+        if let Some(s) = self.aside_speculation.take_if(|s| s.job == job) {
+            if self.bridge.is_none() {
+                return; // the transfer is over: of no use, and not the bot's turn
+            }
             // Words that read as finished let the end-of-turn model end the utterance now.
             if let Ok((text, _)) = &heard {
                 self.turn
                     .handle_transcript(s.samples, text, !text.trim().is_empty());
             }
-            s.heard = Some(heard);
-            if self.bridge.is_some() {
-                self.turn_events_aside(now);
-            } else {
-                self.aside_speculation = None; // the transfer is over
-            }
+            self.aside_speculation = Some(Speculation {
+                heard: Some(heard),
+                ..s
+            });
+            self.turn_events_aside(now);
             return;
         }
         if let Some(i) = self.assist_jobs.iter().position(|&(j, _)| j == job) {
@@ -1186,13 +1186,13 @@ impl CallSession {
         }
     }
 
-    /// The end-of-turn model's probability that consultation `job` is a complete turn.
     /// A warm transfer's announcement is playing to the agent who answered (the caller
     /// is not put through yet).
     pub fn is_announcing_to_agent(&self) -> bool {
         self.whisper.is_some()
     }
 
+    /// The end-of-turn model's probability that consultation `job` is a complete turn.
     pub fn handle_verdict(&mut self, job: u64, complete: f32, now: Instant) {
         self.turn.handle_verdict(job, complete);
         // Transferred: a complete turn is an utterance for agent assist or, waiting, for the
