@@ -2147,6 +2147,27 @@ nodes:
             std::mem::take(&mut self.log)
         }
 
+        /// The end-of-turn model's consultation in `log`, if any.
+        fn consultation(log: &[Output]) -> Option<u64> {
+            log.iter().find_map(|o| match o {
+                Output::JudgeTurn { job, .. } => Some(*job),
+                _ => None,
+            })
+        }
+
+        /// Transferred to `queue:general`, whose agent answers at once.
+        fn agent_answers(&mut self) {
+            self.s.handle_agent(
+                AgentEvent::Dialling {
+                    uri: "queue:general".into(),
+                },
+                self.now,
+            );
+            self.s.handle_agent(AgentEvent::Answered, self.now);
+            self.pump();
+            self.take();
+        }
+
         fn recognitions(log: &[Output]) -> Vec<(u64, usize, bool)> {
             log.iter()
                 .filter_map(|o| match o {
@@ -2403,13 +2424,7 @@ nodes:
         h.talk(800, true);
         h.wait(200);
         let log = h.take();
-        let consult = log
-            .iter()
-            .find_map(|o| match o {
-                Output::JudgeTurn { job, .. } => Some(*job),
-                _ => None,
-            })
-            .expect("the model is consulted at the pause");
+        let consult = Harness::consultation(&log).expect("the model is consulted at the pause");
         let spec = Harness::recognitions(&log)[0].0;
         h.s.handle_recognized(spec, Ok(("hello there".into(), 0.9)), h.now);
         h.s.handle_verdict(consult, 0.9, h.now);
@@ -2426,13 +2441,7 @@ nodes:
         h.talk(900, true);
         h.wait(200);
         let log = h.take();
-        let consult = log
-            .iter()
-            .find_map(|o| match o {
-                Output::JudgeTurn { job, .. } => Some(*job),
-                _ => None,
-            })
-            .unwrap();
+        let consult = Harness::consultation(&log).unwrap();
         let spec = Harness::recognitions(&log)[0].0;
         h.s.handle_verdict(consult, 0.95, h.now);
         h.s.handle_recognized(spec, Ok(("four seven two".into(), 0.9)), h.now);
@@ -2445,13 +2454,7 @@ nodes:
         h.talk(900, true);
         h.wait(200);
         let log = h.take();
-        let consult = log
-            .iter()
-            .find_map(|o| match o {
-                Output::JudgeTurn { job, .. } => Some(*job),
-                _ => None,
-            })
-            .unwrap();
+        let consult = Harness::consultation(&log).unwrap();
         let spec = Harness::recognitions(&log)
             .into_iter()
             .rfind(|r| r.2)
@@ -2821,15 +2824,7 @@ nodes:
             h.s.assist = assist;
             h.first_words("an agent please");
             h.wait(500);
-            h.s.handle_agent(
-                AgentEvent::Dialling {
-                    uri: "queue:general".into(),
-                },
-                h.now,
-            );
-            h.s.handle_agent(AgentEvent::Answered, h.now);
-            h.pump();
-            h.take();
+            h.agent_answers();
             h
         };
         let mut h = connected(true);
@@ -2919,31 +2914,17 @@ nodes:
         h.talk(800, true);
         h.wait(200);
         let log = h.take();
-        let consult = log.iter().find_map(|o| match o {
-            Output::JudgeTurn { job, .. } => Some(*job),
-            _ => None,
-        });
+        let consult = Harness::consultation(&log);
         let first = Harness::recognitions(&log)[0].0;
         h.s.handle_recognized(first, Ok(("an agent please".into(), 0.9)), h.now);
         h.s.handle_verdict(consult.expect("consulted"), 0.9, h.now);
         h.pump();
         h.wait(500);
-        h.s.handle_agent(
-            AgentEvent::Dialling {
-                uri: "queue:general".into(),
-            },
-            h.now,
-        );
-        h.s.handle_agent(AgentEvent::Answered, h.now);
-        h.pump();
-        h.take();
+        h.agent_answers();
         h.talk(1000, true);
         h.wait(200);
         let log = h.take();
-        let consult = log.iter().find_map(|o| match o {
-            Output::JudgeTurn { job, .. } => Some(*job),
-            _ => None,
-        });
+        let consult = Harness::consultation(&log);
         let asked = Harness::recognitions(&log);
         assert_eq!(asked.len(), 1, "one speculation at the pause: {asked:?}");
         h.s.handle_recognized(
@@ -2983,10 +2964,7 @@ nodes:
                 .any(|o| matches!(o, Output::CancelRecognition { job } if *job == first[0].0)),
             "{log:?}"
         );
-        let consult = log.iter().find_map(|o| match o {
-            Output::JudgeTurn { job, .. } => Some(*job),
-            _ => None,
-        });
+        let consult = Harness::consultation(&log);
         let second = Harness::recognitions(&log);
         h.s.handle_recognized(second[0].0, Ok(("and the battery".into(), 0.9)), h.now);
         h.s.handle_verdict(consult.unwrap(), 0.9, h.now);

@@ -1937,18 +1937,7 @@ mod tests {
 
     #[test]
     fn trunks_outside_the_list_get_403_and_unknown_numbers_404() {
-        let mut ep = Endpoint::new(
-            1,
-            "127.0.0.1:5060".parse().unwrap(),
-            EndpointConfig {
-                admission: crate::sip::admission::Admission {
-                    trunks: vec!["127.0.0.0/8".parse().unwrap()],
-                    numbers: Some(["4000".to_string()].into()),
-                    digest: None,
-                },
-                ..Default::default()
-            },
-        );
+        let mut ep = endpoint_admitting("127.0.0.0/8");
         let t0 = Instant::now();
         let outsider: SocketAddr = "192.0.2.66:5070".parse().unwrap();
         for method in ["INVITE", "OPTIONS"] {
@@ -2062,6 +2051,29 @@ mod tests {
         assert!(failed);
     }
 
+    /// The `WWW-Authenticate` values of a 401.
+    fn challenges(response: &str) -> Vec<&str> {
+        (response.lines())
+            .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
+            .collect()
+    }
+
+    /// An endpoint that takes calls for 4000 from `trunks` only.
+    fn endpoint_admitting(trunks: &str) -> Endpoint {
+        Endpoint::new(
+            1,
+            "127.0.0.1:5060".parse().unwrap(),
+            EndpointConfig {
+                admission: crate::sip::admission::Admission {
+                    trunks: vec![trunks.parse().unwrap()],
+                    numbers: Some(["4000".to_string()].into()),
+                    digest: None,
+                },
+                ..Default::default()
+            },
+        )
+    }
+
     /// Accounts for agents `names`, each with the password NAME-pw, realm "centre".
     fn agent_accounts(names: &[&str]) -> crate::sip::digest::DigestConfig {
         use crate::sip::digest::{Algorithm, DigestConfig, UserHashes};
@@ -2087,18 +2099,7 @@ mod tests {
     #[test]
     fn feature_codes_from_agents_phones_are_challenged_and_name_the_agent() {
         use crate::sip::digest::answer;
-        let mut ep = Endpoint::new(
-            1,
-            "127.0.0.1:5060".parse().unwrap(),
-            EndpointConfig {
-                admission: crate::sip::admission::Admission {
-                    trunks: vec!["192.0.2.1/32".parse().unwrap()],
-                    numbers: Some(["4000".to_string()].into()),
-                    digest: None,
-                },
-                ..Default::default()
-            },
-        );
+        let mut ep = endpoint_admitting("192.0.2.1/32");
         let t0 = Instant::now();
         let phone: SocketAddr = "198.51.100.7:5070".parse().unwrap();
         let invite = |call: &str, cseq: u32, auth: Option<&str>| {
@@ -2126,9 +2127,7 @@ mod tests {
         let out = ep.handle_datagram(&invite("f1", 1, None), phone, t0);
         assert_eq!(status(&out[0]), 401, "{}", text(&out[0]));
         let challenge = text(&out[0]);
-        let offered: Vec<&str> = (challenge.lines())
-            .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
-            .collect();
+        let offered = challenges(&challenge);
         let uri = "sip:*2@127.0.0.1";
         let wrong = answer(offered[1], "INVITE", uri, "alice", "guess", "c", 1).unwrap();
         let out = ep.handle_datagram(&invite("f1", 2, Some(&wrong)), phone, t0);
@@ -2181,9 +2180,7 @@ mod tests {
         let out = ep.handle_datagram(&register("alice", 2, 600, None), src(), t0);
         assert_eq!(status(&out[0]), 401);
         let challenge = text(&out[0]);
-        let offered: Vec<&str> = (challenge.lines())
-            .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
-            .collect();
+        let offered = challenges(&challenge);
         assert!(offered[0].contains("realm=\"centre\"") && offered.len() == 2);
         let uri = "sip:127.0.0.1";
         // A wrong password: challenged again, nothing bound, the refusal reported.
@@ -2236,9 +2233,7 @@ mod tests {
         let t1 = t0 + Duration::from_secs(602);
         let out = ep.handle_datagram(&register("alice", 8, 600, None), src(), t1);
         let challenge = text(&out[0]);
-        let offered: Vec<&str> = (challenge.lines())
-            .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
-            .collect();
+        let offered = challenges(&challenge);
         let a = answer(offered[1], "REGISTER", uri, "alice", "alice-pw", "c", 1).unwrap();
         let out = ep.handle_datagram(&register("alice", 9, 600, Some(&a)), src(), t1);
         assert_eq!(status(&out[0]), 200);
@@ -2311,10 +2306,7 @@ mod tests {
         let out = ep.handle_datagram(invite("a1", None).as_bytes(), src(), t0);
         let challenge = text(&out[0]);
         assert_eq!(status(&out[0]), 401, "{challenge}");
-        let offered: Vec<&str> = challenge
-            .lines()
-            .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
-            .collect();
+        let offered = challenges(&challenge);
         assert_eq!(offered.len(), 2, "{challenge}");
         assert!(offered[0].contains("algorithm=SHA-256") && offered[1].contains("algorithm=MD5"));
         let uri = "sip:ivr@127.0.0.1";
