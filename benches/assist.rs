@@ -7,7 +7,7 @@
 //! agent is recognised and looked up (`Report::Assist`): its `latency_ms` runs from the end of
 //! the caller's voice (the turn detector's end of turn, dated back by the silence it waited)
 //! through the recognition queue, Whisper and routing to the report the desk reads. The desk
-//! looks every 500 ms, so on screen add 0-500 ms (250 on average).
+//! long-polls: the report wakes its held request, so the screen follows within a round trip.
 //!
 //! The reference, in the same process: Whisper alone (the server's settings for the demo
 //! hotline: base, beam 5, one thread) on the same questions spoken by the same voice through

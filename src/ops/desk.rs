@@ -13,12 +13,19 @@
 //! `POST /api/desk/login`, opens only their own desk. A wrong password and an unknown agent
 //! get the same 401; after `MAX_FAILURES` failures for one agent id within `FAILURE_WINDOW`,
 //! logins for it answer 429 until the window passes (no password guessing at line speed).
+//!
+//! The page long-polls: `GET /api/desk?wait=FINGERPRINT` answers as soon as the view differs
+//! from the one that carried that fingerprint (the clock fields aside), or after `LONG_POLL`
+//! with the same view. A call pops and an assist suggestion shows when it happens, not at the
+//! next tick of a timer (a 500 ms poll added 250 ms to assist on average). Every report wakes
+//! the waiting requests; what no report announces (the browser phone's status) is checked
+//! every `RECHECK`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -54,6 +61,11 @@ pub const WRAP_UP_CODES: [&str; 5] = [
 ];
 const MAX_CODE: usize = 40;
 const MAX_NOTES: usize = 2000;
+/// The longest a `GET /api/desk?wait=` is held open: under the 30 s idle timeouts proxies
+/// commonly apply.
+const LONG_POLL: Duration = Duration::from_secs(25);
+/// How often a held request looks again when no report woke it.
+const RECHECK: Duration = Duration::from_millis(250);
 
 /// The desk's sessions and what each agent still has to wrap up.
 pub struct Desk {
@@ -71,6 +83,8 @@ pub struct Desk {
     last_call: Mutex<HashMap<String, (String, bool)>>,
     /// The agents' browser phones.
     phones: Arc<WebPhones>,
+    /// Bumped on every report: wakes the long polls.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -129,6 +143,7 @@ impl Desk {
             sessions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             last_call: Mutex::new(HashMap::new()),
+            changes: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -191,8 +206,15 @@ impl Desk {
         }
     }
 
-    /// What the agent's desk shows now.
+    /// What the agent's desk shows now, with its `"fingerprint"`: a hash of everything but
+    /// the clock fields (`now_ms`, `state_s`), which change every second and are not news.
     pub fn view(&self, agent: &str) -> serde_json::Value {
+        let mut view = self.view_content(agent);
+        view["fingerprint"] = json!(fingerprint(&view));
+        view
+    }
+
+    fn view_content(&self, agent: &str) -> serde_json::Value {
         let (name, queues) = lock(&self.book)
             .as_ref()
             .and_then(|b| b.agents.get(agent))
@@ -230,6 +252,24 @@ impl Desk {
             "phone": self.phones.status(agent),
             "wrap_up": wrap_up.map(|c| json!({ "call_id": c, "codes": WRAP_UP_CODES })),
         })
+    }
+
+    /// The agent's view once it differs from the one with `fingerprint`, or after
+    /// `LONG_POLL` (None: the session ended while waiting).
+    pub async fn view_changed(&self, token: &str, fingerprint: &str) -> Option<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + LONG_POLL;
+        let mut changes = self.changes.subscribe();
+        loop {
+            // Subscribed before the view is built: a report in between is not missed.
+            changes.mark_unchanged();
+            let agent = self.agent_of(token, Instant::now())?;
+            let view = self.view(&agent);
+            if view["fingerprint"] != fingerprint || tokio::time::Instant::now() >= deadline {
+                return Some(view);
+            }
+            let wake = deadline.min(tokio::time::Instant::now() + RECHECK);
+            let _ = tokio::time::timeout_at(wake, changes.changed()).await;
+        }
     }
 
     /// The agent's wrap-up of `call`: the code and notes go into the call record, and an
@@ -284,7 +324,30 @@ impl Observer for Desk {
         if let Report::QueueAnswered { call_id, agent, .. } = report {
             lock(&self.last_call).insert(agent.clone(), (call_id.clone(), false));
         }
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
+}
+
+/// A desk view's fingerprint: SipHash (fixed keys, so stable for the process) of the view
+/// without its clock fields, in hex.
+fn fingerprint(view: &serde_json::Value) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut news = view.clone();
+    if let Some(m) = news.as_object_mut() {
+        m.remove("now_ms");
+        m.remove("state_s");
+        m.remove("fingerprint");
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    news.to_string().hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// `GET /api/desk`'s query.
+#[derive(Debug, serde::Deserialize)]
+struct ViewQuery {
+    /// Hold the request until the view's fingerprint differs from this one.
+    wait: Option<String>,
 }
 
 /// The desktop's routes: the page and `/api/desk`.
@@ -338,6 +401,14 @@ fn field<'a>(m: &'a serde_json::Map<String, serde_json::Value>, key: &str) -> &'
 }
 
 /// The desk and the agent of the request's session, or the answer that refuses it.
+/// The desk session token of `Authorization: Bearer TOKEN` ("" when there is none).
+fn bearer_token(headers: &HeaderMap) -> &str {
+    (headers.get(header::AUTHORIZATION))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+}
+
 fn session(desk: &Option<Arc<Desk>>, headers: &HeaderMap) -> Result<(Arc<Desk>, String), Refusal> {
     let Some(desk) = desk else {
         return Err(Refusal(
@@ -345,10 +416,7 @@ fn session(desk: &Option<Arc<Desk>>, headers: &HeaderMap) -> Result<(Arc<Desk>, 
             "no agents file: no desk".into(),
         ));
     };
-    let token = (headers.get(header::AUTHORIZATION))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
+    let token = bearer_token(headers);
     match desk.agent_of(token, Instant::now()) {
         Some(agent) => Ok((desk.clone(), agent)),
         None => Err(Refusal(StatusCode::UNAUTHORIZED, "log in first".into())),
@@ -395,18 +463,27 @@ async fn logout(State(desk): State<Option<Arc<Desk>>>, headers: HeaderMap) -> Re
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
-    let token = (headers.get(header::AUTHORIZATION))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
+    let token = bearer_token(&headers);
     desk.logout(token);
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn view(State(desk): State<Option<Arc<Desk>>>, headers: HeaderMap) -> Response {
-    match session(&desk, &headers) {
-        Ok((desk, agent)) => Json(desk.view(&agent)).into_response(),
-        Err(r) => r.into_response(),
+async fn view(
+    State(desk): State<Option<Arc<Desk>>>,
+    Query(q): Query<ViewQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let (desk, agent) = match session(&desk, &headers) {
+        Ok(session) => session,
+        Err(r) => return r.into_response(),
+    };
+    let Some(fingerprint) = q.wait else {
+        return Json(desk.view(&agent)).into_response();
+    };
+    let token = bearer_token(&headers);
+    match desk.view_changed(token, &fingerprint).await {
+        Some(view) => Json(view).into_response(),
+        None => error(StatusCode::UNAUTHORIZED, "the desk session ended"),
     }
 }
 
@@ -581,5 +658,49 @@ mod tests {
             .unwrap();
         assert!(d.wrap_up("alice", "c1", "resolved", "").is_err(), "once");
         assert!(d.view("alice")["wrap_up"].is_null());
+    }
+
+    #[test]
+    fn a_held_view_answers_with_the_change_and_ignores_the_clock() {
+        let d = Arc::new(desk());
+        let token = d.login("alice", "pw", Instant::now()).unwrap();
+        let before = d.view("alice");
+        let fp = before["fingerprint"].as_str().unwrap().to_string();
+        let mut later = before.clone();
+        later["now_ms"] = json!(0);
+        later["state_s"] = json!(3600);
+        assert_eq!(fingerprint(&later), fp, "the clock is not news");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let held = tokio::spawn({
+                let (d, token, fp) = (d.clone(), token.clone(), fp.clone());
+                async move { d.view_changed(&token, &fp).await }
+            });
+            tokio::task::yield_now().await;
+            d.observe(&Report::QueueAnswered {
+                call_id: "c1".into(),
+                queue: "general".into(),
+                agent: "alice".into(),
+                waited: Duration::from_secs(3),
+            });
+            let view = held.await.unwrap().expect("still logged in");
+            assert_eq!(view["wrap_up"]["call_id"], "c1");
+            assert_ne!(view["fingerprint"], fp.as_str());
+            // A fingerprint that is not the view's: the view as it is.
+            let now = d.view_changed(&token, "stale").await.unwrap();
+            assert_eq!(now["fingerprint"], view["fingerprint"]);
+            // The session ends while held: no view (the handler answers 401).
+            let fp = view["fingerprint"].as_str().unwrap().to_string();
+            let held = tokio::spawn({
+                let (d, token) = (d.clone(), token.clone());
+                async move { d.view_changed(&token, &fp).await }
+            });
+            tokio::task::yield_now().await;
+            d.logout(&token);
+            assert_eq!(held.await.unwrap(), None);
+        });
     }
 }
