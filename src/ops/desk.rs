@@ -400,7 +400,6 @@ fn field<'a>(m: &'a serde_json::Map<String, serde_json::Value>, key: &str) -> &'
     m.get(key).and_then(|v| v.as_str()).unwrap_or_default()
 }
 
-/// The desk and the agent of the request's session, or the answer that refuses it.
 /// The desk session token of `Authorization: Bearer TOKEN` ("" when there is none).
 fn bearer_token(headers: &HeaderMap) -> &str {
     (headers.get(header::AUTHORIZATION))
@@ -409,6 +408,7 @@ fn bearer_token(headers: &HeaderMap) -> &str {
         .unwrap_or_default()
 }
 
+/// The desk and the agent of the request's session, or the answer that refuses it.
 fn session(desk: &Option<Arc<Desk>>, headers: &HeaderMap) -> Result<(Arc<Desk>, String), Refusal> {
     let Some(desk) = desk else {
         return Err(Refusal(
