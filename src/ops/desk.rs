@@ -32,6 +32,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use super::bearer_token;
 use super::live::{LiveView, now_ms};
 use crate::agents::AgentBook;
 use crate::net::webphone::{MAX_OFFER, WebPhoneError, WebPhones};
@@ -398,14 +399,6 @@ fn body_object(body: &str) -> Result<serde_json::Map<String, serde_json::Value>,
 
 fn field<'a>(m: &'a serde_json::Map<String, serde_json::Value>, key: &str) -> &'a str {
     m.get(key).and_then(|v| v.as_str()).unwrap_or_default()
-}
-
-/// The desk session token of `Authorization: Bearer TOKEN` ("" when there is none).
-fn bearer_token(headers: &HeaderMap) -> &str {
-    (headers.get(header::AUTHORIZATION))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default()
 }
 
 /// The desk and the agent of the request's session, or the answer that refuses it.

@@ -11,3 +11,12 @@ pub mod metrics;
 pub mod records;
 pub mod review;
 pub mod stats;
+
+/// The token of `Authorization: Bearer TOKEN` ("" when there is none): the admin API's and
+/// the agent desk's.
+pub(crate) fn bearer_token(headers: &axum::http::HeaderMap) -> &str {
+    (headers.get(axum::http::header::AUTHORIZATION))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+}
